@@ -1,0 +1,43 @@
+# The entry points. Each target installs what it needs first (scripts/install-deps.sh is
+# idempotent and quick when everything is present).
+BUILD      ?= build
+BUILD_TYPE ?= Release
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' \) -print)
+
+.PHONY: all deps build test run bench chaos fuzz format format-check clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure --timeout 900 $(CTEST_ARGS)
+
+run: build
+	@bash scripts/run.sh $(BUILD)
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+chaos: build
+	@cd $(BUILD) && ctest --output-on-failure -L chaos-full
+
+fuzz: deps
+	@bash scripts/fuzz.sh $(or $(FUZZ_SECONDS),60)
+
+format:
+	@clang-format -i $(SOURCES)
+
+format-check:
+	@clang-format --dry-run --Werror $(SOURCES) && echo "format-check: ok"
+
+clean:
+	rm -rf $(BUILD)

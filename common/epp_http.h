@@ -1,0 +1,127 @@
+/* epp_http: a thin layer over libmicrohttpd shared by every epp service.
+ *
+ * It gives: routing by method and path pattern ("/analytics/users/{user_id}/events"), request
+ * bodies accumulated up to a cap (413 beyond it), JSON error replies in the SPEC section 4
+ * shape, 404 and 405 (with Allow), per-connection time limits, connection limits, API keys
+ * (Bearer or X-API-Key, constant-time compare; every route but /health when keys are set), a
+ * per-key or per-IP token-bucket rate limit (429 + Retry-After), a CORS allow-list with
+ * preflight, request metrics, and the built-in routes GET /health, GET /ready and GET /metrics.
+ *
+ * Asynchronous replies: a handler may return without replying after calling
+ * epp_http_suspend(); any thread may later call one of the epp_http_reply*() functions, which
+ * resumes the connection and sends the reply. This is how ingestion answers after the Kafka
+ * acknowledgement without holding a thread.
+ *
+ * Threads: handlers run on libmicrohttpd's worker threads (opts.threads of them). Every request
+ * gets exactly one reply; a reply function may be called exactly once per request. */
+#ifndef EPP_HTTP_H
+#define EPP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "epp_buf.h"
+#include "epp_metrics.h"
+
+typedef struct epp_http_server epp_http_server_t;
+typedef struct epp_http_req epp_http_req_t;
+
+/* A route handler. It must reply (epp_http_reply*) or suspend (epp_http_suspend) before it
+ * returns. ud is the pointer given to epp_http_route(). */
+typedef void (*epp_http_handler_t)(epp_http_req_t *req, void *ud);
+
+/* /ready: returns 1 when ready; otherwise writes a reason (e.g. "kafka unreachable"). */
+typedef int (*epp_http_ready_fn)(void *ud, char *reason, size_t reason_size);
+
+typedef struct {
+    const char *service;       /* "epp-ingest": logs, metrics, error JSON; borrowed */
+    const char *bind_address;  /* NULL or "0.0.0.0": all interfaces; "127.0.0.1": loopback */
+    int port;                  /* 0: pick a free port (see epp_http_port) */
+    unsigned threads;          /* worker threads (>= 1) */
+    unsigned max_connections;  /* total; beyond it connections are refused */
+    unsigned max_per_ip;       /* 0: no per-IP limit */
+    unsigned timeout_s;        /* idle/slow connection timeout (slowloris bound) */
+    size_t max_body;           /* request body cap in bytes; larger bodies get 413 */
+    const char *api_keys;      /* comma-separated; NULL or "": auth off (a warning is logged) */
+    double rate_limit_rps;     /* per key (or per client IP without keys); 0: off */
+    double rate_limit_burst;   /* bucket size; 0: same as rate_limit_rps */
+    const char *cors_origins;  /* comma-separated allow-list, "*" for any; NULL: CORS off */
+    epp_metrics_t *metrics;    /* request metrics are registered here; borrowed; may be NULL */
+    epp_http_ready_fn ready;   /* NULL: /ready is always 200 */
+    void *ready_ud;
+} epp_http_opts_t;
+
+/* Fills opts with defaults: threads 2, max_connections 10000, timeout 30 s, max_body 1 MiB,
+ * port 8000, everything else off/NULL. */
+void epp_http_opts_default(epp_http_opts_t *opts);
+
+/* Creates a server (not listening yet). Copies what it needs from opts. NULL on failure with a
+ * message in err. */
+epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_t errsz);
+
+enum {
+    EPP_HTTP_ROUTE_PUBLIC = 1 << 0, /* no API key needed (only /health is public by default) */
+    EPP_HTTP_ROUTE_NO_BODY = 1 << 1, /* a body is refused with 413 (GET-like routes) */
+};
+
+/* Adds a route before epp_http_start(). method: "GET", "POST", ... pattern: a path whose
+ * segments may be "{name}" parameters (read with epp_http_path_param). 0 or EPP_EINVAL. */
+int epp_http_route(epp_http_server_t *srv, const char *method, const char *pattern,
+                   epp_http_handler_t handler, void *ud, unsigned flags);
+
+/* Starts listening. 0 or a negative EPP_E* code (message in err). */
+int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz);
+
+/* The port actually bound (useful with port 0). */
+int epp_http_port(const epp_http_server_t *srv);
+
+/* Stops accepting new connections; requests in flight continue. Any thread. */
+void epp_http_quiesce(epp_http_server_t *srv);
+
+/* Number of requests that have been received but not yet answered (suspended ones included). */
+unsigned epp_http_inflight(const epp_http_server_t *srv);
+
+/* Stops the server: requests still unanswered get 503; then frees it. Accepts NULL. */
+void epp_http_destroy(epp_http_server_t *srv);
+
+/* --- Request accessors: valid from the handler call until the reply is sent. --- */
+const char *epp_http_method(const epp_http_req_t *req);
+const char *epp_http_path(const epp_http_req_t *req);
+/* The route pattern matched ("/events"), for metrics and spans. */
+const char *epp_http_route_pattern(const epp_http_req_t *req);
+/* A "{name}" path parameter, URL-decoded, or NULL. */
+const char *epp_http_path_param(const epp_http_req_t *req, const char *name);
+/* A query-string argument, URL-decoded, or NULL. */
+const char *epp_http_query(const epp_http_req_t *req, const char *name);
+/* A request header (case-insensitive name), or NULL. */
+const char *epp_http_header(const epp_http_req_t *req, const char *name);
+/* The body received so far (complete when the handler runs); *len may be NULL. Never NULL. */
+const char *epp_http_body(const epp_http_req_t *req, size_t *len);
+/* The client's address as text. */
+const char *epp_http_client_ip(const epp_http_req_t *req);
+/* Monotonic microseconds when the request started. */
+int64_t epp_http_start_us(const epp_http_req_t *req);
+
+/* Per-request user data for async handlers (not freed by the layer). */
+void epp_http_set_data(epp_http_req_t *req, void *data);
+void *epp_http_get_data(const epp_http_req_t *req);
+
+/* --- Replies: exactly one per request; any thread when the request is suspended. --- */
+
+/* Adds a response header to the coming reply (before the reply call, same thread). */
+int epp_http_add_header(epp_http_req_t *req, const char *name, const char *value);
+
+/* Replies with a copy of body. */
+int epp_http_reply(epp_http_req_t *req, unsigned status, const char *content_type,
+                   const char *body, size_t len);
+/* Replies application/json with a copy of json. */
+int epp_http_reply_json(epp_http_req_t *req, unsigned status, const char *json, size_t len);
+/* Replies {"error":{"code":code,"message":message[,"field":field]}}; field may be NULL.
+ * retry_after_s > 0 adds Retry-After. */
+int epp_http_reply_error(epp_http_req_t *req, unsigned status, const char *code,
+                         const char *message, const char *field, unsigned retry_after_s);
+
+/* Marks the request as answered later. The handler returns; the reply comes from any thread. */
+void epp_http_suspend(epp_http_req_t *req);
+
+#endif
