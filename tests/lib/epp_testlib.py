@@ -1,0 +1,491 @@
+"""Helpers shared by epp's integration tests (Python 3 stdlib + psycopg2 + confluent_kafka).
+
+Import with:
+
+    sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
+    import epp_testlib as t
+
+The CTest fixtures `pg` and `broker` (tests/fixtures) write ${build}/test-env/env with:
+    EPP_TEST_PG_URL        superuser URL to the `postgres` database
+    EPP_TEST_PG_HOST, EPP_TEST_PG_PORT, EPP_TEST_PG_DATA, EPP_TEST_PG_BINDIR
+    KAFKA_BOOTSTRAP_SERVERS  the dev broker (tools/epp-devbroker)
+    EPP_DEVBROKER_CONTROL    its control API, http://127.0.0.1:PORT
+
+Tests create their OWN database (create_database) and their OWN topics (unique_name +
+create_topic) so that they never interfere with each other, even under `ctest -j`.
+
+Typical use:
+
+    env = t.load_env(build_dir)
+    url = t.create_database(env, t.unique_name("consumer_basic"))
+    with t.ServiceProcess(env, "epp-consumer", port=t.free_port(),
+                          extra_env={"DATABASE_URL": url}) as svc:
+        status, headers, body = t.http_json("GET", svc.url("/metrics"))
+    t.drop_database(env, url)
+"""
+
+import json
+import os
+import signal as _signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+__all__ = [
+    "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
+    "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
+    "http_request", "http_json", "broker_control", "create_topic", "kafka_producer",
+    "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process",
+]
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def check(cond, msg="check failed"):
+    """Like assert, but never compiled out (python3 -O) and with a message."""
+    if not cond:
+        raise TestFailure(msg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+# ---------------------------------------------------------------------------------------------
+
+def build_dir_from(argv=None):
+    """The build directory: argv[1] when given (tests are registered as `python3 test.py
+    ${CMAKE_BINARY_DIR}`), else $EPP_BUILD_DIR, else REPO/build."""
+    argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and os.path.isdir(argv[1]):
+        return os.path.abspath(argv[1])
+    if os.environ.get("EPP_BUILD_DIR"):
+        return os.path.abspath(os.environ["EPP_BUILD_DIR"])
+    return os.path.join(REPO, "build")
+
+
+def load_env(build_dir=None):
+    """Returns a dict: the KEY=VALUE lines of BUILD/test-env/env, plus EPP_BUILD_DIR. Values
+    already in os.environ win (so a test can be pointed at another stack by hand)."""
+    build_dir = os.path.abspath(build_dir or build_dir_from())
+    env = {}
+    path = os.path.join(build_dir, "test-env", "env")
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("#") or "=" not in line:
+                    continue
+                k, v = line.split("=", 1)
+                env[k] = v
+    for k in ("EPP_TEST_PG_URL", "EPP_TEST_PG_HOST", "EPP_TEST_PG_PORT", "EPP_TEST_PG_DATA",
+              "EPP_TEST_PG_BINDIR", "KAFKA_BOOTSTRAP_SERVERS", "EPP_DEVBROKER_CONTROL"):
+        if os.environ.get(k):
+            env[k] = os.environ[k]
+    env["EPP_BUILD_DIR"] = build_dir
+    return env
+
+
+def bin_path(env_or_build_dir, name):
+    """build/bin/NAME (absolute)."""
+    b = env_or_build_dir["EPP_BUILD_DIR"] if isinstance(env_or_build_dir, dict) else env_or_build_dir
+    return os.path.join(b, "bin", name)
+
+
+def unique_name(prefix="t"):
+    """A name safe for databases and topics: prefix_<pid>_<random>, lowercase."""
+    return ("%s_%d_%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])).lower()
+
+
+def free_port():
+    """A TCP port that was free on 127.0.0.1 a moment ago (the usual small race applies)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout=10.0, interval=0.05, msg="condition"):
+    """Polls pred() until it returns a truthy value, which is returned. Raises TestFailure after
+    timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = pred()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - the predicate may fail until ready
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise TestFailure("timed out after %.1fs waiting for %s%s" %
+                              (timeout, msg, " (last error: %r)" % last_exc if last_exc else ""))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------------
+# Postgres
+# ---------------------------------------------------------------------------------------------
+
+def pg_connect(url, autocommit=True):
+    import psycopg2
+    conn = psycopg2.connect(url)
+    conn.autocommit = autocommit
+    return conn
+
+
+def _db_url(env, name):
+    u = urllib.parse.urlsplit(env["EPP_TEST_PG_URL"])
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, u.query, u.fragment))
+
+
+def create_database(env, name=None):
+    """Creates a fresh database (dropped first if it exists) and returns its URL. name defaults
+    to a unique one."""
+    name = name or unique_name("db")
+    check(name.replace("_", "").isalnum(), "database name must be [A-Za-z0-9_]: %r" % name)
+    conn = pg_connect(env["EPP_TEST_PG_URL"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+            cur.execute('CREATE DATABASE "%s"' % name)
+    finally:
+        conn.close()
+    return _db_url(env, name)
+
+
+def drop_database(env, name_or_url):
+    """Drops a database (by name or by the URL create_database returned), disconnecting its
+    clients. No error when it does not exist."""
+    name = name_or_url
+    if "://" in name_or_url:
+        name = urllib.parse.urlsplit(name_or_url).path.lstrip("/")
+    conn = pg_connect(env["EPP_TEST_PG_URL"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
+    finally:
+        conn.close()
+
+
+def apply_migrations(url, sql_dir=None):
+    """Applies sql/*.sql in name order (for tests that need the schema without running
+    epp-consumer, which normally applies them)."""
+    sql_dir = sql_dir or os.path.join(REPO, "sql")
+    conn = pg_connect(url)
+    try:
+        with conn.cursor() as cur:
+            for f in sorted(os.listdir(sql_dir)):
+                if f.endswith(".sql"):
+                    with open(os.path.join(sql_dir, f)) as fh:
+                        cur.execute(fh.read())
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+# ---------------------------------------------------------------------------------------------
+
+def http_request(method, url, body=None, headers=None, timeout=10.0):
+    """One HTTP request with urllib. body: bytes, str, or a JSON-able object (sent as JSON).
+    Returns (status, headers_dict_lowercase_keys, body_bytes); HTTP error statuses are returned,
+    not raised. Connection failures raise (URLError / OSError)."""
+    headers = dict(headers or {})
+    data = None
+    if body is not None:
+        if isinstance(body, bytes):
+            data = body
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = json.dumps(body).encode()
+            headers.setdefault("Content-Type", "application/json")
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.headers.items()}, resp.read()
+    except urllib.error.HTTPError as e:
+        try:
+            payload = e.read()
+        finally:
+            e.close()
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, payload
+
+
+def http_json(method, url, body=None, headers=None, timeout=10.0):
+    """Like http_request, but the body is parsed as JSON when it looks like JSON (else returned
+    as text). Returns (status, headers, parsed)."""
+    status, hdrs, raw = http_request(method, url, body, headers, timeout)
+    text = raw.decode("utf-8", "replace")
+    parsed = text
+    if text.strip()[:1] in ("{", "["):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            pass
+    return status, hdrs, parsed
+
+
+def broker_control(env, method, path, timeout=10.0):
+    """Calls the dev broker's control API (tools/epp-devbroker/README.md), e.g.
+    broker_control(env, "POST", "/brokers/down"). Returns (status, parsed_body)."""
+    base = env["EPP_DEVBROKER_CONTROL"].rstrip("/")
+    status, _, body = http_json(method, base + path, body=b"" if method == "POST" else None,
+                                timeout=timeout)
+    return status, body
+
+
+def create_topic(env, name, partitions=4):
+    """Creates a topic on the dev broker (idempotent there: an existing topic is kept)."""
+    status, body = broker_control(env, "POST", "/topics?name=%s&partitions=%d" %
+                                  (urllib.parse.quote(name), partitions))
+    check(status == 200, "create_topic %s: %s %r" % (name, status, body))
+    return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Kafka (confluent_kafka, with librdkafka 2.0.2 underneath)
+# ---------------------------------------------------------------------------------------------
+
+def _bootstrap(env_or_bootstrap):
+    if isinstance(env_or_bootstrap, dict):
+        return env_or_bootstrap["KAFKA_BOOTSTRAP_SERVERS"]
+    return env_or_bootstrap
+
+
+def kafka_producer(env_or_bootstrap, **conf):
+    """A confluent_kafka.Producer on the dev broker. conf keys use '_' or '.' (linger_ms or
+    'linger.ms')."""
+    from confluent_kafka import Producer
+    c = {"bootstrap.servers": _bootstrap(env_or_bootstrap), "linger.ms": 5}
+    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    return Producer(c)
+
+
+def produce(env_or_bootstrap, topic, messages, key=None, timeout=30.0, **conf):
+    """Produces messages (iterable of bytes/str, or (key, value) tuples) and waits for every
+    delivery report. Returns the number delivered; raises TestFailure listing the first error
+    when any delivery failed."""
+    p = kafka_producer(env_or_bootstrap, **conf)
+    errors = []
+    delivered = [0]
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(err)
+        else:
+            delivered[0] += 1
+
+    n = 0
+    for m in messages:
+        k = key
+        if isinstance(m, tuple):
+            k, m = m
+        while True:
+            try:
+                p.produce(topic, value=m, key=k, on_delivery=on_delivery)
+                break
+            except BufferError:
+                p.poll(0.05)
+        n += 1
+        if n % 1000 == 0:
+            p.poll(0)
+    left = p.flush(timeout)
+    check(left == 0, "produce: %d messages still queued after %.0fs" % (left, timeout))
+    check(not errors, "produce: %d delivery errors, first: %s" % (len(errors), errors[:1]))
+    return delivered[0]
+
+
+def consume_all(env_or_bootstrap, topic, count=None, group=None, timeout=30.0,
+                idle_timeout=None, **conf):
+    """Consumes from the beginning of topic in consumer group `group` (default: a unique one)
+    until `count` messages arrived (or, with count=None, until nothing arrived for
+    idle_timeout seconds, default 3). Returns a list of
+    (partition, offset, key_bytes_or_None, value_bytes). Raises TestFailure on timeout before
+    count, with how many arrived."""
+    from confluent_kafka import Consumer, KafkaError
+    c = {
+        "bootstrap.servers": _bootstrap(env_or_bootstrap),
+        "group.id": group or unique_name("g"),
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+    }
+    c.update({k.replace("_", "."): v for k, v in conf.items()})
+    consumer = Consumer(c)
+    out = []
+    if idle_timeout is None:
+        idle_timeout = 3.0 if count is None else timeout
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while count is None or len(out) < count:
+            now = time.monotonic()
+            if now >= deadline or now - last >= idle_timeout:
+                break
+            batch = consumer.consume(num_messages=1000, timeout=0.5)
+            for m in batch:
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise TestFailure("consume: %s" % m.error())
+                out.append((m.partition(), m.offset(), m.key(), m.value()))
+                last = time.monotonic()
+    finally:
+        consumer.close()
+    if count is not None:
+        check(len(out) >= count, "consume_all(%s): %d of %d messages in %.0fs" %
+              (topic, len(out), count, timeout))
+    return out
+
+
+def topic_offsets(env_or_bootstrap, topic, timeout=10.0):
+    """{partition: (low, high)} watermarks for every partition of topic."""
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": _bootstrap(env_or_bootstrap),
+                         "group.id": unique_name("wm")})
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        parts = sorted(md.topics[topic].partitions.keys())
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                for p in parts}
+    finally:
+        consumer.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+class ServiceProcess:
+    """Runs a build/bin program (or any executable path) with env and args, captures its
+    stdout+stderr into BUILD/test-logs/<log_name>.log, and (when port is given) waits for
+    GET http://127.0.0.1:port<health_path> to answer 200.
+
+    env: the load_env() dict (used for EPP_BUILD_DIR; KAFKA_BOOTSTRAP_SERVERS is passed on).
+    extra_env: variables for the child on top of os.environ (e.g. DATABASE_URL, HTTP_PORT).
+    port: also exported as HTTP_PORT unless extra_env sets it.
+
+    Use as a context manager, or call start()/stop(). stop() sends SIGTERM and waits, then
+    SIGKILL after the grace time; the return code is kept in .returncode."""
+
+    def __init__(self, env, program, args=(), port=None, extra_env=None, health_path="/health",
+                 log_name=None, start_timeout=20.0, cwd=None):
+        self.env = env
+        self.program = program if os.path.sep in program else bin_path(env, program)
+        self.args = list(args)
+        self.port = port
+        self.health_path = health_path
+        self.start_timeout = start_timeout
+        self.cwd = cwd
+        self.proc = None
+        self.returncode = None
+        child_env = dict(os.environ)
+        if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            child_env["KAFKA_BOOTSTRAP_SERVERS"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+        if port is not None:
+            child_env["HTTP_PORT"] = str(port)
+        child_env.update({k: str(v) for k, v in (extra_env or {}).items()})
+        self.child_env = child_env
+        logs = os.path.join(env["EPP_BUILD_DIR"], "test-logs")
+        os.makedirs(logs, exist_ok=True)
+        base = log_name or "%s-%s" % (os.path.basename(self.program), unique_name("p"))
+        self.log_path = os.path.join(logs, base + ".log")
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def start(self, wait_healthy=True):
+        check(os.access(self.program, os.X_OK), "not built: %s" % self.program)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([self.program] + self.args, env=self.child_env,
+                                     stdin=subprocess.DEVNULL, stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.cwd)
+        if wait_healthy and self.port is not None:
+            self.wait_healthy()
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_healthy(self, timeout=None):
+        timeout = self.start_timeout if timeout is None else timeout
+
+        def healthy():
+            if not self.alive():
+                raise TestFailure("%s exited with %s during start-up; log %s:\n%s" %
+                                  (self.program, self.proc.returncode, self.log_path,
+                                   self.log_tail()))
+            try:
+                status, _, _ = http_request("GET", self.url(self.health_path), timeout=2)
+                return status == 200
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + timeout
+        while True:
+            if healthy():
+                return
+            if time.monotonic() >= deadline:
+                raise TestFailure("%s not healthy on port %s after %.0fs; log %s:\n%s" %
+                                  (self.program, self.port, timeout, self.log_path,
+                                   self.log_tail()))
+            time.sleep(0.05)
+
+    def send_signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=15.0, sig=_signal.SIGTERM):
+        """SIGTERM (or sig), wait up to timeout, then SIGKILL. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.returncode = self.proc.returncode
+        self._log.close()
+        return self.returncode
+
+    def kill(self):
+        """SIGKILL (a crash), and reap."""
+        return self.stop(timeout=0.1, sig=_signal.SIGKILL)
+
+    def wait(self, timeout=None):
+        self.returncode = self.proc.wait(timeout)
+        return self.returncode
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+def start_process(env, program, args=(), port=None, extra_env=None, **kw):
+    """ServiceProcess(...).start(): returns the started (and, with port, healthy) process."""
+    return ServiceProcess(env, program, args, port=port, extra_env=extra_env, **kw).start()
