@@ -12,6 +12,8 @@
 #ifndef EPP_LOG_H
 #define EPP_LOG_H
 
+#include <stddef.h>
+
 typedef enum {
     EPP_LOG_DEBUG = 0,
     EPP_LOG_INFO = 1,
@@ -39,6 +41,11 @@ void epp_log_write(epp_log_level_t level, const char *fmt, ...) __attribute__((f
 /* Writes one line with extra string fields: kv is a NULL-terminated list of key, value pairs
  * (values may be NULL, written as null). msg is not a format. Values are JSON-escaped. */
 void epp_log_kv(epp_log_level_t level, const char *msg, ...);
+
+/* Same as epp_log_kv with the pairs in an array: kv[0], kv[1] are the first key and value, and
+ * so on for npairs pairs (values may be NULL). For callers that build the field list at run time
+ * (epp_config_log). */
+void epp_log_kv_array(epp_log_level_t level, const char *msg, const char *const *kv, size_t npairs);
 
 #define EPP_LOG_ON(level) ((int)(level) >= epp_log_threshold)
 #define EPP_LOG(level, ...)                                                                        \
