@@ -39,16 +39,18 @@ enum {
 };
 
 typedef struct {
-    const char *flag;  /* "http-port": used as --http-port; NULL ends the table */
-    const char *env;   /* "HTTP_PORT", or NULL for flag-only options */
+    const char *flag; /* "http-port": used as --http-port; NULL ends the table */
+    const char *env;  /* "HTTP_PORT", or NULL for flag-only options */
     epp_conf_type_t type;
-    const char *def;   /* default, as text (NULL: no default, string stays NULL) */
-    double min, max;   /* bounds for INT and DOUBLE (inclusive); ignored when min > max */
-    size_t offset;     /* offsetof(struct, field) */
-    const char *help;  /* one line */
-    unsigned flags;    /* EPP_CONF_SECRET */
+    const char *def;  /* default, as text (NULL: no default, string stays NULL) */
+    double min, max;  /* bounds for INT and DOUBLE (inclusive); ignored when min > max */
+    size_t offset;    /* offsetof(struct, field) */
+    const char *help; /* one line */
+    unsigned flags;   /* EPP_CONF_SECRET */
 } epp_conf_opt_t;
 
+/* One initialiser per line reads better than clang-format's layout of these macros. */
+/* clang-format off */
 #define EPP_CONF_STR(flag, env, def, st, field, help)                                              \
     { flag, env, EPP_CONF_STRING, def, 1, 0, offsetof(st, field), help, 0 }
 #define EPP_CONF_SECRET_STR(flag, env, def, st, field, help)                                       \
@@ -60,15 +62,22 @@ typedef struct {
 #define EPP_CONF_BOOL(flag, env, def, st, field, help)                                             \
     { flag, env, EPP_CONF_BOOL, def, 1, 0, offsetof(st, field), help, 0 }
 #define EPP_CONF_END { 0 }
+/* clang-format on */
 
 /* Fills cfg from defaults, the environment, then argv (argv[0] is skipped).
  * Returns 0 on success; 1 when --help or --version was given and printed to stdout (the caller
  * exits 0); EPP_EINVAL with a message in err when an option is unknown or a value is bad (the
  * caller prints it and exits 2). Positional arguments are rejected unless rest is non-NULL, in
  * which case *rest_index receives the index of the first non-option argument ("--" ends options).
- * prog and summary are used by --help. */
-int epp_config_parse(const epp_conf_opt_t *table, void *cfg, int argc, char **argv, const char *prog,
-                     const char *summary, int *rest_index, char *err, size_t errsz);
+ * prog and summary are used by --help.
+ * Details: every field in the table is first reset (strings to NULL, without freeing: call
+ * epp_config_free before parsing into the same struct again), so epp_config_free is safe after
+ * any return. --help/-h/--version win over bad values elsewhere. With rest_index, option parsing
+ * stops at the first positional argument (options after it are the caller's). A malformed
+ * environment variable is an error even when a flag overrides it. */
+int epp_config_parse(const epp_conf_opt_t *table, void *cfg, int argc, char **argv,
+                     const char *prog, const char *summary, int *rest_index, char *err,
+                     size_t errsz);
 
 /* Prints usage: every option with its flag, env var, default and help. */
 void epp_config_print_help(FILE *out, const char *prog, const char *summary,

@@ -36,7 +36,8 @@ int epp_log_format_parse(const char *s, int *json);
 
 /* Writes one line: msg is a printf format. Prefer the macros below, which skip all work when
  * the level is off. */
-void epp_log_write(epp_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void epp_log_write(epp_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Writes one line with extra string fields: kv is a NULL-terminated list of key, value pairs
  * (values may be NULL, written as null). msg is not a format. Values are JSON-escaped. */
