@@ -250,7 +250,7 @@ def test_readme(repo):
         "docker-compose -f docker/docker-compose.yml config": "this test",
     }
     readme = open(os.path.join(repo, "README.md")).read()
-    for block in re.findall(r"```(?:sh|bash|console)?\n(.*?)```", readme, re.S):
+    for block in re.findall(r"```(?:sh|bash|console)\n(.*?)```", readme, re.S):
         for line in block.splitlines():
             cmd = line.split("#")[0].strip().lstrip("$ ").strip()
             if not cmd or "──" in cmd or "│" in cmd or "▶" in cmd:
