@@ -1,0 +1,197 @@
+/* epp_time: RFC 3339 and epoch parsing, RFC 3339 formatting, clocks.
+ *
+ * The calendar arithmetic is the days-from-civil / civil-from-days algorithm on 400-year eras
+ * of the proleptic Gregorian calendar (146,097 days each), so it needs no tables and no libc
+ * time-zone state (timegm/gmtime_r would touch TZ handling and locks on some libcs). */
+#include "epp_time.h"
+
+#include <stdio.h>
+#include <time.h>
+
+#include "epp_error.h"
+
+/* Largest instant we accept or print with a 4-digit year: 9999-12-31T23:59:59.999999Z. */
+#define MAX_EPOCH_SEC 253402300799LL
+
+int64_t epp_time_days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;                                   /* [0, 399] */
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
+    return era * 146097 + doe - 719468;
+}
+
+void epp_time_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d)
+{
+    days += 719468;
+    int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+    int64_t doe = days - era * 146097;                                   /* [0, 146096] */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* [0, 365] */
+    int64_t mp = (5 * doy + 2) / 153;                                    /* [0, 11] */
+    *d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static unsigned days_in_month(int64_t y, unsigned m)
+{
+    static const unsigned dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && is_leap(y) ? 29 : dim[m - 1];
+}
+
+/* Reads exactly n decimal digits at s; -1 when any is not a digit. */
+static int digits(const char *s, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int epp_time_parse_rfc3339(const char *s, size_t len, int64_t *us)
+{
+    /* The shortest form is "YYYY-MM-DDTHH:MM:SSZ" (20 bytes). */
+    if (len < 20 || s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':')
+        return EPP_EINVAL;
+    if (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
+        return EPP_EINVAL;
+    int year = digits(s, 4), mon = digits(s + 5, 2), day = digits(s + 8, 2);
+    int hour = digits(s + 11, 2), min = digits(s + 14, 2), sec = digits(s + 17, 2);
+    if (year < 1 || mon < 1 || mon > 12 || day < 1 || hour < 0 || hour > 23 || min < 0 ||
+        min > 59 || sec < 0 || sec > 59)
+        return EPP_EINVAL;
+    if ((unsigned)day > days_in_month(year, (unsigned)mon))
+        return EPP_EINVAL;
+
+    size_t i = 19;
+    int64_t frac_us = 0;
+    if (i < len && s[i] == '.') {
+        i++;
+        size_t start = i;
+        int64_t scale = 100000;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            frac_us += (s[i] - '0') * scale;
+            scale /= 10;
+            i++;
+        }
+        if (i == start)
+            return EPP_EINVAL;
+    }
+    if (i >= len)
+        return EPP_EINVAL;
+    int64_t offset_sec = 0;
+    if (s[i] == 'Z' || s[i] == 'z') {
+        i++;
+    } else if (s[i] == '+' || s[i] == '-') {
+        if (len - i < 6 || s[i + 3] != ':')
+            return EPP_EINVAL;
+        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
+        if (oh < 0 || oh > 23 || om < 0 || om > 59)
+            return EPP_EINVAL;
+        offset_sec = (int64_t)oh * 3600 + om * 60;
+        if (s[i] == '-')
+            offset_sec = -offset_sec;
+        i += 6;
+    } else {
+        return EPP_EINVAL;
+    }
+    if (i != len)
+        return EPP_EINVAL;
+
+    int64_t days = epp_time_days_from_civil(year, (unsigned)mon, (unsigned)day);
+    int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_sec;
+    *us = secs * EPP_USEC_PER_SEC + frac_us;
+    return 0;
+}
+
+int epp_time_parse_param(const char *s, int64_t *us)
+{
+    size_t len = 0;
+    while (s[len])
+        len++;
+    if (len >= 20 && s[4] == '-')
+        return epp_time_parse_rfc3339(s, len, us);
+
+    /* Epoch seconds: digits, optionally '.' and more digits. No sign: negative instants are
+     * not meaningful query bounds for event data. */
+    size_t i = 0;
+    int64_t sec = 0;
+    while (i < len && s[i] >= '0' && s[i] <= '9') {
+        sec = sec * 10 + (s[i] - '0');
+        if (sec > MAX_EPOCH_SEC)
+            return EPP_EINVAL;
+        i++;
+    }
+    if (i == 0)
+        return EPP_EINVAL;
+    int64_t frac_us = 0;
+    if (i < len && s[i] == '.') {
+        i++;
+        size_t start = i;
+        int64_t scale = 100000;
+        while (i < len && s[i] >= '0' && s[i] <= '9') {
+            frac_us += (s[i] - '0') * scale;
+            scale /= 10;
+            i++;
+        }
+        if (i == start)
+            return EPP_EINVAL;
+    }
+    if (i != len)
+        return EPP_EINVAL;
+    *us = sec * EPP_USEC_PER_SEC + frac_us;
+    return 0;
+}
+
+size_t epp_time_format(int64_t us, char *buf)
+{
+    int64_t secs = us / EPP_USEC_PER_SEC;
+    int64_t frac = us % EPP_USEC_PER_SEC;
+    if (frac < 0) {
+        frac += EPP_USEC_PER_SEC;
+        secs--;
+    }
+    int64_t days = secs / 86400;
+    int64_t sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days--;
+    }
+    int64_t y;
+    unsigned m, d;
+    epp_time_civil_from_days(days, &y, &m, &d);
+    int n;
+    if (frac % 1000 == 0)
+        n = snprintf(buf, EPP_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02d.%03dZ", (long long)y, m,
+                     d, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60),
+                     (int)(frac / 1000));
+    else
+        n = snprintf(buf, EPP_TIME_BUFSZ, "%04lld-%02u-%02uT%02d:%02d:%02d.%06dZ", (long long)y, m,
+                     d, (int)(sod / 3600), (int)(sod / 60 % 60), (int)(sod % 60), (int)frac);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+int64_t epp_time_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * EPP_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
+
+int64_t epp_time_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * EPP_USEC_PER_SEC + ts.tv_nsec / 1000;
+}
