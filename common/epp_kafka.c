@@ -1,0 +1,199 @@
+/* epp_kafka: see epp_kafka.h. */
+#include "epp_kafka.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "epp_error.h"
+#include "epp_log.h"
+
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t errsz, const char *fmt, ...)
+{
+    if (err == NULL || errsz == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsz, fmt, ap);
+    va_end(ap);
+}
+
+int epp_kafka_conf_set(rd_kafka_conf_t *conf, const char *kv, char *err, size_t errsz)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv) {
+        set_err(err, errsz, "kafka setting \"%s\" is not key=value", kv);
+        return EPP_EINVAL;
+    }
+    char key[256];
+    size_t klen = (size_t)(eq - kv);
+    if (klen >= sizeof(key)) {
+        set_err(err, errsz, "kafka setting \"%s\": key too long", kv);
+        return EPP_EINVAL;
+    }
+    memcpy(key, kv, klen);
+    key[klen] = '\0';
+    char rkerr[256];
+    if (rd_kafka_conf_set(conf, key, eq + 1, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
+        set_err(err, errsz, "kafka setting %s: %s", key, rkerr);
+        return EPP_EINVAL;
+    }
+    return 0;
+}
+
+int epp_kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz)
+{
+    if (list == NULL || list[0] == '\0')
+        return 0;
+    char *copy = strdup(list);
+    if (copy == NULL)
+        return EPP_ENOMEM;
+    int rc = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item != NULL && rc == 0;
+         item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t n = strlen(item);
+        while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+            item[--n] = '\0';
+        if (n > 0)
+            rc = epp_kafka_conf_set(conf, item, err, errsz);
+    }
+    free(copy);
+    return rc;
+}
+
+rd_kafka_conf_t *epp_kafka_conf_new(const char *bootstrap, const char *const *overrides, char *err,
+                                    size_t errsz)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char rkerr[256];
+    if (bootstrap != NULL && rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, rkerr,
+                                               sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
+        set_err(err, errsz, "kafka setting bootstrap.servers: %s", rkerr);
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, epp_kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, epp_kafka_error_cb);
+    for (size_t i = 0; overrides != NULL && overrides[i] != NULL; i++) {
+        if (epp_kafka_conf_set(conf, overrides[i], err, errsz) != 0) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    return conf;
+}
+
+void epp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    epp_log_level_t lvl = level <= 3   ? EPP_LOG_ERROR
+                          : level == 4 ? EPP_LOG_WARN
+                          : level <= 6 ? EPP_LOG_INFO
+                                       : EPP_LOG_DEBUG;
+    EPP_LOGKV(lvl, buf, "facility", fac, "client", rk != NULL ? rd_kafka_name(rk) : NULL);
+}
+
+void epp_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)opaque;
+    rd_kafka_resp_err_t e = (rd_kafka_resp_err_t)err;
+    epp_log_level_t lvl =
+        (e == RD_KAFKA_RESP_ERR__FATAL || e == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) ? EPP_LOG_ERROR
+                                                                                    : EPP_LOG_WARN;
+    EPP_LOGKV(lvl, "kafka error", "error", rd_kafka_err2name(e), "reason", reason, "client",
+              rk != NULL ? rd_kafka_name(rk) : NULL);
+}
+
+int epp_kafka_ping(rd_kafka_t *rk, const char *topic, int timeout_ms, char *reason,
+                   size_t reason_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = NULL;
+    if (topic != NULL) {
+        /* A topic handle limits the request to that topic. With auto-creation on in the
+         * broker, asking may create it; this is the same request a producer would make. */
+        rkt = rd_kafka_topic_new(rk, topic, NULL);
+        if (rkt == NULL) {
+            set_err(reason, reason_size, "kafka: bad topic %s", topic);
+            return EPP_EINVAL;
+        }
+    }
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    int rc = 0;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        set_err(reason, reason_size, "kafka unreachable: %s", rd_kafka_err2str(e));
+        rc = EPP_EUNAVAIL;
+    } else if (md->broker_cnt <= 0) {
+        set_err(reason, reason_size, "kafka unreachable: no brokers in metadata");
+        rc = EPP_EUNAVAIL;
+    } else if (topic != NULL) {
+        rc = EPP_ENOTFOUND;
+        set_err(reason, reason_size, "kafka topic %s not found", topic);
+        for (int i = 0; i < md->topic_cnt; i++) {
+            const struct rd_kafka_metadata_topic *t = &md->topics[i];
+            if (strcmp(t->topic, topic) != 0)
+                continue;
+            if (t->err == RD_KAFKA_RESP_ERR_NO_ERROR && t->partition_cnt > 0) {
+                rc = t->partition_cnt;
+            } else if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR &&
+                       t->err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                set_err(reason, reason_size, "kafka topic %s: %s", topic, rd_kafka_err2str(t->err));
+                rc = EPP_EUNAVAIL;
+            }
+            break;
+        }
+    }
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    if (rkt != NULL)
+        rd_kafka_topic_destroy(rkt);
+    return rc;
+}
+
+int epp_kafka_err_to_epp(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        return 0;
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return EPP_EAGAIN;
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        return EPP_ETIMEDOUT;
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__RESOLVE:
+    case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_NETWORK_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_NOT_COORDINATOR:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+    case RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR:
+        return EPP_EUNAVAIL;
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+        return EPP_ETOOBIG;
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        return EPP_ENOTFOUND;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__BAD_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+        return EPP_EINVAL;
+    default:
+        return EPP_EIO;
+    }
+}
