@@ -1,0 +1,46 @@
+/* ingest_http: the HTTP routes of epp-ingest (POST /events, POST /events/batch, the readiness
+ * callback, and the test-only POST /debug/fatal) and the delivery-report side that answers them.
+ *
+ * Every accepted event is sent to Kafka and its request is suspended; the request is answered
+ * from the poll thread when the last of its events has a delivery report, so no thread waits
+ * for Kafka. Request-level counters live here too (epp_ingest_events_*).
+ *
+ * Threads: handlers run on libmicrohttpd's threads, ingest_http_on_delivery() on the producer's
+ * poll thread; the per-request countdown (an atomic) decides which of them replies. */
+#ifndef INGEST_HTTP_H
+#define INGEST_HTTP_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "epp_http.h"
+#include "epp_metrics.h"
+#include "ingest_config.h"
+#include "ingest_producer.h"
+
+typedef struct ingest_app ingest_app_t;
+
+/* Creates the application state and registers its metrics in metrics (borrowed; must outlive
+ * the app). conf is borrowed for the app's lifetime. NULL on allocation failure. */
+ingest_app_t *ingest_app_create(const ingest_conf_t *conf, epp_metrics_t *metrics);
+
+/* The producer to send to (set once, before the server starts). Borrowed. */
+void ingest_app_set_producer(ingest_app_t *app, ingest_producer_t *producer);
+
+/* Adds the service's routes to srv. 0 or a negative EPP_E* code. */
+int ingest_app_routes(ingest_app_t *app, epp_http_server_t *srv);
+
+/* The producer's delivery callback (ingest_producer_opts_t.on_delivery, ud = app). */
+void ingest_app_on_delivery(void *msg_opaque, rd_kafka_resp_err_t err, void *ud);
+
+/* The /ready callback (epp_http_opts_t.ready, ud = app). */
+int ingest_app_ready(void *ud, char *reason, size_t reason_size);
+
+/* Frees the app. Every request must have been answered. Accepts NULL. */
+void ingest_app_destroy(ingest_app_t *app);
+
+/* W3C trace context: writes into out (56 bytes) the traceparent for the Kafka message: the
+ * client's trace id and flags when in (may be NULL) is a valid version-00 traceparent, a new
+ * random trace id otherwise; always a new span id. Exposed for tests. */
+void ingest_traceparent(const char *in, char out[56]);
+
+#endif

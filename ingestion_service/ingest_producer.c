@@ -1,0 +1,472 @@
+/* The librdkafka producer, its poll thread, and fatal-error recovery. See ingest_producer.h. */
+#include "ingest_producer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "epp_error.h"
+#include "epp_kafka.h"
+#include "epp_log.h"
+#include "epp_time.h"
+
+#define READY_INTERVAL_MS   2000
+#define METADATA_TIMEOUT_MS 1500
+#define RETIRE_TIMEOUT_US   (10 * EPP_USEC_PER_SEC)
+
+/* One librdkafka handle and the thread that polls it. Replaced as a whole after a fatal error. */
+typedef struct inst {
+    ingest_producer_t *owner;
+    rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt;
+    pthread_t poller;
+    bool poller_started;
+    atomic_bool stop;
+    unsigned gen;
+} inst_t;
+
+struct ingest_producer {
+    ingest_producer_opts_t opts; /* strings below are our copies */
+    char *bootstrap;
+    char *topic;
+    char *overrides;
+
+    pthread_rwlock_t lock; /* guards cur: read to use it, write to swap it */
+    inst_t *cur;
+    unsigned generation;
+
+    pthread_t supervisor;
+    bool supervisor_started;
+    pthread_mutex_t mu; /* with cv: wakes the supervisor early (fatal error, stop) */
+    pthread_cond_t cv;
+    bool stopping;
+    atomic_bool fatal_pending;
+    atomic_int ready;
+
+    epp_series_t *recreated;
+    epp_series_t *fail_reason[5];
+};
+
+static const char *const reasons[5] = {"timed_out", "purged", "fatal", "queue_full", "error"};
+
+const char *ingest_producer_reason(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__MSG_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+        return reasons[0];
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT:
+        return reasons[1];
+    case RD_KAFKA_RESP_ERR__FATAL:
+        return reasons[2];
+    case RD_KAFKA_RESP_ERR__QUEUE_FULL:
+        return reasons[3];
+    default:
+        return reasons[4];
+    }
+}
+
+static void count_failure(ingest_producer_t *p, rd_kafka_resp_err_t err)
+{
+    const char *r = ingest_producer_reason(err);
+    for (size_t i = 0; i < 5; i++)
+        if (r == reasons[i] && p->fail_reason[i])
+            epp_series_inc(p->fail_reason[i]);
+}
+
+/* --- librdkafka callbacks (poll thread, or librdkafka's own threads for logs) --- */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    inst_t *in = opaque;
+    ingest_producer_t *p = in->owner;
+    if (m->err)
+        count_failure(p, m->err);
+    p->opts.on_delivery(m->_private, m->err, p->opts.ud);
+}
+
+static void wake_supervisor(ingest_producer_t *p)
+{
+    pthread_mutex_lock(&p->mu);
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    inst_t *in = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[256];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+        EPP_LOGKV(EPP_LOG_ERROR, "kafka producer fatal error; recreating the producer", "error",
+                  rd_kafka_err2name(orig), "reason", buf);
+        atomic_store(&in->owner->fatal_pending, true);
+        wake_supervisor(in->owner);
+        return;
+    }
+    epp_kafka_error_cb(rk, err, reason, opaque);
+}
+
+static void *poll_main(void *arg)
+{
+    inst_t *in = arg;
+    while (!atomic_load(&in->stop))
+        rd_kafka_poll(in->rk, 100);
+    /* Serve what is left so no report is lost between the last poll and destroy. */
+    rd_kafka_poll(in->rk, 0);
+    return NULL;
+}
+
+/* --- instances --- */
+
+static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errsz)
+{
+    char rderr[256];
+    if (rd_kafka_conf_set(conf, k, v, rderr, sizeof rderr) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errsz, "kafka property %s=%s: %s", k, v, rderr);
+        return EPP_EINVAL;
+    }
+    return 0;
+}
+
+static int conf_set_int(rd_kafka_conf_t *conf, const char *k, long v, char *err, size_t errsz)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%ld", v);
+    return conf_set(conf, k, num, err, errsz);
+}
+
+static void inst_destroy(inst_t *in)
+{
+    if (!in)
+        return;
+    if (in->poller_started) {
+        atomic_store(&in->stop, true);
+        pthread_join(in->poller, NULL);
+    }
+    if (in->rkt)
+        rd_kafka_topic_destroy(in->rkt);
+    if (in->rk)
+        rd_kafka_destroy(in->rk);
+    free(in);
+}
+
+static inst_t *inst_create(ingest_producer_t *p, char *err, size_t errsz)
+{
+    inst_t *in = calloc(1, sizeof *in);
+    if (!in) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    in->owner = p;
+    in->gen = p->generation;
+    const ingest_producer_opts_t *o = &p->opts;
+    rd_kafka_conf_t *conf = epp_kafka_conf_new(p->bootstrap, NULL, err, errsz);
+    if (!conf) {
+        free(in);
+        return NULL;
+    }
+    /* acks=all and idempotence are what make a 202 a promise; they are set before the user's
+     * overrides only so that a deliberate override is possible for experiments. The request
+     * timeout follows the delivery timeout so that a hung broker cannot hold a message (and its
+     * HTTP request) past KAFKA_DELIVERY_TIMEOUT_MS. Keys are partitioned with murmur2, as the
+     * Java client does, so other producers of the same user_id agree on the partition. */
+    int delivery = o->delivery_timeout_ms;
+    int rc = conf_set(conf, "client.id", "epp-ingest", err, errsz);
+    if (!rc)
+        rc = conf_set(conf, "enable.idempotence", "true", err, errsz);
+    if (!rc)
+        rc = conf_set(conf, "acks", "all", err, errsz);
+    if (!rc)
+        rc = conf_set_int(conf, "message.timeout.ms", delivery, err, errsz);
+    if (!rc)
+        rc = conf_set_int(conf, "request.timeout.ms", delivery < 30000 ? delivery : 30000, err,
+                          errsz);
+    if (!rc)
+        rc = conf_set_int(conf, "linger.ms", o->linger_ms, err, errsz);
+    if (!rc)
+        rc = conf_set_int(conf, "batch.num.messages", o->batch_num_messages, err, errsz);
+    if (!rc)
+        rc = conf_set_int(conf, "queue.buffering.max.messages", o->queue_max_messages, err, errsz);
+    if (!rc)
+        rc = conf_set_int(conf, "queue.buffering.max.kbytes", o->queue_max_kbytes, err, errsz);
+    if (!rc)
+        rc = conf_set(conf, "partitioner", "murmur2_random", err, errsz);
+    if (!rc)
+        rc = conf_set(conf, "socket.nagle.disable", "true", err, errsz);
+    if (!rc)
+        rc = conf_set(conf, "log.connection.close", "false", err, errsz);
+    if (!rc)
+        rc = epp_kafka_conf_set_list(conf, p->overrides, err, errsz);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        free(in);
+        return NULL;
+    }
+    rd_kafka_conf_set_opaque(conf, in);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb); /* replaces epp_kafka_error_cb, which it calls */
+
+    char rderr[512];
+    in->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof rderr);
+    if (!in->rk) {
+        snprintf(err, errsz, "rd_kafka_new: %s", rderr);
+        rd_kafka_conf_destroy(conf);
+        free(in);
+        return NULL;
+    }
+    conf = NULL; /* now owned by rk */
+    in->rkt = rd_kafka_topic_new(in->rk, p->topic, NULL);
+    if (!in->rkt) {
+        snprintf(err, errsz, "rd_kafka_topic_new(%s): %s", p->topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        inst_destroy(in);
+        return NULL;
+    }
+    if (pthread_create(&in->poller, NULL, poll_main, in) != 0) {
+        snprintf(err, errsz, "pthread_create failed");
+        inst_destroy(in);
+        return NULL;
+    }
+    in->poller_started = true;
+    return in;
+}
+
+/* Waits (polling thread still running) until every report of in is served, or the deadline. */
+static size_t wait_outq(inst_t *in, int64_t timeout_us)
+{
+    int64_t deadline = epp_time_mono_us() + timeout_us;
+    int n;
+    while ((n = rd_kafka_outq_len(in->rk)) > 0 && epp_time_mono_us() < deadline) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* After a fatal error: a new instance takes the traffic, the old one's queue is purged (each
+ * purged message's request gets 503), and the old handle is destroyed once its reports are
+ * served. Supervisor thread only. */
+static void recover(ingest_producer_t *p)
+{
+    char err[512];
+    p->generation++;
+    inst_t *fresh = inst_create(p, err, sizeof err);
+    if (!fresh) {
+        p->generation--;
+        EPP_LOGKV(EPP_LOG_ERROR, "could not recreate the kafka producer; retrying", "error", err);
+        return; /* fatal_pending stays set: the next tick retries */
+    }
+    pthread_rwlock_wrlock(&p->lock);
+    inst_t *old = p->cur;
+    p->cur = fresh;
+    pthread_rwlock_unlock(&p->lock);
+    atomic_store(&p->fatal_pending, false);
+    if (p->recreated)
+        epp_series_inc(p->recreated);
+
+    rd_kafka_purge(old->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    size_t left = wait_outq(old, RETIRE_TIMEOUT_US);
+    char gen[16], nleft[24];
+    snprintf(nleft, sizeof nleft, "%zu", left);
+    if (left)
+        EPP_LOGKV(EPP_LOG_ERROR, "old kafka producer still has unreported messages", "count",
+                  nleft);
+    snprintf(gen, sizeof gen, "%u", p->generation);
+    EPP_LOGKV(EPP_LOG_WARN, "kafka producer recreated", "generation", gen);
+    inst_destroy(old);
+}
+
+static void check_ready(ingest_producer_t *p)
+{
+    char reason[256] = "";
+    /* The supervisor is the only thread that swaps cur, so reading it here needs no lock. */
+    int rc = epp_kafka_ping(p->cur->rk, p->topic, METADATA_TIMEOUT_MS, reason, sizeof reason);
+    int ok = rc >= 0;
+    int was = atomic_exchange(&p->ready, ok);
+    if (was != ok)
+        EPP_LOGKV(ok ? EPP_LOG_INFO : EPP_LOG_WARN, ok ? "kafka reachable" : "kafka unreachable",
+                  "reason", reason);
+}
+
+static void *supervisor_main(void *arg)
+{
+    ingest_producer_t *p = arg;
+    for (;;) {
+        if (atomic_load(&p->fatal_pending))
+            recover(p);
+        check_ready(p);
+        pthread_mutex_lock(&p->mu);
+        if (!p->stopping && !atomic_load(&p->fatal_pending)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += READY_INTERVAL_MS / 1000;
+            pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+        }
+        bool stop = p->stopping;
+        pthread_mutex_unlock(&p->mu);
+        if (stop)
+            return NULL;
+    }
+}
+
+static double outq_gauge(void *arg)
+{
+    return (double)ingest_producer_outq(arg);
+}
+
+/* --- public --- */
+
+ingest_producer_t *ingest_producer_create(const ingest_producer_opts_t *opts, char *err,
+                                          size_t errsz)
+{
+    ingest_producer_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    p->opts = *opts;
+    p->bootstrap = strdup(opts->bootstrap);
+    p->topic = strdup(opts->topic);
+    p->overrides = opts->overrides ? strdup(opts->overrides) : NULL;
+    pthread_rwlock_init(&p->lock, NULL);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (!p->bootstrap || !p->topic || (opts->overrides && !p->overrides)) {
+        snprintf(err, errsz, "out of memory");
+        ingest_producer_destroy(p);
+        return NULL;
+    }
+    if (opts->metrics) {
+        epp_metric_t *fam = epp_metrics_counter(
+            opts->metrics, "epp_ingest_delivery_failures_total",
+            "Messages Kafka did not acknowledge (their events were answered 503)", "reason");
+        for (size_t i = 0; fam && i < 5; i++)
+            p->fail_reason[i] = epp_metric_series(fam, reasons[i]);
+        epp_metric_t *rec =
+            epp_metrics_counter(opts->metrics, "epp_ingest_producer_recreated_total",
+                                "Kafka producers recreated after a fatal error", NULL);
+        p->recreated = rec ? epp_metric_default(rec) : NULL;
+        epp_metrics_gauge_fn(opts->metrics, "epp_ingest_producer_queue_messages",
+                             "Messages in the producer queue awaiting a delivery report",
+                             outq_gauge, p);
+    }
+    p->cur = inst_create(p, err, errsz);
+    if (!p->cur) {
+        ingest_producer_destroy(p);
+        return NULL;
+    }
+    if (pthread_create(&p->supervisor, NULL, supervisor_main, p) != 0) {
+        snprintf(err, errsz, "pthread_create failed");
+        ingest_producer_destroy(p);
+        return NULL;
+    }
+    p->supervisor_started = true;
+    return p;
+}
+
+int ingest_producer_send(ingest_producer_t *p, const char *key, size_t key_len, char *value,
+                         size_t value_len, const char *traceparent, void *msg_opaque)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(2);
+    rd_kafka_header_add(hdrs, "traceparent", 11, traceparent, -1);
+    rd_kafka_header_add(hdrs, "content-type", 12, "application/json", 16);
+
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_resp_err_t err = rd_kafka_producev(
+        p->cur->rk, RD_KAFKA_V_RKT(p->cur->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(value, value_len), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque),
+        RD_KAFKA_V_END);
+    pthread_rwlock_unlock(&p->lock);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0; /* value and hdrs now owned by librdkafka */
+    rd_kafka_headers_destroy(hdrs);
+    count_failure(p, err);
+    if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return EPP_EAGAIN;
+    if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
+        return EPP_ETOOBIG;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        atomic_store(&p->fatal_pending, true);
+        wake_supervisor(p);
+    }
+    return EPP_EUNAVAIL;
+}
+
+int ingest_producer_ready(ingest_producer_t *p)
+{
+    return atomic_load(&p->ready) && !atomic_load(&p->fatal_pending);
+}
+
+size_t ingest_producer_outq(ingest_producer_t *p)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    int n = p->cur ? rd_kafka_outq_len(p->cur->rk) : 0;
+    pthread_rwlock_unlock(&p->lock);
+    return n > 0 ? (size_t)n : 0;
+}
+
+int ingest_producer_inject_fatal(ingest_producer_t *p)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    rd_kafka_resp_err_t err = rd_kafka_test_fatal_error(
+        p->cur->rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by a test");
+    pthread_rwlock_unlock(&p->lock);
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : EPP_EINVAL;
+}
+
+unsigned ingest_producer_generation(ingest_producer_t *p)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    unsigned g = p->cur ? p->cur->gen : 0;
+    pthread_rwlock_unlock(&p->lock);
+    return g;
+}
+
+size_t ingest_producer_drain(ingest_producer_t *p, int timeout_ms, int fail_rest)
+{
+    pthread_rwlock_rdlock(&p->lock);
+    inst_t *in = p->cur;
+    size_t left = wait_outq(in, (int64_t)timeout_ms * 1000);
+    if (left && fail_rest) {
+        rd_kafka_purge(in->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        left = wait_outq(in, 2 * EPP_USEC_PER_SEC);
+    }
+    pthread_rwlock_unlock(&p->lock);
+    return left;
+}
+
+void ingest_producer_destroy(ingest_producer_t *p)
+{
+    if (!p)
+        return;
+    if (p->supervisor_started) {
+        pthread_mutex_lock(&p->mu);
+        p->stopping = true;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(p->supervisor, NULL);
+    }
+    inst_destroy(p->cur);
+    pthread_rwlock_destroy(&p->lock);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    free(p->bootstrap);
+    free(p->topic);
+    free(p->overrides);
+    free(p);
+}
