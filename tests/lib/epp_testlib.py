@@ -13,6 +13,11 @@ The CTest fixtures `pg` and `broker` (tests/fixtures) write ${build}/test-env/en
 
 Tests create their OWN database (create_database) and their OWN topics (unique_name +
 create_topic) so that they never interfere with each other, even under `ctest -j`.
+The fixture broker is SHARED: never take its brokers down or inject errors into it. A test that
+injects faults starts a private broker instead:
+
+    with t.DevBroker(env, brokers=2) as kenv:   # kenv: env with this broker's addresses
+        t.broker_control(kenv, "POST", "/brokers/down")
 
 Typical use:
 
@@ -42,7 +47,7 @@ __all__ = [
     "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
     "http_request", "http_json", "broker_control", "create_topic", "kafka_producer",
-    "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process",
+    "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process", "DevBroker",
 ]
 
 
@@ -489,3 +494,56 @@ class ServiceProcess:
 def start_process(env, program, args=(), port=None, extra_env=None, **kw):
     """ServiceProcess(...).start(): returns the started (and, with port, healthy) process."""
     return ServiceProcess(env, program, args, port=port, extra_env=extra_env, **kw).start()
+
+
+class DevBroker:
+    """A private epp-devbroker for one test (fault injection must not hit the shared fixture
+    broker). start() waits for its address files; stop() sends SIGTERM and waits.
+
+    .env is a copy of the given env with KAFKA_BOOTSTRAP_SERVERS and EPP_DEVBROKER_CONTROL
+    pointing at this broker, usable with broker_control(), produce(), ServiceProcess(...)."""
+
+    def __init__(self, env, brokers=1, partitions=6, topics=(), log_name=None):
+        import tempfile
+        self.base_env = env
+        self.dir = tempfile.mkdtemp(prefix="devbroker-")
+        args = ["--brokers", str(brokers), "--partitions", str(partitions),
+                "--addr-file", os.path.join(self.dir, "addr"),
+                "--control-file", os.path.join(self.dir, "control")]
+        for tp in topics:
+            args += ["--topic", tp]
+        self.proc = ServiceProcess(env, "epp-devbroker", args,
+                                   log_name=log_name or unique_name("devbroker"))
+        self.env = None
+
+    def start(self, timeout=20.0):
+        self.proc.start(wait_healthy=False)
+
+        def ready():
+            if not self.proc.alive():
+                raise TestFailure("epp-devbroker exited: %s" % self.proc.log_tail())
+            vals = []
+            for f in ("addr", "control"):
+                try:
+                    with open(os.path.join(self.dir, f)) as fh:
+                        vals.append(fh.read().strip())
+                except OSError:
+                    return None
+            return vals if all(vals) else None
+
+        addr, control = wait_for(ready, timeout, msg="epp-devbroker address files")
+        self.env = dict(self.base_env, KAFKA_BOOTSTRAP_SERVERS=addr, EPP_DEVBROKER_CONTROL=control)
+        return self
+
+    def stop(self):
+        rc = self.proc.stop()
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return rc
+
+    def __enter__(self):
+        return self.start().env
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
