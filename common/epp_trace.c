@@ -1,0 +1,590 @@
+#include "epp_trace.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "epp_buf.h"
+#include "epp_error.h"
+#include "epp_json.h"
+#include "epp_log.h"
+#include "epp_time.h"
+
+#define MAX_ATTRS 24
+#define MAX_LINKS 128
+
+typedef struct {
+    char *key;
+    char *str; /* NULL for an integer attribute */
+    int64_t num;
+} span_attr_t;
+
+struct epp_span {
+    epp_tracer_t *tracer;
+    epp_trace_ctx_t ctx;
+    uint8_t parent_span_id[8];
+    bool has_parent;
+    char *name;
+    epp_span_kind_t kind;
+    int64_t start_us;
+    int64_t end_us;
+    span_attr_t attrs[MAX_ATTRS];
+    size_t nattrs;
+    epp_trace_ctx_t *links;
+    size_t nlinks;
+    size_t links_dropped;
+    epp_span_status_t status;
+    char *status_msg;
+    epp_span_t *next; /* export queue */
+};
+
+struct epp_tracer {
+    char *url;
+    char *service;
+    double ratio;
+    size_t queue_size;
+    size_t batch_size;
+    unsigned timeout_ms;
+    unsigned interval_ms;
+
+    pthread_mutex_t lock; /* guards the queue and stopping */
+    pthread_cond_t cond;
+    epp_span_t *head, *tail;
+    size_t queued;
+    bool stopping;
+    pthread_t thread;
+    bool thread_started;
+
+    atomic_uint_fast64_t exported;
+    atomic_uint_fast64_t dropped;
+    epp_series_t *m_exported;
+    epp_series_t *m_dropped_full;
+    epp_series_t *m_dropped_failed;
+};
+
+/* Ids come from a per-thread xorshift generator seeded from the kernel: ids need to be unique,
+ * not secret, and a syscall per span would cost more than the span. */
+static _Thread_local uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    if (!rng_state) {
+        uint64_t seed = 0;
+        if (getrandom(&seed, sizeof seed, 0) != sizeof seed || !seed)
+            seed = (uint64_t)epp_time_mono_us() * 0x9E3779B97F4A7C15ULL | 1;
+        rng_state = seed;
+    }
+    uint64_t x = rng_state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    rng_state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void random_bytes(uint8_t *out, size_t n)
+{
+    do {
+        for (size_t i = 0; i < n; i += 8) {
+            uint64_t r = rng_next();
+            size_t k = n - i < 8 ? n - i : 8;
+            memcpy(out + i, &r, k);
+        }
+    } while (n && !memcmp(out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", n)); /* never all zero */
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1; /* W3C trace context is lower-case hex only */
+}
+
+static int parse_hex(const char *s, uint8_t *out, size_t n)
+{
+    int nonzero = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return EPP_EINVAL;
+        out[i] = (uint8_t)(hi << 4 | lo);
+        nonzero |= out[i];
+    }
+    return nonzero ? 0 : EPP_EINVAL;
+}
+
+int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out)
+{
+    if (!s || strlen(s) != EPP_TRACEPARENT_LEN || s[0] != '0' || s[1] != '0' || s[2] != '-' ||
+        s[35] != '-' || s[52] != '-')
+        return EPP_EINVAL;
+    epp_trace_ctx_t ctx;
+    uint8_t flags;
+    if (parse_hex(s + 3, ctx.trace_id, 16) || parse_hex(s + 36, ctx.span_id, 8))
+        return EPP_EINVAL;
+    int hi = hexval(s[53]), lo = hexval(s[54]);
+    if (hi < 0 || lo < 0)
+        return EPP_EINVAL;
+    flags = (uint8_t)(hi << 4 | lo);
+    ctx.flags = flags;
+    *out = ctx;
+    return 0;
+}
+
+void epp_trace_hex(const uint8_t *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out)
+{
+    memcpy(out, "00-", 3);
+    epp_trace_hex(ctx->trace_id, 16, out + 3);
+    out[35] = '-';
+    epp_trace_hex(ctx->span_id, 8, out + 36);
+    out[52] = '-';
+    epp_trace_hex(&ctx->flags, 1, out + 53);
+}
+
+/* ---- spans ---- */
+
+static void span_free(epp_span_t *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nattrs; i++) {
+        free(s->attrs[i].key);
+        free(s->attrs[i].str);
+    }
+    free(s->links);
+    free(s->name);
+    free(s->status_msg);
+    free(s);
+}
+
+static bool sample_new_trace(const epp_tracer_t *t, const uint8_t trace_id[16])
+{
+    if (t->ratio >= 1.0)
+        return true;
+    if (t->ratio <= 0.0)
+        return false;
+    uint64_t v = 0;
+    for (int i = 8; i < 16; i++)
+        v = v << 8 | trace_id[i];
+    return (double)v < t->ratio * 18446744073709551616.0;
+}
+
+epp_span_t *epp_span_start(epp_tracer_t *t, const char *name, epp_span_kind_t kind,
+                           const epp_trace_ctx_t *parent, int64_t start_us)
+{
+    if (!t)
+        return NULL;
+    epp_span_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->tracer = t;
+    s->name = strdup(name ? name : "span");
+    if (!s->name) {
+        free(s);
+        return NULL;
+    }
+    s->kind = kind;
+    s->start_us = start_us ? start_us : epp_time_now_us();
+    if (parent) {
+        memcpy(s->ctx.trace_id, parent->trace_id, 16);
+        memcpy(s->parent_span_id, parent->span_id, 8);
+        s->has_parent = true;
+        s->ctx.flags = parent->flags & 1;
+    } else {
+        random_bytes(s->ctx.trace_id, 16);
+        s->ctx.flags = sample_new_trace(t, s->ctx.trace_id) ? 1 : 0;
+    }
+    random_bytes(s->ctx.span_id, 8);
+    return s;
+}
+
+const epp_trace_ctx_t *epp_span_ctx(const epp_span_t *s)
+{
+    return s ? &s->ctx : NULL;
+}
+
+int epp_span_sampled(const epp_span_t *s)
+{
+    return s && (s->ctx.flags & 1);
+}
+
+static span_attr_t *attr_slot(epp_span_t *s, const char *key)
+{
+    if (!s || !(s->ctx.flags & 1) || s->nattrs == MAX_ATTRS)
+        return NULL;
+    span_attr_t *a = &s->attrs[s->nattrs];
+    a->key = strdup(key);
+    if (!a->key)
+        return NULL;
+    s->nattrs++;
+    return a;
+}
+
+void epp_span_set_str(epp_span_t *s, const char *key, const char *value)
+{
+    span_attr_t *a = attr_slot(s, key);
+    if (a)
+        a->str = strdup(value ? value : "");
+}
+
+void epp_span_set_int(epp_span_t *s, const char *key, int64_t value)
+{
+    span_attr_t *a = attr_slot(s, key);
+    if (a)
+        a->num = value;
+}
+
+void epp_span_add_link(epp_span_t *s, const epp_trace_ctx_t *ctx)
+{
+    if (!s || !ctx || !(s->ctx.flags & 1))
+        return;
+    if (s->nlinks == MAX_LINKS) {
+        s->links_dropped++;
+        return;
+    }
+    if (!s->links) {
+        s->links = malloc(MAX_LINKS * sizeof *s->links);
+        if (!s->links)
+            return;
+    }
+    s->links[s->nlinks++] = *ctx;
+}
+
+void epp_span_set_status(epp_span_t *s, epp_span_status_t status, const char *message)
+{
+    if (!s)
+        return;
+    s->status = status;
+    free(s->status_msg);
+    s->status_msg = message ? strdup(message) : NULL;
+}
+
+static void count_dropped(epp_tracer_t *t, size_t n, epp_series_t *reason)
+{
+    atomic_fetch_add(&t->dropped, n);
+    if (reason)
+        epp_series_add(reason, (double)n);
+}
+
+void epp_span_end(epp_span_t *s, int64_t end_us)
+{
+    if (!s)
+        return;
+    epp_tracer_t *t = s->tracer;
+    if (!(s->ctx.flags & 1)) {
+        span_free(s);
+        return;
+    }
+    s->end_us = end_us ? end_us : epp_time_now_us();
+    if (s->links_dropped)
+        epp_span_set_int(s, "epp.links.dropped", (int64_t)s->links_dropped);
+    pthread_mutex_lock(&t->lock);
+    if (t->queued >= t->queue_size || t->stopping) {
+        pthread_mutex_unlock(&t->lock);
+        count_dropped(t, 1, t->m_dropped_full);
+        span_free(s);
+        return;
+    }
+    s->next = NULL;
+    if (t->tail)
+        t->tail->next = s;
+    else
+        t->head = s;
+    t->tail = s;
+    t->queued++;
+    if (t->queued >= t->batch_size)
+        pthread_cond_signal(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* ---- OTLP JSON (the protobuf JSON mapping: ids as hex, 64-bit integers as strings) ---- */
+
+static void render_id(epp_buf_t *b, const char *key, const uint8_t *id, size_t n)
+{
+    char hex[33];
+    epp_trace_hex(id, n, hex);
+    epp_buf_printf(b, "\"%s\":\"%s\"", key, hex);
+}
+
+static void render_span(epp_buf_t *b, const epp_span_t *s)
+{
+    epp_buf_append_char(b, '{');
+    render_id(b, "traceId", s->ctx.trace_id, 16);
+    epp_buf_append_char(b, ',');
+    render_id(b, "spanId", s->ctx.span_id, 8);
+    if (s->has_parent) {
+        epp_buf_append_char(b, ',');
+        render_id(b, "parentSpanId", s->parent_span_id, 8);
+    }
+    epp_buf_append_str(b, ",\"name\":");
+    epp_json_write_string(b, s->name, strlen(s->name));
+    epp_buf_printf(b,
+                   ",\"kind\":%d,\"startTimeUnixNano\":\"%lld000\",\"endTimeUnixNano\":\"%lld000\"",
+                   (int)s->kind, (long long)s->start_us, (long long)s->end_us);
+    epp_buf_append_str(b, ",\"attributes\":[");
+    for (size_t i = 0; i < s->nattrs; i++) {
+        const span_attr_t *a = &s->attrs[i];
+        if (i)
+            epp_buf_append_char(b, ',');
+        epp_buf_append_str(b, "{\"key\":");
+        epp_json_write_string(b, a->key, strlen(a->key));
+        if (a->str) {
+            epp_buf_append_str(b, ",\"value\":{\"stringValue\":");
+            epp_json_write_string(b, a->str, strlen(a->str));
+            epp_buf_append_str(b, "}}");
+        } else {
+            epp_buf_printf(b, ",\"value\":{\"intValue\":\"%lld\"}}", (long long)a->num);
+        }
+    }
+    epp_buf_append_char(b, ']');
+    if (s->nlinks) {
+        epp_buf_append_str(b, ",\"links\":[");
+        for (size_t i = 0; i < s->nlinks; i++) {
+            epp_buf_append_str(b, i ? ",{" : "{");
+            render_id(b, "traceId", s->links[i].trace_id, 16);
+            epp_buf_append_char(b, ',');
+            render_id(b, "spanId", s->links[i].span_id, 8);
+            epp_buf_append_char(b, '}');
+        }
+        epp_buf_append_char(b, ']');
+    }
+    epp_buf_printf(b, ",\"status\":{\"code\":%d", (int)s->status);
+    if (s->status_msg) {
+        epp_buf_append_str(b, ",\"message\":");
+        epp_json_write_string(b, s->status_msg, strlen(s->status_msg));
+    }
+    epp_buf_append_str(b, "}}");
+}
+
+static void render_batch(epp_buf_t *b, const epp_tracer_t *t, epp_span_t *spans)
+{
+    epp_buf_append_str(b, "{\"resourceSpans\":[{\"resource\":{\"attributes\":["
+                          "{\"key\":\"service.name\",\"value\":{\"stringValue\":");
+    epp_json_write_string(b, t->service, strlen(t->service));
+    epp_buf_append_str(
+        b, "}},{\"key\":\"service.version\",\"value\":{\"stringValue\":\"" EPP_VERSION
+           "\"}},{\"key\":\"telemetry.sdk.language\",\"value\":{\"stringValue\":"
+           "\"c\"}}]},\"scopeSpans\":[{\"scope\":{\"name\":\"epp\",\"version\":\"" EPP_VERSION
+           "\"},\"spans\":[");
+    for (epp_span_t *s = spans; s; s = s->next) {
+        if (s != spans)
+            epp_buf_append_char(b, ',');
+        render_span(b, s);
+    }
+    epp_buf_append_str(b, "]}]}]}");
+}
+
+static size_t discard_body(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return size * n;
+}
+
+static void *exporter_main(void *arg)
+{
+    epp_tracer_t *t = arg;
+    CURL *curl = curl_easy_init();
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    epp_buf_t body = {0};
+    bool warned = false;
+
+    pthread_mutex_lock(&t->lock);
+    for (;;) {
+        if (!t->stopping && t->queued < t->batch_size) {
+            struct timespec deadline;
+            clock_gettime(CLOCK_REALTIME, &deadline);
+            deadline.tv_sec += t->interval_ms / 1000;
+            deadline.tv_nsec += (long)(t->interval_ms % 1000) * 1000000L;
+            if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+        }
+        if (!t->head) {
+            if (t->stopping)
+                break;
+            continue;
+        }
+        /* Take up to one batch off the queue, then export without holding the lock. */
+        epp_span_t *batch = t->head, *last = t->head;
+        size_t n = 1;
+        while (n < t->batch_size && last->next) {
+            last = last->next;
+            n++;
+        }
+        t->head = last->next;
+        if (!t->head)
+            t->tail = NULL;
+        last->next = NULL;
+        t->queued -= n;
+        bool final = t->stopping;
+        pthread_mutex_unlock(&t->lock);
+
+        epp_buf_reset(&body);
+        render_batch(&body, t, batch);
+        CURLcode rc = CURLE_FAILED_INIT;
+        long status = 0;
+        if (curl) {
+            curl_easy_setopt(curl, CURLOPT_URL, t->url);
+            curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data);
+            curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)body.len);
+            curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)t->timeout_ms);
+            curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long)t->timeout_ms);
+            curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard_body);
+            rc = curl_easy_perform(curl);
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        }
+        if (rc == CURLE_OK && status >= 200 && status < 300) {
+            atomic_fetch_add(&t->exported, n);
+            if (t->m_exported)
+                epp_series_add(t->m_exported, (double)n);
+            warned = false;
+        } else {
+            count_dropped(t, n, t->m_dropped_failed);
+            if (!warned) /* once per outage, not once per batch */
+                EPP_WARN(
+                    "span export to %s failed (%s, HTTP %ld): dropping spans until it recovers",
+                    t->url, rc == CURLE_OK ? "bad status" : curl_easy_strerror(rc), status);
+            warned = true;
+        }
+        while (batch) {
+            epp_span_t *next = batch->next;
+            span_free(batch);
+            batch = next;
+        }
+        pthread_mutex_lock(&t->lock);
+        if (final && warned) {
+            /* Shutting down with the collector unreachable: one failed attempt is enough; the
+             * rest is dropped rather than delaying the exit by a timeout per batch. */
+            size_t rest = t->queued;
+            while (t->head) {
+                epp_span_t *next = t->head->next;
+                span_free(t->head);
+                t->head = next;
+            }
+            t->tail = NULL;
+            t->queued = 0;
+            count_dropped(t, rest, t->m_dropped_failed);
+        }
+        if (final && !t->head)
+            break;
+    }
+    pthread_mutex_unlock(&t->lock);
+    epp_buf_free(&body);
+    curl_slist_free_all(headers);
+    if (curl)
+        curl_easy_cleanup(curl);
+    return NULL;
+}
+
+epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t errsz)
+{
+    if (errsz)
+        err[0] = '\0';
+    if (!opts->endpoint || !opts->endpoint[0])
+        return NULL;
+    if (strncmp(opts->endpoint, "http://", 7) && strncmp(opts->endpoint, "https://", 8)) {
+        snprintf(err, errsz, "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s):// URL, got \"%s\"",
+                 opts->endpoint);
+        return NULL;
+    }
+    epp_tracer_t *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->cond, NULL);
+    epp_buf_t url = {0};
+    size_t len = strlen(opts->endpoint);
+    while (len && opts->endpoint[len - 1] == '/')
+        len--;
+    epp_buf_append(&url, opts->endpoint, len);
+    /* The endpoint is the collector's base URL, as the OTel SDKs define the variable. */
+    epp_buf_append_str(&url, "/v1/traces");
+    t->url = epp_buf_steal(&url);
+    t->service = strdup(opts->service ? opts->service : "epp");
+    t->ratio = opts->sample_ratio;
+    t->queue_size = opts->queue_size ? opts->queue_size : 4096;
+    t->batch_size = opts->batch_size ? opts->batch_size : 512;
+    t->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 2000;
+    t->interval_ms = opts->interval_ms ? opts->interval_ms : 1000;
+    if (opts->metrics) {
+        epp_metric_t *ex = epp_metrics_counter(opts->metrics, "epp_otel_spans_exported_total",
+                                               "Spans sent to the OTLP endpoint", NULL);
+        epp_metric_t *dr =
+            epp_metrics_counter(opts->metrics, "epp_otel_spans_dropped_total",
+                                "Spans dropped because the export queue was full or the export "
+                                "failed",
+                                "reason");
+        t->m_exported = ex ? epp_metric_default(ex) : NULL;
+        t->m_dropped_full = dr ? epp_metric_series(dr, "queue_full") : NULL;
+        t->m_dropped_failed = dr ? epp_metric_series(dr, "export_failed") : NULL;
+    }
+    if (!t->url || !t->service) {
+        snprintf(err, errsz, "out of memory");
+        epp_tracer_destroy(t);
+        return NULL;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (pthread_create(&t->thread, NULL, exporter_main, t)) {
+        snprintf(err, errsz, "cannot start the span exporter thread");
+        epp_tracer_destroy(t);
+        return NULL;
+    }
+    t->thread_started = true;
+    return t;
+}
+
+void epp_tracer_destroy(epp_tracer_t *t)
+{
+    if (!t)
+        return;
+    if (t->thread_started) {
+        pthread_mutex_lock(&t->lock);
+        t->stopping = true;
+        pthread_cond_signal(&t->cond);
+        pthread_mutex_unlock(&t->lock);
+        pthread_join(t->thread, NULL);
+    }
+    while (t->head) {
+        epp_span_t *next = t->head->next;
+        span_free(t->head);
+        t->head = next;
+    }
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->cond);
+    free(t->url);
+    free(t->service);
+    free(t);
+}
+
+uint64_t epp_tracer_exported(const epp_tracer_t *t)
+{
+    return t ? atomic_load(&((epp_tracer_t *)t)->exported) : 0;
+}
+
+uint64_t epp_tracer_dropped(const epp_tracer_t *t)
+{
+    return t ? atomic_load(&((epp_tracer_t *)t)->dropped) : 0;
+}
