@@ -1,0 +1,320 @@
+/* The Postgres connection pool; see db_pool.h for the contract. */
+#include "db_pool.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "epp_error.h"
+#include "epp_log.h"
+#include "epp_time.h"
+
+/* After a failed connect, acquires that would need a new connection fail at once for this
+ * long: while the database is down, requests answer 503 in microseconds instead of queueing
+ * behind connect attempts. Short, so recovery is noticed within a fraction of a second. */
+#define POOL_DOWN_BACKOFF_US 250000
+
+struct analytics_conn {
+    analytics_pool_t *pool;
+    PGconn *pg; /* NULL: closed, (re)opened by the next acquire */
+    int busy;   /* under pool->mu */
+    int opened; /* 1 when pg was opened by the current acquire (no retry then) */
+};
+
+struct analytics_pool {
+    char *url;
+    unsigned size;
+    int statement_timeout_ms;
+    int connect_timeout_s;
+    const analytics_stmt_t *stmts;
+    size_t nstmts;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    analytics_conn_t *conns;
+    unsigned in_use;       /* under mu */
+    int64_t down_until_us; /* under mu */
+    atomic_int healthy;    /* outcome of the most recent connect or statement */
+
+    epp_series_t **durations; /* per statement; NULL entries when metrics are off */
+    epp_series_t *in_use_gauge;
+    epp_series_t *err_connect, *err_query, *err_timeout;
+};
+
+analytics_pool_t *analytics_pool_create(const analytics_pool_opts_t *opts)
+{
+    analytics_pool_t *pool = calloc(1, sizeof(*pool));
+    if (!pool)
+        return NULL;
+    pthread_mutex_init(&pool->mu, NULL);
+    pthread_cond_init(&pool->cv, NULL);
+    pool->size = opts->size ? opts->size : 1;
+    pool->statement_timeout_ms = opts->statement_timeout_ms;
+    pool->connect_timeout_s = opts->connect_timeout_s;
+    pool->stmts = opts->stmts;
+    pool->nstmts = opts->nstmts;
+    pool->url = strdup(opts->url ? opts->url : "");
+    pool->conns = calloc(pool->size, sizeof(*pool->conns));
+    pool->durations = calloc(opts->nstmts ? opts->nstmts : 1, sizeof(*pool->durations));
+    if (!pool->url || !pool->conns || !pool->durations) {
+        analytics_pool_destroy(pool);
+        return NULL;
+    }
+    for (unsigned i = 0; i < pool->size; i++)
+        pool->conns[i].pool = pool;
+    atomic_store(&pool->healthy, 0);
+    if (opts->metrics) {
+        static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                         0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
+        epp_metric_t *dur =
+            epp_metrics_histogram(opts->metrics, "epp_analytics_db_query_duration_seconds",
+                                  "Duration of analytics database statements", "query", buckets,
+                                  sizeof(buckets) / sizeof(buckets[0]));
+        epp_metric_t *errs = epp_metrics_counter(opts->metrics, "epp_analytics_db_errors_total",
+                                                 "Database failures by kind", "kind");
+        epp_metric_t *in_use = epp_metrics_gauge(opts->metrics, "epp_analytics_db_pool_in_use",
+                                                 "Pool connections handed out", NULL);
+        epp_metric_t *size = epp_metrics_gauge(opts->metrics, "epp_analytics_db_pool_size",
+                                               "Pool connections in all", NULL);
+        for (size_t i = 0; dur && i < opts->nstmts; i++)
+            pool->durations[i] = epp_metric_series(dur, opts->stmts[i].label);
+        if (errs) {
+            pool->err_connect = epp_metric_series(errs, "connect");
+            pool->err_query = epp_metric_series(errs, "query");
+            pool->err_timeout = epp_metric_series(errs, "timeout");
+        }
+        if (in_use)
+            pool->in_use_gauge = epp_metric_default(in_use);
+        if (size)
+            epp_series_set(epp_metric_default(size), pool->size);
+    }
+    return pool;
+}
+
+void analytics_pool_destroy(analytics_pool_t *pool)
+{
+    if (!pool)
+        return;
+    for (unsigned i = 0; pool->conns && i < pool->size; i++)
+        if (pool->conns[i].pg)
+            PQfinish(pool->conns[i].pg);
+    free(pool->conns);
+    free(pool->durations);
+    free(pool->url);
+    pthread_cond_destroy(&pool->cv);
+    pthread_mutex_destroy(&pool->mu);
+    free(pool);
+}
+
+static void count(epp_series_t *s)
+{
+    if (s)
+        epp_series_inc(s);
+}
+
+/* Opens conn->pg, sets the session's statement_timeout and prepares every statement. Runs
+ * without the pool lock (it blocks on the network). */
+static int conn_open(analytics_conn_t *conn, epp_pg_error_t *err)
+{
+    analytics_pool_t *pool = conn->pool;
+    PGconn *pg = NULL;
+    int rc = epp_pg_connect(pool->url, pool->connect_timeout_s, "epp-analytics", &pg, err);
+    if (rc < 0)
+        return rc;
+    char timeout[32];
+    snprintf(timeout, sizeof(timeout), "%d", pool->statement_timeout_ms);
+    const char *values[1] = {timeout};
+    rc = epp_pg_exec_params(pg, "SELECT set_config('statement_timeout', $1, false)", 1, values, 0,
+                            NULL, err);
+    for (size_t i = 0; rc == 0 && i < pool->nstmts; i++) {
+        PGresult *res =
+            PQprepare(pg, pool->stmts[i].name, pool->stmts[i].sql, pool->stmts[i].nparams, NULL);
+        rc = epp_pg_result_error(pg, res, err);
+        PQclear(res);
+        if (rc < 0)
+            EPP_LOGKV(EPP_LOG_ERROR, "cannot prepare statement", "statement", pool->stmts[i].name,
+                      "error", err ? err->message : "");
+    }
+    if (rc < 0) {
+        PQfinish(pg);
+        return rc;
+    }
+    conn->pg = pg;
+    return 0;
+}
+
+static void set_in_use(analytics_pool_t *pool)
+{
+    if (pool->in_use_gauge)
+        epp_series_set(pool->in_use_gauge, pool->in_use);
+}
+
+int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t **out,
+                           epp_pg_error_t *err)
+{
+    *out = NULL;
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += wait_ms / 1000;
+    deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+
+    pthread_mutex_lock(&pool->mu);
+    analytics_conn_t *conn = NULL;
+    for (;;) {
+        /* Prefer a connection that is already open. */
+        for (unsigned i = 0; i < pool->size; i++) {
+            analytics_conn_t *c = &pool->conns[i];
+            if (!c->busy && (!conn || (c->pg && !conn->pg)))
+                conn = c;
+        }
+        if (conn)
+            break;
+        if (pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline) != 0) {
+            pthread_mutex_unlock(&pool->mu);
+            if (err) {
+                memset(err, 0, sizeof(*err));
+                err->code = EPP_EAGAIN;
+                snprintf(err->message, sizeof(err->message), "every database connection is busy");
+            }
+            return EPP_EAGAIN;
+        }
+    }
+    if (!conn->pg && epp_time_mono_us() < pool->down_until_us) {
+        pthread_mutex_unlock(&pool->mu);
+        if (err) {
+            memset(err, 0, sizeof(*err));
+            err->code = EPP_EUNAVAIL;
+            snprintf(err->message, sizeof(err->message), "database unreachable (retrying)");
+        }
+        return EPP_EUNAVAIL;
+    }
+    conn->busy = 1;
+    pool->in_use++;
+    set_in_use(pool);
+    pthread_mutex_unlock(&pool->mu);
+
+    conn->opened = 0;
+    if (conn->pg && PQstatus(conn->pg) != CONNECTION_OK) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+    if (!conn->pg) {
+        int rc = conn_open(conn, err);
+        if (rc < 0) {
+            count(pool->err_connect);
+            atomic_store(&pool->healthy, 0);
+            pthread_mutex_lock(&pool->mu);
+            pool->down_until_us = epp_time_mono_us() + POOL_DOWN_BACKOFF_US;
+            pthread_mutex_unlock(&pool->mu);
+            EPP_LOGKV(EPP_LOG_WARN, "database connect failed", "error", err ? err->message : "");
+            analytics_pool_release(pool, conn);
+            return rc == EPP_EINVAL ? EPP_EINVAL : EPP_EUNAVAIL;
+        }
+        conn->opened = 1;
+        atomic_store(&pool->healthy, 1);
+    }
+    *out = conn;
+    return 0;
+}
+
+void analytics_pool_release(analytics_pool_t *pool, analytics_conn_t *conn)
+{
+    if (!conn)
+        return;
+    /* A session that broke, or was left inside a transaction by an error path, is not reused. */
+    if (conn->pg &&
+        (PQstatus(conn->pg) != CONNECTION_OK || PQtransactionStatus(conn->pg) != PQTRANS_IDLE)) {
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+    }
+    pthread_mutex_lock(&pool->mu);
+    conn->busy = 0;
+    pool->in_use--;
+    set_in_use(pool);
+    pthread_cond_signal(&pool->cv);
+    pthread_mutex_unlock(&pool->mu);
+}
+
+static int connection_lost(int rc)
+{
+    return rc == EPP_EIO || rc == EPP_EUNAVAIL;
+}
+
+int analytics_conn_exec(analytics_conn_t *conn, size_t stmt, const char *const *values,
+                        PGresult **out, epp_pg_error_t *err)
+{
+    analytics_pool_t *pool = conn->pool;
+    *out = NULL;
+    if (stmt >= pool->nstmts)
+        return EPP_EINVAL;
+    for (int attempt = 0;; attempt++) {
+        int64_t t0 = epp_time_mono_us();
+        PGresult *res = PQexecPrepared(conn->pg, pool->stmts[stmt].name, pool->stmts[stmt].nparams,
+                                       values, NULL, NULL, 0);
+        int rc = epp_pg_result_error(conn->pg, res, err);
+        if (pool->durations[stmt])
+            epp_series_observe(pool->durations[stmt], (double)(epp_time_mono_us() - t0) / 1e6);
+        if (rc == 0) {
+            atomic_store(&pool->healthy, 1);
+            *out = res;
+            return 0;
+        }
+        PQclear(res);
+        if (!connection_lost(rc)) {
+            count(rc == EPP_ETIMEDOUT ? pool->err_timeout : pool->err_query);
+            if (rc != EPP_ETIMEDOUT)
+                EPP_LOGKV(EPP_LOG_ERROR, "query failed", "statement", pool->stmts[stmt].name,
+                          "sqlstate", err ? err->sqlstate : "", "error", err ? err->message : "");
+            return rc;
+        }
+        /* The session is gone. A connection that sat idle in the pool may simply have missed a
+         * server restart: open a new one and try once more. */
+        count(pool->err_query);
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+        if (attempt > 0 || conn->opened) {
+            atomic_store(&pool->healthy, 0);
+            return rc;
+        }
+        EPP_LOGKV(EPP_LOG_INFO, "database session lost; reconnecting", "error",
+                  err ? err->message : "");
+        int orc = conn_open(conn, err);
+        if (orc < 0) {
+            count(pool->err_connect);
+            atomic_store(&pool->healthy, 0);
+            pthread_mutex_lock(&pool->mu);
+            pool->down_until_us = epp_time_mono_us() + POOL_DOWN_BACKOFF_US;
+            pthread_mutex_unlock(&pool->mu);
+            return EPP_EUNAVAIL;
+        }
+        conn->opened = 1;
+    }
+}
+
+int analytics_pool_ping(analytics_pool_t *pool)
+{
+    analytics_conn_t *conn = NULL;
+    int rc = analytics_pool_acquire(pool, 200, &conn, NULL);
+    if (rc == EPP_EAGAIN)
+        return atomic_load(&pool->healthy);
+    if (rc < 0)
+        return 0;
+    rc = epp_pg_exec(conn->pg, "SELECT 1", NULL);
+    if (rc < 0 && connection_lost(rc) && !conn->opened) {
+        /* Same reasoning as in analytics_conn_exec: an idle session may predate a restart. */
+        PQfinish(conn->pg);
+        conn->pg = NULL;
+        if (conn_open(conn, NULL) == 0)
+            rc = epp_pg_exec(conn->pg, "SELECT 1", NULL);
+    }
+    atomic_store(&pool->healthy, rc == 0);
+    analytics_pool_release(pool, conn);
+    return rc == 0;
+}

@@ -1,0 +1,363 @@
+/* SQL for the analytics questions; see queries.h. The statement texts are composed once at
+ * start-up from fixed fragments (never from request data) and prepared on every connection. */
+#include "queries.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "epp_buf.h"
+#include "epp_error.h"
+#include "epp_time.h"
+#include "query_plan.h"
+
+enum {
+    ST_COUNT,
+    ST_COUNT_EV,
+    ST_COUNT_USER,
+    ST_COUNT_USER_EV,
+    ST_SERIES_MINUTE,
+    ST_SERIES_MINUTE_EV,
+    ST_SERIES_HOUR,
+    ST_SERIES_HOUR_EV,
+    ST_SERIES_DAY,
+    ST_SERIES_DAY_EV,
+    ST_TOP,
+    ST_ACTIVE,
+    ST_USER_EVENTS,
+    ST_EVENT,
+    ST_N
+};
+
+/* Parameters of one planned range: 7 spans, 14 timestamps. */
+#define PLAN_PARAMS 14
+
+static analytics_stmt_t stmts[ST_N];
+static epp_buf_t sql_text[ST_N];
+
+/* Appends the exact count of events in a planned range whose 14 span bounds are parameters
+ * $p .. $p+13 (see plan_values), optionally filtered by event_name = $ev (ev 0: no filter). */
+static void count_expr(epp_buf_t *b, int p, int ev)
+{
+    char evf[48] = "";
+    if (ev)
+        snprintf(evf, sizeof(evf), " AND event_name = $%d::text", ev);
+    static const char *const tables[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
+                                         "public.epp_rollup_hour", "public.epp_rollup_minute",
+                                         "public.epp_rollup_minute"};
+    epp_buf_append_str(b, "(");
+    for (int i = 0; i < 5; i++)
+        epp_buf_printf(b,
+                       "(SELECT coalesce(sum(n), 0) FROM %s WHERE bucket >= $%d::timestamptz "
+                       "AND bucket < $%d::timestamptz%s) + ",
+                       tables[i], p + 2 * i, p + 2 * i + 1, evf);
+    for (int i = 5; i < 7; i++)
+        epp_buf_printf(b,
+                       "(SELECT count(*) FROM public.events WHERE \"timestamp\" >= "
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz%s)%s",
+                       p + 2 * i, p + 2 * i + 1, evf, i == 5 ? " + " : "");
+    epp_buf_append_str(b, ")::int8");
+}
+
+static void series_sql(epp_buf_t *b, const char *table, int ev)
+{
+    char evf[48] = "";
+    if (ev)
+        snprintf(evf, sizeof(evf), " AND event_name = $%d::text", 3 + 2 * (1 + PLAN_PARAMS));
+    epp_buf_printf(b,
+                   "SELECT (extract(epoch FROM bucket) * 1000000)::int8, n FROM ("
+                   "SELECT bucket, sum(n)::int8 AS n FROM %s WHERE bucket >= $1::timestamptz "
+                   "AND bucket < $2::timestamptz%s GROUP BY bucket",
+                   table, evf);
+    for (int e = 0; e < 2; e++) {
+        int p = 3 + e * (1 + PLAN_PARAMS);
+        epp_buf_printf(b, " UNION ALL SELECT $%d::timestamptz, ", p);
+        count_expr(b, p + 1, ev ? 3 + 2 * (1 + PLAN_PARAMS) : 0);
+    }
+    epp_buf_append_str(b, ") t");
+}
+
+static void set_stmt(int i, const char *name, int nparams, const char *label)
+{
+    stmts[i].name = name;
+    stmts[i].sql = sql_text[i].data;
+    stmts[i].nparams = nparams;
+    stmts[i].label = label;
+}
+
+int analytics_queries_init(void)
+{
+    epp_buf_t *b;
+
+    b = &sql_text[ST_COUNT];
+    epp_buf_append_str(b, "SELECT ");
+    count_expr(b, 1, 0);
+    set_stmt(ST_COUNT, "count", PLAN_PARAMS, "count");
+
+    b = &sql_text[ST_COUNT_EV];
+    epp_buf_append_str(b, "SELECT ");
+    count_expr(b, 1, PLAN_PARAMS + 1);
+    set_stmt(ST_COUNT_EV, "count_ev", PLAN_PARAMS + 1, "count");
+
+    /* A user's events are found through events_user_timestamp_idx (user_id, "timestamp"). */
+    epp_buf_append_str(&sql_text[ST_COUNT_USER],
+                       "SELECT count(*) FROM public.events WHERE user_id = $1::text "
+                       "AND \"timestamp\" >= $2::timestamptz AND \"timestamp\" < $3::timestamptz");
+    set_stmt(ST_COUNT_USER, "count_user", 3, "count_user");
+    epp_buf_append_str(&sql_text[ST_COUNT_USER_EV],
+                       "SELECT count(*) FROM public.events WHERE user_id = $1::text "
+                       "AND \"timestamp\" >= $2::timestamptz AND \"timestamp\" < $3::timestamptz "
+                       "AND event_name = $4::text");
+    set_stmt(ST_COUNT_USER_EV, "count_user_ev", 4, "count_user");
+
+    static const char *const tables[] = {"public.epp_rollup_minute", "public.epp_rollup_hour",
+                                         "public.epp_rollup_day"};
+    static const char *const names[] = {"series_minute",  "series_minute_ev", "series_hour",
+                                        "series_hour_ev", "series_day",       "series_day_ev"};
+    for (int w = 0; w < 3; w++)
+        for (int ev = 0; ev < 2; ev++) {
+            int i = ST_SERIES_MINUTE + 2 * w + ev;
+            series_sql(&sql_text[i], tables[w], ev);
+            set_stmt(i, names[2 * w + ev], 2 + 2 * (1 + PLAN_PARAMS) + ev, "timeseries");
+        }
+
+    b = &sql_text[ST_TOP];
+    epp_buf_append_str(b, "SELECT event_name, sum(n)::int8 AS n FROM (");
+    static const char *const top_tables[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
+                                             "public.epp_rollup_hour", "public.epp_rollup_minute",
+                                             "public.epp_rollup_minute"};
+    for (int i = 0; i < 5; i++)
+        epp_buf_printf(b,
+                       "SELECT event_name, n FROM %s WHERE bucket >= $%d::timestamptz AND "
+                       "bucket < $%d::timestamptz UNION ALL ",
+                       top_tables[i], 1 + 2 * i, 2 + 2 * i);
+    for (int i = 5; i < 7; i++)
+        epp_buf_printf(b,
+                       "SELECT event_name, count(*) FROM public.events WHERE \"timestamp\" >= "
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz GROUP BY "
+                       "event_name%s",
+                       1 + 2 * i, 2 + 2 * i, i == 5 ? " UNION ALL " : "");
+    epp_buf_printf(b,
+                   ") t GROUP BY event_name HAVING sum(n) > 0 "
+                   "ORDER BY sum(n) DESC, event_name COLLATE \"C\" ASC LIMIT $%d::int8",
+                   PLAN_PARAMS + 1);
+    set_stmt(ST_TOP, "top", PLAN_PARAMS + 1, "top");
+
+    /* Distinct users: the whole days' sets from epp_user_day, the partial days' users from
+     * public.events, and UNION (not UNION ALL) removes the duplicates across them. */
+    epp_buf_append_str(&sql_text[ST_ACTIVE],
+                       "SELECT count(*) FROM ("
+                       "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
+                       "AND bucket < $2::timestamptz AND n > 0 "
+                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
+                       "$3::timestamptz AND \"timestamp\" < $4::timestamptz "
+                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
+                       "$5::timestamptz AND \"timestamp\" < $6::timestamptz) u");
+    set_stmt(ST_ACTIVE, "active", 6, "active_users");
+
+#define ROW_COLUMNS                                                                                \
+    "event_id::text, user_id, event_name, metadata::text, "                                        \
+    "(extract(epoch FROM \"timestamp\") * 1000000)::int8, "                                        \
+    "(extract(epoch FROM processed_at) * 1000000)::int8"
+    /* Keyset pagination in the order of events_user_timestamp_idx. */
+    epp_buf_append_str(&sql_text[ST_USER_EVENTS],
+                       "SELECT " ROW_COLUMNS " FROM public.events WHERE user_id = $1::text "
+                       "AND (\"timestamp\", event_id) < ($2::timestamptz, $3::uuid) "
+                       "ORDER BY \"timestamp\" DESC, event_id DESC LIMIT $4::int8");
+    set_stmt(ST_USER_EVENTS, "user_events", 4, "user_events");
+    epp_buf_append_str(&sql_text[ST_EVENT],
+                       "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid");
+    set_stmt(ST_EVENT, "event", 1, "event");
+#undef ROW_COLUMNS
+
+    for (int i = 0; i < ST_N; i++)
+        if (!sql_text[i].data) {
+            analytics_queries_free();
+            return EPP_ENOMEM;
+        }
+    return 0;
+}
+
+const analytics_stmt_t *analytics_queries_stmts(size_t *n)
+{
+    *n = ST_N;
+    return stmts;
+}
+
+void analytics_queries_free(void)
+{
+    for (int i = 0; i < ST_N; i++)
+        epp_buf_free(&sql_text[i]);
+    memset(stmts, 0, sizeof(stmts));
+}
+
+/* Text parameters for timestamps. */
+typedef char ts_text_t[EPP_TIME_BUFSZ];
+
+static const char *ts_param(int64_t us, ts_text_t buf)
+{
+    epp_time_format(us, buf);
+    return buf;
+}
+
+/* Fills values[0..13] with the span bounds of p in the order count_expr expects. */
+static void plan_values(const analytics_plan_t *p, ts_text_t *bufs, const char **values)
+{
+    const analytics_span_t *spans[7] = {&p->day,       &p->hour[0], &p->hour[1], &p->minute[0],
+                                        &p->minute[1], &p->raw[0],  &p->raw[1]};
+    for (int i = 0; i < 7; i++) {
+        values[2 * i] = ts_param(spans[i]->lo, bufs[2 * i]);
+        values[2 * i + 1] = ts_param(spans[i]->hi, bufs[2 * i + 1]);
+    }
+}
+
+static int64_t get_int(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static int single_int(analytics_conn_t *conn, int stmt, const char *const *values, int64_t *out,
+                      epp_pg_error_t *err)
+{
+    PGresult *res = NULL;
+    int rc = analytics_conn_exec(conn, (size_t)stmt, values, &res, err);
+    if (rc < 0)
+        return rc;
+    *out = PQntuples(res) > 0 ? get_int(res, 0, 0) : 0;
+    PQclear(res);
+    return 0;
+}
+
+int analytics_q_count(analytics_conn_t *conn, int64_t from, int64_t to, const char *event_name,
+                      const char *user_id, int64_t *count, epp_pg_error_t *err)
+{
+    ts_text_t bufs[PLAN_PARAMS];
+    const char *values[PLAN_PARAMS + 1];
+    if (user_id) {
+        values[0] = user_id;
+        values[1] = ts_param(from, bufs[0]);
+        values[2] = ts_param(to, bufs[1]);
+        values[3] = event_name;
+        return single_int(conn, event_name ? ST_COUNT_USER_EV : ST_COUNT_USER, values, count, err);
+    }
+    analytics_plan_t plan;
+    analytics_plan_range(from, to, &plan);
+    plan_values(&plan, bufs, values);
+    values[PLAN_PARAMS] = event_name;
+    return single_int(conn, event_name ? ST_COUNT_EV : ST_COUNT, values, count, err);
+}
+
+int analytics_q_series(analytics_conn_t *conn, int64_t from, int64_t to, int64_t width,
+                       const char *event_name, int64_t *counts, int64_t npoints,
+                       epp_pg_error_t *err)
+{
+    int stmt;
+    if (width == ANALYTICS_US_MINUTE)
+        stmt = ST_SERIES_MINUTE;
+    else if (width == ANALYTICS_US_HOUR)
+        stmt = ST_SERIES_HOUR;
+    else if (width == ANALYTICS_US_DAY)
+        stmt = ST_SERIES_DAY;
+    else
+        return EPP_EINVAL;
+    if (event_name)
+        stmt++;
+
+    analytics_span_t inner;
+    analytics_edge_t edges[2];
+    int nedges;
+    analytics_plan_series(from, to, width, &inner, edges, &nedges);
+    int64_t first = analytics_floor(from, width);
+
+    enum { N = 2 + 2 * (1 + PLAN_PARAMS) + 1 };
+    ts_text_t bufs[N];
+    const char *values[N];
+    values[0] = ts_param(inner.lo, bufs[0]);
+    values[1] = ts_param(inner.hi, bufs[1]);
+    for (int e = 0; e < 2; e++) {
+        int p = 2 + e * (1 + PLAN_PARAMS);
+        analytics_plan_t plan;
+        if (e < nedges) {
+            analytics_plan_range(edges[e].span.lo, edges[e].span.hi, &plan);
+            values[p] = ts_param(edges[e].bucket, bufs[p]);
+        } else {
+            /* An unused slot counts an empty range: it adds 0 to the first point. */
+            analytics_plan_range(from, from + 1, &plan);
+            plan.raw[0].hi = plan.raw[0].lo;
+            values[p] = ts_param(first, bufs[p]);
+        }
+        plan_values(&plan, bufs + p + 1, values + p + 1);
+    }
+    values[N - 1] = event_name;
+
+    PGresult *res = NULL;
+    int rc = analytics_conn_exec(conn, (size_t)stmt, values, &res, err);
+    if (rc < 0)
+        return rc;
+    memset(counts, 0, (size_t)npoints * sizeof(*counts));
+    for (int r = 0; r < PQntuples(res); r++) {
+        int64_t bucket = get_int(res, r, 0), n = get_int(res, r, 1);
+        int64_t i = (bucket - first) / width;
+        if (bucket >= first && i < npoints)
+            counts[i] += n;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int analytics_q_top(analytics_conn_t *conn, int64_t from, int64_t to, int limit, PGresult **out,
+                    epp_pg_error_t *err)
+{
+    ts_text_t bufs[PLAN_PARAMS];
+    const char *values[PLAN_PARAMS + 1];
+    char lim[24];
+    analytics_plan_t plan;
+    analytics_plan_range(from, to, &plan);
+    plan_values(&plan, bufs, values);
+    snprintf(lim, sizeof(lim), "%d", limit);
+    values[PLAN_PARAMS] = lim;
+    return analytics_conn_exec(conn, ST_TOP, values, out, err);
+}
+
+int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int64_t *users,
+                       epp_pg_error_t *err)
+{
+    analytics_span_t days, edge[2];
+    ts_text_t bufs[6];
+    const char *values[6];
+    analytics_plan_days(from, to, &days, edge);
+    values[0] = ts_param(days.lo, bufs[0]);
+    values[1] = ts_param(days.hi, bufs[1]);
+    for (int i = 0; i < 2; i++) {
+        values[2 + 2 * i] = ts_param(edge[i].lo, bufs[2 + 2 * i]);
+        values[3 + 2 * i] = ts_param(edge[i].hi, bufs[3 + 2 * i]);
+    }
+    return single_int(conn, ST_ACTIVE, values, users, err);
+}
+
+int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t before_us,
+                            const char *before_id, int limit, PGresult **out, epp_pg_error_t *err)
+{
+    ts_text_t ts;
+    char lim[24];
+    const char *values[4];
+    values[0] = user_id;
+    if (before_us == INT64_MAX) {
+        values[1] = "infinity";
+        values[2] = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+    } else {
+        values[1] = ts_param(before_us, ts);
+        /* Timestamp only: every event of an earlier instant, none at before_us itself. */
+        values[2] = before_id ? before_id : "00000000-0000-0000-0000-000000000000";
+    }
+    snprintf(lim, sizeof(lim), "%d", limit);
+    values[3] = lim;
+    return analytics_conn_exec(conn, ST_USER_EVENTS, values, out, err);
+}
+
+int analytics_q_event(analytics_conn_t *conn, const char *event_id, PGresult **out,
+                      epp_pg_error_t *err)
+{
+    const char *values[1] = {event_id};
+    return analytics_conn_exec(conn, ST_EVENT, values, out, err);
+}

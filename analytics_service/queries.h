@@ -1,0 +1,66 @@
+/* The analytics questions as prepared SQL over the rollups and public.events.
+ *
+ * Each function answers one SPEC section 7 question exactly for [from, to) (microseconds,
+ * from < to): whole days, hours and minutes come from epp_rollup_day/hour/minute, the
+ * sub-minute edges from public.events (see query_plan.h). Every statement is one round trip,
+ * so each answer is taken from one snapshot of the database.
+ *
+ * All SQL is parameterised; user input only ever travels as statement parameters.
+ * Threads: any thread, with a connection it holds from the pool. */
+#ifndef ANALYTICS_QUERIES_H
+#define ANALYTICS_QUERIES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "db_pool.h"
+
+/* Builds the statement table once at start-up (before any other thread). 0 or EPP_ENOMEM. */
+int analytics_queries_init(void);
+/* The statement table for analytics_pool_opts_t (valid after analytics_queries_init). */
+const analytics_stmt_t *analytics_queries_stmts(size_t *n);
+void analytics_queries_free(void);
+
+/* Number of events in [from, to), optionally only event_name and/or user_id (NULL: any). */
+int analytics_q_count(analytics_conn_t *conn, int64_t from, int64_t to, const char *event_name,
+                      const char *user_id, int64_t *count, epp_pg_error_t *err);
+
+/* Zero-filled series of buckets of width (minute, hour or day in microseconds): counts[i] is
+ * the number of events in [max(b_i, from), min(b_i + width, to)) where
+ * b_i = floor(from, width) + i * width, for i < npoints (npoints from analytics_plan_series). */
+int analytics_q_series(analytics_conn_t *conn, int64_t from, int64_t to, int64_t width,
+                       const char *event_name, int64_t *counts, int64_t npoints,
+                       epp_pg_error_t *err);
+
+/* The limit most frequent event names in [from, to): *out rows (event_name text, n int8),
+ * by count descending, ties by event_name in byte order. Caller PQclear()s. */
+int analytics_q_top(analytics_conn_t *conn, int64_t from, int64_t to, int limit, PGresult **out,
+                    epp_pg_error_t *err);
+
+/* Exact number of distinct user_id in [from, to). */
+int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int64_t *users,
+                       epp_pg_error_t *err);
+
+/* Result columns of analytics_q_user_events and analytics_q_event. */
+enum {
+    ANALYTICS_COL_EVENT_ID,
+    ANALYTICS_COL_USER_ID,
+    ANALYTICS_COL_EVENT_NAME,
+    ANALYTICS_COL_METADATA, /* jsonb as text */
+    ANALYTICS_COL_TS_US,    /* "timestamp" as epoch microseconds */
+    ANALYTICS_COL_PROCESSED_US,
+};
+
+/* A user's events newest first ("timestamp" DESC, event_id DESC) strictly before the keyset
+ * position (before_us, before_id); before_id NULL means every event before before_us;
+ * before_us INT64_MAX means from the newest. At most limit rows. Caller PQclear()s. */
+int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t before_us,
+                            const char *before_id, int limit, PGresult **out, epp_pg_error_t *err);
+
+/* The row of event_id (canonical UUID text): *out has 0 or 1 rows. Caller PQclear()s. */
+int analytics_q_event(analytics_conn_t *conn, const char *event_id, PGresult **out,
+                      epp_pg_error_t *err);
+
+#endif

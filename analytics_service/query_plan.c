@@ -1,0 +1,154 @@
+/* Range decomposition; see query_plan.h for the contract. */
+#include "query_plan.h"
+
+int64_t analytics_floor(int64_t t, int64_t width)
+{
+    int64_t q = t / width;
+    if (t % width != 0 && t < 0)
+        q--;
+    return q * width;
+}
+
+int64_t analytics_ceil(int64_t t, int64_t width)
+{
+    int64_t f = analytics_floor(t, width);
+    return f == t ? t : f + width;
+}
+
+static analytics_span_t span(int64_t lo, int64_t hi)
+{
+    analytics_span_t s = {lo, hi};
+    return s;
+}
+
+static const int64_t widths[3] = {ANALYTICS_US_DAY, ANALYTICS_US_HOUR, ANALYTICS_US_MINUTE};
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static int64_t max64(int64_t a, int64_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The pieces of plan p by level (0 day, 1 hour, 2 minute) and side (0 left, 1 right). The
+ * day run has one slot; its "right" slot is never used. */
+static analytics_span_t *piece(analytics_plan_t *p, int level, int side)
+{
+    if (level == 0)
+        return &p->day;
+    return level == 1 ? &p->hour[side] : &p->minute[side];
+}
+
+/* [lo, hi) where hi is a bucket start of every level >= level: whole buckets are taken from the
+ * right end, coarsest first; what is left below one minute is the raw edge. */
+static void left_side(analytics_plan_t *p, int64_t lo, int64_t hi, int level)
+{
+    for (int l = level; l < 3; l++) {
+        int64_t c = min64(analytics_ceil(lo, widths[l]), hi);
+        *piece(p, l, 0) = span(c, hi);
+        hi = c;
+    }
+    p->raw[0] = span(lo, hi);
+}
+
+/* Mirror image of left_side: lo is a bucket start of every level >= level. */
+static void right_side(analytics_plan_t *p, int64_t lo, int64_t hi, int level)
+{
+    for (int l = level; l < 3; l++) {
+        int64_t f = max64(analytics_floor(hi, widths[l]), lo);
+        *piece(p, l, 1) = span(lo, f);
+        lo = f;
+    }
+    p->raw[1] = span(lo, hi);
+}
+
+static void normalise(analytics_span_t *s, int64_t from)
+{
+    if (s->lo >= s->hi)
+        *s = span(from, from);
+}
+
+void analytics_plan_range(int64_t from, int64_t to, analytics_plan_t *p)
+{
+    p->day = span(from, from);
+    for (int i = 0; i < 2; i++)
+        p->hour[i] = p->minute[i] = p->raw[i] = span(from, from);
+    p->raw[0] = span(from, to);
+    /* The coarsest level with a whole bucket inside [from, to) holds the middle run; each side
+     * of it is then cut by the finer levels only. */
+    for (int l = 0; l < 3; l++) {
+        int64_t c = analytics_ceil(from, widths[l]), f = analytics_floor(to, widths[l]);
+        if (c < f) {
+            *piece(p, l, 0) = span(c, f);
+            if (l < 2) {
+                left_side(p, from, c, l + 1);
+                right_side(p, f, to, l + 1);
+            } else {
+                p->raw[0] = span(from, c);
+                p->raw[1] = span(f, to);
+            }
+            break;
+        }
+    }
+    normalise(&p->day, from);
+    for (int i = 0; i < 2; i++) {
+        normalise(&p->hour[i], from);
+        normalise(&p->minute[i], from);
+        normalise(&p->raw[i], from);
+    }
+}
+
+/* Splits [lo, hi) around its run of whole buckets of width. */
+static void split(int64_t lo, int64_t hi, int64_t width, analytics_span_t *mid,
+                  analytics_span_t *left, analytics_span_t *right)
+{
+    int64_t c = analytics_ceil(lo, width), f = analytics_floor(hi, width);
+    if (c >= f) {
+        *mid = span(lo, lo);
+        *left = span(lo, hi);
+        *right = span(hi, hi);
+        return;
+    }
+    *mid = span(c, f);
+    *left = span(lo, c);
+    *right = span(f, hi);
+}
+
+void analytics_plan_days(int64_t from, int64_t to, analytics_span_t *days, analytics_span_t edge[2])
+{
+    split(from, to, ANALYTICS_US_DAY, days, &edge[0], &edge[1]);
+    normalise(days, from);
+    normalise(&edge[0], from);
+    normalise(&edge[1], from);
+}
+
+int64_t analytics_plan_series(int64_t from, int64_t to, int64_t w, analytics_span_t *inner,
+                              analytics_edge_t edges[2], int *nedges)
+{
+    int64_t first = analytics_floor(from, w), last = analytics_floor(to - 1, w);
+    int64_t c = analytics_ceil(from, w), f = analytics_floor(to, w);
+    *nedges = 0;
+    if (c > f) {
+        /* from and to lie inside one bucket. */
+        *inner = span(from, from);
+        edges[0].bucket = first;
+        edges[0].span = span(from, to);
+        *nedges = 1;
+    } else {
+        *inner = c < f ? span(c, f) : span(from, from);
+        if (from < c) {
+            edges[*nedges].bucket = first;
+            edges[*nedges].span = span(from, c);
+            (*nedges)++;
+        }
+        if (f < to) {
+            edges[*nedges].bucket = f;
+            edges[*nedges].span = span(f, to);
+            (*nedges)++;
+        }
+    }
+    return (last - first) / w + 1;
+}
