@@ -72,6 +72,8 @@ cmd_start() {
     if [ "$(id -u)" = 0 ]; then
         chown -R postgres:postgres "$dir"
         chmod 700 "$dir"
+        runuser -u postgres -- test -x "$dir" ||
+            die "the postgres user cannot reach $dir: make its parent directories world-searchable (chmod o+x)"
     fi
 
     if [ ! -f "$dir/PG_VERSION" ]; then
