@@ -34,20 +34,20 @@ typedef void (*epp_http_handler_t)(epp_http_req_t *req, void *ud);
 typedef int (*epp_http_ready_fn)(void *ud, char *reason, size_t reason_size);
 
 typedef struct {
-    const char *service;       /* "epp-ingest": logs, metrics, error JSON; borrowed */
-    const char *bind_address;  /* NULL or "0.0.0.0": all interfaces; "127.0.0.1": loopback */
-    int port;                  /* 0: pick a free port (see epp_http_port) */
-    unsigned threads;          /* worker threads (>= 1) */
-    unsigned max_connections;  /* total; beyond it connections are refused */
-    unsigned max_per_ip;       /* 0: no per-IP limit */
-    unsigned timeout_s;        /* idle/slow connection timeout (slowloris bound) */
-    size_t max_body;           /* request body cap in bytes; larger bodies get 413 */
-    const char *api_keys;      /* comma-separated; NULL or "": auth off (a warning is logged) */
-    double rate_limit_rps;     /* per key (or per client IP without keys); 0: off */
-    double rate_limit_burst;   /* bucket size; 0: same as rate_limit_rps */
-    const char *cors_origins;  /* comma-separated allow-list, "*" for any; NULL: CORS off */
-    epp_metrics_t *metrics;    /* request metrics are registered here; borrowed; may be NULL */
-    epp_http_ready_fn ready;   /* NULL: /ready is always 200 */
+    const char *service;      /* "epp-ingest": logs, metrics, error JSON; borrowed */
+    const char *bind_address; /* NULL or "0.0.0.0": all interfaces; "127.0.0.1": loopback */
+    int port;                 /* 0: pick a free port (see epp_http_port) */
+    unsigned threads;         /* worker threads (>= 1) */
+    unsigned max_connections; /* total; beyond it connections are refused */
+    unsigned max_per_ip;      /* 0: no per-IP limit */
+    unsigned timeout_s;       /* idle/slow connection timeout (slowloris bound) */
+    size_t max_body;          /* request body cap in bytes; larger bodies get 413 */
+    const char *api_keys;     /* comma-separated; NULL or "": auth off (a warning is logged) */
+    double rate_limit_rps;    /* per key (or per client IP without keys); 0: off */
+    double rate_limit_burst;  /* bucket size; 0: same as rate_limit_rps */
+    const char *cors_origins; /* comma-separated allow-list, "*" for any; NULL: CORS off */
+    epp_metrics_t *metrics;   /* request metrics are registered here; borrowed; may be NULL */
+    epp_http_ready_fn ready;  /* NULL: /ready is always 200 */
     void *ready_ud;
 } epp_http_opts_t;
 
@@ -60,7 +60,7 @@ void epp_http_opts_default(epp_http_opts_t *opts);
 epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_t errsz);
 
 enum {
-    EPP_HTTP_ROUTE_PUBLIC = 1 << 0, /* no API key needed (only /health is public by default) */
+    EPP_HTTP_ROUTE_PUBLIC = 1 << 0,  /* no API key needed (only /health is public by default) */
     EPP_HTTP_ROUTE_NO_BODY = 1 << 1, /* a body is refused with 413 (GET-like routes) */
 };
 
@@ -112,8 +112,8 @@ void *epp_http_get_data(const epp_http_req_t *req);
 int epp_http_add_header(epp_http_req_t *req, const char *name, const char *value);
 
 /* Replies with a copy of body. */
-int epp_http_reply(epp_http_req_t *req, unsigned status, const char *content_type,
-                   const char *body, size_t len);
+int epp_http_reply(epp_http_req_t *req, unsigned status, const char *content_type, const char *body,
+                   size_t len);
 /* Replies application/json with a copy of json. */
 int epp_http_reply_json(epp_http_req_t *req, unsigned status, const char *json, size_t len);
 /* Replies {"error":{"code":code,"message":message[,"field":field]}}; field may be NULL.
