@@ -1,0 +1,37 @@
+/* The Event Consumer's configuration: one table (consumer_conf_opts) drives environment
+ * variables, --flags, --help and the table in event_consumer/README.md (SPEC section 11). */
+#ifndef CONSUMER_CONFIG_H
+#define CONSUMER_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "epp_config.h"
+
+typedef struct {
+    char *bootstrap;
+    char *topic;
+    char *dlq_topic;
+    char *group_id;
+    char *database_url; /* secret: holds the password */
+    int64_t http_port;
+    char *log_level;
+    char *log_format;
+    char *otel_endpoint;
+    char *otel_service_name;
+    double otel_sampler_arg;
+    int64_t batch_size;
+    int64_t batch_ms;
+    int64_t session_timeout_ms;
+    int64_t retry_max_backoff_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t pg_connect_timeout_s;
+    char *kafka_consumer_config; /* "key=value,key=value" librdkafka overrides */
+    char *copy_format;           /* "binary" or "text" */
+    bool pipeline;               /* decode the next batch while the database writes this one */
+    char *sql_dir;               /* NULL: the migrations embedded in the binary */
+} consumer_conf_t;
+
+extern const epp_conf_opt_t consumer_conf_opts[];
+
+#endif

@@ -1,0 +1,128 @@
+#include "consumer_dlq.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "epp_error.h"
+#include "epp_log.h"
+
+struct consumer_dlq {
+    rd_kafka_t *rk;
+    char *topic;
+    int failed; /* deliveries that failed since the last flush */
+};
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    consumer_dlq_t *d = opaque;
+    if (m->err) {
+        d->failed++;
+        EPP_LOGKV(EPP_LOG_ERROR, "dead-letter delivery failed", "error", rd_kafka_err2str(m->err));
+    }
+}
+
+consumer_dlq_t *consumer_dlq_create(const char *bootstrap, const char *topic, char *err,
+                                    size_t errsz)
+{
+    consumer_dlq_t *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    d->topic = strdup(topic);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (d->topic == NULL || conf == NULL) {
+        snprintf(err, errsz, "out of memory");
+        rd_kafka_conf_destroy(conf);
+        consumer_dlq_destroy(d);
+        return NULL;
+    }
+    /* acks=all and idempotence: a dead letter is the only copy of a message we gave up on. */
+    const char *props[][2] = {
+        {"bootstrap.servers", bootstrap},
+        {"enable.idempotence", "true"},
+        {"acks", "all"},
+        {"linger.ms", "1"},
+        {"message.timeout.ms", "30000"},
+        {"client.id", "epp-consumer-dlq"},
+    };
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+        if (rd_kafka_conf_set(conf, props[i][0], props[i][1], err, errsz) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(conf);
+            consumer_dlq_destroy(d);
+            return NULL;
+        }
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, d);
+    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errsz);
+    if (d->rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        consumer_dlq_destroy(d);
+        return NULL;
+    }
+    /* conf is now owned by d->rk. */
+    return d;
+}
+
+void consumer_dlq_destroy(consumer_dlq_t *d)
+{
+    if (d == NULL)
+        return;
+    if (d->rk != NULL) {
+        rd_kafka_flush(d->rk, 5000);
+        rd_kafka_destroy(d->rk);
+    }
+    free(d->topic);
+    free(d);
+}
+
+int consumer_dlq_send(consumer_dlq_t *d, const rd_kafka_message_t *msg, const char *source_topic,
+                      const char *code, const char *message)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_headers_t *orig = NULL;
+    if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig != NULL)
+        hdrs = rd_kafka_headers_copy(orig);
+    else
+        hdrs = rd_kafka_headers_new(6);
+    char part[16], off[32];
+    snprintf(part, sizeof part, "%" PRId32, msg->partition);
+    snprintf(off, sizeof off, "%" PRId64, msg->offset);
+    rd_kafka_header_add(hdrs, "error.code", -1, code, -1);
+    rd_kafka_header_add(hdrs, "error.message", -1, message, -1);
+    rd_kafka_header_add(hdrs, "source.topic", -1, source_topic, -1);
+    rd_kafka_header_add(hdrs, "source.partition", -1, part, -1);
+    rd_kafka_header_add(hdrs, "source.offset", -1, off, -1);
+    rd_kafka_resp_err_t e;
+    for (int attempt = 0;; attempt++) {
+        e = rd_kafka_producev(
+            d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_VALUE(msg->payload, msg->len),
+            RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)
+            break;
+        rd_kafka_poll(d->rk, 100);
+    }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        /* On failure the headers still belong to us. */
+        rd_kafka_headers_destroy(hdrs);
+        EPP_LOGKV(EPP_LOG_ERROR, "dead-letter produce failed", "error", rd_kafka_err2str(e));
+        return e == RD_KAFKA_RESP_ERR__QUEUE_FULL ? EPP_EAGAIN : EPP_EUNAVAIL;
+    }
+    /* hdrs are now owned by the message. */
+    return 0;
+}
+
+int consumer_dlq_flush(consumer_dlq_t *d, int timeout_ms)
+{
+    rd_kafka_resp_err_t e = rd_kafka_flush(d->rk, timeout_ms);
+    int failed = d->failed;
+    d->failed = 0;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || failed > 0)
+        return EPP_EUNAVAIL;
+    return 0;
+}

@@ -1,0 +1,171 @@
+#include "consumer_kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "epp_error.h"
+#include "epp_log.h"
+
+typedef struct {
+    consumer_kafka_hooks_t hooks;
+} kafka_state_t;
+
+/* One static instance: a process has one consumer, and librdkafka needs the pointer to stay
+ * valid for the life of the handle. */
+static kafka_state_t state;
+
+static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts)
+{
+    char buf[512];
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < parts->cnt && off < sizeof buf - 32; i++)
+        off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%d", i ? "," : "",
+                                (int)parts->elems[i].partition);
+    EPP_LOGKV(EPP_LOG_INFO, what, "partitions", buf);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    (void)opaque;
+    int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        state.hooks.on_assign(state.hooks.ud, parts);
+        log_parts("partitions assigned", parts);
+        rd_kafka_error_t *e = NULL;
+        rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (cooperative)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, parts);
+        if (e != NULL) {
+            EPP_LOGKV(EPP_LOG_ERROR, "assign failed", "error", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else if (re) {
+            EPP_LOGKV(EPP_LOG_ERROR, "assign failed", "error", rd_kafka_err2str(re));
+        }
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        /* Finish the batch in hand while the partitions are still ours; a lost assignment
+         * (session timeout) is finished too: the offsets check keeps a late write harmless. */
+        state.hooks.on_revoke(state.hooks.ud, parts);
+        log_parts(rd_kafka_assignment_lost(rk) ? "partitions lost" : "partitions revoked", parts);
+    } else {
+        EPP_LOGKV(EPP_LOG_ERROR, "rebalance error", "error", rd_kafka_err2str(err));
+    }
+    if (cooperative) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e != NULL)
+            rd_kafka_error_destroy(e);
+    } else {
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    EPP_LOGKV(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? EPP_LOG_ERROR : EPP_LOG_WARN,
+              "kafka error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err), "reason", reason);
+}
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    epp_log_level_t l = level <= 3 ? EPP_LOG_ERROR : level <= 4 ? EPP_LOG_WARN : EPP_LOG_DEBUG;
+    EPP_LOGKV(l, "librdkafka", "facility", fac, "detail", buf);
+}
+
+int consumer_kafka_apply_overrides(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz)
+{
+    if (list == NULL || list[0] == '\0')
+        return 0;
+    char *copy = strdup(list);
+    if (copy == NULL)
+        return EPP_ENOMEM;
+    int rc = 0;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+        while (*item == ' ')
+            item++;
+        if (*item == '\0')
+            continue;
+        char *eq = strchr(item, '=');
+        if (eq == NULL) {
+            snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: expected key=value, got \"%s\"", item);
+            rc = EPP_EINVAL;
+            break;
+        }
+        *eq = '\0';
+        char detail[256];
+        if (rd_kafka_conf_set(conf, item, eq + 1, detail, sizeof detail) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: %s", detail);
+            rc = EPP_EINVAL;
+            break;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_kafka_hooks_t *hooks,
+                                  char *err, size_t errsz)
+{
+    state.hooks = *hooks;
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char session[32], heartbeat[32];
+    snprintf(session, sizeof session, "%lld", (long long)conf->session_timeout_ms);
+    long long hb = conf->session_timeout_ms / 3;
+    snprintf(heartbeat, sizeof heartbeat, "%lld", hb < 3000 ? hb : 3000);
+    const char *props[][2] = {
+        {"bootstrap.servers", conf->bootstrap}, {"group.id", conf->group_id},
+        {"client.id", "epp-consumer"},          {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},  {"auto.offset.reset", "error"},
+        {"session.timeout.ms", session},        {"heartbeat.interval.ms", heartbeat},
+        {"enable.partition.eof", "false"},
+    };
+    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
+        if (rd_kafka_conf_set(kc, props[i][0], props[i][1], err, errsz) != RD_KAFKA_CONF_OK) {
+            rd_kafka_conf_destroy(kc);
+            return NULL;
+        }
+    }
+    if (consumer_kafka_apply_overrides(kc, conf->kafka_consumer_config, err, errsz) != 0) {
+        rd_kafka_conf_destroy(kc);
+        return NULL;
+    }
+    rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+    rd_kafka_conf_set_error_cb(kc, error_cb);
+    rd_kafka_conf_set_log_cb(kc, log_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, errsz);
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(kc);
+        return NULL;
+    }
+    /* kc is now owned by rk. Route everything to the consumer queue served by
+     * rd_kafka_consumer_poll(), so that callbacks run on the polling thread. */
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(topics, conf->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, errsz, "subscribe to %s: %s", conf->topic, rd_kafka_err2str(e));
+        rd_kafka_destroy(rk);
+        return NULL;
+    }
+    return rk;
+}
+
+int consumer_kafka_reachable(rd_kafka_t *rk, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, timeout_ms);
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    return e == RD_KAFKA_RESP_ERR_NO_ERROR;
+}

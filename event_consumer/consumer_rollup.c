@@ -1,0 +1,184 @@
+#include "consumer_rollup.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "epp_error.h"
+#include "epp_pgcopy.h"
+
+typedef struct {
+    uint64_t hash; /* 0: empty slot */
+    int64_t bucket;
+    const char *key;
+    uint32_t key_len;
+    uint8_t kind;
+    int64_t n;
+} entry_t;
+
+struct consumer_rollup {
+    entry_t *slots;
+    size_t cap; /* power of two */
+    size_t used;
+};
+
+static const int64_t widths[] = {60LL * 1000000, 3600LL * 1000000, 86400LL * 1000000,
+                                 86400LL * 1000000};
+
+int64_t consumer_rollup_bucket(consumer_rollup_kind_t kind, int64_t ts_us)
+{
+    int64_t w = widths[kind];
+    int64_t q = ts_us / w;
+    if (ts_us % w != 0 && ts_us < 0)
+        q--;
+    return q * w;
+}
+
+consumer_rollup_t *consumer_rollup_create(void)
+{
+    consumer_rollup_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->cap = 1024;
+    r->slots = calloc(r->cap, sizeof *r->slots);
+    if (r->slots == NULL) {
+        consumer_rollup_destroy(r);
+        return NULL;
+    }
+    return r;
+}
+
+void consumer_rollup_destroy(consumer_rollup_t *r)
+{
+    if (r == NULL)
+        return;
+    free(r->slots);
+    free(r);
+}
+
+void consumer_rollup_reset(consumer_rollup_t *r)
+{
+    memset(r->slots, 0, r->cap * sizeof *r->slots);
+    r->used = 0;
+}
+
+size_t consumer_rollup_size(const consumer_rollup_t *r)
+{
+    return r->used;
+}
+
+static uint64_t hash_key(uint8_t kind, int64_t bucket, const char *key, size_t len)
+{
+    /* FNV-1a over the key, mixed with kind and bucket; never 0 (0 marks an empty slot). */
+    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ULL);
+    h ^= (uint64_t)bucket;
+    h *= 1099511628211ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)key[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 29;
+    return h ? h : 1;
+}
+
+static entry_t *find_slot(entry_t *slots, size_t cap, uint64_t h, uint8_t kind, int64_t bucket,
+                          const char *key, size_t len)
+{
+    size_t i = (size_t)h & (cap - 1);
+    for (;;) {
+        entry_t *e = &slots[i];
+        if (e->hash == 0)
+            return e;
+        if (e->hash == h && e->kind == kind && e->bucket == bucket && e->key_len == len &&
+            memcmp(e->key, key, len) == 0)
+            return e;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+static int grow(consumer_rollup_t *r)
+{
+    size_t ncap = r->cap * 2;
+    entry_t *ns = calloc(ncap, sizeof *ns);
+    if (ns == NULL)
+        return EPP_ENOMEM;
+    for (size_t i = 0; i < r->cap; i++) {
+        entry_t *e = &r->slots[i];
+        if (e->hash == 0)
+            continue;
+        *find_slot(ns, ncap, e->hash, e->kind, e->bucket, e->key, e->key_len) = *e;
+    }
+    free(r->slots);
+    r->slots = ns;
+    r->cap = ncap;
+    return 0;
+}
+
+static int add_one(consumer_rollup_t *r, uint8_t kind, int64_t bucket, const char *key, size_t len)
+{
+    if ((r->used + 1) * 2 > r->cap) {
+        int rc = grow(r);
+        if (rc != 0)
+            return rc;
+    }
+    uint64_t h = hash_key(kind, bucket, key, len);
+    entry_t *e = find_slot(r->slots, r->cap, h, kind, bucket, key, len);
+    if (e->hash == 0) {
+        e->hash = h;
+        e->kind = kind;
+        e->bucket = bucket;
+        e->key = key;
+        e->key_len = (uint32_t)len;
+        e->n = 0;
+        r->used++;
+    }
+    e->n++;
+    return 0;
+}
+
+int consumer_rollup_add(consumer_rollup_t *r, int64_t ts_us, const char *event_name,
+                        size_t event_name_len, const char *user_id, size_t user_id_len)
+{
+    int rc = 0;
+    for (int k = CONSUMER_ROLLUP_MINUTE; k <= CONSUMER_ROLLUP_DAY && rc == 0; k++)
+        rc = add_one(r, (uint8_t)k, consumer_rollup_bucket(k, ts_us), event_name, event_name_len);
+    if (rc == 0)
+        rc = add_one(r, CONSUMER_ROLLUP_USER_DAY,
+                     consumer_rollup_bucket(CONSUMER_ROLLUP_USER_DAY, ts_us), user_id, user_id_len);
+    return rc;
+}
+
+int64_t consumer_rollup_get(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                            int64_t bucket_us, const char *key, size_t key_len)
+{
+    uint64_t h = hash_key((uint8_t)kind, bucket_us, key, key_len);
+    const entry_t *e = find_slot(r->slots, r->cap, h, (uint8_t)kind, bucket_us, key, key_len);
+    return e->hash ? e->n : 0;
+}
+
+int consumer_rollup_encode(const consumer_rollup_t *r, epp_buf_t *out)
+{
+    int rc = epp_pgcopy_begin(out, EPP_PGCOPY_BINARY);
+    for (size_t i = 0; i < r->cap && rc == 0; i++) {
+        const entry_t *e = &r->slots[i];
+        if (e->hash == 0)
+            continue;
+        size_t need = 2 + (4 + 2) + (4 + 8) + (4 + e->key_len) + (4 + 8);
+        if ((rc = epp_buf_reserve(out, need)) != 0)
+            break;
+        unsigned char *p = (unsigned char *)out->data + out->len;
+        epp_pgcopy_put_be16(p, 4);
+        epp_pgcopy_put_be32(p + 2, 2);
+        epp_pgcopy_put_be16(p + 6, e->kind);
+        epp_pgcopy_put_be32(p + 8, 8);
+        epp_pgcopy_put_be64(p + 12, (uint64_t)(e->bucket - EPP_PGCOPY_PG_EPOCH_US));
+        epp_pgcopy_put_be32(p + 20, e->key_len);
+        memcpy(p + 24, e->key, e->key_len);
+        epp_pgcopy_put_be32(p + 24 + e->key_len, 8);
+        epp_pgcopy_put_be64(p + 28 + e->key_len, (uint64_t)e->n);
+        out->len += need;
+        out->data[out->len] = '\0';
+    }
+    if (rc == 0)
+        rc = epp_pgcopy_end(out, EPP_PGCOPY_BINARY);
+    return rc;
+}

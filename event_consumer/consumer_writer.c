@@ -1,0 +1,688 @@
+#include "consumer_writer.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "epp_error.h"
+#include "epp_log.h"
+#include "epp_migrate.h"
+#include "epp_pg.h"
+#include "epp_time.h"
+
+typedef enum {
+    MODE_FAST,    /* COPY straight into public.events */
+    MODE_SLOW,    /* COPY into staging, INSERT ... ON CONFLICT DO NOTHING */
+    MODE_ISOLATE, /* one INSERT per row under a savepoint, to find rejected values */
+} write_mode_t;
+
+/* try_write outcomes beyond 0 and EPP_E* codes. */
+enum {
+    NEED_SLOW = 1,
+    NEED_ISOLATE = 2,
+    COMMIT_UNKNOWN = 3,
+};
+
+struct consumer_writer {
+    const consumer_conf_t *conf;
+    consumer_dlq_t *dlq;
+    consumer_metrics_t *m;
+    volatile sig_atomic_t *stop;
+    int64_t stop_seen_us; /* monotonic time the stop was first noticed, 0 before */
+    PGconn *conn;
+    atomic_int db_ok;
+    int failpoint_after_commit;
+    unsigned seed;
+    epp_buf_t scratch;  /* rollup COPY data, parameter text */
+    epp_buf_t scratch2; /* per-row jsonb parameter */
+};
+
+static const char lock_offsets_sql[] =
+    "INSERT INTO public.epp_consumer_offsets AS o (group_id, topic, partition, next_offset) "
+    "SELECT $1, $2, p, -1 FROM unnest($3::int[]) AS u(p) ORDER BY p "
+    "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = o.next_offset "
+    "RETURNING partition, next_offset";
+
+static const char store_offsets_sql[] =
+    "INSERT INTO public.epp_consumer_offsets AS o (group_id, topic, partition, next_offset) "
+    "SELECT $1, $2, p, n FROM unnest($3::int[], $4::bigint[]) AS u(p, n) "
+    "ON CONFLICT (group_id, topic, partition) DO UPDATE "
+    "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+    "WHERE o.next_offset < EXCLUDED.next_offset";
+
+static const char read_offsets_sql[] =
+    "SELECT partition, next_offset FROM public.epp_consumer_offsets "
+    "WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::int[])";
+
+static const char temp_tables_sql[] =
+    "SET client_min_messages = warning;"
+    "CREATE TEMP TABLE IF NOT EXISTS epp_stage (event_id uuid, user_id text, event_name text,"
+    " metadata jsonb, \"timestamp\" timestamptz) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS epp_rollup_delta (kind int2, bucket timestamptz, key text,"
+    " n int8) ON COMMIT DELETE ROWS;"
+    "RESET client_min_messages";
+
+/* ORDER BY gives every consumer the same lock order on the rollup rows (no deadlocks). */
+static const char rollup_upsert_sql[] =
+    "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 0 ORDER BY bucket, key"
+    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
+    "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 1 ORDER BY bucket, key"
+    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
+    "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 2 ORDER BY bucket, key"
+    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
+    "INSERT INTO public.epp_user_day AS r (bucket, user_id, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 3 ORDER BY bucket, key"
+    " ON CONFLICT (bucket, user_id) DO UPDATE SET n = r.n + EXCLUDED.n";
+
+static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
+
+consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_dlq_t *dlq,
+                                          consumer_metrics_t *metrics, volatile sig_atomic_t *stop)
+{
+    consumer_writer_t *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return NULL;
+    w->conf = conf;
+    w->dlq = dlq;
+    w->m = metrics;
+    w->stop = stop;
+    atomic_init(&w->db_ok, 0);
+    w->seed = (unsigned)(time(NULL) ^ getpid());
+    /* Test-only: EPP_FAILPOINT=after_db_commit kills the process right after a batch's COMMIT
+     * and before the Kafka commit (the crash window the offsets table exists for). */
+    const char *fp = getenv("EPP_FAILPOINT");
+    if (fp != NULL && strcmp(fp, "after_db_commit") == 0) {
+        w->failpoint_after_commit = 1;
+        EPP_WARN("failpoint after_db_commit is armed: the process exits after its first commit");
+    }
+    return w;
+}
+
+void consumer_writer_destroy(consumer_writer_t *w)
+{
+    if (w == NULL)
+        return;
+    if (w->conn != NULL)
+        PQfinish(w->conn);
+    epp_buf_free(&w->scratch);
+    epp_buf_free(&w->scratch2);
+    free(w);
+}
+
+int consumer_writer_db_ok(const consumer_writer_t *w)
+{
+    return atomic_load(&((consumer_writer_t *)w)->db_ok);
+}
+
+/* 1 when retrying must end: a stop was requested longer than shutdown_timeout_ms ago. */
+static int gave_up(consumer_writer_t *w)
+{
+    if (!*w->stop)
+        return 0;
+    int64_t now = epp_time_mono_us();
+    if (w->stop_seen_us == 0)
+        w->stop_seen_us = now;
+    return now - w->stop_seen_us >= w->conf->shutdown_timeout_ms * 1000;
+}
+
+/* Full-jitter backoff: a random sleep in [0, min(cap, 50 ms * 2^attempt)), in slices so that a
+ * stop is noticed. */
+static void backoff(consumer_writer_t *w, unsigned attempt)
+{
+    int64_t cap = w->conf->retry_max_backoff_ms;
+    int64_t ceiling = 50;
+    for (unsigned i = 0; i < attempt && ceiling < cap; i++)
+        ceiling *= 2;
+    if (ceiling > cap)
+        ceiling = cap;
+    int64_t ms = (int64_t)(rand_r(&w->seed) % (unsigned)(ceiling + 1));
+    while (ms > 0 && !gave_up(w)) {
+        int64_t slice = ms < 50 ? ms : 50;
+        usleep((useconds_t)(slice * 1000));
+        ms -= slice;
+    }
+}
+
+static void disconnect(consumer_writer_t *w)
+{
+    if (w->conn != NULL)
+        PQfinish(w->conn);
+    w->conn = NULL;
+    atomic_store(&w->db_ok, 0);
+}
+
+static int connect_db(consumer_writer_t *w, epp_pg_error_t *pe)
+{
+    if (w->conn != NULL && PQstatus(w->conn) == CONNECTION_OK)
+        return 0;
+    disconnect(w);
+    int rc = epp_pg_connect(w->conf->database_url, (int)w->conf->pg_connect_timeout_s,
+                            "epp-consumer", &w->conn, pe);
+    if (rc != 0)
+        return rc;
+    rc = epp_pg_exec(w->conn, temp_tables_sql, pe);
+    if (rc != 0) {
+        disconnect(w);
+        return rc;
+    }
+    atomic_store(&w->db_ok, 1);
+    return 0;
+}
+
+static void log_pg(epp_log_level_t level, const char *msg, const epp_pg_error_t *pe)
+{
+    EPP_LOGKV(level, msg, "error", pe->message, "sqlstate", pe->sqlstate, "retriable",
+              epp_error_is_retriable(pe->code) ? "true" : "false");
+}
+
+int consumer_writer_start(consumer_writer_t *w)
+{
+    epp_migration_t *dirlist = NULL;
+    size_t ndir = 0;
+    char err[512];
+    const epp_migration_t *list = epp_sql_migrations;
+    size_t n = epp_sql_migrations_count;
+    if (w->conf->sql_dir != NULL && w->conf->sql_dir[0] != '\0') {
+        int rc = epp_migrate_load_dir(w->conf->sql_dir, &dirlist, &ndir, err, sizeof err);
+        if (rc != 0) {
+            EPP_LOGKV(EPP_LOG_ERROR, "cannot load migrations", "error", err);
+            return EPP_EINVAL;
+        }
+        list = dirlist;
+        n = ndir;
+    }
+    int rc;
+    for (unsigned attempt = 0;; attempt++) {
+        if (gave_up(w)) {
+            rc = EPP_ESTATE;
+            break;
+        }
+        epp_pg_error_t pe;
+        rc = connect_db(w, &pe);
+        if (rc != 0) {
+            log_pg(EPP_LOG_WARN, "cannot connect to Postgres; retrying", &pe);
+            backoff(w, attempt);
+            continue;
+        }
+        int applied = 0;
+        rc = epp_migrate_apply(w->conn, list, n, &applied, err, sizeof err);
+        if (rc == 0) {
+            EPP_LOGKV(EPP_LOG_INFO, "schema up to date", "applied", applied ? "some" : "none");
+            break;
+        }
+        if (!epp_error_is_retriable(rc) && PQstatus(w->conn) == CONNECTION_OK) {
+            EPP_LOGKV(EPP_LOG_ERROR, "migration failed", "error", err);
+            break;
+        }
+        EPP_LOGKV(EPP_LOG_WARN, "migration interrupted; retrying", "error", err);
+        disconnect(w);
+        backoff(w, attempt);
+    }
+    epp_migrate_list_free(dirlist, ndir);
+    return rc;
+}
+
+/* "{1,2,3}" for an int[] parameter. */
+static void int_array(epp_buf_t *out, const consumer_part_t *parts, size_t n, int field)
+{
+    epp_buf_reset(out);
+    epp_buf_append_char(out, '{');
+    for (size_t i = 0; i < n; i++) {
+        if (field == 0)
+            epp_buf_printf(out, "%s%" PRId32, i ? "," : "", parts[i].partition);
+        else
+            epp_buf_printf(out, "%s%" PRId64, i ? "," : "", parts[i].next);
+    }
+    epp_buf_append_char(out, '}');
+}
+
+static int read_offsets(consumer_writer_t *w, const char *sql, consumer_batch_t *b,
+                        epp_pg_error_t *pe)
+{
+    epp_buf_t arr = {0};
+    int_array(&arr, b->parts, b->nparts, 0);
+    const char *params[] = {w->conf->group_id, w->conf->topic, arr.data};
+    PGresult *res = NULL;
+    int rc = epp_pg_exec_params(w->conn, sql, 3, params, 0, &res, pe);
+    epp_buf_free(&arr);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < b->nparts; i++)
+        b->parts[i].stored = -1;
+    for (int r = 0; r < PQntuples(res); r++) {
+        int32_t p = (int32_t)strtol(PQgetvalue(res, r, 0), NULL, 10);
+        int64_t next = strtoll(PQgetvalue(res, r, 1), NULL, 10);
+        for (size_t i = 0; i < b->nparts; i++)
+            if (b->parts[i].partition == p)
+                b->parts[i].stored = next;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* COPY sql FROM STDIN with data then tail. */
+static int copy_in(consumer_writer_t *w, const char *sql, const char *data, size_t len,
+                   const char *tail, size_t tail_len, epp_pg_error_t *pe)
+{
+    PGresult *res = PQexec(w->conn, sql);
+    int rc = epp_pg_result_error(w->conn, res, pe);
+    int copying = res != NULL && PQresultStatus(res) == PGRES_COPY_IN;
+    PQclear(res);
+    if (rc != 0 || !copying)
+        return rc != 0 ? rc : EPP_EIO;
+    /* Sent in slices: libpq copies each into its output buffer, so one huge call would double
+     * the memory of a large batch. */
+    const size_t slice = 256 * 1024;
+    int ok = 1;
+    for (size_t off = 0; off < len && ok; off += slice)
+        ok = PQputCopyData(w->conn, data + off, (int)(len - off < slice ? len - off : slice)) == 1;
+    if (ok && tail_len > 0)
+        ok = PQputCopyData(w->conn, tail, (int)tail_len) == 1;
+    ok = PQputCopyEnd(w->conn, ok ? NULL : "client error") == 1 && ok;
+    rc = 0;
+    while ((res = PQgetResult(w->conn)) != NULL) {
+        int r2 = epp_pg_result_error(w->conn, res, pe);
+        if (rc == 0)
+            rc = r2;
+        PQclear(res);
+    }
+    if (rc == 0 && !ok) {
+        epp_pg_copy_message(pe->message, sizeof pe->message, PQerrorMessage(w->conn));
+        pe->code = rc = EPP_EIO;
+    }
+    return rc;
+}
+
+static int copy_rows(consumer_writer_t *w, consumer_batch_t *b, const char *table,
+                     epp_pg_error_t *pe)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "COPY %s %s FROM STDIN %s", table, events_columns,
+             epp_pgcopy_options(b->fmt));
+    epp_buf_t tail = {0};
+    epp_pgcopy_end(&tail, b->fmt);
+    int rc = copy_in(w, sql, b->copy.data, b->copy.len, tail.data, tail.len, pe);
+    epp_buf_free(&tail);
+    return rc;
+}
+
+/* Slow path: staging table, then INSERT ... ON CONFLICT DO NOTHING; marks inserted rows. */
+static int insert_via_stage(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    int rc = copy_rows(w, b, "epp_stage", pe);
+    if (rc != 0)
+        return rc;
+    PGresult *res = NULL;
+    rc = epp_pg_exec_params(w->conn,
+                            "INSERT INTO public.events (event_id, user_id, event_name, metadata,"
+                            " \"timestamp\") SELECT event_id, user_id, event_name, metadata,"
+                            " \"timestamp\" FROM epp_stage ON CONFLICT (event_id) DO NOTHING"
+                            " RETURNING event_id",
+                            0, NULL, 1, &res, pe);
+    if (rc != 0)
+        return rc;
+    for (int r = 0; r < PQntuples(res); r++) {
+        if (PQgetlength(res, r, 0) != 16)
+            continue;
+        epp_uuid_t id;
+        memcpy(id.b, PQgetvalue(res, r, 0), 16);
+        size_t i = consumer_batch_find(b, &id);
+        if (i != (size_t)-1)
+            b->rows[i].inserted = 1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Isolation: each row in its own savepoint; rows Postgres rejects for their data become BAD. */
+static int insert_each(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    static const char sql[] =
+        "INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\")"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
+    for (size_t i = 0; i < b->n; i++) {
+        consumer_row_t *row = &b->rows[i];
+        if (row->state != CONSUMER_ROW_OK)
+            continue;
+        int rc = epp_pg_exec(w->conn, "SAVEPOINT epp_row", pe);
+        if (rc != 0)
+            return rc;
+        epp_pgcopy_row_t r;
+        consumer_batch_row(b, i, &r);
+        unsigned char ts[8];
+        epp_pgcopy_put_be64(ts, (uint64_t)(r.timestamp_us - EPP_PGCOPY_PG_EPOCH_US));
+        epp_buf_reset(&w->scratch2);
+        epp_buf_append_char(&w->scratch2, 1); /* jsonb binary version */
+        epp_buf_append(&w->scratch2, r.metadata, r.metadata_len);
+        const char *values[5] = {(const char *)r.event_id.b, r.user_id, r.event_name,
+                                 w->scratch2.data, (const char *)ts};
+        int lengths[5] = {16, (int)r.user_id_len, (int)r.event_name_len, (int)w->scratch2.len, 8};
+        int formats[5] = {1, 1, 1, 1, 1};
+        PGresult *res = PQexecParams(w->conn, sql, 5, NULL, values, lengths, formats, 1);
+        rc = epp_pg_result_error(w->conn, res, pe);
+        if (rc == 0 && PQntuples(res) == 1)
+            row->inserted = 1;
+        PQclear(res);
+        if (rc != 0) {
+            if (!epp_pg_is_data_error(pe->sqlstate) || PQstatus(w->conn) != CONNECTION_OK)
+                return rc;
+            char text[320];
+            snprintf(text, sizeof text, "%s (SQLSTATE %s)", pe->message, pe->sqlstate);
+            EPP_LOGKV(EPP_LOG_WARN, "row rejected by Postgres; dead-lettering", "error", text);
+            if (consumer_batch_mark_bad(b, i, "db_rejected", text) != 0)
+                return EPP_ENOMEM;
+            rc = epp_pg_exec(w->conn, "ROLLBACK TO SAVEPOINT epp_row", pe);
+        } else {
+            rc = epp_pg_exec(w->conn, "RELEASE SAVEPOINT epp_row", pe);
+        }
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int write_rollups(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    if (consumer_rollup_size(b->rollup) == 0)
+        return 0;
+    epp_buf_reset(&w->scratch);
+    if (consumer_rollup_encode(b->rollup, &w->scratch) != 0)
+        return EPP_ENOMEM;
+    int rc = copy_in(w, "COPY epp_rollup_delta (kind, bucket, key, n) FROM STDIN (FORMAT binary)",
+                     w->scratch.data, w->scratch.len, NULL, 0, pe);
+    if (rc == 0)
+        rc = epp_pg_exec(w->conn, rollup_upsert_sql, pe);
+    return rc;
+}
+
+static int store_offsets(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    epp_buf_t parts = {0}, nexts = {0};
+    int_array(&parts, b->parts, b->nparts, 0);
+    int_array(&nexts, b->parts, b->nparts, 1);
+    const char *params[] = {w->conf->group_id, w->conf->topic, parts.data, nexts.data};
+    int rc = epp_pg_exec_params(w->conn, store_offsets_sql, 4, params, 0, NULL, pe);
+    epp_buf_free(&parts);
+    epp_buf_free(&nexts);
+    return rc;
+}
+
+/* Produces the dead letters not yet acknowledged and waits for their acknowledgement. */
+static int send_dead_letters(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    size_t sent = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        consumer_row_t *r = &b->rows[i];
+        if (r->state != CONSUMER_ROW_BAD || r->dlq_done)
+            continue;
+        int rc = consumer_dlq_send(w->dlq, r->msg, w->conf->topic, r->err_code,
+                                   consumer_row_str(b, r->err_off));
+        if (rc != 0) {
+            snprintf(pe->message, sizeof pe->message, "dead-letter produce failed");
+            pe->sqlstate[0] = '\0';
+            return pe->code = rc;
+        }
+        sent++;
+    }
+    if (sent == 0)
+        return 0;
+    int rc = consumer_dlq_flush(w->dlq, 30000);
+    if (rc != 0) {
+        snprintf(pe->message, sizeof pe->message, "dead-letter topic did not acknowledge");
+        pe->sqlstate[0] = '\0';
+        return pe->code = rc;
+    }
+    for (size_t i = 0; i < b->n; i++) {
+        consumer_row_t *r = &b->rows[i];
+        if (r->state == CONSUMER_ROW_BAD && !r->dlq_done) {
+            r->dlq_done = 1;
+            consumer_metrics_dead_lettered(w->m, r->err_code);
+            EPP_LOGKV(EPP_LOG_WARN, "message dead-lettered", "reason", r->err_code, "error",
+                      consumer_row_str(b, r->err_off));
+        }
+    }
+    return 0;
+}
+
+/* Marks rows the offsets table says are stored already. Returns how many were newly skipped. */
+static size_t skip_stored(consumer_batch_t *b)
+{
+    size_t skipped = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        consumer_row_t *r = &b->rows[i];
+        if (r->state == CONSUMER_ROW_SKIPPED)
+            continue;
+        for (size_t k = 0; k < b->nparts; k++) {
+            if (b->parts[k].partition == r->partition) {
+                if (r->offset < b->parts[k].stored) {
+                    r->state = CONSUMER_ROW_SKIPPED;
+                    skipped++;
+                }
+                break;
+            }
+        }
+    }
+    return skipped;
+}
+
+/* One attempt in one transaction. */
+static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mode,
+                     int *rollup_ready, epp_pg_error_t *pe)
+{
+    int rc = epp_pg_exec(w->conn, "BEGIN", pe);
+    if (rc != 0)
+        return rc;
+    if ((rc = read_offsets(w, lock_offsets_sql, b, pe)) != 0)
+        goto fail;
+    for (size_t k = 0; k < b->nparts; k++) {
+        const consumer_part_t *p = &b->parts[k];
+        if (p->stored >= 0 && p->stored < p->first) {
+            char detail[128];
+            snprintf(detail, sizeof detail,
+                     "partition %" PRId32 ": stored %" PRId64 ", batch starts at %" PRId64,
+                     p->partition, p->stored, p->first);
+            EPP_LOGKV(EPP_LOG_ERROR, "offset gap: messages between were never stored", "detail",
+                      detail);
+        }
+    }
+    size_t skipped = skip_stored(b);
+    if (skipped > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", skipped);
+        EPP_LOGKV(EPP_LOG_WARN, "skipping messages already stored by another consumer", "count", n);
+        if ((rc = consumer_batch_encode(b)) != 0)
+            goto fail;
+        *rollup_ready = 0;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        b->rows[i].inserted = 0;
+
+    size_t ok_rows = 0;
+    for (size_t i = 0; i < b->n; i++)
+        ok_rows += b->rows[i].state == CONSUMER_ROW_OK;
+    if (ok_rows > 0) {
+        if (mode == MODE_FAST) {
+            rc = copy_rows(w, b, "public.events", pe);
+            if (rc != 0 && strcmp(pe->sqlstate, EPP_PG_UNIQUE_VIOLATION) == 0) {
+                epp_pg_rollback(w->conn);
+                return NEED_SLOW;
+            }
+            if (rc == 0)
+                for (size_t i = 0; i < b->n; i++)
+                    b->rows[i].inserted = b->rows[i].state == CONSUMER_ROW_OK;
+        } else if (mode == MODE_SLOW) {
+            if (*rollup_ready == 1)
+                *rollup_ready = 0;
+            rc = insert_via_stage(w, b, pe);
+        } else {
+            *rollup_ready = 0;
+            rc = insert_each(w, b, pe);
+        }
+        if (rc != 0 && mode != MODE_ISOLATE && epp_pg_is_data_error(pe->sqlstate) &&
+            PQstatus(w->conn) == CONNECTION_OK) {
+            log_pg(EPP_LOG_WARN, "batch holds a value Postgres rejects; isolating it row by row",
+                   pe);
+            epp_pg_rollback(w->conn);
+            return NEED_ISOLATE;
+        }
+        if (rc != 0)
+            goto fail;
+        if (!*rollup_ready && (rc = consumer_batch_aggregate(b, 1)) != 0)
+            goto fail;
+        *rollup_ready = 0; /* computed for this attempt only */
+        if ((rc = write_rollups(w, b, pe)) != 0)
+            goto fail;
+    }
+    if ((rc = store_offsets(w, b, pe)) != 0)
+        goto fail;
+    if ((rc = send_dead_letters(w, b, pe)) != 0)
+        goto fail;
+    rc = epp_pg_commit(w->conn, pe);
+    if (rc == EPP_EIO)
+        return COMMIT_UNKNOWN;
+    return rc;
+fail:
+    epp_pg_rollback(w->conn);
+    return rc;
+}
+
+/* After a COMMIT whose outcome is unknown: 1 when the offsets table shows the batch stored. */
+static int committed_after_all(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    int64_t *want = calloc(b->nparts, sizeof *want);
+    if (want == NULL)
+        return EPP_ENOMEM;
+    for (size_t k = 0; k < b->nparts; k++)
+        want[k] = b->parts[k].next;
+    int rc = read_offsets(w, read_offsets_sql, b, pe);
+    int done = rc == 0;
+    for (size_t k = 0; k < b->nparts && done; k++)
+        done = b->parts[k].stored >= want[k];
+    free(want);
+    return rc != 0 ? rc : done;
+}
+
+int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
+{
+    int64_t t0 = epp_time_mono_us();
+    write_mode_t mode = MODE_FAST;
+    /* The polling thread aggregated the rollups over every storable row: right as long as the
+     * fast path inserts them all. */
+    int rollup_ready = 1;
+    int rc;
+    for (unsigned attempt = 0;;) {
+        if (gave_up(w)) {
+            EPP_WARN("stopping: batch of %zu messages left unwritten (it will be read again)",
+                     b->n);
+            return EPP_ESTATE;
+        }
+        epp_pg_error_t pe;
+        memset(&pe, 0, sizeof pe);
+        rc = connect_db(w, &pe);
+        if (rc == 0) {
+            rc = try_write(w, b, mode, &rollup_ready, &pe);
+            if (rc == 0)
+                break;
+            if (rc == NEED_SLOW) {
+                EPP_DEBUG("batch replays stored rows; using the staging path");
+                mode = MODE_SLOW;
+                continue;
+            }
+            if (rc == NEED_ISOLATE) {
+                mode = MODE_ISOLATE;
+                continue;
+            }
+            if (rc == COMMIT_UNKNOWN) {
+                epp_series_inc(w->m->commit_unknown);
+                EPP_WARN("connection lost during COMMIT: outcome unknown until the offsets table "
+                         "says otherwise");
+                disconnect(w);
+                int known = -1;
+                for (unsigned a2 = 0; known < 0 && !gave_up(w); a2++) {
+                    if (connect_db(w, &pe) == 0) {
+                        int c = committed_after_all(w, b, &pe);
+                        if (c >= 0) {
+                            known = c;
+                            break;
+                        }
+                    }
+                    disconnect(w);
+                    backoff(w, a2);
+                }
+                if (known == 1) {
+                    EPP_INFO("the unknown COMMIT had committed");
+                    rc = 0;
+                    break;
+                }
+                /* Not committed (or still unknown at a stop): redo; the offsets check in the
+                 * next attempt skips whatever turns out to be stored. */
+                continue;
+            }
+        }
+        epp_series_inc(w->m->retries);
+        if (PQstatus(w->conn) != CONNECTION_OK || rc == EPP_EIO)
+            disconnect(w);
+        if (epp_error_is_retriable(rc))
+            log_pg(EPP_LOG_WARN, "batch write failed; retrying", &pe);
+        else
+            log_pg(EPP_LOG_ERROR, "batch write failed (not a per-message error); retrying", &pe);
+        backoff(w, attempt++);
+    }
+    if (w->failpoint_after_commit) {
+        EPP_WARN("failpoint after_db_commit: exiting with 137");
+        _exit(137);
+    }
+    size_t inserted = 0, dups = b->ndup;
+    for (size_t i = 0; i < b->n; i++) {
+        const consumer_row_t *r = &b->rows[i];
+        inserted += r->state == CONSUMER_ROW_OK && r->inserted;
+        dups += (r->state == CONSUMER_ROW_OK && !r->inserted) || r->state == CONSUMER_ROW_SKIPPED;
+    }
+    epp_series_add(w->m->inserted, (double)inserted);
+    epp_series_add(w->m->duplicates, (double)dups);
+    epp_series_inc(w->m->batches);
+    epp_series_observe(w->m->batch_size, (double)b->n);
+    epp_series_observe(w->m->write_seconds, (double)(epp_time_mono_us() - t0) / 1e6);
+    return 0;
+}
+
+int consumer_writer_load_offsets(consumer_writer_t *w, const int32_t *parts, size_t n,
+                                 int64_t *next)
+{
+    consumer_batch_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    tmp.parts = calloc(n ? n : 1, sizeof *tmp.parts);
+    if (tmp.parts == NULL)
+        return EPP_ENOMEM;
+    tmp.nparts = n;
+    for (size_t i = 0; i < n; i++)
+        tmp.parts[i].partition = parts[i];
+    int rc;
+    for (unsigned attempt = 0;; attempt++) {
+        if (gave_up(w)) {
+            rc = EPP_ESTATE;
+            break;
+        }
+        epp_pg_error_t pe;
+        rc = connect_db(w, &pe);
+        if (rc == 0)
+            rc = read_offsets(w, read_offsets_sql, &tmp, &pe);
+        if (rc == 0)
+            break;
+        epp_series_inc(w->m->retries);
+        log_pg(EPP_LOG_WARN, "cannot read stored offsets; retrying", &pe);
+        disconnect(w);
+        backoff(w, attempt);
+    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        next[i] = tmp.parts[i].stored;
+    free(tmp.parts);
+    return rc;
+}

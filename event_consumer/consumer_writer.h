@@ -1,0 +1,62 @@
+/* The write path: one transaction per batch, exactly-once rows, rollups and offsets.
+ *
+ * In one transaction:
+ *  1. lock this group's offsets rows of the batch's partitions (creating them), read
+ *     next_offset, and skip every message below it -- another consumer (or an earlier life of
+ *     this one whose COMMIT outcome was unknown) already stored it;
+ *  2. fast path: COPY the rows straight into public.events. A unique_violation (the batch
+ *     replays rows already stored) rolls back and retries on the slow path: COPY into a
+ *     temporary staging table, INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id.
+ *     A data error (a value Postgres rejects) retries row by row under savepoints, so that the
+ *     offending rows alone are dead-lettered;
+ *  3. rollup deltas, aggregated in C over the rows actually inserted, COPYed into a temporary
+ *     table and upserted into epp_rollup_minute/hour/day and epp_user_day;
+ *  4. the offsets rows move forward (never backwards) to the end of the batch;
+ *  5. dead letters of the batch are produced and acknowledged;
+ *  6. COMMIT, checked with PQcmdStatus. A connection lost during COMMIT leaves the outcome
+ *     unknown: after reconnecting, the offsets table says whether it committed.
+ * Transient failures reconnect and retry with capped exponential backoff and full jitter,
+ * forever: nothing is skipped and offsets never move early. Only a shutdown deadline stops the
+ * retries (the batch is then left unwritten, and will be read again).
+ *
+ * Threads: one writer is used by one thread at a time (the pipeline's writer thread, or the
+ * polling thread when the pipeline is off); consumer_writer_db_ok() may be called from any
+ * thread. */
+#ifndef CONSUMER_WRITER_H
+#define CONSUMER_WRITER_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consumer_batch.h"
+#include "consumer_config.h"
+#include "consumer_dlq.h"
+#include "consumer_metrics.h"
+
+typedef struct consumer_writer consumer_writer_t;
+
+/* conf, dlq, metrics and stop are borrowed and must outlive the writer. *stop becomes non-zero
+ * when the process is asked to stop: from then on the writer retries for at most
+ * conf->shutdown_timeout_ms more. NULL on allocation failure. */
+consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_dlq_t *dlq,
+                                          consumer_metrics_t *metrics, volatile sig_atomic_t *stop);
+void consumer_writer_destroy(consumer_writer_t *w);
+
+/* Connects and applies the migrations, retrying transient failures. 0, EPP_ESTATE when stopped
+ * before it could, or EPP_EINVAL when a migration is broken. */
+int consumer_writer_start(consumer_writer_t *w);
+
+/* Reads next_offset of (group, topic, partition) for each of parts[0..n) into next[] (-1 when
+ * there is no row), retrying transient failures. 0 or EPP_ESTATE (stopped). */
+int consumer_writer_load_offsets(consumer_writer_t *w, const int32_t *parts, size_t n,
+                                 int64_t *next);
+
+/* Writes the batch as described above. On 0 the transaction committed and b->parts[i].next is
+ * what the offsets table now says (or more). EPP_ESTATE: stopped before it could. */
+int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b);
+
+/* 1 when the last database interaction succeeded (for /ready). Any thread. */
+int consumer_writer_db_ok(const consumer_writer_t *w);
+
+#endif

@@ -1,0 +1,319 @@
+/* epp-consumer: reads the events topic as a consumer group and stores each event exactly once
+ * in Postgres (SPEC section 5). See event_consumer/README.md for the design. */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "consumer_batch.h"
+#include "consumer_config.h"
+#include "consumer_dlq.h"
+#include "consumer_kafka.h"
+#include "consumer_metrics.h"
+#include "consumer_pipeline.h"
+#include "consumer_writer.h"
+#include "epp_error.h"
+#include "epp_http.h"
+#include "epp_log.h"
+#include "epp_metrics.h"
+#include "epp_time.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
+
+typedef struct {
+    consumer_conf_t conf;
+    consumer_metrics_t m;
+    epp_metrics_t *reg;
+    epp_http_server_t *http;
+    consumer_dlq_t *dlq;
+    consumer_writer_t *writer;
+    rd_kafka_t *rk;
+    consumer_pipeline_t *pipe;
+    consumer_batch_t *batch; /* being filled by the polling thread */
+    epp_series_t *lag[CONSUMER_MAX_TRACKED_PARTITIONS];
+} app_t;
+
+static void flush_batch(app_t *a)
+{
+    if (a->batch->n == 0)
+        return;
+    /* Rollups over every storable row, computed here so that the writer thread's fast path
+     * finds them ready. */
+    consumer_batch_aggregate(a->batch, 0);
+    a->batch = consumer_pipeline_submit(a->pipe, a->batch);
+}
+
+static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
+{
+    app_t *a = ud;
+    /* The writer is used from this thread now, so nothing may be in flight. */
+    consumer_pipeline_drain(a->pipe);
+    int32_t *ids = calloc((size_t)parts->cnt + 1, sizeof *ids);
+    int64_t *next = calloc((size_t)parts->cnt + 1, sizeof *next);
+    if (ids == NULL || next == NULL) {
+        EPP_ERROR("out of memory loading offsets");
+        abort();
+    }
+    for (int i = 0; i < parts->cnt; i++)
+        ids[i] = parts->elems[i].partition;
+    int rc = consumer_writer_load_offsets(a->writer, ids, (size_t)parts->cnt, next);
+    for (int i = 0; i < parts->cnt; i++) {
+        /* On a stop before the offsets could be read, start nowhere: the process is leaving. */
+        int64_t off = rc != 0        ? RD_KAFKA_OFFSET_END
+                      : next[i] >= 0 ? next[i]
+                                     : RD_KAFKA_OFFSET_BEGINNING;
+        parts->elems[i].offset = off;
+        consumer_pipeline_set_committed_next(a->pipe, ids[i], next[i]);
+        char p[16], o[32];
+        snprintf(p, sizeof p, "%" PRId32, ids[i]);
+        snprintf(o, sizeof o, "%" PRId64, next[i]);
+        EPP_LOGKV(EPP_LOG_INFO, "starting partition at the offset stored in Postgres", "partition",
+                  p, "next_offset", next[i] >= 0 ? o : "beginning");
+    }
+    free(ids);
+    free(next);
+}
+
+static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
+{
+    (void)parts;
+    app_t *a = ud;
+    flush_batch(a);
+    consumer_pipeline_drain(a->pipe);
+}
+
+static int ready(void *ud, char *reason, size_t reason_size)
+{
+    app_t *a = ud;
+    if (!consumer_writer_db_ok(a->writer) || PQping(a->conf.database_url) != PQPING_OK) {
+        snprintf(reason, reason_size, "database unreachable");
+        return 0;
+    }
+    if (a->rk == NULL || !consumer_kafka_reachable(a->rk, 1000)) {
+        snprintf(reason, reason_size, "kafka unreachable");
+        return 0;
+    }
+    return 1;
+}
+
+static void update_lag(app_t *a)
+{
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(a->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || l == NULL)
+        return;
+    for (int i = 0; i < l->cnt; i++) {
+        int32_t p = l->elems[i].partition;
+        if (p < 0 || p >= CONSUMER_MAX_TRACKED_PARTITIONS)
+            continue;
+        int64_t lo = -1, hi = -1;
+        if (rd_kafka_get_watermark_offsets(a->rk, a->conf.topic, p, &lo, &hi) !=
+                RD_KAFKA_RESP_ERR_NO_ERROR ||
+            hi < 0)
+            continue;
+        int64_t next = consumer_pipeline_committed_next(a->pipe, p);
+        if (next < 0)
+            next = lo >= 0 ? lo : 0;
+        if (a->lag[p] == NULL) {
+            char label[16];
+            snprintf(label, sizeof label, "%" PRId32, p);
+            a->lag[p] = epp_metric_series(a->m.lag, label);
+        }
+        if (a->lag[p] != NULL)
+            epp_series_set(a->lag[p], (double)(hi > next ? hi - next : 0));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static void handle_error_message(app_t *a, const rd_kafka_message_t *msg)
+{
+    char p[16], o[32];
+    snprintf(p, sizeof p, "%" PRId32, msg->partition);
+    snprintf(o, sizeof o, "%" PRId64, msg->offset);
+    if (msg->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+        msg->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+        /* The stored offset is outside the topic's retention: those messages expired before
+         * they were stored. Never skipped silently: the partition stalls here until an
+         * operator decides (see README, "Offset out of range"). */
+        epp_series_inc(a->m.offset_resets);
+        EPP_LOGKV(EPP_LOG_ERROR,
+                  "OFFSET OUT OF RANGE: messages expired before they were stored; partition "
+                  "stalled (auto.offset.reset=error)",
+                  "partition", p, "offset", o, "error", rd_kafka_message_errstr(msg));
+        return;
+    }
+    if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        return;
+    EPP_LOGKV(EPP_LOG_WARN, "consumer error", "partition", p, "error",
+              rd_kafka_message_errstr(msg));
+}
+
+static int run(app_t *a)
+{
+    const int64_t batch_us = a->conf.batch_ms * 1000;
+    int64_t last_lag = 0;
+    while (!g_stop) {
+        int timeout_ms = 100;
+        if (a->batch->n > 0) {
+            int64_t left = a->batch->first_add_us + batch_us - epp_time_mono_us();
+            timeout_ms = left <= 0 ? 0 : (int)((left + 999) / 1000);
+        }
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(a->rk, timeout_ms);
+        if (msg != NULL) {
+            if (msg->err) {
+                handle_error_message(a, msg);
+                rd_kafka_message_destroy(msg);
+            } else {
+                epp_series_inc(a->m.consumed);
+                /* The batch owns msg from here, also when adding fails. */
+                if (consumer_batch_add(a->batch, msg) != 0) {
+                    EPP_ERROR("out of memory decoding a message");
+                    return 1;
+                }
+            }
+        }
+        int64_t now = epp_time_mono_us();
+        if (a->batch->n >= (size_t)a->conf.batch_size ||
+            (a->batch->n > 0 && now - a->batch->first_add_us >= batch_us))
+            flush_batch(a);
+        if (now - last_lag >= 1000000) {
+            update_lag(a);
+            last_lag = now;
+        }
+    }
+    EPP_INFO("stopping: writing the batch in hand");
+    flush_batch(a);
+    return consumer_pipeline_drain(a->pipe) == 0 ? 0 : 1;
+}
+
+static void app_destroy(app_t *a)
+{
+    consumer_pipeline_destroy(a->pipe);
+    consumer_batch_destroy(a->batch);
+    if (a->rk != NULL)
+        rd_kafka_destroy(a->rk);
+    consumer_writer_destroy(a->writer);
+    consumer_dlq_destroy(a->dlq);
+    epp_http_destroy(a->http);
+    epp_metrics_destroy(a->reg);
+    epp_config_free(consumer_conf_opts, &a->conf);
+}
+
+int main(int argc, char **argv)
+{
+    static app_t app;
+    app_t *a = &app;
+    char err[512];
+    int rc = epp_config_parse(consumer_conf_opts, &a->conf, argc, argv, "epp-consumer",
+                              "Stores the events topic in Postgres, exactly once per event_id.",
+                              NULL, err, sizeof err);
+    if (rc == 1) {
+        epp_config_free(consumer_conf_opts, &a->conf);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "epp-consumer: %s\n", err);
+        epp_config_free(consumer_conf_opts, &a->conf);
+        return 2;
+    }
+    epp_log_level_t level;
+    int json = 1;
+    if (epp_log_level_parse(a->conf.log_level, &level) != 0 ||
+        epp_log_format_parse(a->conf.log_format, &json) != 0) {
+        fprintf(stderr, "epp-consumer: bad LOG_LEVEL or LOG_FORMAT\n");
+        epp_config_free(consumer_conf_opts, &a->conf);
+        return 2;
+    }
+    epp_pgcopy_format_t fmt;
+    if (strcmp(a->conf.copy_format, "binary") == 0) {
+        fmt = EPP_PGCOPY_BINARY;
+    } else if (strcmp(a->conf.copy_format, "text") == 0) {
+        fmt = EPP_PGCOPY_TEXT;
+    } else {
+        fprintf(stderr, "epp-consumer: CONSUMER_COPY_FORMAT must be binary or text\n");
+        epp_config_free(consumer_conf_opts, &a->conf);
+        return 2;
+    }
+    epp_log_init("epp-consumer", level, json);
+    epp_config_log(consumer_conf_opts, &a->conf);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int exit_code = 1;
+    a->reg = epp_metrics_create();
+    if (a->reg == NULL || consumer_metrics_init(&a->m, a->reg) != 0 ||
+        epp_metrics_add_process(a->reg, "epp-consumer") != 0) {
+        EPP_ERROR("cannot set up metrics");
+        goto out;
+    }
+    epp_http_opts_t ho;
+    epp_http_opts_default(&ho);
+    ho.service = "epp-consumer";
+    ho.port = (int)a->conf.http_port;
+    ho.threads = 1;
+    ho.max_connections = 64;
+    ho.metrics = a->reg;
+    ho.ready = ready;
+    ho.ready_ud = a;
+    a->http = epp_http_create(&ho, err, sizeof err);
+    if (a->http == NULL || epp_http_start(a->http, err, sizeof err) != 0) {
+        EPP_LOGKV(EPP_LOG_ERROR, "cannot start the HTTP server", "error", err);
+        goto out;
+    }
+
+    a->dlq = consumer_dlq_create(a->conf.bootstrap, a->conf.dlq_topic, err, sizeof err);
+    if (a->dlq == NULL) {
+        EPP_LOGKV(EPP_LOG_ERROR, "cannot create the dead-letter producer", "error", err);
+        goto out;
+    }
+    a->writer = consumer_writer_create(&a->conf, a->dlq, &a->m, &g_stop);
+    a->batch = consumer_batch_create(fmt);
+    consumer_batch_t *spare = consumer_batch_create(fmt);
+    if (a->writer == NULL || a->batch == NULL || spare == NULL) {
+        consumer_batch_destroy(spare);
+        EPP_ERROR("out of memory");
+        goto out;
+    }
+    /* Migrations before joining the group: no partition is taken before the schema is there. */
+    rc = consumer_writer_start(a->writer);
+    if (rc != 0) {
+        consumer_batch_destroy(spare);
+        exit_code = rc == EPP_ESTATE ? 0 : 1;
+        goto out;
+    }
+    consumer_kafka_hooks_t hooks = {on_assign, on_revoke, a};
+    a->rk = consumer_kafka_create(&a->conf, &hooks, err, sizeof err);
+    if (a->rk == NULL) {
+        consumer_batch_destroy(spare);
+        EPP_LOGKV(EPP_LOG_ERROR, "cannot create the Kafka consumer", "error", err);
+        goto out;
+    }
+    a->pipe = consumer_pipeline_create(a->writer, a->rk, a->conf.topic, spare, a->conf.pipeline);
+    if (a->pipe == NULL) {
+        EPP_ERROR("cannot start the writer thread");
+        goto out;
+    }
+    EPP_LOGKV(EPP_LOG_INFO, "consuming", "topic", a->conf.topic, "group", a->conf.group_id);
+    exit_code = run(a);
+    /* Leaves the group; the revoke callback runs with nothing left in hand. */
+    rd_kafka_consumer_close(a->rk);
+    EPP_INFO(exit_code == 0 ? "stopped" : "stopped with the batch in hand unwritten");
+out:
+    app_destroy(a);
+    return exit_code;
+}

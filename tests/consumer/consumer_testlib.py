@@ -1,0 +1,149 @@
+"""Helpers shared by the consumer's integration tests (tests/consumer/test_*.py)."""
+
+import datetime
+import json
+import os
+import random
+import sys
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "lib"))
+
+import epp_rollups  # noqa: E402
+import epp_testlib as t  # noqa: E402
+
+FULL = os.environ.get("EPP_TEST_FULL") == "1"
+BASE_TS = datetime.datetime(2026, 11, 27, 8, 0, 0, tzinfo=datetime.timezone.utc)
+
+
+def rfc3339(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (dt.microsecond // 1000)
+
+
+def canonical(event_id, user_id, event_name, ts, metadata=None, received_at=None):
+    """The canonical Kafka message value (common/epp_event.h), as bytes."""
+    md = "{}" if metadata is None else metadata
+    if not isinstance(md, str):
+        md = json.dumps(md, separators=(",", ":"))
+    return ('{"event_id":%s,"user_id":%s,"event_name":%s,"timestamp":"%s","received_at":"%s",'
+            '"metadata":%s}' % (json.dumps(str(event_id)), json.dumps(user_id),
+                                json.dumps(event_name), rfc3339(ts),
+                                rfc3339(received_at or ts), md)).encode()
+
+
+def make_events(n, seed=1, users=500, names=("page_view", "click", "signup", "purchase", "login"),
+                span_s=3 * 86400):
+    """n canonical messages as (key, value) tuples, spread over span_s seconds from BASE_TS so
+    that every rollup table gets several buckets. Deterministic for a seed."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        eid = uuid.UUID(int=rnd.getrandbits(128), version=4)
+        user = "user-%d" % rnd.randrange(users)
+        name = rnd.choice(names)
+        ts = BASE_TS + datetime.timedelta(microseconds=rnd.randrange(span_s * 1000000) // 1000 * 1000)
+        md = '{"i":%d,"big":12345678901234567890,"f":0.1,"s":"tab\\there \\\\ \\"q\\""}' % i
+        out.append((user.encode(), canonical(eid, user, name, ts, md)))
+    return out
+
+
+def event_id_of(value):
+    return json.loads(value)["event_id"]
+
+
+def consumer(env, db_url, topic, group=None, port=None, extra_env=None, log_name=None):
+    """An epp-consumer ServiceProcess (not started)."""
+    e = {"DATABASE_URL": db_url, "KAFKA_TOPIC": topic,
+         "KAFKA_GROUP_ID": group or "g_" + topic, "KAFKA_DLQ_TOPIC": topic + ".dlq",
+         "LOG_LEVEL": "info"}
+    e.update(extra_env or {})
+    return t.ServiceProcess(env, "epp-consumer", port=port or t.free_port(), extra_env=e,
+                            log_name=log_name)
+
+
+def count_rows(url):
+    conn = t.pg_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM public.events")
+            return cur.fetchone()[0]
+    except Exception:  # noqa: BLE001 - the table may not exist yet, or the server restarts
+        return -1
+    finally:
+        conn.close()
+
+
+def wait_rows(url, n, timeout=60.0, procs=()):
+    """Waits until public.events holds n rows; fails early if one of procs died."""
+    def done():
+        for p in procs:
+            if p.proc is not None and not p.alive():
+                raise t.TestFailure("%s died (%s):\n%s" % (p.program, p.proc.returncode,
+                                                           p.log_tail()))
+        return count_rows(url) >= n
+    t.wait_for(done, timeout=timeout, interval=0.2, msg="%d rows" % n)
+
+
+def check_exact(url, expected_ids):
+    """public.events holds exactly expected_ids (a set of str), once each, and the rollups equal
+    GROUP BY over it."""
+    conn = t.pg_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT event_id) FROM public.events")
+            total, distinct = cur.fetchone()
+            t.check(total == distinct, "duplicate rows: %d rows, %d distinct" % (total, distinct))
+            cur.execute("SELECT event_id::text FROM public.events")
+            got = {r[0] for r in cur.fetchall()}
+        missing = expected_ids - got
+        extra = got - expected_ids
+        t.check(not missing and not extra, "rows: %d missing (e.g. %s), %d unexpected (e.g. %s)" %
+                (len(missing), sorted(missing)[:3], len(extra), sorted(extra)[:3]))
+        epp_rollups.assert_exact(conn)
+    finally:
+        conn.close()
+
+
+def offsets(url, group, topic):
+    conn = t.pg_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT partition, next_offset FROM public.epp_consumer_offsets "
+                        "WHERE group_id = %s AND topic = %s", (group, topic))
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def metric(svc, name, labels=None):
+    """The value of one series from the service's /metrics (0 when absent)."""
+    status, _, body = t.http_request("GET", svc.url("/metrics"), timeout=5)
+    t.check(status == 200, "/metrics answered %s" % status)
+    total = 0.0
+    found = False
+    for line in body.decode().splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] != name:
+            continue
+        if labels and not all('%s="%s"' % kv in head for kv in labels.items()):
+            continue
+        total += float(value)
+        found = True
+    return total if found else 0.0
+
+
+def setup(prefix, partitions=4):
+    """env, a fresh database URL and a fresh topic."""
+    env = t.load_env()
+    name = t.unique_name(prefix)
+    url = t.create_database(env, name)
+    topic = t.create_topic(env, name, partitions=partitions)
+    return env, url, topic
+
+
+def elapsed(t0):
+    return "%.1fs" % (time.monotonic() - t0)
