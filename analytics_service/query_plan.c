@@ -93,6 +93,13 @@ void analytics_plan_range(int64_t from, int64_t to, analytics_plan_t *p)
             break;
         }
     }
+    if (p->raw[0].lo == from && p->raw[0].hi == to && to - from >= ANALYTICS_US_MINUTE) {
+        /* No whole minute inside, yet longer than one: cut at the minute boundary between, so
+         * that each raw edge stays under a minute. */
+        int64_t c = analytics_ceil(from, ANALYTICS_US_MINUTE);
+        p->raw[0] = span(from, c);
+        p->raw[1] = span(c, to);
+    }
     normalise(&p->day, from);
     for (int i = 0; i < 2; i++) {
         normalise(&p->hour[i], from);

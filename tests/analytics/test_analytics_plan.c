@@ -1,0 +1,153 @@
+/* The range planner (analytics_service/query_plan.c): for many random ranges, the pieces are
+ * whole aligned buckets of their level, pairwise disjoint, and cover [from, to) exactly; the
+ * raw edges are shorter than a minute; series planning agrees with brute force. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "epp_test.h"
+#include "query_plan.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t rnd(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* A random instant: often exactly on, or one microsecond off, a bucket boundary. */
+static int64_t rnd_time(int64_t base)
+{
+    static const int64_t widths[] = {ANALYTICS_US_MINUTE, ANALYTICS_US_HOUR, ANALYTICS_US_DAY};
+    int64_t t = base + (int64_t)(rnd() % (40 * ANALYTICS_US_DAY)) - 20 * ANALYTICS_US_DAY;
+    switch (rnd() % 5) {
+    case 0:
+        return analytics_floor(t, widths[rnd() % 3]);
+    case 1:
+        return analytics_floor(t, widths[rnd() % 3]) + ((rnd() & 1) ? 1 : -1);
+    case 2:
+        return base + (int64_t)(rnd() % (3 * ANALYTICS_US_HOUR));
+    default:
+        return t;
+    }
+}
+
+typedef struct {
+    analytics_span_t s;
+    int64_t width; /* 0: raw */
+} piece_t;
+
+static int cmp_piece(const void *a, const void *b)
+{
+    const piece_t *x = a, *y = b;
+    return x->s.lo < y->s.lo ? -1 : x->s.lo > y->s.lo;
+}
+
+static void check_range(int64_t from, int64_t to)
+{
+    analytics_plan_t p;
+    analytics_plan_range(from, to, &p);
+    piece_t pieces[7] = {
+        {p.day, ANALYTICS_US_DAY},
+        {p.hour[0], ANALYTICS_US_HOUR},
+        {p.hour[1], ANALYTICS_US_HOUR},
+        {p.minute[0], ANALYTICS_US_MINUTE},
+        {p.minute[1], ANALYTICS_US_MINUTE},
+        {p.raw[0], 0},
+        {p.raw[1], 0},
+    };
+    piece_t used[7];
+    int n = 0;
+    for (int i = 0; i < 7; i++) {
+        CHECK(pieces[i].s.lo <= pieces[i].s.hi);
+        if (pieces[i].s.lo == pieces[i].s.hi)
+            continue;
+        if (pieces[i].width) {
+            CHECK(analytics_floor(pieces[i].s.lo, pieces[i].width) == pieces[i].s.lo);
+            CHECK(analytics_floor(pieces[i].s.hi, pieces[i].width) == pieces[i].s.hi);
+        } else {
+            CHECK(pieces[i].s.hi - pieces[i].s.lo < ANALYTICS_US_MINUTE);
+        }
+        used[n++] = pieces[i];
+    }
+    qsort(used, (size_t)n, sizeof(used[0]), cmp_piece);
+    int64_t at = from;
+    for (int i = 0; i < n; i++) {
+        if (used[i].s.lo != at)
+            fprintf(stderr, "gap/overlap at %" PRId64 " for [%" PRId64 ", %" PRId64 ")\n", at, from,
+                    to);
+        CHECK(used[i].s.lo == at);
+        at = used[i].s.hi;
+    }
+    CHECK(at == to);
+}
+
+static void check_series(int64_t from, int64_t to, int64_t w)
+{
+    analytics_span_t inner;
+    analytics_edge_t edges[2];
+    int nedges;
+    int64_t n = analytics_plan_series(from, to, w, &inner, edges, &nedges);
+    int64_t first = analytics_floor(from, w);
+    CHECK(n >= 1);
+    CHECK(first + (n - 1) * w < to);
+    CHECK(first + n * w >= to);
+    /* inner + edges cover [from, to) exactly, each edge inside its bucket. */
+    int64_t covered = inner.hi - inner.lo;
+    for (int e = 0; e < nedges; e++) {
+        CHECK(edges[e].bucket == analytics_floor(edges[e].span.lo, w));
+        CHECK(edges[e].span.hi <= edges[e].bucket + w);
+        CHECK(edges[e].span.lo < edges[e].span.hi);
+        covered += edges[e].span.hi - edges[e].span.lo;
+    }
+    CHECK(covered == to - from);
+    if (inner.lo < inner.hi) {
+        CHECK(analytics_floor(inner.lo, w) == inner.lo);
+        CHECK(analytics_floor(inner.hi, w) == inner.hi);
+    }
+}
+
+static void test_fixed(void)
+{
+    CHECK(analytics_floor(-1, 10) == -10);
+    CHECK(analytics_ceil(-1, 10) == 0);
+    CHECK(analytics_ceil(10, 10) == 10);
+    CHECK(analytics_floor(10, 10) == 10);
+    /* 2026-03-29T00:00:30Z .. 2026-03-31T05:07:01.5Z: days, hours, minutes and both edges. */
+    int64_t d = 20541 * ANALYTICS_US_DAY;
+    analytics_plan_t p;
+    analytics_plan_range(
+        d + 30 * 1000000LL,
+        d + 2 * ANALYTICS_US_DAY + 5 * ANALYTICS_US_HOUR + 7 * ANALYTICS_US_MINUTE + 1500000LL, &p);
+    CHECK(p.day.lo == d + ANALYTICS_US_DAY && p.day.hi == d + 2 * ANALYTICS_US_DAY);
+    CHECK(p.hour[0].lo == d + ANALYTICS_US_HOUR && p.hour[0].hi == d + ANALYTICS_US_DAY);
+    CHECK(p.minute[0].lo == d + ANALYTICS_US_MINUTE && p.minute[0].hi == d + ANALYTICS_US_HOUR);
+    CHECK(p.raw[0].lo == d + 30 * 1000000LL && p.raw[0].hi == d + ANALYTICS_US_MINUTE);
+    CHECK(p.hour[1].hi == d + 2 * ANALYTICS_US_DAY + 5 * ANALYTICS_US_HOUR);
+    CHECK(p.raw[1].hi - p.raw[1].lo == 1500000LL);
+}
+
+static void test_random(void)
+{
+    static const int64_t widths[] = {ANALYTICS_US_MINUTE, ANALYTICS_US_HOUR, ANALYTICS_US_DAY};
+    int64_t bases[] = {1774742400000000LL, 0, -86400000000LL * 400};
+    for (int i = 0; i < 200000; i++) {
+        int64_t base = bases[i % 3];
+        int64_t a = rnd_time(base), b = rnd_time(base);
+        if (a == b)
+            continue;
+        int64_t from = a < b ? a : b, to = a < b ? b : a;
+        check_range(from, to);
+        check_series(from, to, widths[i % 3]);
+    }
+}
+
+int main(void)
+{
+    EPP_RUN(test_fixed);
+    EPP_RUN(test_random);
+    return EPP_TEST_RESULT();
+}
