@@ -281,7 +281,71 @@ typedef struct {
     int failed; /* a callback stopped the parse and filled err */
     frame_t frames_inline[INLINE_FRAMES];
     epp_json_member_t pending_inline[INLINE_PENDING];
+    /* yajl's own allocations (handle, lexer, buffers: about five per parse) come from here
+     * while it lasts; see the yalloc functions below. */
+    size_t pool_used;
+    alignas(max_align_t) char pool[2048];
 } builder_t;
+
+/* ---- yajl allocation from the builder's pool ----
+ *
+ * A parse is short-lived, so yajl's allocations are served by a bump allocator in the builder
+ * (on the caller's stack) and released all at once; only what does not fit goes to malloc.
+ * Each pool block is preceded by its size, for realloc. */
+
+#define POOL_HDR sizeof(max_align_t)
+
+static int in_pool(const builder_t *b, const void *ptr)
+{
+    const char *p = ptr;
+    return p >= b->pool && p < b->pool + sizeof b->pool;
+}
+
+static void *yalloc(void *ctx, size_t size)
+{
+    builder_t *b = ctx;
+    size_t need = POOL_HDR + ((size + POOL_HDR - 1) & ~(POOL_HDR - 1));
+    if (size && need <= sizeof b->pool - b->pool_used) {
+        char *p = b->pool + b->pool_used + POOL_HDR;
+        memcpy(p - POOL_HDR, &size, sizeof size);
+        b->pool_used += need;
+        return p;
+    }
+    return malloc(size);
+}
+
+static void *yrealloc(void *ctx, void *ptr, size_t size)
+{
+    builder_t *b = ctx;
+    if (!ptr)
+        return yalloc(ctx, size);
+    if (!in_pool(b, ptr))
+        return realloc(ptr, size);
+    char *p = ptr;
+    size_t old;
+    memcpy(&old, p - POOL_HDR, sizeof old);
+    if (size <= old)
+        return ptr;
+    size_t old_rounded = (old + POOL_HDR - 1) & ~(POOL_HDR - 1);
+    size_t new_rounded = (size + POOL_HDR - 1) & ~(POOL_HDR - 1);
+    if (p + old_rounded == b->pool + b->pool_used &&
+        new_rounded - old_rounded <= sizeof b->pool - b->pool_used) {
+        /* The last block grows in place. */
+        b->pool_used += new_rounded - old_rounded;
+        memcpy(p - POOL_HDR, &size, sizeof size);
+        return ptr;
+    }
+    void *np = yalloc(ctx, size);
+    if (np)
+        memcpy(np, ptr, old);
+    return np;
+}
+
+static void yfree(void *ctx, void *ptr)
+{
+    if (ptr && !in_pool(ctx, ptr))
+        free(ptr);
+}
 
 static int fail_nomem(builder_t *b)
 {
@@ -534,7 +598,9 @@ int epp_json_parse(const char *buf, size_t len, const epp_json_limits_t *limits,
     b.key_len = 0;
     b.err = err;
     b.failed = 0;
-    b.yh = yajl_alloc(&callbacks, NULL, &b);
+    b.pool_used = 0;
+    yajl_alloc_funcs afs = {yalloc, yrealloc, yfree, &b};
+    b.yh = yajl_alloc(&callbacks, &afs, &b);
     if (!b.yh) {
         epp_json_doc_destroy(doc);
         set_error(err, EPP_ENOMEM, "invalid_json", 0, "out of memory while parsing JSON");
