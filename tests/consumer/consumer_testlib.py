@@ -147,3 +147,21 @@ def setup(prefix, partitions=4):
 
 def elapsed(t0):
     return "%.1fs" % (time.monotonic() - t0)
+
+
+def wait_caught_up(env, url, group, topic, timeout=60.0, procs=()):
+    """Waits until the offsets table has reached every partition's high watermark."""
+    hw = {p: hi for p, (lo, hi) in t.topic_offsets(env, topic).items()}
+
+    def done():
+        for p in procs:
+            if p.proc is not None and not p.alive():
+                raise t.TestFailure("%s died (%s):\n%s" % (p.program, p.proc.returncode,
+                                                           p.log_tail()))
+        try:
+            got = offsets(url, group, topic)
+        except Exception:  # noqa: BLE001 - the database may be restarting
+            return False
+        return all(got.get(p, 0) >= hi for p, hi in hw.items() if hi > 0)
+    t.wait_for(done, timeout=timeout, interval=0.2, msg="offsets at the high watermarks %s" % hw)
+    return hw

@@ -1,0 +1,133 @@
+/* Unit tests of the consumer's pure modules: rollup aggregation in C, COPY encoding, the
+ * decoder's treatment of in-batch duplicates and bad messages. */
+#include <string.h>
+
+#include "consumer_batch.h"
+#include "consumer_rollup.h"
+#include "epp_error.h"
+#include "epp_pg.h"
+#include "epp_pgcopy.h"
+#include "epp_test.h"
+
+#define MIN_US  (60LL * 1000000)
+#define HOUR_US (60 * MIN_US)
+#define DAY_US  (24 * HOUR_US)
+
+static void test_buckets(void)
+{
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_MINUTE, 0), 0);
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_MINUTE, MIN_US - 1), 0);
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_MINUTE, MIN_US), MIN_US);
+    /* Before 1970, floor not truncation. */
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_MINUTE, -1), -MIN_US);
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_HOUR, HOUR_US + 5), HOUR_US);
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_DAY, 3 * DAY_US - 1), 2 * DAY_US);
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_USER_DAY, -DAY_US), -DAY_US);
+}
+
+static void test_rollup_counts(void)
+{
+    consumer_rollup_t *r = consumer_rollup_create();
+    CHECK(r != NULL);
+    /* 5000 events over 3 names, 100 users, 2 days: forces the table to grow. */
+    for (int i = 0; i < 5000; i++) {
+        char name[16], user[16];
+        snprintf(name, sizeof name, "n%d", i % 3);
+        snprintf(user, sizeof user, "u%d", i % 100);
+        /* Keys are borrowed: keep them alive in static storage for the test. */
+        static char names[5000][16], users[5000][16];
+        memcpy(names[i], name, sizeof name);
+        memcpy(users[i], user, sizeof user);
+        int64_t ts = (int64_t)(i % 2) * DAY_US + (int64_t)(i % 7) * MIN_US;
+        CHECK_INT_EQ(consumer_rollup_add(r, ts, names[i], strlen(names[i]), users[i],
+                                         strlen(users[i])),
+                     0);
+    }
+    /* minute: 2 days x 7 minutes x 3 names (all combinations occur since 2, 7, 3 are coprime
+     * with the cycle of 42); hour and day: 2 x 3; user_day: 2 x 100 (u's parity fixes the day,
+     * so 100 user-days). */
+    CHECK_INT_EQ(consumer_rollup_size(r), 42 + 6 + 6 + 100);
+    int64_t total = 0;
+    for (int d = 0; d < 2; d++)
+        for (int n = 0; n < 3; n++) {
+            char name[4];
+            snprintf(name, sizeof name, "n%d", n);
+            total += consumer_rollup_get(r, CONSUMER_ROLLUP_DAY, d * DAY_US, name, 2);
+        }
+    CHECK_INT_EQ(total, 5000);
+    CHECK_INT_EQ(consumer_rollup_get(r, CONSUMER_ROLLUP_USER_DAY, 0, "u0", 2), 50);
+    epp_buf_t out = {0};
+    CHECK_INT_EQ(consumer_rollup_encode(r, &out), 0);
+    CHECK(out.len > 19 + 2);
+    CHECK(memcmp(out.data, "PGCOPY\n\377\r\n", 11) == 0);
+    CHECK((unsigned char)out.data[out.len - 1] == 0xff);
+    consumer_rollup_reset(r);
+    CHECK_INT_EQ(consumer_rollup_size(r), 0);
+    epp_buf_free(&out);
+    consumer_rollup_destroy(r);
+}
+
+static void test_pgcopy_text_escapes(void)
+{
+    epp_pgcopy_row_t row;
+    memset(&row, 0, sizeof row);
+    row.user_id = "a\tb";
+    row.user_id_len = 3;
+    row.event_name = "x\\y";
+    row.event_name_len = 3;
+    row.metadata = "{\"k\":\"l\\nm\"}";
+    row.metadata_len = strlen(row.metadata);
+    row.timestamp_us = 1764232305123000LL;
+    epp_buf_t out = {0};
+    CHECK_INT_EQ(epp_pgcopy_row(&out, EPP_PGCOPY_TEXT, &row), 0);
+    CHECK_STR_EQ(out.data, "00000000-0000-0000-0000-000000000000\ta\\tb\tx\\\\y\t"
+                           "{\"k\":\"l\\\\nm\"}\t2025-11-27T08:31:45.123Z\n");
+    epp_buf_reset(&out);
+    CHECK_INT_EQ(epp_pgcopy_row(&out, EPP_PGCOPY_BINARY, &row), 0);
+    /* 2 + (4+16) + (4+3) + (4+3) + (4+1+13) + (4+8) */
+    CHECK_INT_EQ(out.len, 2 + 20 + 7 + 7 + 18 + 12);
+    epp_buf_free(&out);
+}
+
+static void test_sqlstate_classes(void)
+{
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("08006"), EPP_EIO);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("57P01"), EPP_EUNAVAIL);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("57P03"), EPP_EUNAVAIL);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("40001"), EPP_EAGAIN);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("40P01"), EPP_EAGAIN);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("53300"), EPP_EUNAVAIL);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("22P05"), EPP_EINVAL);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate("23505"), EPP_EINVAL);
+    CHECK_INT_EQ(epp_pg_classify_sqlstate(NULL), EPP_EIO);
+    CHECK(epp_pg_is_data_error("22021"));
+    CHECK(epp_pg_is_data_error("23514"));
+    CHECK(!epp_pg_is_data_error("42P01"));
+    CHECK(!epp_pg_is_data_error("08006"));
+}
+
+static void test_decode(void)
+{
+    epp_event_t ev;
+    epp_event_init(&ev);
+    epp_event_error_t err;
+    const char *good = "{\"event_id\":\"0190b6a0-0000-7000-8000-000000000001\",\"user_id\":\"u1\","
+                       "\"event_name\":\"click\",\"timestamp\":\"2026-11-27T08:00:00.000Z\","
+                       "\"received_at\":\"2026-11-27T08:00:00.000Z\",\"metadata\":{\"a\":1}}";
+    CHECK_INT_EQ(consumer_decode(good, strlen(good), &ev, &err), 0);
+    CHECK_INT_EQ(ev.user_id_len, 2);
+    CHECK(consumer_decode("", 0, &ev, &err) == EPP_EINVAL);
+    CHECK_STR_EQ(err.code, "invalid_json");
+    CHECK(consumer_decode("{", 1, &ev, &err) != 0);
+    epp_event_clear(&ev);
+}
+
+int main(void)
+{
+    EPP_RUN(test_buckets);
+    EPP_RUN(test_rollup_counts);
+    EPP_RUN(test_pgcopy_text_escapes);
+    EPP_RUN(test_sqlstate_classes);
+    EPP_RUN(test_decode);
+    return EPP_TEST_RESULT();
+}
