@@ -129,7 +129,7 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
 
 unsigned ingest_event_error_status(int rc)
 {
-    return rc == EPP_ETOOBIG ? 413 : 400;
+    return rc == EPP_ETOOBIG ? 413 : rc == EPP_ENOMEM ? 503 : 400;
 }
 
 static int batch_alloc(ingest_batch_t *batch, size_t n, ingest_fail_t *fail)

@@ -42,7 +42,7 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
                        epp_buf_t *scratch, const char **out, size_t *out_len, ingest_fail_t *fail);
 
 /* The HTTP status for an event that failed validation: 413 for a size limit (EPP_ETOOBIG),
- * else 400. */
+ * 503 when memory ran out (EPP_ENOMEM: retrying may work), else 400. */
 unsigned ingest_event_error_status(int rc);
 
 /* One element of a batch: either a valid event (rc == 0) or a rejection (rc < 0, err filled). */

@@ -72,8 +72,9 @@ struct ingest_req {
 
 static void count_rejected(ingest_app_t *app, const char *reason, double n)
 {
-    size_t i = 0;
-    while (i + 1 < N_REASONS && strcmp(reject_reasons[i], reason) != 0)
+    size_t i = 0, len = strlen(reason);
+    while (i + 1 < N_REASONS &&
+           !(strlen(reject_reasons[i]) == len && memcmp(reject_reasons[i], reason, len) == 0))
         i++;
     if (app->rejected[i])
         epp_series_add(app->rejected[i], n);

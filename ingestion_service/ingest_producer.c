@@ -181,16 +181,20 @@ static inst_t *inst_create(ingest_producer_t *p, char *err, size_t errsz)
      * HTTP request) past KAFKA_DELIVERY_TIMEOUT_MS. Keys are partitioned with murmur2, as the
      * Java client does, so other producers of the same user_id agree on the partition. */
     int delivery = o->delivery_timeout_ms;
+    /* librdkafka scans for timed-out messages about once a second, so a message may fail up
+     * to ~1 s after message.timeout.ms: keep that margin inside KAFKA_DELIVERY_TIMEOUT_MS so
+     * the 503 arrives within it. */
+    int msg_timeout = delivery - (delivery / 4 < 1000 ? delivery / 4 : 1000);
     int rc = conf_set(conf, "client.id", "epp-ingest", err, errsz);
     if (!rc)
         rc = conf_set(conf, "enable.idempotence", "true", err, errsz);
     if (!rc)
         rc = conf_set(conf, "acks", "all", err, errsz);
     if (!rc)
-        rc = conf_set_int(conf, "message.timeout.ms", delivery, err, errsz);
+        rc = conf_set_int(conf, "message.timeout.ms", msg_timeout, err, errsz);
     if (!rc)
-        rc = conf_set_int(conf, "request.timeout.ms", delivery < 30000 ? delivery : 30000, err,
-                          errsz);
+        rc = conf_set_int(conf, "request.timeout.ms", msg_timeout < 30000 ? msg_timeout : 30000,
+                          err, errsz);
     if (!rc)
         rc = conf_set_int(conf, "linger.ms", o->linger_ms, err, errsz);
     if (!rc)
@@ -205,6 +209,12 @@ static inst_t *inst_create(ingest_producer_t *p, char *err, size_t errsz)
         rc = conf_set(conf, "socket.nagle.disable", "true", err, errsz);
     if (!rc)
         rc = conf_set(conf, "log.connection.close", "false", err, errsz);
+    /* Reconnect quickly when a broker comes back: the default backoff grows to 10 s, and every
+     * second of it is a second of 503s after the outage is over. */
+    if (!rc)
+        rc = conf_set(conf, "reconnect.backoff.ms", "50", err, errsz);
+    if (!rc)
+        rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errsz);
     if (!rc)
         rc = epp_kafka_conf_set_list(conf, p->overrides, err, errsz);
     if (rc) {
@@ -295,7 +305,7 @@ static void check_ready(ingest_producer_t *p)
     int was = atomic_exchange(&p->ready, ok);
     if (was != ok)
         EPP_LOGKV(ok ? EPP_LOG_INFO : EPP_LOG_WARN, ok ? "kafka reachable" : "kafka unreachable",
-                  "reason", reason);
+                  "reason", ok ? NULL : reason);
 }
 
 static void *supervisor_main(void *arg)
