@@ -33,8 +33,9 @@ pkgs="libmicrohttpd rdkafka libpq yajl libcurl zlib"
 pkg_cflags=$(pkg-config --cflags $pkgs 2>/dev/null || true)
 # shellcheck disable=SC2086
 pkg_libs=$(pkg-config --libs $pkgs 2>/dev/null || echo "-lmicrohttpd -lrdkafka -lpq -lyajl -lcurl -lz")
-cflags="-std=c17 -D_GNU_SOURCE -DEPP_VERSION=\"fuzz\" -g -O1 -fno-omit-frame-pointer
-        -fsanitize=address,undefined -fno-sanitize-recover=undefined -I$root/common $pkg_cflags"
+# shellcheck disable=SC2206,SC2054
+cflags=(-std=c17 -D_GNU_SOURCE '-DEPP_VERSION="fuzz"' -g -O1 -fno-omit-frame-pointer
+        -fsanitize=address,undefined -fno-sanitize-recover=undefined "-I$root/common" $pkg_cflags)
 
 rm -rf "$out/obj"
 mkdir -p "$out/obj" "$out/artifacts"
@@ -44,8 +45,7 @@ echo "fuzz.sh: building common/*.c with $cc"
 objs=()
 for src in "$root"/common/*.c; do
     obj=$out/obj/$(basename "${src%.c}").o
-    # shellcheck disable=SC2086
-    "$cc" $cflags -fsanitize=fuzzer-no-link -c "$src" -o "$obj" 2>"$obj.log" &
+    "$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" 2>"$obj.log" &
     objs+=("$obj")
     # Two compilers at a time: the machine is shared.
     while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
@@ -71,7 +71,7 @@ for src in "${targets[@]}"; do
     name=${target#fuzz_}
     bin=$out/$target
     # shellcheck disable=SC2086
-    if ! "$cc" $cflags -fsanitize=fuzzer "$src" "$out/libepp-fuzz.a" -o "$bin" $pkg_libs -lpthread -lm; then
+    if ! "$cc" "${cflags[@]}" -fsanitize=fuzzer "$src" "$out/libepp-fuzz.a" -o "$bin" $pkg_libs -lpthread -lm; then
         echo "fuzz.sh: $target: build failed" >&2
         status=1
         continue
