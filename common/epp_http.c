@@ -37,6 +37,7 @@
 #include <math.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -44,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,6 +62,8 @@
 #define RL_SLOTS       256 /* buckets per stripe */
 #define RL_PROBE       8
 #define STATS_SLOTS    64
+#define IP_STRIPES     16
+#define IP_BUCKETS     1024
 #define CONN_MEM_LIMIT (32 * 1024) /* per-connection memory: request line + headers + I/O */
 
 /* Request state bits (see the comment at the top). */
@@ -114,6 +118,10 @@ typedef struct arena_block {
 } arena_block_t;
 
 typedef struct conn conn_t;
+typedef struct worker worker_t;
+typedef struct ipcount ipcount_t;
+static void ip_count(epp_http_server_t *srv, const struct sockaddr_storage *ss, int delta);
+static void worker_kick(worker_t *w);
 
 struct epp_http_req {
     conn_t *conn;
@@ -141,8 +149,21 @@ struct epp_http_req {
     char ip[INET6_ADDRSTRLEN];
 };
 
+struct worker {
+    epp_http_server_t *srv;
+    struct MHD_Daemon *daemon;
+    pthread_t thread;
+    int started;
+    int wake_fd;
+    int epoll_fd;
+    _Atomic int quit;
+    _Atomic int kicked;
+    int quiesced; /* this daemon no longer accepts (worker thread only) */
+};
+
 struct conn {
     epp_http_server_t *srv;
+    worker_t *worker;    /* runs this connection's daemon */
     conn_t *prev, *next; /* srv->conns, under srv->conns_lock */
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -179,10 +200,16 @@ struct epp_http_server {
     route_t *routes;
     size_t nroutes, route_cap;
     route_stats_t unmatched;
-    struct MHD_Daemon *daemon;
+    worker_t *workers;
+    unsigned nworkers;
+    int listen_fd;
     int port;
-    int quiesced_fd;
+    _Atomic int quiesce_req;
+    unsigned nquiesced; /* under quiesce_lock */
     pthread_mutex_t quiesce_lock;
+    pthread_cond_t quiesce_cond;
+    pthread_mutex_t ip_locks[IP_STRIPES];
+    ipcount_t *ip_buckets[IP_BUCKETS];
     _Atomic int stopping;
     _Atomic unsigned inflight;
     _Atomic unsigned conns_open;
@@ -572,9 +599,12 @@ static int claim(epp_http_req_t *req, int require_dispatched)
 static void publish(epp_http_req_t *req)
 {
     struct MHD_Connection *mhd = req->mhd;
+    worker_t *w = req->conn->worker;
     unsigned old = atomic_fetch_or(&req->state, ST_READY);
-    if (old & ST_SUSPENDED)
+    if (old & ST_SUSPENDED) {
         MHD_resume_connection(mhd);
+        worker_kick(w);
+    }
 }
 
 static int fill_reply(epp_http_req_t *req, unsigned status, const char *content_type,
@@ -982,6 +1012,7 @@ static enum MHD_Result dispatch(epp_http_req_t *req)
         if (old & ST_READY) {
             /* The reply arrived between the check and the suspension. */
             MHD_resume_connection(req->mhd);
+            worker_kick(req->conn->worker);
         } else if (atomic_load(&srv->stopping)) {
             /* destroy() may have walked the connections before this request was dispatched. */
             epp_http_reply_error(req, 503, "shutting_down", "the service is shutting down", NULL,
@@ -1100,12 +1131,14 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
-    epp_http_server_t *srv = cls;
+    worker_t *w = cls;
+    epp_http_server_t *srv = w->srv;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         conn_t *c = calloc(1, sizeof(*c));
         if (!c)
             return; /* on_access refuses the connection */
         c->srv = srv;
+        c->worker = w;
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (ci && ci->client_addr) {
@@ -1113,6 +1146,7 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
                                                                    : sizeof(struct sockaddr_in);
             memcpy(&c->addr, ci->client_addr, len);
             c->addrlen = len;
+            ip_count(srv, &c->addr, 1);
         }
         pthread_mutex_lock(&srv->conns_lock);
         c->next = srv->conns;
@@ -1129,6 +1163,8 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
     if (!c)
         return;
     *socket_context = NULL;
+    if (c->addrlen)
+        ip_count(srv, &c->addr, -1);
     atomic_fetch_sub(&srv->conns_open, 1);
     gauge_add(srv->g_conns, -1);
     pthread_mutex_lock(&srv->conns_lock);
@@ -1255,9 +1291,12 @@ epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_
         return NULL;
     }
     srv->opts = *opts;
-    srv->quiesced_fd = -1;
+    srv->listen_fd = -1;
     pthread_mutex_init(&srv->conns_lock, NULL);
     pthread_mutex_init(&srv->quiesce_lock, NULL);
+    pthread_cond_init(&srv->quiesce_cond, NULL);
+    for (unsigned i = 0; i < IP_STRIPES; i++)
+        pthread_mutex_init(&srv->ip_locks[i], NULL);
     srv->service = strdup(opts->service ? opts->service : "epp");
     srv->bind_address = opts->bind_address ? strdup(opts->bind_address) : NULL;
     if (!srv->service || (opts->bind_address && !srv->bind_address))
@@ -1356,14 +1395,200 @@ nomem:
 int epp_http_route(epp_http_server_t *srv, const char *method, const char *pattern,
                    epp_http_handler_t handler, void *ud, unsigned flags)
 {
-    if (!srv || srv->daemon)
+    if (!srv || srv->workers)
         return EPP_EINVAL;
     return route_add(srv, method, pattern, handler, ud, flags & 0xffffu);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Worker threads: one libmicrohttpd daemon each, run from our own loop.
+ *
+ * libmicrohttpd 0.9.75's internal epoll loop (MHD_epoll) re-enters epoll_wait with the full
+ * timeout whenever a call returned exactly MAX_EVENTS (128) events: with 128 connections ready
+ * at once and nothing else happening, the events already collected wait for the next connection
+ * timeout (30 s). That stalled a single-threaded server under 256 connections and can stall a
+ * pool worker. Run in "external" mode instead, MHD_run() always polls with a zero timeout, and
+ * this loop sleeps in poll(2) on the daemon's epoll descriptor for MHD_get_timeout(). Each
+ * worker owns a daemon; all share one listening socket that we create. Resumes wake the loop
+ * through libmicrohttpd's inter-thread channel, which is in the daemon's epoll set. */
+
+static void worker_wake(worker_t *w)
+{
+    uint64_t one = 1;
+    ssize_t r = write(w->wake_fd, &one, sizeof(one));
+    (void)r;
+}
+
+/* Makes the worker run its daemon again soon (a connection was resumed). In external mode
+ * libmicrohttpd does not signal resumes itself; one eventfd write per burst is enough because
+ * the worker clears `kicked` before each MHD_run(). */
+static void worker_kick(worker_t *w)
+{
+    if (!atomic_exchange(&w->kicked, 1))
+        worker_wake(w);
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    epp_http_server_t *srv = w->srv;
+    while (!atomic_load(&w->quit)) {
+        if (atomic_load(&srv->quiesce_req) && !w->quiesced) {
+            MHD_quiesce_daemon(w->daemon); /* the listening socket stays ours */
+            w->quiesced = 1;
+            pthread_mutex_lock(&srv->quiesce_lock);
+            srv->nquiesced++;
+            pthread_cond_broadcast(&srv->quiesce_cond);
+            pthread_mutex_unlock(&srv->quiesce_lock);
+        }
+        /* Cleared before MHD_run(): a resume that MHD_run() misses finds 0 here and writes
+         * the eventfd, so the poll below returns at once. */
+        atomic_store(&w->kicked, 0);
+        MHD_run(w->daemon);
+        MHD_UNSIGNED_LONG_LONG to = 0;
+        int timeout = -1;
+        if (MHD_get_timeout(w->daemon, &to) == MHD_YES)
+            timeout = to > 60000 ? 60000 : (int)to;
+        if (timeout == 0)
+            continue;
+        struct pollfd pf[2] = {{.fd = w->epoll_fd, .events = POLLIN},
+                               {.fd = w->wake_fd, .events = POLLIN}};
+        if (poll(pf, 2, timeout) > 0 && pf[1].revents) {
+            uint64_t v;
+            ssize_t r = read(w->wake_fd, &v, sizeof(v));
+            (void)r;
+        }
+    }
+    return NULL;
+}
+
+/* Per-IP connection counts shared by all workers: the accept policy refuses a connection
+ * when its address already has max_per_ip open (checked without reserving, so concurrent
+ * accepts on different workers may pass the limit by at most threads - 1); the counts move
+ * with the connection-started and -closed notifications, which always come in pairs. */
+typedef struct ipcount {
+    struct ipcount *next;
+    unsigned char key[17];
+    unsigned count;
+} ipcount_t;
+
+static int addr_key(const struct sockaddr *sa, unsigned char key[17])
+{
+    memset(key, 0, 17);
+    if (sa->sa_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        key[0] = 6;
+        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        return 0;
+    }
+    return -1;
+}
+
+/* The chain of a key's bucket; a bucket is guarded by lock ip_locks[bucket % IP_STRIPES]. */
+static ipcount_t **ip_lock(epp_http_server_t *srv, const unsigned char key[17], unsigned *stripe)
+{
+    unsigned bucket = (unsigned)(fnv1a(key, 17) % IP_BUCKETS);
+    *stripe = bucket % IP_STRIPES;
+    pthread_mutex_lock(&srv->ip_locks[*stripe]);
+    ipcount_t **pp = &srv->ip_buckets[bucket];
+    while (*pp && memcmp((*pp)->key, key, 17) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    epp_http_server_t *srv = cls;
+    unsigned char key[17];
+    unsigned stripe;
+    (void)addrlen;
+    if (srv->opts.max_per_ip == 0 || addr_key(addr, key) < 0)
+        return MHD_YES;
+    ipcount_t **pp = ip_lock(srv, key, &stripe);
+    int ok = !*pp || (*pp)->count < srv->opts.max_per_ip;
+    pthread_mutex_unlock(&srv->ip_locks[stripe]);
+    return ok ? MHD_YES : MHD_NO;
+}
+
+static void ip_count(epp_http_server_t *srv, const struct sockaddr_storage *ss, int delta)
+{
+    unsigned char key[17];
+    unsigned stripe;
+    if (srv->opts.max_per_ip == 0 || addr_key((const struct sockaddr *)ss, key) < 0)
+        return;
+    ipcount_t **pp = ip_lock(srv, key, &stripe);
+    if (delta > 0) {
+        if (!*pp) {
+            ipcount_t *e = calloc(1, sizeof(*e));
+            if (e) {
+                memcpy(e->key, key, 17);
+                *pp = e;
+            }
+        }
+        if (*pp)
+            (*pp)->count++;
+    } else if (*pp && --(*pp)->count == 0) {
+        ipcount_t *e = *pp;
+        *pp = e->next;
+        free(e);
+    }
+    pthread_mutex_unlock(&srv->ip_locks[stripe]);
+}
+
+static int make_listener(epp_http_server_t *srv, char *err, size_t errsz)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    const char *bind_addr = srv->bind_address;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+    if (!bind_addr || !bind_addr[0] || strcmp(bind_addr, "0.0.0.0") == 0) {
+        sin->sin_family = AF_INET;
+        sin->sin_addr.s_addr = htonl(INADDR_ANY);
+        sin->sin_port = htons((uint16_t)srv->opts.port);
+        len = sizeof(*sin);
+    } else if (inet_pton(AF_INET, bind_addr, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)srv->opts.port);
+        len = sizeof(*sin);
+    } else if (inet_pton(AF_INET6, bind_addr, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)srv->opts.port);
+        len = sizeof(*sin6);
+    } else {
+        snprintf(err, errsz, "bind address '%s' is not an IP address", bind_addr);
+        return EPP_EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errsz, "socket: %s", strerror(errno));
+        return EPP_EIO;
+    }
+    int one = 1;
+    /* Restarts must not wait for old connections in TIME_WAIT (what
+     * MHD_OPTION_LISTENING_ADDRESS_REUSE would do if libmicrohttpd made the socket). */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 1024) < 0) {
+        snprintf(err, errsz, "cannot listen on %s:%d: %s", bind_addr ? bind_addr : "0.0.0.0",
+                 srv->opts.port, strerror(errno));
+        close(fd);
+        return EPP_EIO;
+    }
+    len = sizeof(ss);
+    getsockname(fd, (struct sockaddr *)&ss, &len);
+    srv->port = ntohs(ss.ss_family == AF_INET6 ? sin6->sin6_port : sin->sin_port);
+    srv->listen_fd = fd;
+    return 0;
+}
+
 int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
 {
-    if (srv->daemon) {
+    if (srv->workers) {
         snprintf(err, errsz, "already started");
         return EPP_ESTATE;
     }
@@ -1371,62 +1596,51 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
     for (size_t i = 0; i < srv->nroutes; i++)
         stats_init(srv, &srv->routes[i].stats, srv->routes[i].pattern);
 
-    struct sockaddr_in sin;
-    struct sockaddr_in6 sin6;
-    struct sockaddr *sa = NULL;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
-    if (getenv("EPP_HTTP_TURBO") && strcmp(getenv("EPP_HTTP_TURBO"), "1") == 0)
-        flags |= MHD_USE_TURBO; /* for measurements only; see the top of this file */
-    const char *bind = srv->bind_address;
-    if (bind && bind[0] && strcmp(bind, "0.0.0.0") != 0) {
-        memset(&sin, 0, sizeof(sin));
-        memset(&sin6, 0, sizeof(sin6));
-        if (inet_pton(AF_INET, bind, &sin.sin_addr) == 1) {
-            sin.sin_family = AF_INET;
-            sin.sin_port = htons((uint16_t)srv->opts.port);
-            sa = (struct sockaddr *)&sin;
-        } else if (inet_pton(AF_INET6, bind, &sin6.sin6_addr) == 1) {
-            sin6.sin6_family = AF_INET6;
-            sin6.sin6_port = htons((uint16_t)srv->opts.port);
-            sa = (struct sockaddr *)&sin6;
-            flags |= MHD_USE_IPv6;
-        } else {
-            snprintf(err, errsz, "bind address '%s' is not an IP address", bind);
-            return EPP_EINVAL;
+    int rc = make_listener(srv, err, errsz);
+    if (rc < 0)
+        return rc;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    const char *turbo = getenv("EPP_HTTP_TURBO");
+    if (turbo && strcmp(turbo, "1") == 0)
+        flags |= MHD_USE_TURBO; /* measurements only: see bench/README.md */
+    unsigned nw = srv->opts.threads;
+    unsigned per_worker = (srv->opts.max_connections + nw - 1) / nw;
+    srv->workers = calloc(nw, sizeof(*srv->workers));
+    if (!srv->workers) {
+        snprintf(err, errsz, "out of memory");
+        return EPP_ENOMEM;
+    }
+    srv->nworkers = nw;
+    for (unsigned i = 0; i < nw; i++) {
+        worker_t *w = &srv->workers[i];
+        w->srv = srv;
+        w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct MHD_OptionItem ops[] = {
+            {MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, NULL},
+            {MHD_OPTION_CONNECTION_LIMIT, per_worker, NULL},
+            {MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.timeout_s, NULL},
+            {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEM_LIMIT, NULL},
+            {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
+            {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, w},
+            {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL},
+            {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
+            {MHD_OPTION_END, 0, NULL},
+        };
+        w->daemon = MHD_start_daemon(flags, 0, on_accept, srv, on_access, srv, MHD_OPTION_ARRAY,
+                                     ops, MHD_OPTION_END);
+        const union MHD_DaemonInfo *di =
+            w->daemon ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+        if (w->wake_fd < 0 || !di) {
+            snprintf(err, errsz, "cannot start the HTTP server (worker %u)", i);
+            return EPP_EIO;
         }
+        w->epoll_fd = di->epoll_fd;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            snprintf(err, errsz, "cannot start an HTTP worker thread");
+            return EPP_EIO;
+        }
+        w->started = 1;
     }
-    struct MHD_OptionItem ops[16];
-    int n = 0;
-    ops[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.timeout_s, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONN_MEM_LIMIT, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, srv};
-    ops[n++] =
-        (struct MHD_OptionItem){MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL};
-    if (srv->opts.max_per_ip > 0)
-        ops[n++] =
-            (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->opts.max_per_ip, NULL};
-    if (srv->opts.threads > 1)
-        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, srv->opts.threads, NULL};
-    if (sa)
-        ops[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, sa};
-    ops[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
-
-    srv->daemon = MHD_start_daemon(flags, (uint16_t)srv->opts.port, NULL, NULL, on_access, srv,
-                                   MHD_OPTION_ARRAY, ops, MHD_OPTION_END);
-    if (!srv->daemon) {
-        snprintf(err, errsz, "cannot listen on %s:%d: %s", bind ? bind : "0.0.0.0", srv->opts.port,
-                 strerror(errno));
-        return EPP_EIO;
-    }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : srv->opts.port;
     if (srv->nkeys == 0)
         EPP_WARN("API keys are not set: every route is open to anyone who can connect");
     char port[16];
@@ -1442,13 +1656,30 @@ int epp_http_port(const epp_http_server_t *srv)
 
 void epp_http_quiesce(epp_http_server_t *srv)
 {
-    if (!srv || !srv->daemon)
+    if (!srv || !srv->workers)
         return;
     pthread_mutex_lock(&srv->quiesce_lock);
-    if (srv->quiesced_fd == -1) {
-        srv->quiesced_fd = MHD_quiesce_daemon(srv->daemon);
-        if (srv->quiesced_fd < 0)
-            srv->quiesced_fd = -2; /* failed: do not retry */
+    if (!atomic_load(&srv->quiesce_req)) {
+        atomic_store(&srv->quiesce_req, 1);
+        unsigned running = 0;
+        for (unsigned i = 0; i < srv->nworkers; i++) {
+            if (srv->workers[i].started) {
+                worker_wake(&srv->workers[i]);
+                running++;
+            }
+        }
+        /* Wait (bounded) until every daemon stopped accepting, then refuse new connections
+         * outright by closing the socket. */
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 2;
+        while (srv->nquiesced < running &&
+               pthread_cond_timedwait(&srv->quiesce_cond, &srv->quiesce_lock, &dl) == 0)
+            ;
+        if (srv->nquiesced == running && srv->listen_fd >= 0) {
+            close(srv->listen_fd);
+            srv->listen_fd = -1;
+        }
     }
     pthread_mutex_unlock(&srv->quiesce_lock);
 }
@@ -1472,7 +1703,7 @@ void epp_http_destroy(epp_http_server_t *srv)
 {
     if (!srv)
         return;
-    if (srv->daemon) {
+    if (srv->workers) {
         epp_http_quiesce(srv);
         pthread_mutex_lock(&srv->conns_lock);
         atomic_store(&srv->stopping, 1);
@@ -1496,11 +1727,29 @@ void epp_http_destroy(epp_http_server_t *srv)
         int64_t deadline = mono_us() + 2000000;
         while (atomic_load(&srv->inflight) > 0 && mono_us() < deadline)
             usleep(2000);
-        MHD_stop_daemon(srv->daemon);
-        srv->daemon = NULL;
-        if (srv->quiesced_fd >= 0)
-            close(srv->quiesced_fd);
+        for (unsigned i = 0; i < srv->nworkers; i++) {
+            worker_t *w = &srv->workers[i];
+            atomic_store(&w->quit, 1);
+            if (w->started) {
+                worker_wake(w);
+                pthread_join(w->thread, NULL);
+            }
+        }
+        for (unsigned i = 0; i < srv->nworkers; i++) {
+            worker_t *w = &srv->workers[i];
+            if (w->daemon) {
+                if (!w->quiesced)
+                    MHD_quiesce_daemon(w->daemon); /* never let a daemon close our socket */
+                MHD_stop_daemon(w->daemon);
+            }
+            if (w->wake_fd >= 0)
+                close(w->wake_fd);
+        }
+        free(srv->workers);
+        srv->workers = NULL;
     }
+    if (srv->listen_fd >= 0)
+        close(srv->listen_fd);
     conn_t *c = srv->conns;
     while (c) {
         conn_t *next = c->next;
@@ -1522,8 +1771,18 @@ void epp_http_destroy(epp_http_server_t *srv)
             pthread_mutex_destroy(&srv->rl[i].lock);
         free(srv->rl);
     }
+    for (unsigned i = 0; i < IP_BUCKETS; i++) {
+        while (srv->ip_buckets[i]) {
+            ipcount_t *e = srv->ip_buckets[i];
+            srv->ip_buckets[i] = e->next;
+            free(e);
+        }
+    }
+    for (unsigned i = 0; i < IP_STRIPES; i++)
+        pthread_mutex_destroy(&srv->ip_locks[i]);
     pthread_mutex_destroy(&srv->conns_lock);
     pthread_mutex_destroy(&srv->quiesce_lock);
+    pthread_cond_destroy(&srv->quiesce_cond);
     free(srv->service);
     free(srv->bind_address);
     free(srv);

@@ -1,10 +1,15 @@
 /* epp_http: a real server on a free loopback port, driven with libcurl. */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "epp_error.h"
@@ -210,6 +215,13 @@ static void *replier(void *arg)
     return NULL;
 }
 
+static void h_slow(epp_http_req_t *req, void *ud)
+{
+    (void)ud;
+    usleep(300000);
+    epp_http_reply(req, 200, "text/plain", "slow", 4);
+}
+
 static int ready_value = 1;
 static int ready_fn(void *ud, char *reason, size_t rsz)
 {
@@ -236,7 +248,8 @@ static epp_http_server_t *start(epp_http_opts_t *o)
         epp_http_route(s, "POST", "/echo", h_echo, NULL, 0) != 0 ||
         epp_http_route(s, "PUT", "/echo", h_echo, NULL, 0) != 0 ||
         epp_http_route(s, "POST", "/async", h_async, NULL, 0) != 0 ||
-        epp_http_route(s, "GET", "/open", h_echo, NULL, EPP_HTTP_ROUTE_PUBLIC) != 0) {
+        epp_http_route(s, "GET", "/open", h_echo, NULL, EPP_HTTP_ROUTE_PUBLIC) != 0 ||
+        epp_http_route(s, "GET", "/slow", h_slow, NULL, 0) != 0) {
         epp_http_destroy(s);
         return NULL;
     }
@@ -726,6 +739,137 @@ static void test_destroy_pending(void)
     }
 }
 
+static int tcp_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+        close(fd);
+        return -1;
+    }
+    struct timeval tv = {.tv_sec = 3};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Regression: libmicrohttpd's own epoll loop stalled (until the 30 s connection timeout) when
+ * a multiple of 128 connections became ready at once on one thread (it waits again with the
+ * full timeout after a full batch of events). One worker is kept busy by a slow request while
+ * 256 connections send theirs, so that all of them are ready when it looks again. */
+static void test_many_ready_at_once(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.threads = 1;
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    enum { N = 256 };
+    int fds[N];
+    int port = epp_http_port(s);
+    for (int i = 0; i < N; i++)
+        fds[i] = tcp_connect(port);
+    usleep(200000); /* all accepted and idle */
+    int slow = tcp_connect(port);
+    const char slow_req[] = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
+    CHECK(send(slow, slow_req, sizeof(slow_req) - 1, MSG_NOSIGNAL) > 0);
+    usleep(100000); /* the worker is in h_slow now */
+    const char req[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+    for (int i = 0; i < N; i++) {
+        if (fds[i] >= 0 && send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) < 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        char buf[1024];
+        size_t got = 0;
+        while (fds[i] >= 0 && got < sizeof(buf) - 1) {
+            ssize_t n = recv(fds[i], buf + got, sizeof(buf) - 1 - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+            buf[got] = '\0';
+            if (strstr(buf, "\r\n\r\nhi")) {
+                ok += strncmp(buf, "HTTP/1.1 200", 12) == 0;
+                break;
+            }
+        }
+        if (fds[i] >= 0)
+            close(fds[i]);
+    }
+    close(slow);
+    CHECK_INT_EQ(ok, N);
+    epp_http_destroy(s);
+}
+
+/* Connection limits: per client address, and the idle timeout (slowloris). */
+static void test_connection_limits(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.max_per_ip = 3;
+    o.timeout_s = 1;
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    int fds[3];
+    for (int i = 0; i < 3; i++) {
+        fds[i] = tcp_connect(port);
+        CHECK(fds[i] >= 0);
+    }
+    usleep(100000);
+    /* The fourth is accepted by the kernel, then closed by the server without a reply. */
+    int extra = tcp_connect(port);
+    CHECK(extra >= 0);
+    char buf[256];
+    const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    ssize_t w = send(extra, req, sizeof(req) - 1, MSG_NOSIGNAL);
+    (void)w;
+    ssize_t n = recv(extra, buf, sizeof(buf), 0);
+    CHECK(n <= 0);
+    close(extra);
+    /* Slowloris: a request line and half the headers, then silence: closed after ~1 s. */
+    const char part[] = "GET /health HTTP/1.1\r\nHost: x\r\n";
+    w = send(fds[0], part, sizeof(part) - 1, MSG_NOSIGNAL);
+    int64_t t0 = time(NULL);
+    n = recv(fds[0], buf, sizeof(buf), 0);
+    CHECK(n <= 0);
+    CHECK(time(NULL) - t0 <= 3);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    usleep(100000);
+    /* The address may connect again. */
+    resp_t r;
+    http(port, "GET", "/health", NULL, NULL, 0, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    epp_http_destroy(s);
+}
+
+/* After quiesce, new connections are refused; destroy still works. */
+static void test_quiesce(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    resp_t r;
+    http(port, "GET", "/health", NULL, NULL, 0, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    epp_http_quiesce(s);
+    epp_http_quiesce(s); /* idempotent */
+    int fd = tcp_connect(port);
+    CHECK(fd < 0);
+    if (fd >= 0)
+        close(fd);
+    CHECK_INT_EQ(epp_http_inflight(s), 0);
+    epp_http_destroy(s);
+}
+
 int main(void)
 {
     epp_log_init("test_http", EPP_LOG_ERROR, 1);
@@ -756,6 +900,9 @@ int main(void)
     EPP_RUN(test_auth);
     EPP_RUN(test_rate_limit);
     EPP_RUN(test_destroy_pending);
+    EPP_RUN(test_many_ready_at_once);
+    EPP_RUN(test_connection_limits);
+    EPP_RUN(test_quiesce);
 
     epp_http_destroy(S);
     epp_metrics_destroy(M);
