@@ -297,8 +297,8 @@ typedef struct {
 
 static int in_pool(const builder_t *b, const void *ptr)
 {
-    const char *p = ptr;
-    return p >= b->pool && p < b->pool + sizeof b->pool;
+    uintptr_t p = (uintptr_t)ptr, start = (uintptr_t)b->pool;
+    return p >= start && p < start + sizeof b->pool;
 }
 
 static void *yalloc(void *ctx, size_t size)

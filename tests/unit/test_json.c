@@ -346,6 +346,34 @@ static void test_large_document(void)
     epp_buf_free(&b);
 }
 
+static void test_long_escaped_strings(void)
+{
+    /* yajl decodes escaped strings into a buffer that grows past its allocation pool here, and
+     * its state stack grows with the nesting; both paths must keep the text intact. */
+    epp_buf_t b = {0}, want = {0};
+    for (int i = 0; i < 100; i++)
+        epp_buf_append_str(&b, "[");
+    epp_buf_append_char(&b, '"');
+    for (int i = 0; i < 3000; i++) {
+        epp_buf_append_str(&b, "\\u00e9\\n\\ud83d\\ude00");
+        epp_buf_append_str(&want, "\xc3\xa9\n\xf0\x9f\x98\x80");
+    }
+    epp_buf_append_char(&b, '"');
+    for (int i = 0; i < 100; i++)
+        epp_buf_append_str(&b, "]");
+    epp_json_doc_t *doc = NULL;
+    epp_json_error_t err;
+    CHECK_INT_EQ(epp_json_parse(b.data, b.len, NULL, &doc, &err), 0);
+    const epp_json_value_t *v = epp_json_root(doc);
+    while (v->type == EPP_JSON_ARRAY)
+        v = v->u.arr.items[0];
+    CHECK_INT_EQ(v->type, EPP_JSON_STRING);
+    CHECK_MEM_EQ(v->u.s.text, v->u.s.len, want.data, want.len);
+    epp_json_doc_destroy(doc);
+    epp_buf_free(&b);
+    epp_buf_free(&want);
+}
+
 static void test_write_string(void)
 {
     epp_buf_t b = {0};
@@ -374,6 +402,7 @@ int main(void)
     EPP_RUN(test_depth_limit);
     EPP_RUN(test_size_limit);
     EPP_RUN(test_large_document);
+    EPP_RUN(test_long_escaped_strings);
     EPP_RUN(test_write_string);
     return EPP_TEST_RESULT();
 }
