@@ -209,16 +209,19 @@ int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t
         int rc = conn_open(conn, err);
         if (rc < 0) {
             count(pool->err_connect);
-            atomic_store(&pool->healthy, 0);
+            /* Warn once per outage; the retries every POOL_DOWN_BACKOFF_US log at debug. */
+            int was_healthy = atomic_exchange(&pool->healthy, 0);
             pthread_mutex_lock(&pool->mu);
             pool->down_until_us = epp_time_mono_us() + POOL_DOWN_BACKOFF_US;
             pthread_mutex_unlock(&pool->mu);
-            EPP_LOGKV(EPP_LOG_WARN, "database connect failed", "error", err ? err->message : "");
+            EPP_LOGKV(was_healthy ? EPP_LOG_WARN : EPP_LOG_DEBUG, "database connect failed",
+                      "error", err ? err->message : "");
             analytics_pool_release(pool, conn);
             return rc == EPP_EINVAL ? EPP_EINVAL : EPP_EUNAVAIL;
         }
         conn->opened = 1;
-        atomic_store(&pool->healthy, 1);
+        if (!atomic_exchange(&pool->healthy, 1))
+            EPP_INFO("database connection established");
     }
     *out = conn;
     return 0;
