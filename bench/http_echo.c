@@ -5,8 +5,10 @@
  * 202 {"event_id":"...","status":"accepted"}. With --sync the handler answers at once instead.
  * bench/bench_http.sh compares it with nginx under wrk.
  *
- * Usage: bench_http_echo [--port N] [--threads N] [--sync]. Prints the bound port on stdout and
- * runs until SIGINT/SIGTERM. */
+ * Request metrics are on (as in the services) unless --no-metrics.
+ *
+ * Usage: bench_http_echo [--port N] [--threads N] [--sync] [--no-metrics]. Prints the bound port
+ * on stdout and runs until SIGINT/SIGTERM. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 #include "epp_http.h"
 #include "epp_log.h"
+#include "epp_metrics.h"
 
 #define QCAP 65536
 
@@ -101,7 +104,7 @@ static void *drainer(void *arg)
 int main(int argc, char **argv)
 {
     epp_http_opts_t o;
-    int sync = 0;
+    int sync = 0, metrics = 1;
     epp_http_opts_default(&o);
     o.service = "bench-http-echo";
     o.bind_address = "127.0.0.1";
@@ -113,12 +116,17 @@ int main(int argc, char **argv)
             o.threads = (unsigned)atoi(argv[++i]);
         else if (strcmp(argv[i], "--sync") == 0)
             sync = 1;
+        else if (strcmp(argv[i], "--no-metrics") == 0)
+            metrics = 0;
         else {
-            fprintf(stderr, "usage: %s [--port N] [--threads N] [--sync]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--port N] [--threads N] [--sync] [--no-metrics]\n",
+                    argv[0]);
             return 2;
         }
     }
     epp_log_init("bench-http-echo", EPP_LOG_ERROR, 1);
+    epp_metrics_t *m = metrics ? epp_metrics_create() : NULL;
+    o.metrics = m;
     char err[256];
     epp_http_server_t *srv = epp_http_create(&o, err, sizeof(err));
     if (!srv ||
@@ -126,6 +134,7 @@ int main(int argc, char **argv)
         epp_http_start(srv, err, sizeof(err)) != 0) {
         fprintf(stderr, "bench_http_echo: %s\n", err);
         epp_http_destroy(srv);
+        epp_metrics_destroy(m);
         return 1;
     }
     pthread_t th;
@@ -142,5 +151,6 @@ int main(int argc, char **argv)
     pthread_mutex_unlock(&Q.lock);
     pthread_join(th, NULL);
     epp_http_destroy(srv); /* answers anything left in the queue with 503 */
+    epp_metrics_destroy(m);
     return 0;
 }

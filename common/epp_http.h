@@ -12,8 +12,21 @@
  * resumes the connection and sends the reply. This is how ingestion answers after the Kafka
  * acknowledgement without holding a thread.
  *
- * Threads: handlers run on libmicrohttpd's worker threads (opts.threads of them). Every request
- * gets exactly one reply; a reply function may be called exactly once per request. */
+ * Threads: handlers run on the server's worker threads (opts.threads of them, each running one
+ * libmicrohttpd daemon). Every request gets exactly one reply; a reply function may be called
+ * exactly once per request.
+ *
+ * Request lifetime (async replies): the request object stays valid from the handler call until
+ * the reply call returns -- even when the client disconnected meanwhile (libmicrohttpd notices
+ * only after the reply resumes the connection; the reply is then discarded). A suspended request
+ * MUST eventually get a reply, or epp_http_destroy() answers it 503. After a reply call returns,
+ * the caller must not touch the request again: the object is reused for the next request on the
+ * connection. A reply racing with epp_http_destroy() is safe (one of them wins, the other gets
+ * EPP_ESTATE) until destroy returns.
+ *
+ * Time limits: timeout_s closes a connection idle (or dribbling nothing) for that long, which
+ * bounds slowloris clients together with max_per_ip and max_connections; headers are bounded by
+ * a 32 KiB per-connection buffer (431 beyond), bodies by max_body (413). */
 #ifndef EPP_HTTP_H
 #define EPP_HTTP_H
 
@@ -75,13 +88,17 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz);
 /* The port actually bound (useful with port 0). */
 int epp_http_port(const epp_http_server_t *srv);
 
-/* Stops accepting new connections; requests in flight continue. Any thread. */
+/* Stops accepting new connections (the listening socket is closed: new connects are refused);
+ * requests in flight continue, and their replies carry "Connection: close". Any thread;
+ * idempotent. */
 void epp_http_quiesce(epp_http_server_t *srv);
 
-/* Number of requests that have been received but not yet answered (suspended ones included). */
+/* Number of requests that have been received but not yet answered (suspended ones included);
+ * a request counts until its reply has been sent (or the client went away). */
 unsigned epp_http_inflight(const epp_http_server_t *srv);
 
-/* Stops the server: requests still unanswered get 503; then frees it. Accepts NULL. */
+/* Stops the server: requests still unanswered get 503 (with up to 2 s for those answers to go
+ * out); then frees it. Not from a handler. Accepts NULL. */
 void epp_http_destroy(epp_http_server_t *srv);
 
 /* --- Request accessors: valid from the handler call until the reply is sent. --- */
