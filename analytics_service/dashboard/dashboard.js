@@ -169,6 +169,7 @@
     });
   });
   $("refresh").addEventListener("change", schedule);
+  $("controls").addEventListener("submit", function (ev) { ev.preventDefault(); });
   window.addEventListener("resize", function () {
     [[seriesPlot, "series-chart"], [topPlot, "top-chart"]].forEach(function (p) {
       if (p[0]) p[0].setSize({ width: chartWidth($(p[1])), height: 260 });
