@@ -133,8 +133,9 @@ struct epp_http_req {
     _Atomic unsigned state;
     int suspend_requested;
     int queued;
-    int too_big; /* body past the cap: answered 413 once the upload ends */
-    int cors_ok; /* Origin is on the allow-list: add ACAO to the reply */
+    int too_big;      /* body past the cap: answered 413 once the upload ends */
+    size_t discarded; /* bytes of an oversized body dropped so far */
+    int cors_ok;      /* Origin is on the allow-list: add ACAO to the reply */
     int method_idx;
     const char *method;
     const char *url; /* raw path, owned by libmicrohttpd */
@@ -221,6 +222,7 @@ struct epp_http_server {
     rl_stripe_t *rl;
     double rl_burst;
     epp_metric_t *m_requests;
+    uint64_t body_deadline_us;
     epp_series_t *g_inflight;
     epp_series_t *g_conns;
 };
@@ -547,8 +549,9 @@ static unsigned ratelimit_take(epp_http_server_t *srv, const unsigned char key[1
             b = c;
             break;
         }
-        if (!victim || !c->used || (victim->used && c->last_us < victim->last_us))
-            victim = victim && !victim->used ? victim : c;
+        /* Victim: the first free slot, else the least recently used one. */
+        if (!victim || (victim->used && (!c->used || c->last_us < victim->last_us)))
+            victim = c;
     }
     if (!b) {
         b = victim;
@@ -995,6 +998,10 @@ static void on_headers(epp_http_req_t *req)
     } else if (clen > srv->opts.max_body) {
         early_error(req, 413, "payload_too_large", "the request body is too large", 0);
         return;
+    } else if (clen > 0 && clen > req->body.cap && clen <= 256 * 1024) {
+        /* One allocation for a body of known, modest size; a client declaring a large body
+         * and sending nothing does not get to pin that much memory up front. */
+        epp_buf_reserve(&req->body, (size_t)clen);
     }
 }
 
@@ -1045,6 +1052,7 @@ static void req_reset(conn_t *c, struct MHD_Connection *mhd, const char *method,
     req->suspend_requested = 0;
     req->queued = 0;
     req->too_big = 0;
+    req->discarded = 0;
     req->cors_ok = 0;
     req->method = method;
     req->method_idx = method_index(method);
@@ -1097,13 +1105,20 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mhd, const ch
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (req->too_big)
-            return MHD_YES; /* discarding the rest of an oversized chunked body */
+        /* A body that dribbles in (every byte resetting the idle timeout) must still end
+         * within 4 timeouts; past that the connection is closed without a reply. */
+        if (mono_us() - req->start_us > (int64_t)srv->body_deadline_us)
+            return MHD_NO;
+        if (req->too_big) {
+            /* Discarding the rest of an oversized chunked body, up to a bound. */
+            req->discarded += n;
+            return req->discarded > srv->opts.max_body * 4 + 1024 * 1024 ? MHD_NO : MHD_YES;
+        }
         if (req->body.len + n > srv->opts.max_body) {
             req->too_big = 1;
             trim_buf(&req->body);
             /* libmicrohttpd 0.9.75 cannot queue a reply in the middle of an upload: the
-             * rest is read and dropped (bounded by the connection timeout), then 413. */
+             * rest is read and dropped (bounded above), then 413. */
             return MHD_YES;
         }
         if (epp_buf_append(&req->body, upload_data, n) < 0)
@@ -1197,6 +1212,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     if (!EPP_LOG_ON(EPP_LOG_WARN))
+        return;
+    /* Hostile clients can make libmicrohttpd complain once per connection: at most 20 lines
+     * a second reach the log. */
+    static _Atomic int64_t window;
+    static _Atomic int lines;
+    int64_t now_s = mono_us() / 1000000;
+    int64_t w = atomic_load(&window);
+    if (w != now_s && atomic_compare_exchange_strong(&window, &w, now_s))
+        atomic_store(&lines, 0);
+    if (atomic_fetch_add(&lines, 1) >= 20)
         return;
     char msg[512];
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -1314,6 +1339,7 @@ epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_
         srv->opts.threads = 1;
     if (srv->opts.max_connections < 1)
         srv->opts.max_connections = 1;
+    srv->body_deadline_us = (uint64_t)(srv->opts.timeout_s ? srv->opts.timeout_s : 30) * 4000000;
 
     size_t nkeys = 0;
     char **keys = split_list(opts->api_keys, &nkeys);
@@ -1616,6 +1642,8 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
         return EPP_ENOMEM;
     }
     srv->nworkers = nw;
+    for (unsigned i = 0; i < nw; i++)
+        srv->workers[i].wake_fd = -1;
     for (unsigned i = 0; i < nw; i++) {
         worker_t *w = &srv->workers[i];
         w->srv = srv;

@@ -837,8 +837,32 @@ static void test_connection_limits(void)
     n = recv(fds[0], buf, sizeof(buf), 0);
     CHECK(n <= 0);
     CHECK(time(NULL) - t0 <= 3);
+    /* A body dribbled a byte at a time (each byte resets the idle timeout) is cut off after
+     * 4 timeouts. */
+    const char head[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
     for (int i = 0; i < 3; i++)
-        close(fds[i]);
+        close(fds[i]); /* all timed out by now */
+    usleep(100000);
+    int slow = tcp_connect(port);
+    w = send(slow, head, sizeof(head) - 1, MSG_NOSIGNAL);
+    struct timeval t_start, t_end;
+    gettimeofday(&t_start, NULL);
+    int closed = 0;
+    for (int i = 0; i < 20 && !closed; i++) {
+        usleep(400000);
+        if (send(slow, "x", 1, MSG_NOSIGNAL) < 0)
+            closed = 1;
+        else if (recv(slow, buf, sizeof(buf), MSG_DONTWAIT) == 0)
+            closed = 1;
+    }
+    gettimeofday(&t_end, NULL);
+    double secs =
+        (double)(t_end.tv_sec - t_start.tv_sec) + (double)(t_end.tv_usec - t_start.tv_usec) / 1e6;
+    CHECK(closed);
+    if (!(secs > 3.5 && secs < 6.5))
+        fprintf(stderr, "dribbled body cut after %.2f s\n", secs);
+    close(slow);
+    CHECK(secs > 3.5 && secs < 6.5);
     usleep(100000);
     /* The address may connect again. */
     resp_t r;
