@@ -498,180 +498,224 @@ static void handle_error_rtts(devbroker_t *db, long id, struct MHD_Connection *c
     reply_ok(r, "{\"broker\":%ld,\"api\":%d,\"count\":%zu}", id, api, n);
 }
 
+/* One control request, split into path segments. */
+typedef struct {
+    devbroker_t *db;
+    struct MHD_Connection *conn;
+    const char *url;
+    char *seg[8];
+    int n;
+    reply_t *r;
+} ctl_req_t;
+
+static void not_found(ctl_req_t *q)
+{
+    reply_error(q->r, 404, "no such path: %s", q->url);
+}
+
+/* POST /brokers/{down,up} and /brokers/{id}/{down,up,rtt,error_rtts}. */
+static void route_brokers(ctl_req_t *q)
+{
+    devbroker_t *db = q->db;
+    reply_t *r = q->r;
+    if (q->n == 2 && (strcmp(q->seg[1], "down") == 0 || strcmp(q->seg[1], "up") == 0)) {
+        int up = q->seg[1][0] == 'u';
+        for (int id = 1; id <= db->brokers; id++) {
+            rd_kafka_resp_err_t e = broker_set(db, id, up);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                reply_error(r, 500, "broker %d: %s", id, rd_kafka_err2str(e));
+                return;
+            }
+        }
+        EPP_LOGKV(EPP_LOG_INFO, up ? "all brokers up" : "all brokers down", NULL);
+        reply_ok(r, "{\"brokers\":%d,\"up\":%s}", db->brokers, up ? "true" : "false");
+        return;
+    }
+    if (q->n != 3) {
+        not_found(q);
+        return;
+    }
+    const char *op = q->seg[2];
+    if (strcmp(op, "down") != 0 && strcmp(op, "up") != 0 && strcmp(op, "rtt") != 0 &&
+        strcmp(op, "error_rtts") != 0) {
+        not_found(q);
+        return;
+    }
+    long id;
+    if (broker_id_arg(db, q->seg[1], r, &id) != 0)
+        return;
+    if (strcmp(op, "error_rtts") == 0) {
+        handle_error_rtts(db, id, q->conn, r);
+    } else if (strcmp(op, "rtt") == 0) {
+        long ms;
+        if (parse_long(arg(q->conn, "ms"), 0, 600000, &ms) != 0) {
+            reply_error(r, 400, "ms must be 0..600000");
+            return;
+        }
+        rd_kafka_resp_err_t e = rd_kafka_mock_broker_set_rtt(db->mcluster, (int)id, (int)ms);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            reply_error(r, 500, "broker %ld: %s", id, rd_kafka_err2str(e));
+            return;
+        }
+        db->broker_rtt[id] = (int)ms;
+        EPP_LOGKV(EPP_LOG_INFO, "broker rtt set", "broker", q->seg[1], "ms", arg(q->conn, "ms"));
+        reply_ok(r, "{\"broker\":%ld,\"rtt_ms\":%ld}", id, ms);
+    } else {
+        int up = op[0] == 'u';
+        rd_kafka_resp_err_t e = broker_set(db, (int)id, up);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            reply_error(r, 500, "broker %ld: %s", id, rd_kafka_err2str(e));
+            return;
+        }
+        EPP_LOGKV(EPP_LOG_INFO, up ? "broker up" : "broker down", "broker", q->seg[1]);
+        reply_ok(r, "{\"broker\":%ld,\"up\":%s}", id, up ? "true" : "false");
+    }
+}
+
+/* POST /errors and /errors/clear. */
+static void route_errors(ctl_req_t *q)
+{
+    if (q->n == 1) {
+        handle_errors(q->db, q->conn, q->r);
+    } else if (q->n == 2 && strcmp(q->seg[1], "clear") == 0) {
+        int16_t api;
+        if (parse_api(arg(q->conn, "api"), &api) != 0) {
+            reply_error(q->r, 400, "api must be a Kafka API name (Produce, Fetch, ...) or number");
+            return;
+        }
+        rd_kafka_mock_clear_request_errors(q->db->mcluster, api);
+        reply_ok(q->r, "{\"api\":%d,\"cleared\":true}", api);
+    } else {
+        not_found(q);
+    }
+}
+
+/* POST /topics?name=T&partitions=N[&replication=R] */
+static void topic_post(ctl_req_t *q)
+{
+    devbroker_t *db = q->db;
+    reply_t *r = q->r;
+    const char *name = arg(q->conn, "name");
+    const char *parts_arg = arg(q->conn, "partitions");
+    const char *repl_arg = arg(q->conn, "replication");
+    long parts = 4, repl = 0;
+    char err[256];
+    if (name == NULL || !valid_topic(name)) {
+        reply_error(r, 400, "name must be a topic name: 1-249 of [a-zA-Z0-9._-]");
+        return;
+    }
+    if (parts_arg != NULL && parse_long(parts_arg, 1, 1000, &parts) != 0) {
+        reply_error(r, 400, "partitions must be 1..1000");
+        return;
+    }
+    if (repl_arg != NULL && parse_long(repl_arg, 1, db->brokers, &repl) != 0) {
+        reply_error(r, 400, "replication must be 1..%d", db->brokers);
+        return;
+    }
+    int rc = topic_create(db, name, (int)parts, (int)repl, err, sizeof(err));
+    if (rc < 0) {
+        reply_error(r, rc == EPP_EINVAL ? 400 : 500, "%s", err);
+        return;
+    }
+    const devbroker_topic_t *t = topic_find(db, name);
+    reply_ok(r, "{\"name\":\"%s\",\"partitions\":%d,\"created\":%s}", name, t->partitions,
+             rc == 1 ? "true" : "false");
+}
+
+/* POST /topics/{topic}/partitions/{p}/leader?broker=N */
+static void topic_leader(ctl_req_t *q)
+{
+    devbroker_t *db = q->db;
+    reply_t *r = q->r;
+    const char *topic = q->seg[1];
+    long p, broker;
+    if (!valid_topic(topic)) {
+        reply_error(r, 400, "bad topic name");
+        return;
+    }
+    if (parse_long(q->seg[3], 0, 999, &p) != 0) {
+        reply_error(r, 400, "bad partition \"%s\"", q->seg[3]);
+        return;
+    }
+    if (parse_long(arg(q->conn, "broker"), -1, db->brokers, &broker) != 0 || broker == 0) {
+        reply_error(r, 400, "broker must be 1..%d, or -1 for no leader", db->brokers);
+        return;
+    }
+    const devbroker_topic_t *t = topic_find(db, topic);
+    if (t != NULL && p >= t->partitions) {
+        reply_error(r, 400, "topic %s has %d partitions", topic, t->partitions);
+        return;
+    }
+    rd_kafka_resp_err_t e =
+        rd_kafka_mock_partition_set_leader(db->mcluster, topic, (int32_t)p, (int32_t)broker);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        reply_error(r, 400, "set leader: %s", rd_kafka_err2str(e));
+        return;
+    }
+    EPP_LOGKV(EPP_LOG_INFO, "partition leader set", "topic", topic, "partition", q->seg[3],
+              "broker", arg(q->conn, "broker"));
+    reply_ok(r, "{\"topic\":\"%s\",\"partition\":%ld,\"leader\":%ld}", topic, p, broker);
+}
+
+/* POST /topics, /topics/{topic}/error, /topics/{topic}/partitions/{p}/leader. */
+static void route_topics(ctl_req_t *q)
+{
+    if (q->n == 1) {
+        topic_post(q);
+    } else if (q->n == 3 && strcmp(q->seg[2], "error") == 0) {
+        rd_kafka_resp_err_t code;
+        const char *c = arg(q->conn, "code");
+        if (!valid_topic(q->seg[1]) || c == NULL || parse_err(c, strlen(c), &code) != 0) {
+            reply_error(q->r, 400, "want /topics/{topic}/error?code=CODE");
+            return;
+        }
+        rd_kafka_mock_topic_set_error(q->db->mcluster, q->seg[1], code);
+        reply_ok(q->r, "{\"topic\":\"%s\",\"error\":\"%s\"}", q->seg[1], rd_kafka_err2name(code));
+    } else if (q->n == 5 && strcmp(q->seg[2], "partitions") == 0 &&
+               strcmp(q->seg[4], "leader") == 0) {
+        topic_leader(q);
+    } else {
+        not_found(q);
+    }
+}
+
 static void route(devbroker_t *db, struct MHD_Connection *conn, const char *method, const char *url,
                   reply_t *r)
 {
     char path[512];
-    char *seg[8];
+    ctl_req_t q = {.db = db, .conn = conn, .url = url, .r = r};
     if (strlen(url) >= sizeof(path)) {
         reply_error(r, 404, "no such path");
         return;
     }
     strcpy(path, url);
-    int n = split_path(path, seg, 8);
+    q.n = split_path(path, q.seg, 8);
+    if (q.n < 1) {
+        not_found(&q);
+        return;
+    }
     int is_get = strcmp(method, "GET") == 0;
     int is_post = strcmp(method, "POST") == 0;
-    char err[256];
 
-    if (n == 1 && (strcmp(seg[0], "health") == 0 || strcmp(seg[0], "info") == 0)) {
-        if (!is_get) {
+    if (q.n == 1 && (strcmp(q.seg[0], "health") == 0 || strcmp(q.seg[0], "info") == 0)) {
+        if (!is_get)
             reply_error(r, 405, "use GET");
-        } else if (seg[0][0] == 'h') {
+        else if (q.seg[0][0] == 'h')
             reply_ok(r, "{\"status\":\"ok\"}");
-        } else {
+        else
             render_info(db, r);
-        }
         return;
     }
-    if (n < 1 || (strcmp(seg[0], "brokers") != 0 && strcmp(seg[0], "topics") != 0 &&
-                  strcmp(seg[0], "errors") != 0)) {
-        reply_error(r, 404, "no such path: %s", url);
-        return;
-    }
-    if (!is_post) {
+    void (*handler)(ctl_req_t *) = strcmp(q.seg[0], "brokers") == 0  ? route_brokers
+                                   : strcmp(q.seg[0], "errors") == 0 ? route_errors
+                                   : strcmp(q.seg[0], "topics") == 0 ? route_topics
+                                                                     : NULL;
+    if (handler == NULL)
+        not_found(&q);
+    else if (!is_post)
         reply_error(r, 405, "use POST");
-        return;
-    }
-
-    if (strcmp(seg[0], "brokers") == 0) {
-        if (n == 2 && (strcmp(seg[1], "down") == 0 || strcmp(seg[1], "up") == 0)) {
-            int up = seg[1][0] == 'u';
-            for (int id = 1; id <= db->brokers; id++) {
-                rd_kafka_resp_err_t e = broker_set(db, id, up);
-                if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                    reply_error(r, 500, "broker %d: %s", id, rd_kafka_err2str(e));
-                    return;
-                }
-            }
-            EPP_LOGKV(EPP_LOG_INFO, up ? "all brokers up" : "all brokers down", NULL);
-            reply_ok(r, "{\"brokers\":%d,\"up\":%s}", db->brokers, up ? "true" : "false");
-            return;
-        }
-        long id;
-        if (n != 3) {
-            reply_error(r, 404, "no such path: %s", url);
-            return;
-        }
-        if (broker_id_arg(db, seg[1], r, &id) != 0)
-            return;
-        if (strcmp(seg[2], "down") == 0 || strcmp(seg[2], "up") == 0) {
-            int up = seg[2][0] == 'u';
-            rd_kafka_resp_err_t e = broker_set(db, (int)id, up);
-            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                reply_error(r, 500, "broker %ld: %s", id, rd_kafka_err2str(e));
-                return;
-            }
-            EPP_LOGKV(EPP_LOG_INFO, up ? "broker up" : "broker down", "broker", seg[1]);
-            reply_ok(r, "{\"broker\":%ld,\"up\":%s}", id, up ? "true" : "false");
-        } else if (strcmp(seg[2], "rtt") == 0) {
-            long ms;
-            if (parse_long(arg(conn, "ms"), 0, 600000, &ms) != 0) {
-                reply_error(r, 400, "ms must be 0..600000");
-                return;
-            }
-            rd_kafka_resp_err_t e = rd_kafka_mock_broker_set_rtt(db->mcluster, (int)id, (int)ms);
-            if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-                reply_error(r, 500, "broker %ld: %s", id, rd_kafka_err2str(e));
-                return;
-            }
-            db->broker_rtt[id] = (int)ms;
-            EPP_LOGKV(EPP_LOG_INFO, "broker rtt set", "broker", seg[1], "ms", arg(conn, "ms"));
-            reply_ok(r, "{\"broker\":%ld,\"rtt_ms\":%ld}", id, ms);
-        } else if (strcmp(seg[2], "error_rtts") == 0) {
-            handle_error_rtts(db, id, conn, r);
-        } else {
-            reply_error(r, 404, "no such path: %s", url);
-        }
-        return;
-    }
-
-    if (strcmp(seg[0], "errors") == 0) {
-        if (n == 1) {
-            handle_errors(db, conn, r);
-        } else if (n == 2 && strcmp(seg[1], "clear") == 0) {
-            int16_t api;
-            if (parse_api(arg(conn, "api"), &api) != 0) {
-                reply_error(r, 400, "api must be a Kafka API name (Produce, Fetch, ...) or number");
-                return;
-            }
-            rd_kafka_mock_clear_request_errors(db->mcluster, api);
-            reply_ok(r, "{\"api\":%d,\"cleared\":true}", api);
-        } else {
-            reply_error(r, 404, "no such path: %s", url);
-        }
-        return;
-    }
-
-    /* topics */
-    if (n == 1) {
-        const char *name = arg(conn, "name");
-        long parts = 4, repl = 0;
-        if (name == NULL || !valid_topic(name)) {
-            reply_error(r, 400, "name must be a topic name: 1-249 of [a-zA-Z0-9._-]");
-            return;
-        }
-        if (arg(conn, "partitions") != NULL &&
-            parse_long(arg(conn, "partitions"), 1, 1000, &parts) != 0) {
-            reply_error(r, 400, "partitions must be 1..1000");
-            return;
-        }
-        if (arg(conn, "replication") != NULL &&
-            parse_long(arg(conn, "replication"), 1, db->brokers, &repl) != 0) {
-            reply_error(r, 400, "replication must be 1..%d", db->brokers);
-            return;
-        }
-        int rc = topic_create(db, name, (int)parts, (int)repl, err, sizeof(err));
-        if (rc < 0) {
-            reply_error(r, rc == EPP_EINVAL ? 400 : 500, "%s", err);
-            return;
-        }
-        devbroker_topic_t *t = topic_find(db, name);
-        reply_ok(r, "{\"name\":\"%s\",\"partitions\":%d,\"created\":%s}", name, t->partitions,
-                 rc == 1 ? "true" : "false");
-        return;
-    }
-    if (n == 3 && strcmp(seg[2], "error") == 0) {
-        rd_kafka_resp_err_t code;
-        const char *c = arg(conn, "code");
-        if (!valid_topic(seg[1]) || c == NULL || parse_err(c, strlen(c), &code) != 0) {
-            reply_error(r, 400, "want /topics/{topic}/error?code=CODE");
-            return;
-        }
-        rd_kafka_mock_topic_set_error(db->mcluster, seg[1], code);
-        reply_ok(r, "{\"topic\":\"%s\",\"error\":\"%s\"}", seg[1], rd_kafka_err2name(code));
-        return;
-    }
-    if (n == 5 && strcmp(seg[2], "partitions") == 0 && strcmp(seg[4], "leader") == 0) {
-        long p, broker;
-        if (!valid_topic(seg[1])) {
-            reply_error(r, 400, "bad topic name");
-            return;
-        }
-        if (parse_long(seg[3], 0, 999, &p) != 0) {
-            reply_error(r, 400, "bad partition \"%s\"", seg[3]);
-            return;
-        }
-        if (parse_long(arg(conn, "broker"), -1, db->brokers, &broker) != 0 || broker == 0) {
-            reply_error(r, 400, "broker must be 1..%d, or -1 for no leader", db->brokers);
-            return;
-        }
-        const devbroker_topic_t *t = topic_find(db, seg[1]);
-        if (t != NULL && p >= t->partitions) {
-            reply_error(r, 400, "topic %s has %d partitions", seg[1], t->partitions);
-            return;
-        }
-        rd_kafka_resp_err_t e =
-            rd_kafka_mock_partition_set_leader(db->mcluster, seg[1], (int32_t)p, (int32_t)broker);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            reply_error(r, 400, "set leader: %s", rd_kafka_err2str(e));
-            return;
-        }
-        EPP_LOGKV(EPP_LOG_INFO, "partition leader set", "topic", seg[1], "partition", seg[3],
-                  "broker", arg(conn, "broker"));
-        reply_ok(r, "{\"topic\":\"%s\",\"partition\":%ld,\"leader\":%ld}", seg[1], p, broker);
-        return;
-    }
-    reply_error(r, 404, "no such path: %s", url);
+    else
+        handler(&q);
 }
 
 static int request_marker;
