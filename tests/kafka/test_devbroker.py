@@ -4,6 +4,7 @@
     test_devbroker.py BUILD_DIR produce_consume KAFKA_PRODUCE_EXE
     test_devbroker.py BUILD_DIR down_up
     test_devbroker.py BUILD_DIR control_api
+    test_devbroker.py BUILD_DIR cli
 
 produce_consume uses the shared fixture broker; the other two inject faults, so they start a
 private broker (t.DevBroker) and never disturb tests running in parallel.
@@ -233,6 +234,48 @@ def control_api(env):
         t.check(ok("GET", "/health") == {"status": "ok"}, "still healthy")
 
 
+def cli(env):
+    """--help, the two stdout lines, bad flags, and a clean exit on SIGINT and SIGTERM."""
+    import signal
+    import tempfile
+    exe = t.bin_path(env, "epp-devbroker")
+    r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10)
+    t.check(r.returncode == 0, "--help exit %d" % r.returncode)
+    for word in ("--brokers", "--partitions", "--topic", "--addr-file", "--control-file",
+                 "--control-port", "in-memory", "Apache Kafka", "5 MiB", "/brokers/down",
+                 "/errors?api=Produce", "error_rtts", "/topics?name=T"):
+        t.check(word in r.stdout, "--help lacks %r" % word)
+
+    r = subprocess.run([exe, "--brokers", "0"], capture_output=True, text=True, timeout=10)
+    t.check(r.returncode == 2 and "brokers" in r.stderr, "--brokers 0: %d %s" %
+            (r.returncode, r.stderr))
+    r = subprocess.run([exe, "--topic", "bad/name"], capture_output=True, text=True, timeout=10)
+    t.check(r.returncode == 1 and "bad topic name" in r.stderr, "bad topic: %d %s" %
+            (r.returncode, r.stderr))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        d = tempfile.mkdtemp(prefix="devbroker-cli-")
+        addr = os.path.join(d, "addr")
+        p = subprocess.Popen([exe, "--brokers", "2", "--topic", "a:2", "--topic=b",
+                              "--addr-file", addr, "--log-format", "text"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first = p.stdout.readline().strip()
+        second = p.stdout.readline().strip()
+        t.check(first.count("127.0.0.1:") == 2, "bootstrap line %r" % first)
+        t.check(second.startswith("http://127.0.0.1:"), "control line %r" % second)
+        with open(addr) as f:
+            t.check(f.read().strip() == first, "addr file")
+        status, _, info = t.http_json("GET", second + "/info")
+        names = sorted(x["name"] for x in info["topics"])
+        t.check(names == ["a", "b", "events", "events.dlq"], "topics %r" % names)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=15)
+        t.check(p.returncode == 0, "exit %d after %s: %s" % (p.returncode, sig.name, err[-500:]))
+        t.check(not os.path.exists(addr), "addr file left after exit")
+        os.rmdir(d)
+    print("cli: ok")
+
+
 def main():
     build = t.build_dir_from()
     env = t.load_env(build)
@@ -243,6 +286,8 @@ def main():
         down_up(env)
     elif name == "control_api":
         control_api(env)
+    elif name == "cli":
+        cli(env)
     else:
         raise SystemExit("unknown test %s" % name)
 
