@@ -1,0 +1,98 @@
+"""Postgres restarts in the middle of a stream (`pg_ctl restart -m fast`, then a stop with a few
+seconds of downtime): no loss, no duplicate, the consumer recovers by itself (reconnect with
+backoff), rollups exact. Restarts the shared test cluster: CTest runs the tests serially, and
+this test waits for the server to be back before it ends."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import consumer_testlib as c
+
+t = c.t
+
+
+def pg_ctl(env, *args):
+    cmd = [os.path.join(env["EPP_TEST_PG_BINDIR"], "pg_ctl"), "-D", env["EPP_TEST_PG_DATA"]]
+    cmd += list(args)
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                   timeout=90)
+
+
+def server_up(env):
+    try:
+        t.pg_connect(env["EPP_TEST_PG_URL"]).close()
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def stream(env, topic, msgs, seconds, errors):
+    try:
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
+        chunk = max(1, len(msgs) // int(seconds / 0.1))
+        for i in range(0, len(msgs), chunk):
+            for k, v in msgs[i:i + chunk]:
+                p.produce(topic, key=k, value=v)
+            p.poll(0)
+            time.sleep(0.1)
+        if p.flush(30) != 0:
+            errors.append("produce did not finish")
+    except Exception as e:  # noqa: BLE001
+        errors.append(repr(e))
+
+
+def main():
+    t0 = time.monotonic()
+    env, url, topic = c.setup("cons_pgrestart", partitions=8)
+    group = "g_" + topic
+    n = 60000 if not c.FULL else 200000
+    msgs = c.make_events(n, seed=9)
+    log = os.path.join(env["EPP_TEST_PG_DATA"], "server.log")
+    svc = c.consumer(env, url, topic, group=group,
+                     extra_env={"CONSUMER_BATCH_SIZE": "2000", "RETRY_MAX_BACKOFF_MS": "1000"})
+    svc.start()
+    errors = []
+    producer = threading.Thread(target=stream, args=(env, topic, msgs, 12.0, errors))
+    producer.start()
+    try:
+        c.wait_rows(url, 5000, timeout=30, procs=[svc])
+        print("restart -m fast at %d rows (%s)" % (c.count_rows(url), c.elapsed(t0)))
+        pg_ctl(env, "restart", "-m", "fast", "-w", "-t", "60", "-l", log)
+        t.wait_for(lambda: server_up(env), timeout=60, msg="postgres back")
+        before = max(0, c.count_rows(url))
+        t.wait_for(lambda: c.count_rows(url) > before, timeout=30, msg="rows moving again")
+        print("stop, 3 s down, start at %d rows (%s)" % (c.count_rows(url), c.elapsed(t0)))
+        pg_ctl(env, "stop", "-m", "fast", "-w", "-t", "60")
+        time.sleep(3)
+        status, _, _ = t.http_request("GET", svc.url("/ready"))
+        t.check(status == 503, "/ready answered %s with the database down" % status)
+        pg_ctl(env, "start", "-w", "-t", "60", "-l", log)
+        t.wait_for(lambda: server_up(env), timeout=60, msg="postgres back")
+        producer.join(60)
+        t.check(not errors, "producer: %s" % errors)
+        c.wait_caught_up(env, url, group, topic, timeout=60, procs=[svc])
+        c.check_exact(url, {c.event_id_of(v) for _, v in msgs})
+        retries = c.metric(svc, "epp_consumer_retries_total")
+        t.check(retries > 0, "no retry counted")
+        t.check(svc.alive(), "consumer died")
+        print("%d rows exact after two restarts, %d retries (%s)" % (n, retries, c.elapsed(t0)))
+    finally:
+        if not server_up(env):
+            try:
+                pg_ctl(env, "start", "-w", "-t", "60", "-l", log)
+            except Exception as e:  # noqa: BLE001
+                print("could not restart postgres: %r" % e)
+        rc = svc.stop()
+    t.check(rc == 0, "exit code %s:\n%s" % (rc, svc.log_tail()))
+    t.drop_database(env, url)
+    print("ok (%s)" % c.elapsed(t0))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
