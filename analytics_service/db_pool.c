@@ -129,6 +129,15 @@ static int conn_open(analytics_conn_t *conn, epp_pg_error_t *err)
     const char *values[1] = {timeout};
     rc = epp_pg_exec_params(pg, "SELECT set_config('statement_timeout', $1, false)", 1, values, 0,
                             NULL, err);
+    /* Every statement is a handful of range lookups on (bucket, ...) and ("timestamp") indexes,
+     * whose best plan does not depend on the bounds: a generic plan saves re-planning the
+     * seven-part range query on every request. */
+    if (rc == 0)
+        rc = epp_pg_exec(pg, "SET plan_cache_mode = force_generic_plan", err);
+    /* They touch a few thousand rows at most: starting parallel workers costs more (measured:
+     * 6 ms of an 8 ms top query) than it saves. */
+    if (rc == 0)
+        rc = epp_pg_exec(pg, "SET max_parallel_workers_per_gather = 0", err);
     for (size_t i = 0; rc == 0 && i < pool->nstmts; i++) {
         PGresult *res =
             PQprepare(pg, pool->stmts[i].name, pool->stmts[i].sql, pool->stmts[i].nparams, NULL);
