@@ -84,8 +84,8 @@ static void test_pgcopy_text_escapes(void)
                            "{\"k\":\"l\\\\nm\"}\t2025-11-27T08:31:45.123Z\n");
     epp_buf_reset(&out);
     CHECK_INT_EQ(epp_pgcopy_row(&out, EPP_PGCOPY_BINARY, &row), 0);
-    /* 2 + (4+16) + (4+3) + (4+3) + (4+1+13) + (4+8) */
-    CHECK_INT_EQ(out.len, 2 + 20 + 7 + 7 + 18 + 12);
+    /* 2 + (4+16) + (4+3) + (4+3) + (4+1+12) + (4+8) */
+    CHECK_INT_EQ(out.len, 2 + 20 + 7 + 7 + 17 + 12);
     epp_buf_free(&out);
 }
 
