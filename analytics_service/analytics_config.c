@@ -25,6 +25,8 @@ const epp_conf_opt_t analytics_conf_opts[] = {
                         "Comma-separated API keys (Bearer or X-API-Key); unset: auth off"),
     EPP_CONF_DBL("rate-limit-rps", "RATE_LIMIT_RPS", "0", 0, 1e9, C, rate_limit_rps,
                  "Requests per second per API key (or per client IP); 0: off"),
+    EPP_CONF_DBL("rate-limit-burst", "RATE_LIMIT_BURST", "0", 0, 1e9, C, rate_limit_burst,
+                 "Rate-limit bucket size; 0: same as RATE_LIMIT_RPS"),
     EPP_CONF_STR("cors-origins", "CORS_ORIGINS", NULL, C, cors_origins,
                  "Comma-separated CORS allow-list, * for any; unset: CORS off"),
     EPP_CONF_INT("http-threads", "HTTP_THREADS", "4", 1, 256, C, http_threads,
@@ -39,8 +41,14 @@ const epp_conf_opt_t analytics_conf_opts[] = {
                  "Largest timeseries answer; more points is a 400"),
     EPP_CONF_INT("max-connections", "HTTP_MAX_CONNECTIONS", "10000", 1, 1000000, C, max_connections,
                  "Open HTTP connections at most"),
+    EPP_CONF_INT("http-timeout-s", "HTTP_TIMEOUT_S", "30", 1, 3600, C, http_timeout_s,
+                 "Idle or slow HTTP connections are closed after this long"),
+    EPP_CONF_INT("http-max-per-ip", "HTTP_MAX_PER_IP", "0", 0, 1000000, C, max_per_ip,
+                 "Open HTTP connections per client IP; 0: no limit"),
     EPP_CONF_INT("db-connect-timeout-s", "DB_CONNECT_TIMEOUT_S", "3", 1, 600, C, connect_timeout_s,
                  "Postgres connect timeout"),
+    EPP_CONF_BOOL("help-markdown", NULL, "false", C, help_markdown,
+                  "Print this option table in Markdown (for the README) and exit"),
     EPP_CONF_END,
 };
 #undef C

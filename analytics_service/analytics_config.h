@@ -19,6 +19,7 @@ typedef struct {
     double otel_sampler_arg;
     char *api_keys;
     double rate_limit_rps;
+    double rate_limit_burst;
     char *cors_origins;
     int64_t http_threads;
     int64_t db_pool_size; /* 0: same as http_threads */
@@ -27,6 +28,9 @@ typedef struct {
     int64_t max_points;
     int64_t max_connections;
     int64_t connect_timeout_s;
+    int64_t http_timeout_s;
+    int64_t max_per_ip;
+    bool help_markdown;
 } analytics_conf_t;
 
 /* The option table (terminated by EPP_CONF_END). */

@@ -44,6 +44,11 @@ int main(int argc, char **argv)
         epp_config_free(analytics_conf_opts, &conf);
         return 2;
     }
+    if (conf.help_markdown) {
+        epp_config_print_markdown(stdout, analytics_conf_opts);
+        epp_config_free(analytics_conf_opts, &conf);
+        return 0;
+    }
     epp_log_level_t level;
     int json;
     if (epp_log_level_parse(conf.log_level, &level) < 0 ||
@@ -100,6 +105,9 @@ int main(int argc, char **argv)
     hopts.max_body = 4096; /* GET only: no route takes a body */
     hopts.api_keys = conf.api_keys;
     hopts.rate_limit_rps = conf.rate_limit_rps;
+    hopts.rate_limit_burst = conf.rate_limit_burst;
+    hopts.timeout_s = (unsigned)conf.http_timeout_s;
+    hopts.max_per_ip = (unsigned)conf.max_per_ip;
     hopts.cors_origins = conf.cors_origins;
     hopts.metrics = metrics;
     hopts.ready = ready;

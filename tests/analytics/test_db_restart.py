@@ -148,6 +148,27 @@ def main():
         # Leave the shared server running for the tests after this one.
         t.wait_for(lambda: t.pg_connect(env["EPP_TEST_PG_URL"]).close() or True, timeout=60,
                    msg="Postgres back up")
+    # statement_timeout: a query stuck behind a lock answers 503 query_timeout after
+    # QUERY_TIMEOUT_MS, and the pool connection is fine afterwards.
+    svc = a.start_service(env, url, extra_env={"QUERY_TIMEOUT_MS": "500", "HTTP_THREADS": "1"},
+                          log_name="analytics-query-timeout")
+    locker = t.pg_connect(url, autocommit=False)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE public.epp_rollup_day IN ACCESS EXCLUSIVE MODE")
+            t0 = time.monotonic()
+            st, hdrs, body = a.get(svc, *queries[0][:2])
+            took = time.monotonic() - t0
+            if not (st == 503 and body["error"]["code"] == "query_timeout" and hdrs.get("retry-after")
+                    and took < 3):
+                fail("query behind a lock: %s %r after %.1fs" % (st, body, took))
+        locker.rollback()
+        st, _, body = a.get(svc, *queries[0][:2])
+        if not (st == 200 and queries[0][2](body)):
+            fail("after the timeout: %s %r" % (st, body))
+    finally:
+        locker.close()
+        svc.stop()
     t.drop_database(env, url)
     if failures:
         print("%d failures" % len(failures))
