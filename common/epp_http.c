@@ -131,6 +131,7 @@ struct epp_http_req {
     struct MHD_Connection *mhd;
     epp_http_server_t *srv;
     _Atomic unsigned state;
+    epp_http_req_t *resume_next; /* worker_t.resume_head link */
     int suspend_requested;
     int queued;
     int too_big;      /* body past the cap: answered 413 once the upload ends */
@@ -163,6 +164,11 @@ struct worker {
     _Atomic int quit;
     _Atomic int kicked;
     int quiesced; /* this daemon no longer accepts (worker thread only) */
+    /* Replied requests whose connection this worker must resume: a lock-free stack (push by
+     * CAS, taken whole by exchange, so no ABA). Resuming on the worker itself keeps
+     * libmicrohttpd's daemon mutex uncontended: the worker holds it while it walks its
+     * suspended connections, and a replying thread would otherwise sleep on it. */
+    _Atomic(epp_http_req_t *) resume_head;
 };
 
 struct conn {
@@ -604,13 +610,34 @@ static int claim(epp_http_req_t *req, int require_dispatched)
  * this the caller must not touch req (unless it is the worker inside the access handler). */
 static void publish(epp_http_req_t *req)
 {
-    struct MHD_Connection *mhd = req->mhd;
     worker_t *w = req->conn->worker;
     unsigned old = atomic_fetch_or(&req->state, ST_READY);
     if (old & ST_SUSPENDED) {
-        MHD_resume_connection(mhd);
+        /* The connection is suspended and nothing else touches req until it is resumed, so
+         * linking it in is safe; the worker resumes it. */
+        epp_http_req_t *head = atomic_load(&w->resume_head);
+        do {
+            req->resume_next = head;
+        } while (!atomic_compare_exchange_weak(&w->resume_head, &head, req));
+        /* Sequentially consistent with the worker's clearing of `kicked` before it takes the
+         * stack: either it sees this request, or this kick finds kicked == 0 and wakes it. */
         worker_kick(w);
     }
+}
+
+/* Resumes the connections of replied requests: worker thread (or destroy, after the workers
+ * stopped). Returns how many. */
+static unsigned resume_replied(worker_t *w)
+{
+    epp_http_req_t *r = atomic_exchange(&w->resume_head, NULL);
+    unsigned n = 0;
+    while (r) {
+        epp_http_req_t *next = r->resume_next;
+        MHD_resume_connection(r->mhd);
+        r = next;
+        n++;
+    }
+    return n;
 }
 
 static int fill_reply(epp_http_req_t *req, unsigned status, const char *content_type,
@@ -1022,7 +1049,7 @@ static enum MHD_Result dispatch(epp_http_req_t *req)
         MHD_suspend_connection(req->mhd);
         unsigned old = atomic_fetch_or(&req->state, ST_SUSPENDED);
         if (old & ST_READY) {
-            /* The reply arrived between the check and the suspension. */
+            /* The reply arrived between the check and the suspension (we are the worker). */
             MHD_resume_connection(req->mhd);
             worker_kick(req->conn->worker);
         } else if (atomic_load(&srv->stopping)) {
@@ -1475,6 +1502,7 @@ static void *worker_main(void *arg)
         /* Cleared before MHD_run(): a resume that MHD_run() misses finds 0 here and writes
          * the eventfd, so the poll below returns at once. */
         atomic_store(&w->kicked, 0);
+        resume_replied(w);
         MHD_run(w->daemon);
         MHD_UNSIGNED_LONG_LONG to = 0;
         int timeout = -1;
@@ -1771,6 +1799,7 @@ void epp_http_destroy(epp_http_server_t *srv)
         for (unsigned i = 0; i < srv->nworkers; i++) {
             worker_t *w = &srv->workers[i];
             if (w->daemon) {
+                resume_replied(w); /* libmicrohttpd must not stop with suspended connections */
                 if (!w->quiesced)
                     MHD_quiesce_daemon(w->daemon); /* never let a daemon close our socket */
                 MHD_stop_daemon(w->daemon);
