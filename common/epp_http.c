@@ -12,12 +12,13 @@
  *   READY       the reply (status, body, headers) is written into the request;
  *   SUSPENDED   the worker has called MHD_suspend_connection.
  * A reply function claims, writes the reply, then sets READY; if SUSPENDED was already set it
- * resumes the connection. After the handler returns, the worker queues the reply at once when
- * READY is set; otherwise it suspends the connection and sets SUSPENDED, and if READY appeared in
- * between it resumes the connection itself. So exactly one of the two threads resumes, and the
- * reply is queued by the worker, in the access handler call that follows the resume. The
- * libmicrohttpd response object is created there, on the worker, so that a burst of replies from
- * one thread (the Kafka delivery-report thread) costs a copy and one MHD_resume_connection each.
+ * pushes the request onto its worker's resume stack and kicks the worker. After the handler
+ * returns, the worker queues the reply at once when READY is set; otherwise it suspends the
+ * connection and sets SUSPENDED, and if READY appeared in between it resumes the connection
+ * itself. So exactly one of the two threads arranges the resume, and the reply is queued by the
+ * worker, in the access handler call that follows the resume. The libmicrohttpd response object
+ * is created there, on the worker, so that a burst of replies from one thread (the Kafka
+ * delivery-report thread) costs a copy, a CAS and at most one eventfd write per worker each.
  *
  * Lifetime. libmicrohttpd neither times out nor closes a suspended connection (it does not even
  * notice a client disconnect), so a request that was suspended stays alive until its reply
@@ -27,9 +28,15 @@
  * dispatched requests with 503 and keeps every conn_t allocated until libmicrohttpd has stopped,
  * so a reply racing with destroy gets EPP_ESTATE instead of touching freed memory.
  *
- * Flags chosen (measured with bench/bench_http.sh, see bench/README.md): internal polling
- * threads with epoll, a thread pool of opts.threads, no MHD_USE_TURBO (with TURBO resumed
- * connections waited for a timeout before being served). */
+ * Threads and flags (measured with bench/bench_http.sh). Each of opts.threads workers runs one
+ * libmicrohttpd daemon in "external" mode (MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+ * MHD_USE_ERROR_LOG) from its own loop, all sharing one listening socket; see "Worker threads"
+ * below for why not MHD_USE_INTERNAL_POLLING_THREAD with MHD_OPTION_THREAD_POOL_SIZE (it stalls
+ * for up to the connection timeout). MHD_USE_TURBO: with the internal loop it made resumed
+ * connections wait for a timeout (NOTES.md: 212 req/s); with our loop it measured no better than
+ * without, so it is off. Per request the layer makes no syscall of its own on the hot path; what
+ * remains is libmicrohttpd's: two recv (one EAGAIN), one sendmsg, and two epoll_ctl for the
+ * suspension. */
 #include "epp_http.h"
 
 #include <arpa/inet.h>
@@ -1659,9 +1666,6 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
     if (rc < 0)
         return rc;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    const char *turbo = getenv("EPP_HTTP_TURBO");
-    if (turbo && strcmp(turbo, "1") == 0)
-        flags |= MHD_USE_TURBO; /* measurements only: see bench/README.md */
     unsigned nw = srv->opts.threads;
     unsigned per_worker = (srv->opts.max_connections + nw - 1) / nw;
     srv->workers = calloc(nw, sizeof(*srv->workers));
