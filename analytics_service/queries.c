@@ -159,11 +159,12 @@ int analytics_queries_init(void)
     "event_id::text, user_id, event_name, metadata::text, "                                        \
     "(extract(epoch FROM \"timestamp\") * 1000000)::int8, "                                        \
     "(extract(epoch FROM processed_at) * 1000000)::int8"
-    /* Keyset pagination in the order of events_user_timestamp_idx. */
+    /* Keyset pagination in the order of events_user_timestamp_idx. ORDER BY names the table's
+     * columns (e.event_id, a uuid), not the output column of the same name (its text). */
     epp_buf_append_str(&sql_text[ST_USER_EVENTS],
-                       "SELECT " ROW_COLUMNS " FROM public.events WHERE user_id = $1::text "
+                       "SELECT " ROW_COLUMNS " FROM public.events e WHERE user_id = $1::text "
                        "AND (\"timestamp\", event_id) < ($2::timestamptz, $3::uuid) "
-                       "ORDER BY \"timestamp\" DESC, event_id DESC LIMIT $4::int8");
+                       "ORDER BY e.\"timestamp\" DESC, e.event_id DESC LIMIT $4::int8");
     set_stmt(ST_USER_EVENTS, "user_events", 4, "user_events");
     epp_buf_append_str(&sql_text[ST_EVENT],
                        "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid");
