@@ -73,7 +73,7 @@
 #define IP_BUCKETS   1024
 /* Per-connection memory: request line, headers and I/O buffers. libmicrohttpd zeroes the whole
  * pool before every request (MHD_pool_reset), so its size is paid per request: 32 KiB cost ~9%
- * of the CPU under load; 16 KiB still holds ~10 KiB of request headers (larger: 431). */
+ * of the CPU under load; 16 KiB still holds ~14 KiB of request headers (larger: 431). */
 #define CONN_MEM_LIMIT (16 * 1024)
 
 /* Request state bits (see the comment at the top). */

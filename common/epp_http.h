@@ -24,9 +24,13 @@
  * connection. A reply racing with epp_http_destroy() is safe (one of them wins, the other gets
  * EPP_ESTATE) until destroy returns.
  *
- * Time limits: timeout_s closes a connection idle (or dribbling nothing) for that long, which
- * bounds slowloris clients together with max_per_ip and max_connections; headers are bounded by
- * a 32 KiB per-connection buffer (431 beyond), bodies by max_body (413). */
+ * Time limits: timeout_s closes a connection idle for that long (no byte received); a request
+ * body must arrive within 4 * timeout_s in total, however it dribbles in. Headers dribbled a
+ * byte at a time are bounded by the buffer below and by max_per_ip / max_connections (a
+ * slowloris client holds at most max_per_ip connections). Sizes: request line and headers share
+ * a 16 KiB per-connection buffer (about 14 KiB of headers; 431 beyond); bodies are capped by
+ * max_body (413; an oversized chunked body is read and dropped up to 4 * max_body + 1 MiB, then
+ * the connection is closed). Connections over max_per_ip are closed at accept. */
 #ifndef EPP_HTTP_H
 #define EPP_HTTP_H
 
