@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# bench_ingest: epp-ingest against nginx, and its batch throughput and memory (issue 3).
+#
+# 1. Baseline: nginx (1 worker, `return 204;`, access log off) on a random loopback port.
+# 2. epp-ingest POST /events, one 160-byte event per request, each answered only after the
+#    dev broker (tools/epp-devbroker, same machine, 1 mock broker) acknowledged it (acks=all,
+#    idempotent producer). Same wrk load: 1 thread, 256 connections.
+#    Prints req/s and p50/p99 for both and the ratio epp-ingest/nginx (same run).
+# 3. epp-ingest POST /events/batch, 100 events per request: events/s.
+# 4. The peak RSS of epp-ingest (VmHWM) over the whole run.
+#
+# Env: EPP_BUILD_DIR (default ./build), BENCH_DURATION seconds (default 10), BENCH_CONNECTIONS
+# (256), BENCH_BATCH_CONNECTIONS (64), BENCH_HTTP_THREADS (epp-ingest HTTP_THREADS, default 2),
+# BENCH_LINGER_MS (KAFKA_LINGER_MS, default: the service default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${EPP_BUILD_DIR:-build}
+DUR=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNECTIONS:-256}
+BCONNS=${BENCH_BATCH_CONNECTIONS:-64}
+THREADS=${BENCH_HTTP_THREADS:-2}
+INGEST_BIN="$BUILD/bin/epp-ingest"
+BROKER_BIN="$BUILD/bin/epp-devbroker"
+
+for tool in wrk nginx; do
+    command -v "$tool" >/dev/null || { echo "bench_ingest: $tool not installed"; exit 1; }
+done
+for b in "$INGEST_BIN" "$BROKER_BIN"; do
+    [ -x "$b" ] || { echo "bench_ingest: $b not built"; exit 1; }
+done
+
+TMP=$(mktemp -d /tmp/epp-bench-ingest.XXXXXX)
+NGINX_PID=""
+INGEST_PID=""
+BROKER_PID=""
+cleanup() {
+    for p in "$NGINX_PID" "$INGEST_PID" "$BROKER_PID"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "bench_ingest: nothing listens on port $1"
+    return 1
+}
+
+# The same 160-byte event bench_http.sh sends.
+BODY='{"user_id":"user-000042","event_name":"page_view","timestamp":"2026-11-27T08:31:45.123Z","metadata":{"path":"/pricing","ref":"newsletter","plan":"pro","n":12}}'
+BODY=$(printf '%-160s' "$BODY")
+cat >"$TMP/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+# 100 events per batch, distinct users so that they spread over the partitions.
+python3 - "$TMP/batch.lua" <<'PY'
+import json, sys
+evs = [{"user_id": "user-%06d" % i, "event_name": "page_view",
+        "timestamp": "2026-11-27T08:31:45.123Z",
+        "metadata": {"path": "/pricing", "ref": "newsletter", "plan": "pro", "n": i}}
+       for i in range(100)]
+body = json.dumps(evs, separators=(",", ":"))
+with open(sys.argv[1], "w") as f:
+    f.write('wrk.method = "POST"\nwrk.body = [==[%s]==]\n'
+            'wrk.headers["Content-Type"] = "application/json"\n' % body)
+PY
+
+# run_wrk URL SCRIPT CONNS -> prints "rps p50 p99 non2xx"
+run_wrk() {
+    wrk -t1 -c"$3" -d"${DUR}s" --latency -s "$2" "$1" >"$TMP/wrk.out" 2>&1
+    awk '
+        /Requests\/sec:/ { rps = $2 }
+        /^ +50%/ { p50 = $2 }
+        /^ +99%/ { p99 = $2 }
+        /Non-2xx or 3xx responses:/ { bad = $5 }
+        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
+    ' "$TMP/wrk.out"
+}
+
+# --- 1. nginx ---
+NGINX_PORT=$(free_port)
+mkdir -p "$TMP/nginx"
+cat >"$TMP/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { return 204; }
+    }
+}
+CONF
+nginx -c "$TMP/nginx.conf" -p "$TMP" 2>>"$TMP/nginx-error.log" &
+NGINX_PID=$!
+wait_port "$NGINX_PORT"
+read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "http://127.0.0.1:$NGINX_PORT/events" "$TMP/post.lua" "$CONNS")
+kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
+
+# --- the dev broker and epp-ingest ---
+"$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
+    >/dev/null 2>"$TMP/broker.log" &
+BROKER_PID=$!
+for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
+[ -s "$TMP/addr" ] || { echo "bench_ingest: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
+INGEST_PORT=$(free_port)
+ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC=events HTTP_PORT="$INGEST_PORT"
+      HTTP_THREADS="$THREADS" LOG_LEVEL=warn)
+[ -n "${BENCH_LINGER_MS:-}" ] && ENVS+=(KAFKA_LINGER_MS="$BENCH_LINGER_MS")
+env "${ENVS[@]}" "$INGEST_BIN" 2>"$TMP/ingest.log" &
+INGEST_PID=$!
+wait_port "$INGEST_PORT"
+for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INGEST_PORT/ready" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+done
+
+# --- 2. single events ---
+read -r I_RPS I_P50 I_P99 I_BAD < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events" "$TMP/post.lua" "$CONNS")
+# --- 3. batches of 100 ---
+read -r B_RPS B_P50 B_P99 B_BAD < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events/batch" "$TMP/batch.lua" "$BCONNS")
+RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$INGEST_PID/status")
+ACCEPTED=$(curl -s "http://127.0.0.1:$INGEST_PORT/metrics" | awk '/^epp_ingest_events_accepted_total/ { print $2 }')
+kill "$INGEST_PID"; wait "$INGEST_PID" 2>/dev/null || true; INGEST_PID=""
+
+printf 'nginx return 204 (1 worker):              %10.0f req/s  p50 %-8s p99 %-8s\n' "$N_RPS" "$N_P50" "$N_P99"
+printf 'epp-ingest POST /events (%s HTTP threads): %10.0f req/s  p50 %-8s p99 %-8s non-2xx %s\n' \
+    "$THREADS" "$I_RPS" "$I_P50" "$I_P99" "$I_BAD"
+awk -v e="$I_RPS" -v n="$N_RPS" 'BEGIN { printf "ratio epp-ingest/nginx: %.2fx (target >= 0.6x; wrk -t1 -c'"$CONNS"' -d'"$DUR"'s, 160-byte event, reply after the Kafka ack)\n", e / n }'
+awk -v r="$B_RPS" -v p50="$B_P50" -v p99="$B_P99" 'BEGIN { printf "epp-ingest POST /events/batch x100: %.0f events/s (%.0f req/s, p50 %s p99 %s; target >= 300000; wrk -c'"$BCONNS"')\n", r * 100, r, p50, p99 }'
+awk -v k="$RSS_KB" 'BEGIN { printf "epp-ingest peak RSS: %.1f MB (target < 64 MB)\n", k / 1024 }'
+echo "events acknowledged by Kafka during the run: ${ACCEPTED:-?}"
+status=0
+if [ "${I_BAD:-0}" != 0 ] || [ "${B_BAD:-0}" != 0 ]; then
+    echo "bench_ingest: non-2xx answers (single $I_BAD, batch $B_BAD): see the service log"
+    tail -5 "$TMP/ingest.log"
+    status=1
+fi
+exit $status

@@ -1,0 +1,120 @@
+/* libFuzzer target: the batch splitter and body decoding of epp-ingest
+ * (ingestion_service/ingest_batch.c) -- the code between an untrusted POST /events/batch body and
+ * the event validator.
+ *
+ * Input layout: byte 0 chooses the mode (bit 0: NDJSON instead of JSON; bit 1: the rest is a
+ * gzip body to decode first, as with Content-Encoding: gzip); the rest is the body. The body's
+ * first line also goes through ingest_media_type() as a Content-Type value.
+ *
+ * Properties beyond "no crash, no sanitizer report":
+ *  - a failed batch has a status in {400, 413, 415, 503}, a code and a UTF-8 message;
+ *  - a parsed batch has 1..MAX_EVENTS items, n_valid of them valid; each rejected item has a
+ *    code and a UTF-8 message (they go into the JSON reply); each valid event's canonical form
+ *    is read back in Kafka mode.
+ * A violated property aborts, which libFuzzer reports as a crash.
+ *
+ * ingest_batch.c is included rather than linked: scripts/fuzz.sh and the replay build link the
+ * target against libepp only, and the splitter deliberately has no dependency beyond libepp. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../ingestion_service/ingest_batch.c"
+#include "epp_event.h"
+#include "epp_json.h"
+#include "epp_time.h"
+
+#define NOW_US     (1795768305LL * EPP_USEC_PER_SEC)
+#define MAX_EVENTS 50
+#define MAX_BYTES  (1 << 20)
+
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static void check_fail(const ingest_fail_t *fail)
+{
+    REQUIRE(fail->status == 400 || fail->status == 413 || fail->status == 415 ||
+            fail->status == 503);
+    REQUIRE(fail->code && fail->code[0]);
+    REQUIRE(fail->message[0] && epp_json_utf8_valid(fail->message, strlen(fail->message)));
+    REQUIRE(epp_json_utf8_valid(fail->field, strlen(fail->field)));
+}
+
+static void check_content_type(const char *data, size_t size)
+{
+    char ct[128];
+    size_t n = 0;
+    while (n < size && n < sizeof ct - 1 && data[n] != '\n')
+        n++;
+    memcpy(ct, data, n);
+    ct[n] = '\0';
+    ingest_media_t m = ingest_media_type(ct);
+    REQUIRE(m == INGEST_MEDIA_OTHER || m == INGEST_MEDIA_JSON || m == INGEST_MEDIA_NDJSON);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1)
+        return 0;
+    unsigned mode = data[0];
+    const char *in = (const char *)data + 1;
+    size_t len = size - 1;
+    check_content_type(in, len);
+
+    epp_buf_t scratch = {0};
+    ingest_fail_t fail;
+    memset(&fail, 0, sizeof fail);
+    const char *body = in;
+    size_t body_len = len;
+    if (mode & 2) {
+        if (ingest_body_decode(in, len, "gzip", MAX_BYTES, &scratch, &body, &body_len, &fail) < 0) {
+            check_fail(&fail);
+            epp_buf_free(&scratch);
+            return 0;
+        }
+        REQUIRE(body_len <= MAX_BYTES);
+    }
+
+    ingest_batch_t batch;
+    memset(&batch, 0, sizeof batch);
+    int rc =
+        ingest_batch_parse(body, body_len, (mode & 1) ? INGEST_MEDIA_NDJSON : INGEST_MEDIA_JSON,
+                           MAX_EVENTS, NOW_US, &batch, &fail);
+    if (rc < 0) {
+        check_fail(&fail);
+    } else {
+        REQUIRE(batch.n >= 1 && batch.n <= MAX_EVENTS);
+        size_t valid = 0;
+        for (size_t i = 0; i < batch.n; i++) {
+            const ingest_item_t *it = &batch.items[i];
+            if (it->rc < 0) {
+                REQUIRE(it->err.code && it->err.code[0]);
+                REQUIRE(epp_json_utf8_valid(it->err.message, strlen(it->err.message)));
+                unsigned st = ingest_event_error_status(it->rc);
+                REQUIRE(st == 400 || st == 413 || st == 503);
+                continue;
+            }
+            valid++;
+            epp_buf_t canon = {0};
+            REQUIRE(epp_event_serialize(&it->ev, &canon) == 0);
+            epp_event_t back;
+            epp_event_error_t err;
+            epp_event_init(&back);
+            REQUIRE(epp_event_parse(canon.data, canon.len, EPP_EVENT_FROM_KAFKA, NOW_US, &back,
+                                    &err) == 0);
+            REQUIRE(memcmp(&back.event_id, &it->ev.event_id, sizeof back.event_id) == 0);
+            epp_event_clear(&back);
+            epp_buf_free(&canon);
+        }
+        REQUIRE(valid == batch.n_valid);
+    }
+    ingest_batch_free(&batch);
+    epp_buf_free(&scratch);
+    return 0;
+}
