@@ -9,7 +9,7 @@
 #
 # Env: EPP_BUILD_DIR (default ./build), BENCH_DURATION seconds (default 10),
 # BENCH_CONNECTIONS (256), BENCH_HTTP_THREADS (MHD threads, default 2),
-# BENCH_HTTP_MODE (async | sync, default async).
+# BENCH_HTTP_MODE (async | sync, default async), BENCH_ROUNDS (alternating runs, default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${EPP_BUILD_DIR:-build}
@@ -94,24 +94,44 @@ run_wrk() {
     ' "$TMP/wrk.out"
 }
 
-nginx -c "$TMP/nginx.conf" -p "$TMP" 2>>"$TMP/nginx-error.log" &
-NGINX_PID=$!
-wait_port "$NGINX_PORT"
-read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "$NGINX_PORT")
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
+start_nginx() {
+    nginx -c "$TMP/nginx.conf" -p "$TMP" 2>>"$TMP/nginx-error.log" &
+    NGINX_PID=$!
+    wait_port "$NGINX_PORT"
+}
+stop_nginx() { kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""; }
 
 ECHO_ARGS=(--threads "$THREADS")
 [ "$MODE" = sync ] && ECHO_ARGS+=(--sync)
-"$ECHO_BIN" "${ECHO_ARGS[@]}" >"$TMP/echo.port" &
-ECHO_PID=$!
-for _ in $(seq 1 100); do [ -s "$TMP/echo.port" ] && break; sleep 0.05; done
-ECHO_PORT=$(head -1 "$TMP/echo.port")
-wait_port "$ECHO_PORT"
-read -r E_RPS E_P50 E_P99 E_BAD < <(run_wrk "$ECHO_PORT")
-kill "$ECHO_PID"; wait "$ECHO_PID" 2>/dev/null || true; ECHO_PID=""
+start_echo() {
+    "$ECHO_BIN" "${ECHO_ARGS[@]}" >"$TMP/echo.port" &
+    ECHO_PID=$!
+    for _ in $(seq 1 100); do [ -s "$TMP/echo.port" ] && break; sleep 0.05; done
+    ECHO_PORT=$(head -1 "$TMP/echo.port")
+    wait_port "$ECHO_PORT"
+}
+stop_echo() { kill "$ECHO_PID"; wait "$ECHO_PID" 2>/dev/null || true; ECHO_PID=""; }
+
+# BENCH_ROUNDS > 1 alternates nginx and epp_http runs (on a shared machine the load drifts);
+# the figures are then means over the rounds, latencies from the last round.
+ROUNDS=${BENCH_ROUNDS:-1}
+N_SUM=0; E_SUM=0; E_BAD=0
+for _ in $(seq 1 "$ROUNDS"); do
+    start_nginx
+    read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "$NGINX_PORT")
+    stop_nginx
+    start_echo
+    read -r E_RPS E_P50 E_P99 BAD < <(run_wrk "$ECHO_PORT")
+    stop_echo
+    N_SUM=$(awk -v a="$N_SUM" -v b="$N_RPS" 'BEGIN { print a + b }')
+    E_SUM=$(awk -v a="$E_SUM" -v b="$E_RPS" 'BEGIN { print a + b }')
+    E_BAD=$((E_BAD + ${BAD:-0}))
+done
+N_RPS=$(awk -v a="$N_SUM" -v n="$ROUNDS" 'BEGIN { print a / n }')
+E_RPS=$(awk -v a="$E_SUM" -v n="$ROUNDS" 'BEGIN { print a / n }')
 
 printf 'nginx return 204 (1 worker):          %10.0f req/s  p50 %-8s p99 %-8s\n' "$N_RPS" "$N_P50" "$N_P99"
-printf 'epp_http %-5s (%s MHD threads):      %10.0f req/s  p50 %-8s p99 %-8s non-2xx %s\n' \
+printf 'epp_http %-5s (%s workers):          %10.0f req/s  p50 %-8s p99 %-8s non-2xx %s\n' \
     "$MODE" "$THREADS" "$E_RPS" "$E_P50" "$E_P99" "$E_BAD"
 awk -v e="$E_RPS" -v n="$N_RPS" 'BEGIN { printf "ratio epp_http/nginx: %.2fx (wrk -t1 -c'"$CONNS"' -d'"$DUR"'s, 160-byte POST)\n", e / n }'
 if [ "${E_BAD:-0}" != 0 ]; then
