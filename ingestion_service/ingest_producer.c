@@ -38,7 +38,7 @@ struct ingest_producer {
 
     pthread_rwlock_t lock; /* guards cur: read to use it, write to swap it */
     inst_t *cur;
-    unsigned generation;
+    atomic_uint generation; /* cur->gen; written by the supervisor only */
 
     pthread_t supervisor;
     bool supervisor_started;
@@ -105,6 +105,11 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     inst_t *in = opaque;
     if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        if (in->gen != atomic_load(&in->owner->generation)) {
+            /* A retired instance (being purged after its own fatal error): nothing to do. */
+            EPP_LOGKV(EPP_LOG_DEBUG, "fatal error on a retired kafka producer", "reason", reason);
+            return;
+        }
         char buf[256];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
         EPP_LOGKV(EPP_LOG_ERROR, "kafka producer fatal error; recreating the producer", "error",
@@ -168,7 +173,7 @@ static inst_t *inst_create(ingest_producer_t *p, char *err, size_t errsz)
         return NULL;
     }
     in->owner = p;
-    in->gen = p->generation;
+    in->gen = atomic_load(&p->generation);
     const ingest_producer_opts_t *o = &p->opts;
     rd_kafka_conf_t *conf = epp_kafka_conf_new(p->bootstrap, NULL, err, errsz);
     if (!conf) {
@@ -269,10 +274,13 @@ static size_t wait_outq(inst_t *in, int64_t timeout_us)
 static void recover(ingest_producer_t *p)
 {
     char err[512];
-    p->generation++;
+    /* Cleared first, so that a fatal error of the new instance is never lost. */
+    atomic_store(&p->fatal_pending, false);
+    atomic_fetch_add(&p->generation, 1);
     inst_t *fresh = inst_create(p, err, sizeof err);
     if (!fresh) {
-        p->generation--;
+        atomic_fetch_sub(&p->generation, 1);
+        atomic_store(&p->fatal_pending, true);
         EPP_LOGKV(EPP_LOG_ERROR, "could not recreate the kafka producer; retrying", "error", err);
         return; /* fatal_pending stays set: the next tick retries */
     }
@@ -280,7 +288,6 @@ static void recover(ingest_producer_t *p)
     inst_t *old = p->cur;
     p->cur = fresh;
     pthread_rwlock_unlock(&p->lock);
-    atomic_store(&p->fatal_pending, false);
     if (p->recreated)
         epp_series_inc(p->recreated);
 
@@ -291,7 +298,7 @@ static void recover(ingest_producer_t *p)
     if (left)
         EPP_LOGKV(EPP_LOG_ERROR, "old kafka producer still has unreported messages", "count",
                   nleft);
-    snprintf(gen, sizeof gen, "%u", p->generation);
+    snprintf(gen, sizeof gen, "%u", atomic_load(&p->generation));
     EPP_LOGKV(EPP_LOG_WARN, "kafka producer recreated", "generation", gen);
     inst_destroy(old);
 }
@@ -396,6 +403,7 @@ int ingest_producer_send(ingest_producer_t *p, const char *key, size_t key_len, 
     rd_kafka_header_add(hdrs, "content-type", 12, "application/json", 16);
 
     pthread_rwlock_rdlock(&p->lock);
+    unsigned gen = p->cur->gen;
     rd_kafka_resp_err_t err = rd_kafka_producev(
         p->cur->rk, RD_KAFKA_V_RKT(p->cur->rkt), RD_KAFKA_V_PARTITION(RD_KAFKA_PARTITION_UA),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_KEY(key, key_len),
@@ -410,7 +418,7 @@ int ingest_producer_send(ingest_producer_t *p, const char *key, size_t key_len, 
         return EPP_EAGAIN;
     if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
         return EPP_ETOOBIG;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+    if (err == RD_KAFKA_RESP_ERR__FATAL && gen == atomic_load(&p->generation)) {
         atomic_store(&p->fatal_pending, true);
         wake_supervisor(p);
     }

@@ -481,7 +481,10 @@ def brokers_down(env):
     event that is not in the topic; brokers up -> 202 again without a restart."""
     with t.DevBroker(env, brokers=1) as kenv:
         topic = t.create_topic(kenv, t.unique_name("ingest_down"), 2)
-        svc = start_ingest(kenv, topic, {"KAFKA_DELIVERY_TIMEOUT_MS": "5000"})
+        # A small producer queue, so that the outage also fills it: queue_full must be
+        # answered at once, not after the delivery timeout.
+        svc = start_ingest(kenv, topic, {"KAFKA_DELIVERY_TIMEOUT_MS": "5000",
+                                         "KAFKA_QUEUE_MAX_MESSAGES": "12"})
         try:
             wait_ready(svc)
             c = Client(svc.port)
@@ -518,6 +521,20 @@ def brokers_down(env):
                 t.check(int(rh.get("retry-after", "0")) >= 1, "503 without Retry-After")
                 t.check(secs <= 5.0 + 1.5, "503 after %.2fs (delivery timeout 5 s)" % secs)
             t.check(sum(1 for r in results if r[0] == 503) >= 12, "expected 503s")
+            def codes(b):
+                if not isinstance(b, dict):
+                    return set()
+                if "error" in b:
+                    return {b["error"].get("code")}
+                return {r["error"]["code"] for r in b.get("results", []) if "error" in r}
+
+            full = [r for r in results if r[0] == 503 and codes(r[2]) == {"queue_full"}]
+            t.check(full, "no queue_full 503 with 20 events for a 12-message queue")
+            t.check(min(r[3] for r in full) < 1.0, "queue_full was not immediate: %.2fs" %
+                    min(r[3] for r in full))
+            timed_out = [r for r in results if r[0] == 503 and "queue_full" not in codes(r[2])]
+            t.check(timed_out and min(r[3] for r in timed_out) >= 2.0,
+                    "kafka_unavailable 503s should wait for the delivery timeout")
             t.wait_for(lambda: t.http_request("GET", svc.url("/ready"))[0] == 503, 10,
                        msg="/ready 503 while brokers are down")
 
