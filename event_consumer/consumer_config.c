@@ -48,6 +48,9 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  copy_format, "COPY format of the write path: binary or text"),
     EPP_CONF_BOOL("consumer-pipeline", "CONSUMER_PIPELINE", "true", consumer_conf_t, pipeline,
                   "Decode the next batch while the database writes this one (a writer thread)"),
+    EPP_CONF_INT("consumer-writers", "CONSUMER_WRITERS", "2", 1, 16, consumer_conf_t, writers,
+                 "Database connections writing in parallel, each its own transactions; "
+                 "partition p is always written by writer p % CONSUMER_WRITERS"),
     EPP_CONF_STR("sql-dir", "EPP_SQL_DIR", NULL, consumer_conf_t, sql_dir,
                  "Read migrations from this directory instead of those built in"),
     EPP_CONF_END,

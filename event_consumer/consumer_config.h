@@ -29,6 +29,7 @@ typedef struct {
     char *kafka_consumer_config; /* "key=value,key=value" librdkafka overrides */
     char *copy_format;           /* "binary" or "text" */
     bool pipeline;               /* decode the next batch while the database writes this one */
+    int64_t writers;             /* parallel database writers; partition p goes to p % writers */
     char *sql_dir;               /* NULL: the migrations embedded in the binary */
 } consumer_conf_t;
 

@@ -81,7 +81,7 @@ consumer_pipeline_t *consumer_pipeline_create(consumer_writer_t *w, rd_kafka_t *
                                               const char *topic, consumer_batch_t *spare,
                                               int threaded)
 {
-    consumer_pipeline_t *p = calloc(1, sizeof *p);
+    consumer_pipeline_t *p = spare != NULL ? calloc(1, sizeof *p) : NULL;
     if (p == NULL) {
         consumer_batch_destroy(spare);
         return NULL;

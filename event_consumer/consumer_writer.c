@@ -37,8 +37,9 @@ struct consumer_writer {
     atomic_int db_ok;
     int failpoint_after_commit;
     unsigned seed;
-    epp_buf_t scratch;  /* rollup COPY data, parameter text */
-    epp_buf_t scratch2; /* per-row jsonb parameter */
+    epp_buf_t scratch;            /* rollup COPY data, parameter text */
+    epp_buf_t scratch2;           /* per-row jsonb parameter */
+    int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
 };
 
 static const char lock_offsets_sql[] =
@@ -537,14 +538,18 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
         if (!*rollup_ready && (rc = consumer_batch_aggregate(b, 1)) != 0)
             goto fail;
         *rollup_ready = 0; /* computed for this attempt only */
+        int64_t tr = epp_time_mono_us();
         if ((rc = write_rollups(w, b, pe)) != 0)
             goto fail;
+        w->rollup_us = epp_time_mono_us() - tr;
     }
     if ((rc = store_offsets(w, b, pe)) != 0)
         goto fail;
     if ((rc = send_dead_letters(w, b, pe)) != 0)
         goto fail;
+    int64_t tc = epp_time_mono_us();
     rc = epp_pg_commit(w->conn, pe);
+    w->commit_us = epp_time_mono_us() - tc;
     if (rc == EPP_EIO)
         return COMMIT_UNKNOWN;
     return rc;
@@ -649,7 +654,17 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     epp_series_add(w->m->duplicates, (double)dups);
     epp_series_inc(w->m->batches);
     epp_series_observe(w->m->batch_size, (double)b->n);
-    epp_series_observe(w->m->write_seconds, (double)(epp_time_mono_us() - t0) / 1e6);
+    int64_t t1 = epp_time_mono_us();
+    epp_series_observe(w->m->write_seconds, (double)(t1 - t0) / 1e6);
+    EPP_DEBUG("batch written: %zu messages, %zu inserted, %s path, %.1f ms after the first "
+              "message, write %.1f ms (rollups %.1f ms, %zu keys; commit %.1f ms)",
+              b->n, inserted,
+              mode == MODE_FAST   ? "fast"
+              : mode == MODE_SLOW ? "slow"
+                                  : "isolate",
+              (double)(t0 - b->first_add_us) / 1000, (double)(t1 - t0) / 1000,
+              (double)w->rollup_us / 1000, consumer_rollup_size(b->rollup),
+              (double)w->commit_us / 1000);
     return 0;
 }
 

@@ -31,34 +31,63 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
+/* A lane: one database writer (its own connection and transactions), its writer thread, and the
+ * batch being filled for it. Partition p always goes to lane p % nlanes, so each partition's
+ * offsets move in one lane's transactions only, while the lanes' transactions run in parallel
+ * on separate Postgres backends. */
+typedef struct {
+    consumer_dlq_t *dlq;
+    consumer_writer_t *writer;
+    consumer_pipeline_t *pipe;
+    consumer_batch_t *batch; /* being filled by the polling thread */
+} lane_t;
+
+#define MAX_LANES 16
+
 typedef struct {
     consumer_conf_t conf;
     consumer_metrics_t m;
     epp_metrics_t *reg;
     epp_http_server_t *http;
-    consumer_dlq_t *dlq;
-    consumer_writer_t *writer;
     rd_kafka_t *rk;
-    consumer_pipeline_t *pipe;
-    consumer_batch_t *batch; /* being filled by the polling thread */
+    lane_t lanes[MAX_LANES];
+    size_t nlanes;
     epp_series_t *lag[CONSUMER_MAX_TRACKED_PARTITIONS];
 } app_t;
 
-static void flush_batch(app_t *a)
+static lane_t *lane_of(app_t *a, int32_t partition)
 {
-    if (a->batch->n == 0)
+    return &a->lanes[(size_t)(partition < 0 ? 0 : partition) % a->nlanes];
+}
+
+static void flush_lane(lane_t *l)
+{
+    if (l->batch->n == 0)
         return;
     /* Rollups over every storable row, computed here so that the writer thread's fast path
      * finds them ready. */
-    consumer_batch_aggregate(a->batch, 0);
-    a->batch = consumer_pipeline_submit(a->pipe, a->batch);
+    consumer_batch_aggregate(l->batch, 0);
+    l->batch = consumer_pipeline_submit(l->pipe, l->batch);
+}
+
+/* Submits every lane's batch and waits for all writes. Returns 0 or EPP_ESTATE. */
+static int flush_all(app_t *a)
+{
+    int rc = 0;
+    for (size_t i = 0; i < a->nlanes; i++)
+        flush_lane(&a->lanes[i]);
+    for (size_t i = 0; i < a->nlanes; i++)
+        if (consumer_pipeline_drain(a->lanes[i].pipe) != 0)
+            rc = EPP_ESTATE;
+    return rc;
 }
 
 static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 {
     app_t *a = ud;
-    /* The writer is used from this thread now, so nothing may be in flight. */
-    consumer_pipeline_drain(a->pipe);
+    /* Lane 0's writer is used from this thread now, so nothing may be in flight. */
+    for (size_t i = 0; i < a->nlanes; i++)
+        consumer_pipeline_drain(a->lanes[i].pipe);
     int32_t *ids = calloc((size_t)parts->cnt + 1, sizeof *ids);
     int64_t *next = calloc((size_t)parts->cnt + 1, sizeof *next);
     if (ids == NULL || next == NULL) {
@@ -67,14 +96,14 @@ static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
     }
     for (int i = 0; i < parts->cnt; i++)
         ids[i] = parts->elems[i].partition;
-    int rc = consumer_writer_load_offsets(a->writer, ids, (size_t)parts->cnt, next);
+    int rc = consumer_writer_load_offsets(a->lanes[0].writer, ids, (size_t)parts->cnt, next);
     for (int i = 0; i < parts->cnt; i++) {
         /* On a stop before the offsets could be read, start nowhere: the process is leaving. */
         int64_t off = rc != 0        ? RD_KAFKA_OFFSET_END
                       : next[i] >= 0 ? next[i]
                                      : RD_KAFKA_OFFSET_BEGINNING;
         parts->elems[i].offset = off;
-        consumer_pipeline_set_committed_next(a->pipe, ids[i], next[i]);
+        consumer_pipeline_set_committed_next(lane_of(a, ids[i])->pipe, ids[i], next[i]);
         char p[16], o[32];
         snprintf(p, sizeof p, "%" PRId32, ids[i]);
         snprintf(o, sizeof o, "%" PRId64, next[i]);
@@ -88,15 +117,13 @@ static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
 {
     (void)parts;
-    app_t *a = ud;
-    flush_batch(a);
-    consumer_pipeline_drain(a->pipe);
+    flush_all(ud);
 }
 
 static int ready(void *ud, char *reason, size_t reason_size)
 {
     app_t *a = ud;
-    if (!consumer_writer_db_ok(a->writer) || PQping(a->conf.database_url) != PQPING_OK) {
+    if (!consumer_writer_db_ok(a->lanes[0].writer) || PQping(a->conf.database_url) != PQPING_OK) {
         snprintf(reason, reason_size, "database unreachable");
         return 0;
     }
@@ -121,7 +148,7 @@ static void update_lag(app_t *a)
                 RD_KAFKA_RESP_ERR_NO_ERROR ||
             hi < 0)
             continue;
-        int64_t next = consumer_pipeline_committed_next(a->pipe, p);
+        int64_t next = consumer_pipeline_committed_next(lane_of(a, p)->pipe, p);
         if (next < 0)
             next = lo >= 0 ? lo : 0;
         if (a->lag[p] == NULL) {
@@ -164,9 +191,15 @@ static int run(app_t *a)
     int64_t last_lag = 0;
     while (!g_stop) {
         int timeout_ms = 100;
-        if (a->batch->n > 0) {
-            int64_t left = a->batch->first_add_us + batch_us - epp_time_mono_us();
-            timeout_ms = left <= 0 ? 0 : (int)((left + 999) / 1000);
+        int64_t now = epp_time_mono_us();
+        for (size_t i = 0; i < a->nlanes; i++) {
+            const consumer_batch_t *b = a->lanes[i].batch;
+            if (b->n > 0) {
+                int64_t left = b->first_add_us + batch_us - now;
+                int ms = left <= 0 ? 0 : (int)((left + 999) / 1000);
+                if (ms < timeout_ms)
+                    timeout_ms = ms;
+            }
         }
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(a->rk, timeout_ms);
         if (msg != NULL) {
@@ -175,35 +208,44 @@ static int run(app_t *a)
                 rd_kafka_message_destroy(msg);
             } else {
                 epp_series_inc(a->m.consumed);
+                lane_t *l = lane_of(a, msg->partition);
                 /* The batch owns msg from here, also when adding fails. */
-                if (consumer_batch_add(a->batch, msg) != 0) {
+                if (consumer_batch_add(l->batch, msg) != 0) {
                     EPP_ERROR("out of memory decoding a message");
                     return 1;
                 }
+                if (l->batch->n >= (size_t)a->conf.batch_size)
+                    flush_lane(l);
             }
         }
-        int64_t now = epp_time_mono_us();
-        if (a->batch->n >= (size_t)a->conf.batch_size ||
-            (a->batch->n > 0 && now - a->batch->first_add_us >= batch_us))
-            flush_batch(a);
+        now = epp_time_mono_us();
+        for (size_t i = 0; i < a->nlanes; i++) {
+            lane_t *l = &a->lanes[i];
+            if (l->batch->n > 0 && now - l->batch->first_add_us >= batch_us)
+                flush_lane(l);
+        }
         if (now - last_lag >= 1000000) {
             update_lag(a);
             last_lag = now;
         }
     }
     EPP_INFO("stopping: writing the batch in hand");
-    flush_batch(a);
-    return consumer_pipeline_drain(a->pipe) == 0 ? 0 : 1;
+    return flush_all(a) == 0 ? 0 : 1;
 }
 
 static void app_destroy(app_t *a)
 {
-    consumer_pipeline_destroy(a->pipe);
-    consumer_batch_destroy(a->batch);
+    for (size_t i = 0; i < MAX_LANES; i++) {
+        lane_t *l = &a->lanes[i];
+        consumer_pipeline_destroy(l->pipe);
+        consumer_batch_destroy(l->batch);
+    }
     if (a->rk != NULL)
         rd_kafka_destroy(a->rk);
-    consumer_writer_destroy(a->writer);
-    consumer_dlq_destroy(a->dlq);
+    for (size_t i = 0; i < MAX_LANES; i++) {
+        consumer_writer_destroy(a->lanes[i].writer);
+        consumer_dlq_destroy(a->lanes[i].dlq);
+    }
     epp_http_destroy(a->http);
     epp_metrics_destroy(a->reg);
     epp_config_free(consumer_conf_opts, &a->conf);
@@ -276,37 +318,42 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    a->dlq = consumer_dlq_create(a->conf.bootstrap, a->conf.dlq_topic, err, sizeof err);
-    if (a->dlq == NULL) {
-        EPP_LOGKV(EPP_LOG_ERROR, "cannot create the dead-letter producer", "error", err);
-        goto out;
+    a->nlanes = (size_t)a->conf.writers;
+    for (size_t i = 0; i < a->nlanes; i++) {
+        lane_t *l = &a->lanes[i];
+        l->dlq = consumer_dlq_create(a->conf.bootstrap, a->conf.dlq_topic, err, sizeof err);
+        if (l->dlq == NULL) {
+            EPP_LOGKV(EPP_LOG_ERROR, "cannot create the dead-letter producer", "error", err);
+            goto out;
+        }
+        l->writer = consumer_writer_create(&a->conf, l->dlq, &a->m, &g_stop);
+        l->batch = consumer_batch_create(fmt);
+        if (l->writer == NULL || l->batch == NULL) {
+            EPP_ERROR("out of memory");
+            goto out;
+        }
     }
-    a->writer = consumer_writer_create(&a->conf, a->dlq, &a->m, &g_stop);
-    a->batch = consumer_batch_create(fmt);
-    consumer_batch_t *spare = consumer_batch_create(fmt);
-    if (a->writer == NULL || a->batch == NULL || spare == NULL) {
-        consumer_batch_destroy(spare);
-        EPP_ERROR("out of memory");
-        goto out;
-    }
-    /* Migrations before joining the group: no partition is taken before the schema is there. */
-    rc = consumer_writer_start(a->writer);
+    /* Migrations before joining the group: no partition is taken before the schema is there.
+     * The other lanes connect on their first batch. */
+    rc = consumer_writer_start(a->lanes[0].writer);
     if (rc != 0) {
-        consumer_batch_destroy(spare);
         exit_code = rc == EPP_ESTATE ? 0 : 1;
         goto out;
     }
     consumer_kafka_hooks_t hooks = {on_assign, on_revoke, a};
     a->rk = consumer_kafka_create(&a->conf, &hooks, err, sizeof err);
     if (a->rk == NULL) {
-        consumer_batch_destroy(spare);
         EPP_LOGKV(EPP_LOG_ERROR, "cannot create the Kafka consumer", "error", err);
         goto out;
     }
-    a->pipe = consumer_pipeline_create(a->writer, a->rk, a->conf.topic, spare, a->conf.pipeline);
-    if (a->pipe == NULL) {
-        EPP_ERROR("cannot start the writer thread");
-        goto out;
+    for (size_t i = 0; i < a->nlanes; i++) {
+        lane_t *l = &a->lanes[i];
+        l->pipe = consumer_pipeline_create(l->writer, a->rk, a->conf.topic,
+                                           consumer_batch_create(fmt), a->conf.pipeline);
+        if (l->pipe == NULL) {
+            EPP_ERROR("cannot start a writer thread");
+            goto out;
+        }
     }
     EPP_LOGKV(EPP_LOG_INFO, "consuming", "topic", a->conf.topic, "group", a->conf.group_id);
     exit_code = run(a);

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# bench_consumer: epp-consumer's sustained insert rate against `psql \copy` of the same rows into
+# the same (fresh, empty, indexed) table, in the same run, on the same Postgres.
+#
+# 1. A private Postgres cluster (scripts/pg.sh, default durability) and a private dev broker.
+# 2. N canonical events (default 1,000,000; 31 event names (skewed), 100,000 users, timestamps in
+#    arrival order over 2 days, UUIDv7 event_ids as epp-ingest makes them) produced to a
+#    topic of BENCH_CONSUMER_PARTITIONS partitions (default 64: the dev broker keeps only ~5 MiB
+#    per partition, so fewer would drop data -- the low watermarks are checked to stay 0), and
+#    the same rows written to a text file for psql.
+# 3. Baseline: `psql \copy public.events (...) FROM file` into a fresh database with the schema
+#    (primary key + 2 indexes, no rollups).
+# 4. epp-consumer into another fresh database: rows + rollups + offsets. Its rate is measured
+#    from the first stored row to the last (the consumer group's join delay is not insert time),
+#    and the wall time from process start is printed too.
+# Prints both rates and the ratio consumer / \copy (target >= 0.8).
+#
+# Env: EPP_BUILD_DIR, BENCH_CONSUMER_EVENTS (1000000), BENCH_CONSUMER_PARTITIONS (64),
+# BENCH_CONSUMER_ENV ("KEY=VALUE ..." extra consumer settings, e.g. CONSUMER_COPY_FORMAT=text).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$(pwd)
+BUILD=$(cd "${EPP_BUILD_DIR:-build}" && pwd)
+export EPP_BUILD_DIR=$BUILD
+for b in epp-consumer epp-devbroker; do
+    [ -x "$BUILD/bin/$b" ] || { echo "bench_consumer: $BUILD/bin/$b not built"; exit 1; }
+done
+command -v psql >/dev/null || { echo "bench_consumer: psql not installed"; exit 1; }
+
+TMP=$(mktemp -d /tmp/epp-bench-consumer.XXXXXX)
+chmod 755 "$TMP"
+cleanup() {
+    bash "$REPO/scripts/pg.sh" stop "$TMP/pg" >/dev/null 2>&1 || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+PG_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bash scripts/pg.sh start "$TMP/pg" "$PG_PORT" >/dev/null
+export BENCH_PG_ADMIN="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres"
+export BENCH_TMP=$TMP
+
+/usr/bin/python3 - <<'PY'
+import os, random, subprocess, sys, time, uuid, datetime, urllib.parse
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "lib"))
+import epp_testlib as t
+
+N = int(os.environ.get("BENCH_CONSUMER_EVENTS", "1000000"))
+PARTS = int(os.environ.get("BENCH_CONSUMER_PARTITIONS", "64"))
+TMP = os.environ["BENCH_TMP"]
+admin = os.environ["BENCH_PG_ADMIN"]
+extra = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_CONSUMER_ENV", "").split() if kv)
+env = t.load_env()
+env["EPP_TEST_PG_URL"] = admin
+
+
+def db_url(name):
+    u = urllib.parse.urlsplit(admin)
+    return urllib.parse.urlunsplit((u.scheme, u.netloc, "/" + name, "", ""))
+
+
+def psql(url, *args):
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", url] + list(args), check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+broker = t.DevBroker(env, partitions=PARTS).start()
+benv = broker.env
+try:
+    topic = "bench_events"
+    t.create_topic(benv, topic, partitions=PARTS)
+    # The events, and the same rows as a text file for psql.
+    t0 = time.monotonic()
+    rnd = random.Random(1)
+    names = ["page_view"] * 8 + ["click"] * 5 + ["event_%d" % i for i in range(18)]
+    base_ms = int(datetime.datetime(2026, 11, 20, tzinfo=datetime.timezone.utc).timestamp()) * 1000
+    span_ms = 2 * 86400 * 1000
+    from confluent_kafka import Producer
+    p = Producer({"bootstrap.servers": benv["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 20,
+                  "batch.num.messages": 10000, "queue.buffering.max.messages": 2000000,
+                  "queue.buffering.max.kbytes": 2097151})
+    tsv = os.path.join(TMP, "events.tsv")
+    with open(tsv, "w") as f:
+        for i in range(N):
+            # Like a live stream: timestamps in arrival order (2 days, small jitter) and the
+            # UUIDv7 event_ids epp-ingest makes; both sides get exactly the same rows.
+            ts_ms = base_ms + i * span_ms // N + rnd.randrange(2000)
+            eid = "%012x-7%03x-%04x-%012x" % (ts_ms, rnd.getrandbits(12),
+                                                0x8000 | rnd.getrandbits(14), rnd.getrandbits(48))
+            eid = "%s-%s-%s-%s-%s" % (eid[0:8], eid[8:12], eid[13:17], eid[18:22], eid[23:])
+            user = "user-%d" % rnd.randrange(100000)
+            name = names[rnd.randrange(len(names))]
+            ts = datetime.datetime.fromtimestamp(ts_ms / 1000, datetime.timezone.utc)
+            tss = ts.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (ts_ms % 1000)
+            md = '{"page":"/p/%d","ref":"campaign-%d","n":%d}' % (i % 5000, i % 37, i)
+            v = ('{"event_id":"%s","user_id":"%s","event_name":"%s","timestamp":"%s",'
+                 '"received_at":"%s","metadata":%s}' % (eid, user, name, tss, tss, md))
+            f.write("%s\t%s\t%s\t%s\t%s\n" % (eid, user, name, md, tss))
+            while True:
+                try:
+                    p.produce(topic, key=user, value=v)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            if i % 20000 == 0:
+                p.poll(0)
+    left = p.flush(120)
+    del p
+    wm = t.topic_offsets(benv, topic)
+    lows = sum(1 for lo, hi in wm.values() if lo != 0)
+    total = sum(hi for lo, hi in wm.values())
+    print("produced %d events to %d partitions in %.1fs (low watermarks all 0: %s, %d in topic)"
+          % (N, PARTS, time.monotonic() - t0, "yes" if lows == 0 else "NO", total))
+    if left or lows or total != N:
+        sys.exit("bench_consumer: the topic does not hold the %d events" % N)
+
+    # Baseline: psql \copy into a fresh database with the same schema.
+    t.create_database(env, "bench_copy")
+    t.apply_migrations(db_url("bench_copy"))
+    t0 = time.monotonic()
+    psql(db_url("bench_copy"), "-c",
+         "\\copy public.events (event_id, user_id, event_name, metadata, \"timestamp\") "
+         "FROM '%s'" % tsv)
+    copy_s = time.monotonic() - t0
+    copy_rate = N / copy_s
+    print("psql \\copy:   %7.0f rows/s (%.2fs)" % (copy_rate, copy_s))
+    t.drop_database(env, "bench_copy")
+
+    # The consumer, into another fresh database.
+    url = t.create_database(env, "bench_consumer")
+    svc_env = {"DATABASE_URL": url, "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": "bench",
+               "LOG_LEVEL": "warn", "KAFKA_BOOTSTRAP_SERVERS": benv["KAFKA_BOOTSTRAP_SERVERS"]}
+    svc_env.update(extra)
+    start = time.monotonic()
+    svc = t.ServiceProcess(benv, "epp-consumer", port=t.free_port(), extra_env=svc_env,
+                           log_name="bench-consumer")
+    svc.start()
+    conn = None
+    first = None
+    try:
+        while True:
+            if not svc.alive():
+                sys.exit("bench_consumer: epp-consumer died:\n" + svc.log_tail())
+            try:
+                if conn is None:
+                    conn = t.pg_connect(url)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT coalesce(sum(next_offset), 0) "
+                                "FROM public.epp_consumer_offsets")
+                    done = int(cur.fetchone()[0])
+            except Exception:  # noqa: BLE001 - schema not there yet
+                conn = None
+                done = 0
+            now = time.monotonic()
+            if done > 0 and first is None:
+                first = (now, done)
+            if done >= N:
+                break
+            if now - start > 900:
+                sys.exit("bench_consumer: timed out at %d rows" % done)
+            time.sleep(0.02)
+        end = time.monotonic()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM public.events")
+            rows = cur.fetchone()[0]
+            cur.execute("SELECT sum(n) FROM public.epp_rollup_minute")
+            rolled = cur.fetchone()[0]
+        conn.close()
+    finally:
+        svc.stop()
+    if rows != N or rolled != N:
+        sys.exit("bench_consumer: %d rows, rollups count %s, expected %d" % (rows, rolled, N))
+    # Rate over the rows stored after the first commit seen (the join delay excluded).
+    sustained = (N - first[1]) / (end - first[0])
+    print("epp-consumer: %7.0f rows/s sustained (%.2fs from first commit; %.2fs wall from start)"
+          " -- rows + 4 rollup tables + offsets%s" %
+          (sustained, end - first[0], end - start,
+           (" [" + " ".join("%s=%s" % kv for kv in extra.items()) + "]") if extra else ""))
+    print("ratio consumer / \\copy: %.2fx (target >= 0.80)" % (sustained / copy_rate))
+finally:
+    broker.stop()
+PY
