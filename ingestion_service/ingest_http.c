@@ -233,29 +233,46 @@ static void finish_batch(ingest_req_t *r)
 {
     size_t accepted = 0, invalid = 0, failed = 0;
     unsigned retry = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->res[i].state == RES_ACCEPTED)
+            accepted++;
+        else if (r->res[i].state == RES_INVALID)
+            invalid++;
+        else
+            failed++;
+    }
+    /* Written with appends, not printf: this runs once per event of every batch, on the
+     * delivery-report thread. */
     epp_buf_t out = {0};
-    epp_buf_reserve(&out, 64 + r->n * 64);
+    char num[24];
+    int oom = epp_buf_reserve(&out, 64 + accepted * 72 + (invalid + failed) * 256);
+    snprintf(num, sizeof num, "%zu", accepted);
+    epp_buf_append_str(&out, "{\"accepted\":");
+    epp_buf_append_str(&out, num);
+    snprintf(num, sizeof num, "%zu", invalid + failed);
+    epp_buf_append_str(&out, ",\"rejected\":");
+    epp_buf_append_str(&out, num);
+    epp_buf_append_str(&out, ",\"results\":[");
     for (size_t i = 0; i < r->n; i++) {
         ingest_res_t *res = &r->res[i];
-        if (i)
-            epp_buf_append_char(&out, ',');
-        epp_buf_printf(&out, "{\"index\":%zu", i);
-        if (res->state != RES_INVALID)
-            epp_buf_printf(&out, ",\"event_id\":\"%s\"", res->event_id);
-        if (res->state == RES_ACCEPTED) {
-            accepted++;
-        } else if (res->state == RES_INVALID) {
+        snprintf(num, sizeof num, "%zu", i);
+        epp_buf_append_str(&out, i ? ",{\"index\":" : "{\"index\":");
+        epp_buf_append_str(&out, num);
+        if (res->state != RES_INVALID) {
+            epp_buf_append_str(&out, ",\"event_id\":\"");
+            epp_buf_append(&out, res->event_id, EPP_UUID_STRLEN);
+            epp_buf_append_char(&out, '"');
+        }
+        if (res->state == RES_INVALID) {
             const epp_event_error_t *e = &r->items.items[i].err;
             const char *code = e->code ? e->code : "invalid_json";
-            invalid++;
             count_rejected(r->app, code, 1);
             epp_buf_append_char(&out, ',');
             append_error(&out, code, e->message, e->field);
-        } else {
+        } else if (res->state != RES_ACCEPTED) {
             const char *code, *msg;
             unsigned ra;
             kafka_failure(res, &code, &msg, &ra);
-            failed++;
             retry = ra > retry ? ra : retry;
             count_rejected(r->app, code, 1);
             epp_buf_append_char(&out, ',');
@@ -263,22 +280,15 @@ static void finish_batch(ingest_req_t *r)
         }
         epp_buf_append_char(&out, '}');
     }
-    epp_buf_t head = {0};
-    epp_buf_printf(&head, "{\"accepted\":%zu,\"rejected\":%zu,\"results\":[", accepted,
-                   invalid + failed);
-    epp_buf_append(&head, out.data ? out.data : "", out.len);
-    epp_buf_append_str(&head, "]}");
-    epp_buf_free(&out);
-    out = head;
+    oom |= epp_buf_append_str(&out, "]}");
     /* 202 when anything was stored (the body says what was not); 503 when nothing was and Kafka
      * is to blame (retrying may work); 400 when every event was invalid. */
     unsigned status = accepted ? 202 : failed ? 503 : 400;
     if (status != 202 && retry) {
-        char ra[16];
-        snprintf(ra, sizeof ra, "%u", retry);
-        epp_http_add_header(r->http, "Retry-After", ra);
+        snprintf(num, sizeof num, "%u", retry);
+        epp_http_add_header(r->http, "Retry-After", num);
     }
-    if (out.data)
+    if (oom == 0)
         epp_http_reply_json(r->http, status, out.data, out.len);
     else
         epp_http_reply_error(r->http, 503, "out_of_memory", "out of memory", NULL, 1);
