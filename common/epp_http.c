@@ -767,6 +767,9 @@ static enum MHD_Result queue_reply(epp_http_req_t *req)
                                 srv->cors_any ? "*" : req->origin);
         if (!srv->cors_any)
             MHD_add_response_header(resp, "Vary", "Origin");
+        /* Browsers hide other headers from scripts; a client backing off needs this one. */
+        if (req->status == 429 || req->status == 503)
+            MHD_add_response_header(resp, "Access-Control-Expose-Headers", "Retry-After");
     }
     /* After quiesce, keep-alive clients are told to go: they reconnect elsewhere (or get
      * refused), so that in-flight requests drain. */
