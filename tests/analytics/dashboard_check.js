@@ -73,10 +73,12 @@ function rgbCount(data, rgb, tol) {
     delete found.line_pixels;
     delete found.bar_pixels;
     Object.assign(out, found);
-    // One auto-refresh cycle (5 s default) must happen by itself.
-    const before = await page.evaluate(() => window.eppDashboard.refreshes);
-    await page.waitForFunction((b) => window.eppDashboard.refreshes > b, before, { timeout: 12000 });
-    out.auto_refreshed = true;
+    // One auto-refresh cycle (5 s default) must happen by itself (checked once, without key).
+    if (!apiKey) {
+      const before = await page.evaluate(() => window.eppDashboard.refreshes);
+      await page.waitForFunction((b) => window.eppDashboard.refreshes > b, before, { timeout: 12000 });
+      out.auto_refreshed = true;
+    }
     await page.screenshot({ path: screenshot, fullPage: true });
   } catch (e) {
     out.error = String(e);
