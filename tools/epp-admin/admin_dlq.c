@@ -23,9 +23,20 @@
 #include "epp_time.h"
 
 typedef struct {
+    char *name;
+    void *value;
+    size_t size;
+} header_t;
+
+/* A copy of one dead letter. Copies, not the rd_kafka_message_t: librdkafka's destroy waits
+ * for every message object of its handle to be freed first. */
+typedef struct {
     int32_t partition;
     int64_t offset;
-    rd_kafka_message_t *msg; /* owned; destroyed with rd_kafka_message_destroy */
+    void *key, *payload; /* owned; NULL when absent */
+    size_t key_len, len;
+    header_t *headers; /* owned */
+    size_t n_headers;
 } dead_t;
 
 typedef struct {
@@ -33,12 +44,70 @@ typedef struct {
     size_t n, cap;
 } dead_list_t;
 
+static void dead_free(dead_t *d)
+{
+    free(d->key);
+    free(d->payload);
+    for (size_t h = 0; h < d->n_headers; h++) {
+        free(d->headers[h].name);
+        free(d->headers[h].value);
+    }
+    free(d->headers);
+}
+
 static void dead_list_free(dead_list_t *l)
 {
     for (size_t i = 0; i < l->n; i++)
-        rd_kafka_message_destroy(l->items[i].msg);
+        dead_free(&l->items[i]);
     free(l->items);
     memset(l, 0, sizeof(*l));
+}
+
+static void *dup_bytes(const void *p, size_t n)
+{
+    if (!p)
+        return NULL;
+    void *c = malloc(n ? n : 1);
+    if (c)
+        memcpy(c, p, n);
+    return c;
+}
+
+/* Copies m into d. 0 or EPP_ENOMEM (d is then freed). */
+static int dead_copy(dead_t *d, const rd_kafka_message_t *m)
+{
+    memset(d, 0, sizeof(*d));
+    d->partition = m->partition;
+    d->offset = m->offset;
+    d->key_len = m->key_len;
+    d->len = m->len;
+    d->key = dup_bytes(m->key, m->key_len);
+    d->payload = dup_bytes(m->payload, m->len);
+    int rc = (m->key && !d->key) || (m->payload && !d->payload) ? EPP_ENOMEM : 0;
+    rd_kafka_headers_t *hdrs = NULL;
+    if (rc == 0 && rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        size_t cnt = rd_kafka_header_cnt(hdrs);
+        d->headers = calloc(cnt ? cnt : 1, sizeof(*d->headers));
+        if (!d->headers)
+            rc = EPP_ENOMEM;
+        const char *name;
+        const void *val;
+        size_t size;
+        for (size_t i = 0;
+             rc == 0 && i < cnt &&
+             rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
+             i++) {
+            header_t *h = &d->headers[d->n_headers++];
+            h->name = strdup(name);
+            h->value = val ? dup_bytes(val, size) : NULL;
+            h->size = size;
+            if (!h->name || (val && !h->value))
+                rc = EPP_ENOMEM;
+        }
+    }
+    if (rc != 0)
+        dead_free(d);
+    return rc;
 }
 
 static bool contains(const void *hay, size_t len, const char *needle)
@@ -47,23 +116,15 @@ static bool contains(const void *hay, size_t len, const char *needle)
 }
 
 /* Does the message mention filter in its value, key or any header value? */
-static bool matches(const rd_kafka_message_t *m, const char *filter)
+static bool matches(const dead_t *d, const char *filter)
 {
     if (!filter || !*filter)
         return true;
-    if (contains(m->payload, m->len, filter) || contains(m->key, m->key_len, filter))
+    if (contains(d->payload, d->len, filter) || contains(d->key, d->key_len, filter))
         return true;
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t size;
-        for (size_t i = 0;
-             rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-             i++)
-            if (contains(val, size, filter))
-                return true;
-    }
+    for (size_t i = 0; i < d->n_headers; i++)
+        if (contains(d->headers[i].value, d->headers[i].size, filter))
+            return true;
     return false;
 }
 
@@ -162,10 +223,14 @@ static int read_topic(const admin_conf_t *c, const char *topic, dead_list_t *out
                 out->items = items;
                 out->cap = cap;
             }
-            out->items[out->n++] = (dead_t){p, m->offset, m};
-        } else {
-            rd_kafka_message_destroy(m);
+            if (dead_copy(&out->items[out->n], m) != 0) {
+                rd_kafka_message_destroy(m);
+                rc = EPP_ENOMEM;
+                break;
+            }
+            out->n++;
         }
+        rd_kafka_message_destroy(m);
         if (done_here) {
             high[p] = -1;
             remaining--;
@@ -196,29 +261,21 @@ static void preview(epp_buf_t *b, const void *data, size_t len, size_t max)
 
 static void print_dead(const dead_t *d, size_t max_preview)
 {
-    const rd_kafka_message_t *m = d->msg;
     epp_buf_t b = {0};
     epp_buf_printf(&b, "%d:%lld", d->partition, (long long)d->offset);
-    if (m->key) {
+    if (d->key) {
         epp_buf_append_str(&b, " key=");
-        preview(&b, m->key, m->key_len, 64);
+        preview(&b, d->key, d->key_len, 64);
     }
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        const char *name;
-        const void *val;
-        size_t size;
-        for (size_t i = 0;
-             rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-             i++) {
-            if (strncmp(name, "error.", 6) != 0 && strncmp(name, "source.", 7) != 0)
-                continue;
-            epp_buf_printf(&b, " %s=", name);
-            preview(&b, val, size, 200);
-        }
+    for (size_t i = 0; i < d->n_headers; i++) {
+        const header_t *h = &d->headers[i];
+        if (strncmp(h->name, "error.", 6) != 0 && strncmp(h->name, "source.", 7) != 0)
+            continue;
+        epp_buf_printf(&b, " %s=", h->name);
+        preview(&b, h->value, h->size, 200);
     }
     epp_buf_append_str(&b, "\n    ");
-    preview(&b, m->payload, m->len, max_preview);
+    preview(&b, d->payload, d->len, max_preview);
     printf("%s\n", b.data);
     epp_buf_free(&b);
 }
@@ -229,7 +286,7 @@ int admin_dlq_list(const admin_conf_t *c)
     int rc = read_topic(c, c->dlq_topic, &l);
     size_t shown = 0, matched = 0;
     for (size_t i = 0; i < l.n; i++) {
-        if (!matches(l.items[i].msg, c->filter))
+        if (!matches(&l.items[i], c->filter))
             continue;
         matched++;
         if (c->limit <= 0 || (int64_t)shown < c->limit) {
@@ -356,7 +413,7 @@ int admin_dlq_replay(const admin_conf_t *c)
     int chosen = 0, queued = 0;
     for (size_t i = 0; i < l.n; i++) {
         const dead_t *d = &l.items[i];
-        if (!matches(d->msg, c->filter))
+        if (!matches(d, c->filter))
             continue;
         bool picked = npicks == 0;
         for (size_t k = 0; k < npicks; k++) {
@@ -374,17 +431,11 @@ int admin_dlq_replay(const admin_conf_t *c)
             continue;
         }
         /* The original headers minus our error bookkeeping, plus where this came from. */
-        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(8);
-        rd_kafka_headers_t *src = NULL;
-        if (rd_kafka_message_headers(d->msg, &src) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            const char *name;
-            const void *val;
-            size_t size;
-            for (size_t h = 0;
-                 rd_kafka_header_get_all(src, h, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR;
-                 h++)
-                if (strncmp(name, "error.", 6) != 0 && strncmp(name, "source.", 7) != 0)
-                    rd_kafka_header_add(hdrs, name, -1, val, (ssize_t)size);
+        rd_kafka_headers_t *hdrs = rd_kafka_headers_new(d->n_headers + 1);
+        for (size_t h = 0; h < d->n_headers; h++) {
+            const header_t *hd = &d->headers[h];
+            if (strncmp(hd->name, "error.", 6) != 0 && strncmp(hd->name, "source.", 7) != 0)
+                rd_kafka_header_add(hdrs, hd->name, -1, hd->value, (ssize_t)hd->size);
         }
         char from[256];
         snprintf(from, sizeof(from), "%s/%d/%lld", c->dlq_topic, d->partition,
@@ -393,9 +444,9 @@ int admin_dlq_replay(const admin_conf_t *c)
         rd_kafka_resp_err_t e;
         for (;;) {
             e = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_KEY(d->msg->key, d->msg->key_len),
-                RD_KAFKA_V_VALUE(d->msg->payload, d->msg->len),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+                rk, RD_KAFKA_V_TOPIC(c->topic), RD_KAFKA_V_KEY(d->key, d->key_len),
+                RD_KAFKA_V_VALUE(d->payload, d->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
             if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
                 break;
             rd_kafka_poll(rk, 100);
