@@ -157,6 +157,7 @@ class Outcomes:
         self.statuses = {}    # HTTP status (or exception name) -> count
         self.max_latency = 0.0
         self.first = {"ok": 0, "failed": 0, "unknown": 0}   # first answer per event
+        self.how = {}         # event_id -> [(path, status, sent at (epoch s), latency s)]
 
     def record_request(self, status, latency):
         with self.lock:
@@ -310,7 +311,13 @@ def send_events(o, conn, evs, batch, retry=False):
         if isinstance(e, (ConnectionRefusedError, ConnectionResetError)):
             time.sleep(0.05)
         return None
-    o.record_request(status, time.monotonic() - t0)
+    lat = time.monotonic() - t0
+    o.record_request(status, lat)
+    with o.lock:
+        for i, ev in enumerate(evs):
+            o.how.setdefault(ev["event_id"], []).append(
+                ("%s[%d]" % (path, i) if batch else path, status, round(time.time() - lat, 3),
+                 round(lat, 3)))
     try:
         parsed = json.loads(raw) if raw else None
     except ValueError:
@@ -683,7 +690,9 @@ class Harness:
             "notes": list(self.notes), "problems": list(self.problems),
         }
         if lost and not self.expect_gap:
-            self.problem("lost (first 5): %s" % lost[:5])
+            self.problem("lost (first 5): %s; %d of the lost are not in the topic either; "
+                         "details in %s" % (lost[:5], sum(1 for e in lost if e not in topic_counts),
+                                            self.dump(lost, "lost")))
         if phantom:
             self.problem("phantom (first 5): %s" % phantom[:5])
         if strangers:
@@ -704,6 +713,15 @@ class Harness:
         res["problems"] = list(self.problems)
         res["passed"] = not self.problems
         return res
+
+    def dump(self, ids, what):
+        """Writes what is known about these events to BUILD/chaos/<name>-<what>.json."""
+        path = os.path.join(self.base_env["EPP_BUILD_DIR"], "chaos",
+                            "%s-%s.json" % (self.name, what))
+        with open(path, "w") as f:
+            json.dump([{"event": self.o.events.get(e), "requests": self.o.how.get(e)}
+                       for e in ids], f, indent=1)
+        return path
 
     def ensure_up(self):
         """Every service the scenario left stopped (SIGSTOP) or dead is resumed / restarted, so
