@@ -65,7 +65,7 @@ analytics_pool_t *analytics_pool_create(const analytics_pool_opts_t *opts)
     }
     for (unsigned i = 0; i < pool->size; i++)
         pool->conns[i].pool = pool;
-    atomic_store(&pool->healthy, 0);
+    atomic_store(&pool->healthy, 1); /* until a connect fails: the first failure is then logged */
     if (opts->metrics) {
         static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                                          0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
@@ -145,11 +145,10 @@ static int conn_open(analytics_conn_t *conn, epp_pg_error_t *err)
     for (size_t i = 0; rc == 0 && i < pool->nstmts; i++) {
         PGresult *res =
             PQprepare(pg, pool->stmts[i].name, pool->stmts[i].sql, pool->stmts[i].nparams, NULL);
+        /* A failure here is usually a schema not migrated yet (the consumer applies it): the
+         * caller logs it once per outage and retries after the back-off. */
         rc = epp_pg_result_error(pg, res, err);
         PQclear(res);
-        if (rc < 0)
-            EPP_LOGKV(EPP_LOG_ERROR, "cannot prepare statement", "statement", pool->stmts[i].name,
-                      "error", err ? err->message : "");
     }
     if (rc < 0) {
         PQfinish(pg);
@@ -227,8 +226,9 @@ int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t
             pthread_mutex_lock(&pool->mu);
             pool->down_until_us = epp_time_mono_us() + POOL_DOWN_BACKOFF_US;
             pthread_mutex_unlock(&pool->mu);
-            EPP_LOGKV(was_healthy ? EPP_LOG_WARN : EPP_LOG_DEBUG, "database connect failed",
-                      "error", err ? err->message : "");
+            EPP_LOGKV(was_healthy ? EPP_LOG_WARN : EPP_LOG_DEBUG,
+                      "database unusable (unreachable, or schema not migrated yet)", "error",
+                      err ? err->message : "");
             analytics_pool_release(pool, conn);
             return rc == EPP_EINVAL ? EPP_EINVAL : EPP_EUNAVAIL;
         }

@@ -6,6 +6,7 @@
 const { chromium } = require("playwright-core");
 
 const [base, expectedTotal, screenshot, userDataDir, apiKey] = process.argv.slice(2);
+// DASH_TIMEOUT_MS: how long to wait for the expected total (default 20 s).
 
 function rgbCount(data, rgb, tol) {
   let n = 0;
@@ -34,6 +35,7 @@ function rgbCount(data, rgb, tol) {
     });
     page.on("console", (m) => { if (m.type() === "error") out.console_errors.push(m.text()); });
     page.on("pageerror", (e) => out.console_errors.push(String(e)));
+    const loadedAt = Date.now();
     await page.goto(base + "/dashboard", { waitUntil: "load" });
     if (apiKey) {
       await page.waitForSelector("#keyform:not([hidden])", { timeout: 15000 });
@@ -44,7 +46,8 @@ function rgbCount(data, rgb, tol) {
     await page.waitForFunction((n) => {
       const el = document.getElementById("total");
       return el && el.getAttribute("data-value") === String(n);
-    }, expectedTotal, { timeout: 20000 });
+    }, expectedTotal, { timeout: parseInt(process.env.DASH_TIMEOUT_MS || "20000", 10) });
+    out.reached_ms = Date.now() - loadedAt;
     // Let uPlot paint both charts.
     await page.waitForFunction(() => window.eppDashboard && window.eppDashboard.topPlot &&
                                      window.eppDashboard.seriesPlot, null, { timeout: 10000 });
