@@ -87,6 +87,9 @@ int64_t epp_hist_percentile(const epp_hist_t *h, double p)
     for (int i = 0; i < EPP_HIST_BUCKETS; i++) {
         seen += h->counts[i];
         if (seen >= rank) {
+            /* The top bucket also holds everything beyond the range: the max is the answer. */
+            if (i == EPP_HIST_BUCKETS - 1)
+                return h->max;
             int64_t v = epp_hist_bucket_high(i);
             return v > h->max ? h->max : v;
         }
