@@ -70,6 +70,8 @@ int analytics_dashboard_register(epp_http_server_t *srv)
     const unsigned flags = EPP_HTTP_ROUTE_PUBLIC | EPP_HTTP_ROUTE_NO_BODY;
     int rc = epp_http_route(srv, "GET", "/dashboard", h_page, NULL, flags);
     if (rc == 0)
+        rc = epp_http_route(srv, "GET", "/dashboard/", h_page, NULL, flags);
+    if (rc == 0)
         rc = epp_http_route(srv, "GET", "/dashboard/assets/{name}", h_asset, NULL, flags);
     if (rc == 0)
         rc = epp_http_route(srv, "GET", "/openapi.json", h_openapi, NULL, flags);

@@ -185,6 +185,20 @@ for rname, (lo, hi) in ranges.items():
                                                            "" if ok else "  ANSWERS DIFFER"))
 print("worst p99 %.2f ms (target < 5 ms): %s; worst ratio SQL/p99 %.0fx (target >= 50x): %s; answers equal: %s" % (
     worst_p99, "PASS" if worst_p99 < 5 else "FAIL", worst_ratio, "PASS" if worst_ratio >= 50 else "FAIL", all_same))
+
+# Informational (no target): exact distinct users costs O(sum of daily active users) from
+# epp_user_day plus the raw rows of the partial days.
+for rname, (lo, hi) in ranges.items():
+    url = "/analytics/users/active?" + urllib.parse.urlencode({"from_ts": lo, "to_ts": hi})
+    get(url)
+    lat = sorted(get(url)[0] for _ in range(10))
+    t0 = time.perf_counter()
+    cur.execute('SELECT count(DISTINCT user_id) FROM public.events WHERE "timestamp" >= %s AND "timestamp" < %s', (lo, hi))
+    (n,), = cur.fetchall()
+    sql_ms = (time.perf_counter() - t0) * 1000.0
+    _, _, data = get(url)
+    print("%-18s %-4s %8.2fms %8.2fms %10.1fms %9.0fx  (10 requests; equal: %s)" % (
+        "users/active", rname, lat[5], lat[-1], sql_ms, sql_ms / lat[-1], json.loads(data)["unique_users"] == n))
 PYEOF
 
 # Dashboard-style load: the five URLs the page polls, for the last hour and day of the data.
