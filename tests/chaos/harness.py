@@ -672,6 +672,13 @@ class Harness:
             conn.close()
         dlq_counts, _ = self.read_topic(self.dlq, timeout=20)
         crashed = [s.name for s in self.services() if not s.alive() and not s.killed_on_purpose]
+        for s in self.consumers:
+            if s.alive():
+                vals = {m: s.metric("epp_consumer_" + m) for m in
+                        ("retries_total", "duplicates_skipped_total", "commit_unknown_total",
+                         "offset_reset_errors_total")}
+                self.note("%s (since its last start): %s" % (s.name, ", ".join(
+                    "%s=%d" % (k, v) for k, v in vals.items() if v)))
         res = {
             "scenario": self.scenario,
             "requests": self.o.requests,

@@ -274,8 +274,9 @@ def retention_gap(env, pg, full):
                       (after - before))
     h = H.Harness(env, pg, "retention_gap", full, partitions=1)
     r = run(h, body)
-    r["notes"].append("lost %d = events deleted by the broker's retention before they were read "
-                      "(expected, reported)" % r.get("lost", 0))
+    r["notes"].append("lost %d = events deleted by the broker's retention before they were read, "
+                      "and the ones behind them in the stalled partition (expected, reported)" %
+                      r.get("lost", 0))
     return r
 
 
