@@ -155,6 +155,7 @@ typedef struct {
     int64_t in_flight; /* requests on connections */
     int64_t completed; /* responses read (any status) */
     int64_t last_done_ns;
+    int64_t last_issue_ns;
     /* Results. */
     epp_hist_t hist;
     counter_t status[32];
@@ -494,6 +495,7 @@ static void issue(load_t *L, conn_t *c, int64_t req)
     c->state = CONN_BUSY;
     c->sent_ns = now_ns();
     L->issued++;
+    L->last_issue_ns = c->sent_ns;
     L->in_flight++;
     if (conn_write(L, c) != 0) {
         /* Fails at once only when the socket is already dead: try again on a fresh one. */
@@ -784,10 +786,13 @@ static void print_report(load_t *L, double duration_s)
 {
     const load_conf_t *c = L->conf;
     double el = (double)(L->last_done_ns - L->start_ns) / 1e9;
-    /* The achieved rate is over the scheduled window, or longer when responses came late. */
-    if (el < duration_s)
-        el = duration_s;
-    double rate = el > 0 ? (double)L->completed / el : 0;
+    /* The achieved rate: responses over the sending window -- the scheduled duration, or longer
+     * when the generator fell behind (no idle connection) and sent its last request late. The
+     * time the last responses take to arrive is not part of it (it is in the latencies). */
+    double window = (double)(L->last_issue_ns - L->start_ns + (int64_t)L->interval_ns) / 1e9;
+    if (window < duration_s)
+        window = duration_s;
+    double rate = window > 0 ? (double)L->completed / window : 0;
     int64_t per = c->batch > 0 ? c->batch : 1;
     uint64_t ok = 0, errs = 0;
     for (size_t i = 0; i < L->n_status; i++)
@@ -805,11 +810,12 @@ static void print_report(load_t *L, double duration_s)
     if (c->json) {
         printf("{\"url\":\"http://%s:%s%s\",\"target_rps\":%.1f,\"duration_s\":%.3f,"
                "\"connections\":%lld,\"batch\":%lld,\"scheduled\":%lld,\"sent\":%lld,"
-               "\"completed\":%lld,\"not_sent\":%lld,\"elapsed_s\":%.3f,\"achieved_rps\":%.1f,"
+               "\"completed\":%lld,\"not_sent\":%lld,\"elapsed_s\":%.3f,\"send_window_s\":%.3f,"
+               "\"achieved_rps\":%.1f,"
                "\"events_per_s\":%.1f,\"ok\":%llu,",
                L->host, L->port, L->path, c->rps, duration_s, (long long)c->connections,
                (long long)c->batch, (long long)L->total, (long long)L->issued,
-               (long long)L->completed, (long long)not_sent, el, rate, rate * (double)per,
+               (long long)L->completed, (long long)not_sent, el, window, rate, rate * (double)per,
                (unsigned long long)ok);
         printf("\"latency_us\":{\"p50\":%lld,\"p90\":%lld,\"p99\":%lld,\"p99_9\":%lld,"
                "\"max\":%lld,\"mean\":%.1f},",
@@ -831,7 +837,9 @@ static void print_report(load_t *L, double duration_s)
            c->batch > 0 ? " (batch)" : "");
     printf("requests:  %lld scheduled, %lld sent, %lld completed, %lld not sent\n",
            (long long)L->total, (long long)L->issued, (long long)L->completed, (long long)not_sent);
-    printf("achieved:  %.1f req/s (%.1f events/s) over %.3f s\n", rate, rate * (double)per, el);
+    printf("achieved:  %.1f req/s (%.1f events/s) over %.3f s of sending; last response at "
+           "%.3f s\n",
+           rate, rate * (double)per, window, el);
     printf("latency:   p50=%.3fms p90=%.3fms p99=%.3fms p99.9=%.3fms max=%.3fms mean=%.3fms "
            "(from intended send time)\n",
            (double)v[0] / 1e3, (double)v[1] / 1e3, (double)v[2] / 1e3, (double)v[3] / 1e3,
