@@ -55,7 +55,7 @@ static const epp_conf_opt_t backup_opts[] = {
     OPT_FORMAT("ndjson"),
     EPP_CONF_STR("out", NULL, NULL, admin_conf_t, out,
                  "output file, gzip'd when it ends in .gz; default "
-                 "epp-backup-<UTC time>.<format>.gz"),
+                 "epp-backup-UTCTIME.FORMAT.gz"),
     OPT_LOG,
     EPP_CONF_END,
 };
@@ -74,7 +74,7 @@ static const epp_conf_opt_t delete_opts[] = {
     EPP_CONF_BOOL("dry-run", NULL, "false", admin_conf_t, dry_run,
                   "only count the rows that would be deleted"),
     EPP_CONF_STR("backup-out", NULL, NULL, admin_conf_t, backup_out,
-                 "backup of the deleted rows; default epp-delete-test-<UTC time>.<format>.gz"),
+                 "backup of the deleted rows; default epp-delete-test-UTCTIME.FORMAT.gz"),
     OPT_FORMAT("ndjson"),
     OPT_LOG,
     EPP_CONF_END,

@@ -58,6 +58,7 @@ typedef struct {
     char *test_marker;
     char *api_key;
     char *log_level;
+    bool help_markdown;
 } load_conf_t;
 
 static const epp_conf_opt_t load_opts[] = {
@@ -81,7 +82,7 @@ static const epp_conf_opt_t load_opts[] = {
     EPP_CONF_INT("templates", NULL, "1024", 1, 1000000, load_conf_t, templates,
                  "distinct pre-rendered request bodies to cycle through"),
     EPP_CONF_INT("users", NULL, "1000", 1, 100000000, load_conf_t, users,
-                 "distinct user_ids (<user-prefix><n>)"),
+                 "distinct user_ids (--user-prefix and a number)"),
     EPP_CONF_STR("user-prefix", NULL, "load-", load_conf_t, user_prefix, "user_id prefix"),
     EPP_CONF_STR("event-names", NULL, EPP_EVGEN_DEFAULT_NAMES, load_conf_t, event_names,
                  "comma-separated event names to pick from"),
@@ -91,6 +92,8 @@ static const epp_conf_opt_t load_opts[] = {
                         "API key, sent as Authorization: Bearer"),
     EPP_CONF_STR("log-level", "LOG_LEVEL", "warn", load_conf_t, log_level,
                  "debug, info, warn, error, off"),
+    EPP_CONF_BOOL("help-markdown", NULL, "false", load_conf_t, help_markdown,
+                  "print the options as a Markdown table (for the docs) and exit"),
     EPP_CONF_END,
 };
 
@@ -870,6 +873,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "epp-load: %s\n", err);
         epp_config_free(load_opts, &conf);
         return 2;
+    }
+    if (conf.help_markdown) {
+        epp_config_print_markdown(stdout, load_opts);
+        epp_config_free(load_opts, &conf);
+        return 0;
     }
     epp_log_level_t level = EPP_LOG_WARN;
     epp_log_level_parse(conf.log_level, &level);

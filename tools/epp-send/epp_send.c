@@ -38,6 +38,7 @@ typedef struct {
     char *test_marker;
     char *user_prefix;
     char *log_level;
+    bool help_markdown;
     int64_t seed;
 } send_conf_t;
 
@@ -46,7 +47,7 @@ static const epp_conf_opt_t send_opts[] = {
                  "ingestion base URL or full /events URL (both accepted)"),
     EPP_CONF_INT("count", NULL, "300", 1, 100000000, send_conf_t, count, "events to send"),
     EPP_CONF_INT("users", NULL, "30", 1, 100000000, send_conf_t, users,
-                 "distinct users the events are spread over (user_id = <user-prefix><n>)"),
+                 "distinct users the events are spread over (user_id: --user-prefix and a number)"),
     EPP_CONF_INT("batch", NULL, "0", 0, 1000, send_conf_t, batch,
                  "events per request via POST /events/batch (0: one event per POST /events)"),
     EPP_CONF_INT("concurrency", NULL, "8", 1, 1024, send_conf_t, concurrency,
@@ -68,6 +69,8 @@ static const epp_conf_opt_t send_opts[] = {
                  "random seed for event contents (0: from the clock)"),
     EPP_CONF_STR("log-level", "LOG_LEVEL", "warn", send_conf_t, log_level,
                  "debug, info, warn, error, off"),
+    EPP_CONF_BOOL("help-markdown", NULL, "false", send_conf_t, help_markdown,
+                  "print the options as a Markdown table (for the docs) and exit"),
     EPP_CONF_END,
 };
 
@@ -382,6 +385,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "epp-send: %s\n", err);
         epp_config_free(send_opts, &conf);
         return 2;
+    }
+    if (conf.help_markdown) {
+        epp_config_print_markdown(stdout, send_opts);
+        epp_config_free(send_opts, &conf);
+        return 0;
     }
     epp_log_level_t level = EPP_LOG_WARN;
     epp_log_level_parse(conf.log_level, &level);
