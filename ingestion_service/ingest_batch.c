@@ -132,25 +132,6 @@ unsigned ingest_event_error_status(int rc)
     return rc == EPP_ETOOBIG ? 413 : rc == EPP_ENOMEM ? 503 : 400;
 }
 
-static int batch_alloc(ingest_batch_t *batch, size_t n, ingest_fail_t *fail)
-{
-    batch->items = calloc(n ? n : 1, sizeof *batch->items);
-    if (!batch->items) {
-        fail_set(fail, 503, "out_of_memory", NULL, "out of memory");
-        return EPP_ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++)
-        epp_event_init(&batch->items[i].ev);
-    batch->n = n;
-    return 0;
-}
-
-static void item_finish(ingest_batch_t *batch, ingest_item_t *it)
-{
-    if (it->rc == 0)
-        batch->n_valid++;
-}
-
 /* A blank NDJSON line holds only whitespace (a trailing \r included). */
 static int line_blank(const char *p, const char *end)
 {
@@ -161,7 +142,7 @@ static int line_blank(const char *p, const char *end)
 }
 
 static int parse_ndjson(const char *body, size_t len, size_t max_events, int64_t now_us,
-                        ingest_batch_t *batch, ingest_fail_t *fail)
+                        const ingest_batch_visitor_t *vis, ingest_fail_t *fail)
 {
     const char *end = body + len;
     size_t n = 0;
@@ -178,26 +159,29 @@ static int parse_ndjson(const char *body, size_t len, size_t max_events, int64_t
         fail_set(fail, 400, "invalid_field", NULL, "the batch holds no events");
         return EPP_EINVAL;
     }
-    int rc = batch_alloc(batch, n, fail);
+    int rc = vis->begin(n, vis->ud);
     if (rc < 0)
         return rc;
+    epp_event_t ev;
+    epp_event_error_t err;
+    epp_event_init(&ev);
     size_t i = 0;
-    for (const char *p = body; p < end && i < n;) {
+    for (const char *p = body; p < end && i < n && rc == 0;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         if (!line_blank(p, le)) {
-            ingest_item_t *it = &batch->items[i++];
-            it->rc = epp_event_parse(p, (size_t)(le - p), EPP_EVENT_FROM_CLIENT, now_us, &it->ev,
-                                     &it->err);
-            item_finish(batch, it);
+            int erc =
+                epp_event_parse(p, (size_t)(le - p), EPP_EVENT_FROM_CLIENT, now_us, &ev, &err);
+            rc = vis->event(i++, erc, &ev, &err, vis->ud);
         }
         p = nl ? nl + 1 : end;
     }
-    return 0;
+    epp_event_clear(&ev);
+    return rc;
 }
 
 static int parse_json(const char *body, size_t len, size_t max_events, int64_t now_us,
-                      ingest_batch_t *batch, ingest_fail_t *fail)
+                      const ingest_batch_visitor_t *vis, ingest_fail_t *fail)
 {
     /* No depth limit beyond the parser's own: an event whose metadata is too deep is then
      * rejected by index instead of failing its whole batch. */
@@ -239,33 +223,24 @@ static int parse_json(const char *body, size_t len, size_t max_events, int64_t n
         epp_json_doc_destroy(doc);
         return EPP_EINVAL;
     }
-    rc = batch_alloc(batch, n, fail);
-    if (rc < 0) {
-        epp_json_doc_destroy(doc);
-        return rc;
+    rc = vis->begin(n, vis->ud);
+    epp_event_t ev;
+    epp_event_error_t err;
+    epp_event_init(&ev);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        int erc =
+            epp_event_from_value(arr->u.arr.items[i], EPP_EVENT_FROM_CLIENT, now_us, &ev, &err);
+        rc = vis->event(i, erc, &ev, &err, vis->ud);
     }
-    for (size_t i = 0; i < n; i++) {
-        ingest_item_t *it = &batch->items[i];
-        it->rc = epp_event_from_value(arr->u.arr.items[i], EPP_EVENT_FROM_CLIENT, now_us, &it->ev,
-                                      &it->err);
-        item_finish(batch, it);
-    }
+    epp_event_clear(&ev);
     epp_json_doc_destroy(doc);
-    return 0;
+    return rc;
 }
 
 int ingest_batch_parse(const char *body, size_t len, ingest_media_t media, size_t max_events,
-                       int64_t now_us, ingest_batch_t *batch, ingest_fail_t *fail)
+                       int64_t now_us, const ingest_batch_visitor_t *visitor, ingest_fail_t *fail)
 {
     if (media == INGEST_MEDIA_NDJSON)
-        return parse_ndjson(body, len, max_events, now_us, batch, fail);
-    return parse_json(body, len, max_events, now_us, batch, fail);
-}
-
-void ingest_batch_free(ingest_batch_t *batch)
-{
-    for (size_t i = 0; i < batch->n; i++)
-        epp_event_clear(&batch->items[i].ev);
-    free(batch->items);
-    memset(batch, 0, sizeof *batch);
+        return parse_ndjson(body, len, max_events, now_us, visitor, fail);
+    return parse_json(body, len, max_events, now_us, visitor, fail);
 }

@@ -45,30 +45,28 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
  * 503 when memory ran out (EPP_ENOMEM: retrying may work), else 400. */
 unsigned ingest_event_error_status(int rc);
 
-/* One element of a batch: either a valid event (rc == 0) or a rejection (rc < 0, err filled). */
+/* What ingest_batch_parse() reports, in request order. Both callbacks return 0 to go on or a
+ * negative code to stop the parse (which then returns that code). */
 typedef struct {
-    int rc;
-    epp_event_t ev;
-    epp_event_error_t err;
-} ingest_item_t;
+    /* Once, before the first event, when the body is a usable batch of n (1..max) events. After
+     * begin, the body as a whole can no longer fail: every event gets its event() call. */
+    int (*begin)(size_t n, void *ud);
+    /* Once per event. rc == 0: ev is valid -- borrowed until the callback returns (the same
+     * epp_event_t is reused for the next event, so nothing is allocated per event); rc < 0
+     * (EPP_EINVAL, EPP_ETOOBIG, EPP_ENOMEM): err says why it was rejected. */
+    int (*event)(size_t index, int rc, const epp_event_t *ev, const epp_event_error_t *err,
+                 void *ud);
+    void *ud;
+} ingest_batch_visitor_t;
 
-typedef struct {
-    ingest_item_t *items; /* n of them, in request order */
-    size_t n;
-    size_t n_valid;
-} ingest_batch_t;
-
-/* Splits and validates a batch body (already decoded) in client mode at now_us. media selects
- * JSON (an array, or an object whose only member is "events": [...]) or NDJSON (one event per
- * line; blank lines ignored). Returns 0 with batch filled -- individual events may be rejected,
- * that is not a failure -- or a negative code with fail filled when the body as a whole is
- * unusable: not JSON / not a batch shape (400 invalid_json), no events (400 invalid_field),
- * more than max_events (413 too_large). batch must be zeroed; free it with ingest_batch_free()
- * in both cases. */
+/* Splits and validates a batch body (already decoded) in client mode at now_us, calling the
+ * visitor for it. media selects JSON (an array, or an object whose only member is
+ * "events": [...]) or NDJSON (one event per line; blank lines ignored). Returns 0 -- individual
+ * events may have been rejected, that is not a failure -- or a negative code: with fail filled
+ * when the body as a whole is unusable (before begin): not JSON / not a batch shape (400
+ * invalid_json), no events (400 invalid_field), more than max_events (413 too_large); or the
+ * code a callback returned. */
 int ingest_batch_parse(const char *body, size_t len, ingest_media_t media, size_t max_events,
-                       int64_t now_us, ingest_batch_t *batch, ingest_fail_t *fail);
-
-/* Frees every event and the item array; batch is zeroed. Accepts a zeroed batch. */
-void ingest_batch_free(ingest_batch_t *batch);
+                       int64_t now_us, const ingest_batch_visitor_t *visitor, ingest_fail_t *fail);
 
 #endif

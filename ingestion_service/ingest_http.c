@@ -51,6 +51,7 @@ typedef struct {
     res_state_t state;
     rd_kafka_resp_err_t kerr;
     int send_rc;
+    epp_event_error_t *err; /* RES_INVALID: a copy of the rejection (NULL if out of memory) */
     char event_id[EPP_UUID_STRLEN + 1];
 } ingest_res_t;
 
@@ -62,9 +63,9 @@ struct ingest_req {
     epp_http_req_t *http;
     atomic_uint pending;
     bool is_batch;
+    bool suspended; /* the handler called epp_http_suspend() */
     size_t n;
-    ingest_res_t *res;    /* n entries: &one for POST /events */
-    ingest_batch_t items; /* POST /events/batch: the rejected items' errors */
+    ingest_res_t *res; /* n entries: &one for POST /events */
     ingest_res_t one;
 };
 
@@ -193,9 +194,11 @@ static void kafka_failure(const ingest_res_t *r, const char **code, const char *
 
 static void req_free(ingest_req_t *r)
 {
-    if (r->res != &r->one)
+    if (r->res != &r->one) {
+        for (size_t i = 0; i < r->n; i++)
+            free(r->res[i].err);
         free(r->res);
-    ingest_batch_free(&r->items);
+    }
     free(r);
 }
 
@@ -264,11 +267,11 @@ static void finish_batch(ingest_req_t *r)
             epp_buf_append_char(&out, '"');
         }
         if (res->state == RES_INVALID) {
-            const epp_event_error_t *e = &r->items.items[i].err;
-            const char *code = e->code ? e->code : "invalid_json";
+            const epp_event_error_t *e = res->err;
+            const char *code = e && e->code ? e->code : "invalid_json";
             count_rejected(r->app, code, 1);
             epp_buf_append_char(&out, ',');
-            append_error(&out, code, e->message, e->field);
+            append_error(&out, code, e ? e->message : "invalid event", e ? e->field : NULL);
         } else if (res->state != RES_ACCEPTED) {
             const char *code, *msg;
             unsigned ra;
@@ -416,6 +419,49 @@ static void handle_event(epp_http_req_t *http, void *ud)
     req_release(r);
 }
 
+/* The batch visitor: each valid event is sent as soon as it is validated, so a batch never
+ * holds more than one parsed event at a time. */
+typedef struct {
+    ingest_app_t *app;
+    ingest_req_t *r;
+    char traceparent[56];
+} batch_ctx_t;
+
+static int batch_begin(size_t n, void *ud)
+{
+    batch_ctx_t *ctx = ud;
+    ctx->r->res = calloc(n, sizeof *ctx->r->res);
+    if (!ctx->r->res) {
+        ctx->r->res = &ctx->r->one;
+        return EPP_ENOMEM;
+    }
+    ctx->r->n = n;
+    return 0;
+}
+
+static int batch_event(size_t index, int rc, const epp_event_t *ev, const epp_event_error_t *err,
+                       void *ud)
+{
+    batch_ctx_t *ctx = ud;
+    ingest_req_t *r = ctx->r;
+    ingest_res_t *res = &r->res[index];
+    res->req = r;
+    if (rc < 0) {
+        res->state = RES_INVALID;
+        res->err = malloc(sizeof *res->err);
+        if (res->err)
+            *res->err = *err;
+        return 0;
+    }
+    if (!r->suspended) {
+        /* The first valid event: from now on the reply may come from the delivery thread. */
+        r->suspended = true;
+        epp_http_suspend(r->http);
+    }
+    send_event(ctx->app, res, ev, ctx->traceparent);
+    return 0;
+}
+
 static void handle_batch(epp_http_req_t *http, void *ud)
 {
     ingest_app_t *app = ud;
@@ -433,43 +479,31 @@ static void handle_batch(epp_http_req_t *http, void *ud)
         epp_http_reply_error(http, 503, "out_of_memory", "out of memory", NULL, 1);
         return;
     }
+    r->app = app;
+    r->http = http;
+    r->is_batch = true;
+    r->res = &r->one;
+    atomic_init(&r->pending, 1);
+    batch_ctx_t ctx = {.app = app, .r = r};
+    ingest_traceparent(epp_http_header(http, "traceparent"), ctx.traceparent);
+    ingest_batch_visitor_t vis = {.begin = batch_begin, .event = batch_event, .ud = &ctx};
     ingest_fail_t fail = {0};
     int rc = ingest_batch_parse(body, len, media, (size_t)app->conf->max_batch_events,
-                                epp_time_now_us(), &r->items, &fail);
+                                epp_time_now_us(), &vis, &fail);
     epp_buf_free(&scratch);
     if (rc < 0) {
+        /* Only begin() can fail once the body is a usable batch, and then nothing was sent. */
+        if (!fail.code) {
+            fail.status = 503;
+            fail.code = "out_of_memory";
+            snprintf(fail.message, sizeof fail.message, "out of memory");
+        }
         reply_fail(app, http, &fail);
         req_free(r);
         return;
     }
-    r->app = app;
-    r->http = http;
-    r->is_batch = true;
-    r->n = r->items.n;
-    r->res = calloc(r->n, sizeof *r->res);
-    if (!r->res) {
-        r->res = &r->one;
-        req_free(r);
-        epp_http_reply_error(http, 503, "out_of_memory", "out of memory", NULL, 1);
-        return;
-    }
-    atomic_init(&r->pending, 1);
-    char tp[56];
-    ingest_traceparent(epp_http_header(http, "traceparent"), tp);
-    if (r->items.n_valid > 0)
-        epp_http_suspend(http);
-    for (size_t i = 0; i < r->n; i++) {
-        ingest_item_t *it = &r->items.items[i];
-        r->res[i].req = r;
-        if (it->rc < 0) {
-            r->res[i].state = RES_INVALID;
-            continue;
-        }
-        send_event(app, &r->res[i], &it->ev, tp);
-        /* The serialised copy is in the producer now; keep only what the reply needs. */
-        epp_event_clear(&it->ev);
-        epp_event_init(&it->ev);
-    }
+    /* Drops the handler's hold. Without a valid event nothing was suspended and the reply (all
+     * rejected) goes out right here, on this thread. */
     req_release(r);
 }
 

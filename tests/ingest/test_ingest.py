@@ -646,9 +646,15 @@ def sigterm(env):
             threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
             for th in threads:
                 th.start()
-            # Wait until the server holds (almost) all of them, then stop it.
-            t.wait_for(lambda: (metric_value(svc, "epp_ingest_producer_queue_messages") or 0)
-                       >= 150, 15, interval=0.05, msg="requests in flight")
+            # Wait until the server holds all of them (each one's event is in the producer's
+            # queue), then stop it: a connection still in the listen backlog would be refused.
+            def all_in_flight():
+                q = metric_value(svc, "epp_ingest_producer_queue_messages") or 0
+                h = metric_value(svc, "epp_http_requests_in_flight") or 0
+                return (q, h) if q >= 200 and h >= 200 else None
+
+            q, h = t.wait_for(all_in_flight, 20, interval=0.05, msg="200 requests in flight")
+            print("sigterm: %d messages queued, %d requests in flight at SIGTERM" % (q, h))
             svc.proc.send_signal(signal.SIGTERM)
             for th in threads:
                 th.join(40)
@@ -669,6 +675,37 @@ def sigterm(env):
             t.check(not missing, "202'd but not in the topic: %r" % missing[:5])
             t.check(len(accepted) >= 150, "only %d of 200 delivered before shutdown" %
                     len(accepted))
+        finally:
+            svc.stop()
+        t.check(exit_code == 0, "exit code %s" % exit_code)
+
+        # Phase 2: the acks take longer than SHUTDOWN_TIMEOUT_MS. Every request still gets an
+        # answer -- 503, since nothing was acknowledged -- and the exit is prompt and clean.
+        svc = start_ingest(kenv, topic, {"SHUTDOWN_TIMEOUT_MS": "500",
+                                         "KAFKA_DELIVERY_TIMEOUT_MS": "20000"})
+        try:
+            wait_ready(svc)
+            t.broker_control(kenv, "POST", "/brokers/1/rtt?ms=4000")
+            results, errors = [], []
+            threads = [threading.Thread(target=one, args=(1000 + i,)) for i in range(50)]
+            for th in threads:
+                th.start()
+            t.wait_for(lambda: (metric_value(svc, "epp_ingest_producer_queue_messages") or 0)
+                       >= 50, 20, interval=0.05, msg="50 requests in flight")
+            start = time.monotonic()
+            svc.proc.send_signal(signal.SIGTERM)
+            for th in threads:
+                th.join(40)
+            exit_code = svc.wait(30)
+            took = time.monotonic() - start
+            statuses = [s for s, _ in results]
+            print("sigterm (acks slower than the shutdown timeout): 202=%d 503=%d errors=%d, "
+                  "exit %s after %.1fs" % (statuses.count(202), statuses.count(503), len(errors),
+                                           exit_code, took))
+            t.check(not errors and len(results) == 50, "unanswered: %r" % errors[:3])
+            t.check(statuses.count(503) >= 45 and set(statuses) <= {202, 503},
+                    "statuses %r" % statuses)
+            t.check(took < 3.5, "shutdown took %.1fs with SHUTDOWN_TIMEOUT_MS=500" % took)
         finally:
             svc.stop()
         t.check(exit_code == 0, "exit code %s" % exit_code)
