@@ -183,6 +183,32 @@ def main():
         t.check(len(ids(conn, "user_id LIKE 'aXb-%'")) == 20 and
                 len(ids(conn, "starts_with(user_id, 'a_b%')")) == 0, "prefix taken literally")
         epp_rollups.assert_exact(conn)
+
+        # delete-test while marked events are still streaming in: the backup holds exactly the
+        # rows deleted (none of them remain), nothing is lost between backup and delete, and the
+        # rollups stay exact under the consumer's concurrent upserts.
+        m = 2000
+        sender = subprocess.Popen([t.bin_path(env, "epp-send"), "--url", s.ingest_url, "--count",
+                                   str(m), "--test-marker", "t2", "--concurrency", "2"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t.wait_for(lambda: s.count_rows("metadata->>'epp_test' = 't2'") > 0, timeout=30,
+                   msg="the first t2 rows")
+        live = os.path.join(work, "live.ndjson")
+        p = run(env, "epp-admin", "delete-test", "--test-marker", "t2", "--backup-out", live,
+                extra_env=db_env)
+        out, err = sender.communicate(timeout=60)
+        t.check(sender.returncode == 0 and kv(out).get("accepted") == str(m), out + err)
+        _, lrows = file_rows(live)
+        backed = {r["event_id"] for r in lrows}
+        t.check(kv(p.stdout.splitlines()[-1]).get("rows") == str(len(backed)), p.stdout)
+        t.wait_for(lambda: len(backed) + s.count_rows("metadata->>'epp_test' = 't2'") >= m,
+                   timeout=30, msg="every t2 event deleted-and-backed-up or stored")
+        left = ids(conn, "metadata->>'epp_test' = 't2'")
+        print("delete-test during ingestion: %d deleted, %d arrived after" %
+              (len(backed), len(left)), flush=True)
+        t.check(not (left & backed) and len(left) + len(backed) == m,
+                "each t2 event either deleted (and in the backup) or stored, never both")
+        epp_rollups.assert_exact(conn)
         conn.close()
 
     # migrate on an empty database: creates the schema once.
