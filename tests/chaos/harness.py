@@ -455,7 +455,7 @@ class Harness:
     """One scenario's stack and traffic. Scenario functions drive it; finish() checks."""
 
     def __init__(self, base_env, pg, name, full=False, brokers=1, partitions=4, consumers=1,
-                 ingest_env=None, consumer_env=None, analytics=True):
+                 ingest_env=None, consumer_env=None, analytics=True, analytics_env=None):
         self.base_env = base_env
         self.pg = pg
         self.name = t.unique_name(name)[:48]
@@ -468,6 +468,7 @@ class Harness:
         self.group = self.name + "_g"
         self.ingest_env = dict(ingest_env or {})
         self.consumer_env = dict(consumer_env or {})
+        self.analytics_env = dict(analytics_env or {})
         self.ncons = consumers
         self.want_analytics = analytics
         self.o = Outcomes()
@@ -501,6 +502,8 @@ class Harness:
             e["KAFKA_DELIVERY_TIMEOUT_MS"] = "5000"
             e["SHUTDOWN_TIMEOUT_MS"] = "10000"
             e.update(self.ingest_env)
+        if kind == "analytics":
+            e.update(self.analytics_env)
         return e
 
     def start(self):
@@ -512,8 +515,11 @@ class Harness:
         for i in range(self.ncons):
             self.consumers.append(Svc(self, "consumer", "consumer%d" % i, {}).start())
         self.ingest = Svc(self, "ingest", "ingest", {}).start()
-        t.wait_for(lambda: t.http_request("GET", self.ingest.url("/ready"), timeout=2)[0] == 200,
-                   20, msg="epp-ingest /ready")
+        hdrs = {}
+        if self.ingest_env.get("INGEST_API_KEYS"):
+            hdrs["Authorization"] = "Bearer " + self.ingest_env["INGEST_API_KEYS"].split(",")[0]
+        t.wait_for(lambda: t.http_request("GET", self.ingest.url("/ready"), headers=hdrs,
+                                          timeout=2)[0] == 200, 20, msg="epp-ingest /ready")
         if self.want_analytics:
             self.analytics = Svc(self, "analytics", "analytics", {}).start()
         return self
