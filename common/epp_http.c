@@ -141,6 +141,7 @@ struct epp_http_req {
     epp_http_req_t *resume_next; /* worker_t.resume_head link */
     int suspend_requested;
     int queued;
+    int stock_503;    /* destroy's reply: fixed headers, req->hdrs ignored */
     int too_big;      /* body past the cap: answered 413 once the upload ends */
     size_t discarded; /* bytes of an oversized body dropped so far */
     int cors_ok;      /* Origin is on the allow-list: add ACAO to the reply */
@@ -726,6 +727,23 @@ int epp_http_reply_error(epp_http_req_t *req, unsigned status, const char *code,
     return rc;
 }
 
+/* destroy()'s 503 for a request the application has not answered yet. The application may be
+ * adding reply headers at this very moment (epp_http_add_header needs no claim), so this reply
+ * leaves req->hdrs alone: queue_reply() uses fixed headers for it. */
+static void reply_shutdown(epp_http_req_t *req)
+{
+    static const char body[] =
+        "{\"error\":{\"code\":\"shutting_down\",\"message\":\"the service is shutting down\"}}";
+    if (claim(req, 1) < 0)
+        return;
+    req->status = 503;
+    req->stock_503 = 1;
+    epp_buf_reset(&req->out);
+    if (epp_buf_append(&req->out, body, sizeof(body) - 1) < 0)
+        epp_buf_reset(&req->out);
+    publish(req);
+}
+
 /* Replies from the worker before the handler is called (404, 401, 413, ...). */
 static void early_error(epp_http_req_t *req, unsigned status, const char *code, const char *message,
                         unsigned retry_after_s)
@@ -756,11 +774,16 @@ static enum MHD_Result queue_reply(epp_http_req_t *req)
         req->out.len, req->out.len ? req->out.data : (void *)"", MHD_RESPMEM_PERSISTENT);
     if (!resp)
         return MHD_NO;
-    for (size_t off = 0; off < req->hdrs.len;) {
-        const char *name = req->hdrs.data + off;
-        const char *value = name + strlen(name) + 1;
-        off = (size_t)(value - req->hdrs.data) + strlen(value) + 1;
-        MHD_add_response_header(resp, name, value);
+    if (req->stock_503) {
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "Retry-After", "1");
+    } else {
+        for (size_t off = 0; off < req->hdrs.len;) {
+            const char *name = req->hdrs.data + off;
+            const char *value = name + strlen(name) + 1;
+            off = (size_t)(value - req->hdrs.data) + strlen(value) + 1;
+            MHD_add_response_header(resp, name, value);
+        }
     }
     if (req->cors_ok) {
         MHD_add_response_header(resp, "Access-Control-Allow-Origin",
@@ -1064,8 +1087,7 @@ static enum MHD_Result dispatch(epp_http_req_t *req)
             worker_kick(req->conn->worker);
         } else if (atomic_load(&srv->stopping)) {
             /* destroy() may have walked the connections before this request was dispatched. */
-            epp_http_reply_error(req, 503, "shutting_down", "the service is shutting down", NULL,
-                                 1);
+            reply_shutdown(req);
         }
         return MHD_YES;
     }
@@ -1089,6 +1111,7 @@ static void req_reset(conn_t *c, struct MHD_Connection *mhd, const char *method,
     req->suspend_requested = 0;
     req->queued = 0;
     req->too_big = 0;
+    req->stock_503 = 0;
     req->discarded = 0;
     req->cors_ok = 0;
     req->method = method;
@@ -1788,8 +1811,7 @@ void epp_http_destroy(epp_http_server_t *srv)
         pthread_mutex_unlock(&srv->conns_lock);
         /* No conn_t is freed from here on (stopping is set), so the pointers stay valid. */
         for (size_t i = 0; i < np; i++)
-            epp_http_reply_error(pending[i], 503, "shutting_down", "the service is shutting down",
-                                 NULL, 1);
+            reply_shutdown(pending[i]);
         free(pending);
         /* Let the answers go out: libmicrohttpd drops queued replies when it stops. */
         int64_t deadline = mono_us() + 2000000;
