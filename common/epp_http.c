@@ -172,6 +172,7 @@ struct worker {
     _Atomic int quit;
     _Atomic int kicked;
     int quiesced; /* this daemon no longer accepts (worker thread only) */
+    int rerun;    /* run the daemon again before sleeping (worker thread only) */
     /* Replied requests whose connection this worker must resume: a lock-free stack (push by
      * CAS, taken whole by exchange, so no ABA). Resuming on the worker itself keeps
      * libmicrohttpd's daemon mutex uncontended: the worker holds it while it walks its
@@ -1084,7 +1085,7 @@ static enum MHD_Result dispatch(epp_http_req_t *req)
         if (old & ST_READY) {
             /* The reply arrived between the check and the suspension (we are the worker). */
             MHD_resume_connection(req->mhd);
-            worker_kick(req->conn->worker);
+            req->conn->worker->rerun = 1;
         } else if (atomic_load(&srv->stopping)) {
             /* destroy() may have walked the connections before this request was dispatched. */
             reply_shutdown(req);
@@ -1510,9 +1511,10 @@ static void worker_wake(worker_t *w)
     (void)r;
 }
 
-/* Makes the worker run its daemon again soon (a connection was resumed). In external mode
- * libmicrohttpd does not signal resumes itself; one eventfd write per burst is enough because
- * the worker clears `kicked` before each MHD_run(). */
+/* Makes the worker run its daemon again soon (a reply was pushed onto its resume stack). In
+ * external mode libmicrohttpd does not signal resumes itself. `kicked` is 1 while the worker is
+ * awake, so a burst of replies costs no syscall at all while it works, and one eventfd write
+ * when it was about to sleep or asleep. */
 static void worker_kick(worker_t *w)
 {
     if (!atomic_exchange(&w->kicked, 1))
@@ -1532,16 +1534,23 @@ static void *worker_main(void *arg)
             pthread_cond_broadcast(&srv->quiesce_cond);
             pthread_mutex_unlock(&srv->quiesce_lock);
         }
-        /* Cleared before MHD_run(): a resume that MHD_run() misses finds 0 here and writes
-         * the eventfd, so the poll below returns at once. */
-        atomic_store(&w->kicked, 0);
+        atomic_store(&w->kicked, 1); /* awake: repliers need not write the eventfd */
         resume_replied(w);
         MHD_run(w->daemon);
+        if (w->rerun) {
+            w->rerun = 0; /* a connection was resumed from inside MHD_run() */
+            continue;
+        }
         MHD_UNSIGNED_LONG_LONG to = 0;
         int timeout = -1;
         if (MHD_get_timeout(w->daemon, &to) == MHD_YES)
             timeout = to > 60000 ? 60000 : (int)to;
         if (timeout == 0)
+            continue;
+        /* About to sleep: from here a reply must wake us. Sequentially consistent with
+         * publish(): either the load below sees its push, or its kick sees 0 and writes. */
+        atomic_store(&w->kicked, 0);
+        if (atomic_load(&w->resume_head))
             continue;
         struct pollfd pf[2] = {{.fd = w->epoll_fd, .events = POLLIN},
                                {.fd = w->wake_fd, .events = POLLIN}};
