@@ -51,6 +51,8 @@ class Recorder(BaseHTTPRequestHandler):
             first = raw not in Recorder.seen_bodies
             Recorder.seen_bodies.add(raw)
         events = body if isinstance(body, list) else [body]
+        if self.path.startswith("/slow"):
+            time.sleep(1.5)
         if self.path.startswith("/reject"):
             return self.reply(400, {"error": {"code": "invalid_field", "message": "no"}})
         if self.path.startswith("/flaky") and first:
@@ -222,6 +224,17 @@ def test_load(build, base):
                      "--duration", "300ms", "--timeout", "0.5", "--json")
     r = json.loads(out)
     t.check(rc == 1 and r["errors"].get("connect", 0) > 0 and r["completed"] == 0, r)
+    # No answer within --timeout: timeouts, in the report and in the record.
+    rc, out, _ = run(build, "epp-load", "--url", base + "/slow", "--rps", "10", "--duration",
+                     "500ms", "--timeout", "0.3", "--record", rec, "--json")
+    r = json.loads(out)
+    with open(rec) as f:
+        statuses = [ln.split()[1] for ln in f if ln.strip()]
+    os.unlink(rec)
+    t.check(rc == 1 and r["errors"] == {"timeout": 5} and r["answered"] == 0 and
+            r["latency_us"]["p50"] >= 300000 and statuses == ["timeout"] * 5, (r, statuses))
+    time.sleep(1.5)  # let the slow handlers finish before their requests are counted below
+    take()
     rc, _, err = run(build, "epp-load", "--duration", "10x")
     t.check(rc == 2 and "duration" in err, err)
 

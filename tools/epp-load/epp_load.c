@@ -156,7 +156,8 @@ typedef struct {
     int64_t due;       /* requests whose intended time has come */
     int64_t issued;    /* requests handed to a connection */
     int64_t in_flight; /* requests on connections */
-    int64_t completed; /* responses read (any status) */
+    int64_t completed; /* requests finished: answered, or failed */
+    int64_t answered;  /* requests answered with an HTTP status */
     int64_t last_done_ns;
     int64_t last_issue_ns;
     /* Results. */
@@ -436,11 +437,16 @@ static void finish_request(load_t *L, conn_t *c, int status, const char *error, 
         record_result(L, c, error);
     } else {
         snprintf(key, sizeof(key), "%d", status);
+        L->answered++;
         bump(L->status, &L->n_status, sizeof(L->status) / sizeof(L->status[0]), key, 1);
         record_result(L, c, key);
     }
-    int64_t intended = L->start_ns + (int64_t)((double)c->req * L->interval_ns);
-    epp_hist_record(&L->hist, (t - intended) / 1000);
+    /* Latency is recorded for answers (any status) and for timeouts (at least the timeout);
+     * a request that failed to connect or broke off has no meaningful latency. */
+    if (!error || strcmp(error, "timeout") == 0) {
+        int64_t intended = L->start_ns + (int64_t)((double)c->req * L->interval_ns);
+        epp_hist_record(&L->hist, (t - intended) / 1000);
+    }
     L->completed++;
     L->in_flight--;
     L->last_done_ns = t;
@@ -781,6 +787,16 @@ static void run(load_t *L, double duration_s)
         for (int i = 0; i < n; i++)
             conn_event(L, evs[i].data.ptr, evs[i].events);
     }
+    /* Requests still unanswered when the drain time ran out (or on Ctrl-C) are timeouts: their
+     * events may or may not be stored, and --record says so. */
+    int64_t t_end = now_ns();
+    for (size_t i = 0; i < L->n_conns; i++) {
+        conn_t *c = &L->conns[i];
+        if (c->tmpl && (c->state == CONN_BUSY || c->state == CONN_CONNECTING)) {
+            c->state = CONN_BUSY;
+            finish_request(L, c, 0, "timeout", t_end);
+        }
+    }
     if (L->last_done_ns == 0)
         L->last_done_ns = now_ns();
 }
@@ -789,13 +805,13 @@ static void print_report(load_t *L, double duration_s)
 {
     const load_conf_t *c = L->conf;
     double el = (double)(L->last_done_ns - L->start_ns) / 1e9;
-    /* The achieved rate: responses over the sending window -- the scheduled duration, or longer
-     * when the generator fell behind (no idle connection) and sent its last request late. The
-     * time the last responses take to arrive is not part of it (it is in the latencies). */
+    /* The achieved rate: answers (any status) over the sending window -- the scheduled duration, or
+     * longer when the generator fell behind (no idle connection) and sent its last request late.
+     * The time the last responses take to arrive is not part of it (it is in the latencies). */
     double window = (double)(L->last_issue_ns - L->start_ns + (int64_t)L->interval_ns) / 1e9;
     if (window < duration_s)
         window = duration_s;
-    double rate = window > 0 ? (double)L->completed / window : 0;
+    double rate = window > 0 ? (double)L->answered / window : 0;
     int64_t per = c->batch > 0 ? c->batch : 1;
     uint64_t ok = 0, errs = 0;
     for (size_t i = 0; i < L->n_status; i++)
@@ -813,13 +829,14 @@ static void print_report(load_t *L, double duration_s)
     if (c->json) {
         printf("{\"url\":\"http://%s:%s%s\",\"target_rps\":%.1f,\"duration_s\":%.3f,"
                "\"connections\":%lld,\"batch\":%lld,\"scheduled\":%lld,\"sent\":%lld,"
-               "\"completed\":%lld,\"not_sent\":%lld,\"elapsed_s\":%.3f,\"send_window_s\":%.3f,"
+               "\"completed\":%lld,\"answered\":%lld,\"not_sent\":%lld,\"elapsed_s\":%.3f,"
+               "\"send_window_s\":%.3f,"
                "\"achieved_rps\":%.1f,"
                "\"events_per_s\":%.1f,\"ok\":%llu,",
                L->host, L->port, L->path, c->rps, duration_s, (long long)c->connections,
                (long long)c->batch, (long long)L->total, (long long)L->issued,
-               (long long)L->completed, (long long)not_sent, el, window, rate, rate * (double)per,
-               (unsigned long long)ok);
+               (long long)L->completed, (long long)L->answered, (long long)not_sent, el, window,
+               rate, rate * (double)per, (unsigned long long)ok);
         printf("\"latency_us\":{\"p50\":%lld,\"p90\":%lld,\"p99\":%lld,\"p99_9\":%lld,"
                "\"max\":%lld,\"mean\":%.1f},",
                (long long)v[0], (long long)v[1], (long long)v[2], (long long)v[3], (long long)v[4],
@@ -838,8 +855,9 @@ static void print_report(load_t *L, double duration_s)
     printf("target:    %.1f req/s for %.3f s over %lld connections to http://%s:%s%s%s\n", c->rps,
            duration_s, (long long)c->connections, L->host, L->port, L->path,
            c->batch > 0 ? " (batch)" : "");
-    printf("requests:  %lld scheduled, %lld sent, %lld completed, %lld not sent\n",
-           (long long)L->total, (long long)L->issued, (long long)L->completed, (long long)not_sent);
+    printf("requests:  %lld scheduled, %lld sent, %lld answered, %lld failed, %lld not sent\n",
+           (long long)L->total, (long long)L->issued, (long long)L->answered,
+           (long long)(L->completed - L->answered), (long long)not_sent);
     printf("achieved:  %.1f req/s (%.1f events/s) over %.3f s of sending; last response at "
            "%.3f s\n",
            rate, rate * (double)per, window, el);
