@@ -39,9 +39,8 @@ static void test_rollup_counts(void)
         memcpy(names[i], name, sizeof name);
         memcpy(users[i], user, sizeof user);
         int64_t ts = (int64_t)(i % 2) * DAY_US + (int64_t)(i % 7) * MIN_US;
-        CHECK_INT_EQ(consumer_rollup_add(r, ts, names[i], strlen(names[i]), users[i],
-                                         strlen(users[i])),
-                     0);
+        CHECK_INT_EQ(
+            consumer_rollup_add(r, ts, names[i], strlen(names[i]), users[i], strlen(users[i])), 0);
     }
     /* minute: 2 days x 7 minutes x 3 names (all combinations occur since 2, 7, 3 are coprime
      * with the cycle of 42); hour and day: 2 x 3; user_day: 2 x 100 (u's parity fixes the day,
