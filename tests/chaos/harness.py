@@ -514,6 +514,7 @@ class Harness:
         self.db_url = t.create_database(self.pg.env(self.base_env), self.name)
         for i in range(self.ncons):
             self.consumers.append(Svc(self, "consumer", "consumer%d" % i, {}).start())
+        t.wait_for(self.schema_ready, 30, msg="the consumer's migrations (public.events)")
         self.ingest = Svc(self, "ingest", "ingest", {}).start()
         hdrs = {}
         if self.ingest_env.get("INGEST_API_KEYS"):
@@ -522,6 +523,13 @@ class Harness:
                                           timeout=2)[0] == 200, 20, msg="epp-ingest /ready")
         if self.want_analytics:
             self.analytics = Svc(self, "analytics", "analytics", {}).start()
+            ahdrs = {}
+            if self.analytics_env.get("ANALYTICS_API_KEYS"):
+                ahdrs["Authorization"] = "Bearer " + \
+                    self.analytics_env["ANALYTICS_API_KEYS"].split(",")[0]
+            t.wait_for(lambda: t.http_request("GET", self.analytics.url("/ready"), headers=ahdrs,
+                                              timeout=2)[0] == 200, 30,
+                       msg="epp-analytics /ready")
         return self
 
     @property
@@ -619,6 +627,16 @@ class Harness:
                 cur.execute("SELECT event_id::text, count(*), min(user_id), min(event_name) "
                             "FROM public.events GROUP BY 1")
                 return {r[0]: (r[1], r[2], r[3]) for r in cur.fetchall()}
+        finally:
+            conn.close()
+
+    def schema_ready(self):
+        conn = t.pg_connect(self.db_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('public.events') IS NOT NULL AND "
+                            "to_regclass('public.epp_user_day') IS NOT NULL")
+                return cur.fetchone()[0]
         finally:
             conn.close()
 
