@@ -23,9 +23,9 @@ extern const size_t analytics_assets_count;
 /* The asset called name, or NULL. */
 const analytics_asset_t *analytics_asset_find(const char *name);
 
-/* Adds GET /dashboard (and /dashboard/), GET /dashboard/assets/{name}, GET /openapi.json and GET / (a redirect to
- * the dashboard). These routes need no API key: they hold no data, and a browser cannot send a
- * key with a page load; the page asks for the key and sends it with its API calls. */
+/* Adds GET /dashboard (and /dashboard/), GET /dashboard/assets/{name}, GET /openapi.json and GET /
+ * (a redirect to the dashboard). These routes need no API key: they hold no data, and a browser
+ * cannot send a key with a page load; the page asks for the key and sends it with its API calls. */
 int analytics_dashboard_register(epp_http_server_t *srv);
 
 #endif

@@ -22,6 +22,8 @@ struct analytics_conn {
     PGconn *pg; /* NULL: closed, (re)opened by the next acquire */
     int busy;   /* under pool->mu */
     int opened; /* 1 when pg was opened by the current acquire (no retry then) */
+    int traced; /* parent is set: statements record spans (until release) */
+    epp_trace_ctx_t parent;
 };
 
 struct analytics_pool {
@@ -38,6 +40,9 @@ struct analytics_pool {
     unsigned in_use;       /* under mu */
     int64_t down_until_us; /* under mu */
     atomic_int healthy;    /* outcome of the most recent connect or statement */
+
+    epp_tracer_t *tracer; /* borrowed; may be NULL */
+    char **span_names;    /* per statement: "SELECT <label>" (only with a tracer) */
 
     epp_series_t **durations; /* per statement; NULL entries when metrics are off */
     epp_series_t *in_use_gauge;
@@ -62,6 +67,25 @@ analytics_pool_t *analytics_pool_create(const analytics_pool_opts_t *opts)
     if (!pool->url || !pool->conns || !pool->durations) {
         analytics_pool_destroy(pool);
         return NULL;
+    }
+    if (opts->tracer) {
+        pool->tracer = opts->tracer;
+        pool->span_names = calloc(opts->nstmts ? opts->nstmts : 1, sizeof(*pool->span_names));
+        for (size_t i = 0; pool->span_names && i < opts->nstmts; i++) {
+            const char *label = opts->stmts[i].label;
+            size_t len = strlen(label);
+            pool->span_names[i] = malloc(len + 8);
+            if (!pool->span_names[i]) {
+                analytics_pool_destroy(pool);
+                return NULL;
+            }
+            memcpy(pool->span_names[i], "SELECT ", 7);
+            memcpy(pool->span_names[i] + 7, label, len + 1);
+        }
+        if (!pool->span_names) {
+            analytics_pool_destroy(pool);
+            return NULL;
+        }
     }
     for (unsigned i = 0; i < pool->size; i++)
         pool->conns[i].pool = pool;
@@ -103,6 +127,9 @@ void analytics_pool_destroy(analytics_pool_t *pool)
             PQfinish(pool->conns[i].pg);
     free(pool->conns);
     free(pool->durations);
+    for (size_t i = 0; pool->span_names && i < pool->nstmts; i++)
+        free(pool->span_names[i]);
+    free(pool->span_names);
     free(pool->url);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
@@ -250,6 +277,7 @@ void analytics_pool_release(analytics_pool_t *pool, analytics_conn_t *conn)
         PQfinish(conn->pg);
         conn->pg = NULL;
     }
+    conn->traced = 0;
     pthread_mutex_lock(&pool->mu);
     conn->busy = 0;
     pool->in_use--;
@@ -263,6 +291,47 @@ static int connection_lost(int rc)
     return rc == EPP_EIO || rc == EPP_EUNAVAIL;
 }
 
+void analytics_conn_trace(analytics_conn_t *conn, const epp_trace_ctx_t *parent)
+{
+    conn->traced = parent && conn->pool->tracer;
+    if (conn->traced)
+        conn->parent = *parent;
+}
+
+/* The CLIENT span of one statement execution (see analytics_conn_trace). */
+static epp_span_t *query_span_start(analytics_conn_t *conn, size_t stmt)
+{
+    analytics_pool_t *pool = conn->pool;
+    epp_span_t *span =
+        epp_span_start(pool->tracer, pool->span_names[stmt], EPP_SPAN_CLIENT, &conn->parent, 0);
+    if (!epp_span_sampled(span))
+        return span; /* attributes of an unsampled span are never exported: skip them */
+    epp_span_set_str(span, "db.system", "postgresql");
+    epp_span_set_str(span, "db.namespace", PQdb(conn->pg));
+    epp_span_set_str(span, "db.operation.name", "SELECT");
+    epp_span_set_str(span, "db.query.text", pool->stmts[stmt].sql);
+    const char *host = PQhost(conn->pg);
+    if (host && *host)
+        epp_span_set_str(span, "server.address", host);
+    const char *port = PQport(conn->pg);
+    if (port && *port)
+        epp_span_set_int(span, "server.port", strtol(port, NULL, 10));
+    return span;
+}
+
+static void query_span_end(epp_span_t *span, int rc, const epp_pg_error_t *err)
+{
+    if (!span)
+        return;
+    if (rc < 0) {
+        if (err && err->sqlstate[0])
+            epp_span_set_str(span, "db.response.status_code", err->sqlstate);
+        epp_span_set_status(span, EPP_SPAN_STATUS_ERROR,
+                            err && err->message[0] ? err->message : epp_strerror(rc));
+    }
+    epp_span_end(span, 0);
+}
+
 int analytics_conn_exec(analytics_conn_t *conn, size_t stmt, const char *const *values,
                         PGresult **out, epp_pg_error_t *err)
 {
@@ -271,10 +340,12 @@ int analytics_conn_exec(analytics_conn_t *conn, size_t stmt, const char *const *
     if (stmt >= pool->nstmts)
         return EPP_EINVAL;
     for (int attempt = 0;; attempt++) {
+        epp_span_t *span = conn->traced ? query_span_start(conn, stmt) : NULL;
         int64_t t0 = epp_time_mono_us();
         PGresult *res = PQexecPrepared(conn->pg, pool->stmts[stmt].name, pool->stmts[stmt].nparams,
                                        values, NULL, NULL, 0);
         int rc = epp_pg_result_error(conn->pg, res, err);
+        query_span_end(span, rc, err);
         if (pool->durations[stmt])
             epp_series_observe(pool->durations[stmt], (double)(epp_time_mono_us() - t0) / 1e6);
         if (rc == 0) {

@@ -18,6 +18,7 @@
 
 #include "epp_metrics.h"
 #include "epp_pg.h"
+#include "epp_trace.h"
 
 /* One prepared statement: name, SQL with $n parameters (typed by casts in the SQL), their
  * count, and the value of the {query} label of its duration metric. */
@@ -36,6 +37,7 @@ typedef struct {
     const analytics_stmt_t *stmts; /* prepared on every connection; borrowed, must outlive pool */
     size_t nstmts;
     epp_metrics_t *metrics; /* borrowed; may be NULL */
+    epp_tracer_t *tracer;   /* borrowed; NULL: no spans (see analytics_conn_trace) */
 } analytics_pool_opts_t;
 
 typedef struct analytics_pool analytics_pool_t;
@@ -57,6 +59,13 @@ int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t
 /* Gives a connection back. A connection whose session broke is closed and re-opened by the
  * next acquire. */
 void analytics_pool_release(analytics_pool_t *pool, analytics_conn_t *conn);
+
+/* Makes every statement run on conn until its release a CLIENT span, child of parent (the
+ * request's span): name "SELECT <label>", attributes db.system, db.namespace,
+ * db.operation.name, db.query.text (the prepared SQL: parameters only, never values),
+ * server.address, server.port, and on failure db.response.status_code (the SQLSTATE) with
+ * status ERROR. parent NULL, or a pool without a tracer: nothing is recorded. parent is copied. */
+void analytics_conn_trace(analytics_conn_t *conn, const epp_trace_ctx_t *parent);
 
 /* Runs prepared statement number stmt of the pool's table with its nparams text parameters (NULL
  * entries are SQL NULLs). On success returns 0 and *out receives the result (caller PQclear()s it).

@@ -1,162 +1,80 @@
-/* The /analytics routes. Every handler checks its parameters first (400 with field named),
- * then holds one pool connection for the duration of its single statement. Database failures
- * become 503 with Retry-After (the service recovers by itself); nothing here aborts. */
+/* The /analytics routes. Every handler checks its parameters first (analytics_params.c: 400
+ * with the field named), then holds one pool connection for the duration of its single
+ * statement. Database failures become 503 with Retry-After (the service recovers by itself);
+ * nothing here aborts.
+ *
+ * Tracing: every request is a SERVER span (see dispatch()); its context is handed to the pool
+ * connection, which makes the statement a CLIENT child span. Without a tracer the span pointer
+ * is NULL and every span call returns at once. */
 #include "handlers.h"
 
-#include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "analytics_params.h"
 #include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_json.h"
 #include "epp_log.h"
 #include "epp_time.h"
-#include "epp_uuid.h"
+#include "epp_trace.h"
 #include "queries.h"
 #include "query_plan.h"
 
-#define MAX_TEXT_PARAM 256 /* user_id and event_name: the ingestion limit (SPEC section 4) */
+/* One request being answered: the reply helpers below record the status for the span. */
+typedef struct {
+    epp_http_req_t *req;
+    analytics_ctx_t *ctx;
+    epp_span_t *span; /* NULL when tracing is off */
+    unsigned status;  /* of the reply sent, 0 before */
+    analytics_params_t p;
+} call_t;
 
-/* Time parameters outside [0001-01-01, 9999-12-31) are refused: every bucket bound derived
- * from an accepted range is then a timestamp that RFC 3339 and Postgres can both express. */
-static int64_t min_time_us(void)
+static void reply_error(call_t *c, unsigned status, const char *code, const char *message,
+                        const char *field, unsigned retry_after_s)
 {
-    return epp_time_days_from_civil(1, 1, 1) * ANALYTICS_US_DAY;
+    c->status = status;
+    epp_http_reply_error(c->req, status, code, message, field, retry_after_s);
 }
 
-static int64_t max_time_us(void)
-{
-    return epp_time_days_from_civil(9999, 12, 31) * ANALYTICS_US_DAY;
-}
-
-static void bad_param(epp_http_req_t *req, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void bad_param(epp_http_req_t *req, const char *field, const char *fmt, ...)
-{
-    char msg[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    epp_http_reply_error(req, 400, "invalid_parameter", msg, field, 0);
-}
-
-/* Reads a required time parameter. 0, or -1 after replying 400. */
-static int param_time(epp_http_req_t *req, const char *name, int64_t *us)
-{
-    const char *v = epp_http_query(req, name);
-    if (!v || !*v) {
-        bad_param(req, name, "%s is required (RFC 3339 or epoch seconds)", name);
-        return -1;
-    }
-    if (epp_time_parse_param(v, us) < 0) {
-        bad_param(req, name, "%s must be an RFC 3339 date-time or epoch seconds", name);
-        return -1;
-    }
-    if (*us < min_time_us() || *us > max_time_us()) {
-        bad_param(req, name, "%s must lie between 0001-01-01 and 9999-12-31", name);
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads from_ts and to_ts and checks from_ts < to_ts. 0, or -1 after replying 400. */
-static int param_range(epp_http_req_t *req, int64_t *from, int64_t *to)
-{
-    if (param_time(req, "from_ts", from) < 0 || param_time(req, "to_ts", to) < 0)
-        return -1;
-    if (*from >= *to) {
-        bad_param(req, "to_ts", "to_ts must be later than from_ts (the range is [from_ts, to_ts))");
-        return -1;
-    }
-    return 0;
-}
-
-/* 1 when s is something ingestion could have stored as a user_id or event_name: 1..256 bytes
- * of valid UTF-8 without control characters. Anything else cannot match a row. */
-static int valid_text(const char *s)
-{
-    size_t len = strlen(s);
-    if (len == 0 || len > MAX_TEXT_PARAM || !epp_json_utf8_valid(s, len))
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 0;
-    return 1;
-}
-
-/* An optional text parameter: *out NULL when absent. 0, or -1 after replying 400. */
-static int param_text(epp_http_req_t *req, const char *name, const char **out)
-{
-    *out = epp_http_query(req, name);
-    if (*out && !valid_text(*out)) {
-        bad_param(req, name, "%s must be 1-%d bytes of UTF-8 without control characters", name,
-                  MAX_TEXT_PARAM);
-        return -1;
-    }
-    return 0;
-}
-
-/* An optional integer in [lo, hi], def when absent. 0, or -1 after replying 400. */
-static int param_int(epp_http_req_t *req, const char *name, long def, long lo, long hi, long *out)
-{
-    const char *v = epp_http_query(req, name);
-    *out = def;
-    if (!v)
-        return 0;
-    int ok = *v != '\0' && strlen(v) <= 9;
-    for (const char *p = v; ok && *p; p++)
-        ok = isdigit((unsigned char)*p);
-    if (ok)
-        *out = strtol(v, NULL, 10);
-    if (!ok || *out < lo || *out > hi) {
-        bad_param(req, name, "%s must be an integer from %ld to %ld", name, lo, hi);
-        return -1;
-    }
-    return 0;
-}
-
-static void reply_db_error(epp_http_req_t *req, int rc, const epp_pg_error_t *err)
+static void reply_db_error(call_t *c, int rc, const epp_pg_error_t *err)
 {
     switch (rc) {
     case EPP_EAGAIN:
-        epp_http_reply_error(req, 503, "database_unavailable",
-                             "every database connection is busy; retry later", NULL, 1);
+        reply_error(c, 503, "database_unavailable",
+                    "every database connection is busy; retry later", NULL, 1);
         break;
     case EPP_ETIMEDOUT:
-        epp_http_reply_error(req, 503, "query_timeout",
-                             "the query took longer than QUERY_TIMEOUT_MS; retry later or ask "
-                             "for a shorter range",
-                             NULL, 1);
+        reply_error(c, 503, "query_timeout",
+                    "the query took longer than QUERY_TIMEOUT_MS; retry later or ask for a "
+                    "shorter range",
+                    NULL, 1);
         break;
     case EPP_EIO:
     case EPP_EUNAVAIL:
-        epp_http_reply_error(req, 503, "database_unavailable",
-                             "the database is unavailable; retry later", NULL, 1);
+        reply_error(c, 503, "database_unavailable", "the database is unavailable; retry later",
+                    NULL, 1);
         break;
     default:
-        EPP_LOGKV(EPP_LOG_ERROR, "unexpected database error", "route", epp_http_route_pattern(req),
-                  "sqlstate", err->sqlstate, "error", err->message);
-        epp_http_reply_error(req, 500, "internal_error", "unexpected database error", NULL, 0);
+        EPP_LOGKV(EPP_LOG_ERROR, "unexpected database error", "route",
+                  epp_http_route_pattern(c->req), "sqlstate", err->sqlstate, "error", err->message);
+        reply_error(c, 500, "internal_error", "unexpected database error", NULL, 0);
         break;
     }
 }
 
 /* Acquires a connection for this request. 0, or -1 after replying 503. */
-static int acquire(analytics_ctx_t *ctx, epp_http_req_t *req, analytics_conn_t **conn)
+static int acquire(call_t *c, analytics_conn_t **conn)
 {
     epp_pg_error_t err = {0};
-    int rc = analytics_pool_acquire(ctx->pool, ctx->pool_wait_ms, conn, &err);
+    int rc = analytics_pool_acquire(c->ctx->pool, c->ctx->pool_wait_ms, conn, &err);
     if (rc < 0) {
-        reply_db_error(req, rc == EPP_EINVAL ? EPP_EUNAVAIL : rc, &err);
+        reply_db_error(c, rc == EPP_EINVAL ? EPP_EUNAVAIL : rc, &err);
         return -1;
     }
+    analytics_conn_trace(*conn, epp_span_ctx(c->span));
     return 0;
 }
 
@@ -176,142 +94,104 @@ static void json_str(epp_buf_t *b, const char *key, const char *s)
         epp_buf_append_str(b, "null");
 }
 
-static void reply_buf(epp_http_req_t *req, epp_buf_t *b)
+static void reply_buf(call_t *c, epp_buf_t *b)
 {
     if (!b->data) {
-        epp_http_reply_error(req, 500, "internal_error", "out of memory", NULL, 0);
+        reply_error(c, 500, "internal_error", "out of memory", NULL, 0);
         return;
     }
-    epp_http_reply_json(req, 200, b->data, b->len);
+    c->status = 200;
+    epp_http_reply_json(c->req, 200, b->data, b->len);
     epp_buf_free(b);
 }
 
-static void h_count(epp_http_req_t *req, void *ud)
+static void h_count(call_t *c)
 {
-    analytics_ctx_t *ctx = ud;
-    int64_t from, to, n = 0;
-    const char *event_name, *user_id;
-    if (param_range(req, &from, &to) < 0 || param_text(req, "event_name", &event_name) < 0 ||
-        param_text(req, "user_id", &user_id) < 0)
-        return;
+    const analytics_params_t *p = &c->p;
+    int64_t n = 0;
     analytics_conn_t *conn;
-    if (acquire(ctx, req, &conn) < 0)
+    if (acquire(c, &conn) < 0)
         return;
     epp_pg_error_t err = {0};
-    int rc = analytics_q_count(conn, from, to, event_name, user_id, &n, &err);
-    analytics_pool_release(ctx->pool, conn);
+    int rc = analytics_q_count(conn, p->from, p->to, p->event_name, p->user_id, &n, &err);
+    analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
-        reply_db_error(req, rc, &err);
+        reply_db_error(c, rc, &err);
         return;
     }
     epp_buf_t b = {0};
     epp_buf_printf(&b, "{\"count\":%" PRId64 ",", n);
-    json_ts(&b, "from_ts", from);
+    json_ts(&b, "from_ts", p->from);
     epp_buf_append_char(&b, ',');
-    json_ts(&b, "to_ts", to);
-    if (event_name) {
+    json_ts(&b, "to_ts", p->to);
+    if (p->event_name) {
         epp_buf_append_char(&b, ',');
-        json_str(&b, "event_name", event_name);
+        json_str(&b, "event_name", p->event_name);
     }
-    if (user_id) {
+    if (p->user_id) {
         epp_buf_append_char(&b, ',');
-        json_str(&b, "user_id", user_id);
+        json_str(&b, "user_id", p->user_id);
     }
     epp_buf_append_char(&b, '}');
-    reply_buf(req, &b);
+    reply_buf(c, &b);
 }
 
-static void h_timeseries(epp_http_req_t *req, void *ud)
+static void h_timeseries(call_t *c)
 {
-    analytics_ctx_t *ctx = ud;
-    int64_t from, to, width;
-    const char *event_name;
-    if (param_range(req, &from, &to) < 0)
-        return;
-    const char *interval = epp_http_query(req, "interval");
-    if (!interval || !*interval) {
-        bad_param(req, "interval", "interval is required: minute, hour or day");
-        return;
-    }
-    if (strcmp(interval, "minute") == 0)
-        width = ANALYTICS_US_MINUTE;
-    else if (strcmp(interval, "hour") == 0)
-        width = ANALYTICS_US_HOUR;
-    else if (strcmp(interval, "day") == 0)
-        width = ANALYTICS_US_DAY;
-    else {
-        bad_param(req, "interval", "interval must be minute, hour or day");
-        return;
-    }
-    if (param_text(req, "event_name", &event_name) < 0)
-        return;
-    analytics_span_t inner;
-    analytics_edge_t edges[2];
-    int nedges;
-    int64_t npoints = analytics_plan_series(from, to, width, &inner, edges, &nedges);
-    if (npoints > ctx->max_points) {
-        bad_param(req, "interval",
-                  "the range holds %" PRId64 " %s buckets; at most %" PRId64
-                  " points (use a coarser interval or a shorter range)",
-                  npoints, interval, ctx->max_points);
-        return;
-    }
-    int64_t *counts = calloc((size_t)npoints, sizeof(*counts));
+    const analytics_params_t *p = &c->p;
+    int64_t *counts = calloc((size_t)p->npoints, sizeof(*counts));
     if (!counts) {
-        epp_http_reply_error(req, 500, "internal_error", "out of memory", NULL, 0);
+        reply_error(c, 500, "internal_error", "out of memory", NULL, 0);
         return;
     }
     analytics_conn_t *conn;
-    if (acquire(ctx, req, &conn) < 0) {
+    if (acquire(c, &conn) < 0) {
         free(counts);
         return;
     }
     epp_pg_error_t err = {0};
-    int rc = analytics_q_series(conn, from, to, width, event_name, counts, npoints, &err);
-    analytics_pool_release(ctx->pool, conn);
+    int rc =
+        analytics_q_series(conn, p->from, p->to, p->width, p->event_name, counts, p->npoints, &err);
+    analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
         free(counts);
-        reply_db_error(req, rc, &err);
+        reply_db_error(c, rc, &err);
         return;
     }
     epp_buf_t b = {0};
-    epp_buf_reserve(&b, 64 + (size_t)npoints * 48);
-    epp_buf_printf(&b, "{\"interval\":\"%s\",", interval);
-    json_ts(&b, "from_ts", from);
+    epp_buf_reserve(&b, 64 + (size_t)p->npoints * 48);
+    epp_buf_printf(&b, "{\"interval\":\"%s\",", p->interval);
+    json_ts(&b, "from_ts", p->from);
     epp_buf_append_char(&b, ',');
-    json_ts(&b, "to_ts", to);
-    if (event_name) {
+    json_ts(&b, "to_ts", p->to);
+    if (p->event_name) {
         epp_buf_append_char(&b, ',');
-        json_str(&b, "event_name", event_name);
+        json_str(&b, "event_name", p->event_name);
     }
     epp_buf_append_str(&b, ",\"points\":[");
-    int64_t first = analytics_floor(from, width);
-    for (int64_t i = 0; i < npoints; i++) {
+    int64_t first = analytics_floor(p->from, p->width);
+    for (int64_t i = 0; i < p->npoints; i++) {
         char ts[EPP_TIME_BUFSZ];
-        epp_time_format(first + i * width, ts);
+        epp_time_format(first + i * p->width, ts);
         epp_buf_printf(&b, "%s{\"ts\":\"%s\",\"count\":%" PRId64 "}", i ? "," : "", ts, counts[i]);
     }
     epp_buf_append_str(&b, "]}");
     free(counts);
-    reply_buf(req, &b);
+    reply_buf(c, &b);
 }
 
-static void h_top(epp_http_req_t *req, void *ud)
+static void h_top(call_t *c)
 {
-    analytics_ctx_t *ctx = ud;
-    int64_t from, to;
-    long limit;
-    if (param_range(req, &from, &to) < 0 || param_int(req, "limit", 10, 1, 100, &limit) < 0)
-        return;
+    const analytics_params_t *p = &c->p;
     analytics_conn_t *conn;
-    if (acquire(ctx, req, &conn) < 0)
+    if (acquire(c, &conn) < 0)
         return;
     epp_pg_error_t err = {0};
     PGresult *res = NULL;
-    int rc = analytics_q_top(conn, from, to, (int)limit, &res, &err);
-    analytics_pool_release(ctx->pool, conn);
+    int rc = analytics_q_top(conn, p->from, p->to, (int)p->limit, &res, &err);
+    analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
-        reply_db_error(req, rc, &err);
+        reply_db_error(c, rc, &err);
         return;
     }
     epp_buf_t b = {0};
@@ -323,36 +203,34 @@ static void h_top(epp_http_req_t *req, void *ud)
     }
     PQclear(res);
     epp_buf_append_str(&b, "],");
-    json_ts(&b, "from_ts", from);
+    json_ts(&b, "from_ts", p->from);
     epp_buf_append_char(&b, ',');
-    json_ts(&b, "to_ts", to);
-    epp_buf_printf(&b, ",\"limit\":%ld}", limit);
-    reply_buf(req, &b);
+    json_ts(&b, "to_ts", p->to);
+    epp_buf_printf(&b, ",\"limit\":%ld}", p->limit);
+    reply_buf(c, &b);
 }
 
-static void h_active(epp_http_req_t *req, void *ud)
+static void h_active(call_t *c)
 {
-    analytics_ctx_t *ctx = ud;
-    int64_t from, to, n = 0;
-    if (param_range(req, &from, &to) < 0)
-        return;
+    const analytics_params_t *p = &c->p;
+    int64_t n = 0;
     analytics_conn_t *conn;
-    if (acquire(ctx, req, &conn) < 0)
+    if (acquire(c, &conn) < 0)
         return;
     epp_pg_error_t err = {0};
-    int rc = analytics_q_active(conn, from, to, &n, &err);
-    analytics_pool_release(ctx->pool, conn);
+    int rc = analytics_q_active(conn, p->from, p->to, &n, &err);
+    analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
-        reply_db_error(req, rc, &err);
+        reply_db_error(c, rc, &err);
         return;
     }
     epp_buf_t b = {0};
     epp_buf_printf(&b, "{\"unique_users\":%" PRId64 ",", n);
-    json_ts(&b, "from_ts", from);
+    json_ts(&b, "from_ts", p->from);
     epp_buf_append_char(&b, ',');
-    json_ts(&b, "to_ts", to);
+    json_ts(&b, "to_ts", p->to);
     epp_buf_append_char(&b, '}');
-    reply_buf(req, &b);
+    reply_buf(c, &b);
 }
 
 /* One stored row as a JSON object (columns of queries.h). metadata is jsonb's text: valid
@@ -372,73 +250,28 @@ static void json_row(epp_buf_t *b, const PGresult *res, int r)
     epp_buf_append_char(b, '}');
 }
 
-/* The keyset cursor: "<timestamp in epoch microseconds>_<event_id>". Clients treat it as
- * opaque. Returns 0 and fills the position, or EPP_EINVAL. */
-static int parse_cursor(const char *s, int64_t *us, char id[EPP_UUID_STRLEN + 1])
+static void h_user_events(call_t *c)
 {
-    const char *sep = strchr(s, '_');
-    if (!sep || sep == s || sep - s > 20)
-        return EPP_EINVAL;
-    for (const char *p = s; p < sep; p++)
-        if (!isdigit((unsigned char)*p) && !(p == s && *p == '-' && sep - s > 1))
-            return EPP_EINVAL;
-    errno = 0;
-    long long v = strtoll(s, NULL, 10);
-    if (errno != 0 || v < min_time_us() || v > max_time_us())
-        return EPP_EINVAL;
-    epp_uuid_t u;
-    if (epp_uuid_parse(sep + 1, strlen(sep + 1), &u) < 0)
-        return EPP_EINVAL;
-    epp_uuid_format(&u, id);
-    *us = v;
-    return 0;
-}
-
-static void h_user_events(epp_http_req_t *req, void *ud)
-{
-    analytics_ctx_t *ctx = ud;
-    const char *user_id = epp_http_path_param(req, "user_id");
-    long limit;
-    if (!user_id || !valid_text(user_id)) {
-        bad_param(req, "user_id", "user_id must be 1-%d bytes of UTF-8 without control characters",
-                  MAX_TEXT_PARAM);
-        return;
-    }
-    if (param_int(req, "limit", 100, 1, 1000, &limit) < 0)
-        return;
-    int64_t before_us = INT64_MAX;
-    char before_id[EPP_UUID_STRLEN + 1];
-    int have_id = 0;
-    const char *before = epp_http_query(req, "before");
-    if (before) {
-        if (parse_cursor(before, &before_us, before_id) == 0)
-            have_id = 1;
-        else if (epp_time_parse_param(before, &before_us) < 0 || before_us < min_time_us() ||
-                 before_us > max_time_us()) {
-            bad_param(req, "before",
-                      "before must be a next_cursor from a previous page, an RFC 3339 "
-                      "date-time or epoch seconds");
-            return;
-        }
-    }
+    const analytics_params_t *p = &c->p;
     analytics_conn_t *conn;
-    if (acquire(ctx, req, &conn) < 0)
+    if (acquire(c, &conn) < 0)
         return;
     epp_pg_error_t err = {0};
     PGresult *res = NULL;
     /* One row more than asked tells whether another page exists. */
-    int rc = analytics_q_user_events(conn, user_id, before_us, have_id ? before_id : NULL,
-                                     (int)limit + 1, &res, &err);
-    analytics_pool_release(ctx->pool, conn);
+    int rc = analytics_q_user_events(conn, p->user_id, p->before_us,
+                                     p->have_before_id ? p->before_id : NULL, (int)p->limit + 1,
+                                     &res, &err);
+    analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
-        reply_db_error(req, rc, &err);
+        reply_db_error(c, rc, &err);
         return;
     }
     int rows = PQntuples(res);
-    int shown = rows > limit ? (int)limit : rows;
+    int shown = rows > p->limit ? (int)p->limit : rows;
     epp_buf_t b = {0};
     epp_buf_append_char(&b, '{');
-    json_str(&b, "user_id", user_id);
+    json_str(&b, "user_id", p->user_id);
     epp_buf_append_str(&b, ",\"events\":[");
     for (int r = 0; r < shown; r++) {
         if (r)
@@ -446,66 +279,128 @@ static void h_user_events(epp_http_req_t *req, void *ud)
         json_row(&b, res, r);
     }
     epp_buf_append_str(&b, "],\"next_cursor\":");
-    if (rows > limit) {
+    if (rows > p->limit) {
         epp_buf_printf(&b, "\"%s_%s\"", PQgetvalue(res, shown - 1, ANALYTICS_COL_TS_US),
                        PQgetvalue(res, shown - 1, ANALYTICS_COL_EVENT_ID));
     } else {
         epp_buf_append_str(&b, "null");
     }
-    epp_buf_printf(&b, ",\"limit\":%ld}", limit);
+    epp_buf_printf(&b, ",\"limit\":%ld}", p->limit);
     PQclear(res);
-    reply_buf(req, &b);
+    reply_buf(c, &b);
 }
 
-static void h_event(epp_http_req_t *req, void *ud)
+static void h_event(call_t *c)
 {
-    analytics_ctx_t *ctx = ud;
-    const char *id = epp_http_path_param(req, "event_id");
-    epp_uuid_t u;
-    char canon[EPP_UUID_STRLEN + 1];
-    if (!id || epp_uuid_parse(id, strlen(id), &u) < 0) {
-        bad_param(req, "event_id", "event_id must be a UUID (8-4-4-4-12 hex digits)");
-        return;
-    }
-    epp_uuid_format(&u, canon);
     analytics_conn_t *conn;
-    if (acquire(ctx, req, &conn) < 0)
+    if (acquire(c, &conn) < 0)
         return;
     epp_pg_error_t err = {0};
     PGresult *res = NULL;
-    int rc = analytics_q_event(conn, canon, &res, &err);
-    analytics_pool_release(ctx->pool, conn);
+    int rc = analytics_q_event(conn, c->p.event_id, &res, &err);
+    analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
-        reply_db_error(req, rc, &err);
+        reply_db_error(c, rc, &err);
         return;
     }
     if (PQntuples(res) == 0) {
         PQclear(res);
-        epp_http_reply_error(req, 404, "not_found", "no event with this event_id", "event_id", 0);
+        reply_error(c, 404, "not_found", "no event with this event_id", "event_id", 0);
         return;
     }
     epp_buf_t b = {0};
     json_row(&b, res, 0);
     PQclear(res);
-    reply_buf(req, &b);
+    reply_buf(c, &b);
+}
+
+typedef struct {
+    const char *pattern;
+    const char *span_name; /* "GET <pattern>" */
+    analytics_route_t route;
+    void (*fn)(call_t *c);
+} route_t;
+
+static const route_t routes[] = {
+    /* The fixed paths first, so that /analytics/events/count is never taken for an event_id. */
+    {"/analytics/events/count", "GET /analytics/events/count", ANALYTICS_ROUTE_COUNT, h_count},
+    {"/analytics/events/timeseries", "GET /analytics/events/timeseries", ANALYTICS_ROUTE_SERIES,
+     h_timeseries},
+    {"/analytics/events/top", "GET /analytics/events/top", ANALYTICS_ROUTE_TOP, h_top},
+    {"/analytics/users/active", "GET /analytics/users/active", ANALYTICS_ROUTE_ACTIVE, h_active},
+    {"/analytics/users/{user_id}/events", "GET /analytics/users/{user_id}/events",
+     ANALYTICS_ROUTE_USER_EVENTS, h_user_events},
+    {"/analytics/events/{event_id}", "GET /analytics/events/{event_id}", ANALYTICS_ROUTE_EVENT,
+     h_event},
+};
+
+/* Path parameters first (only {user_id} and {event_id} exist), then the query string. */
+static const char *get_param(void *ud, const char *name)
+{
+    epp_http_req_t *req = ud;
+    const char *v = epp_http_path_param(req, name);
+    return v ? v : epp_http_query(req, name);
+}
+
+/* The SERVER span of a request: child of the client's traceparent when it sent a valid one
+ * (an invalid header starts a new trace, as W3C trace context says). */
+static epp_span_t *server_span_start(analytics_ctx_t *ctx, epp_http_req_t *req, const route_t *r)
+{
+    if (!ctx->tracer)
+        return NULL;
+    epp_trace_ctx_t parent;
+    const char *tp = epp_http_header(req, "traceparent");
+    int has_parent = tp && epp_traceparent_parse(tp, &parent) == 0;
+    epp_span_t *span =
+        epp_span_start(ctx->tracer, r->span_name, EPP_SPAN_SERVER, has_parent ? &parent : NULL, 0);
+    if (!epp_span_sampled(span))
+        return span;
+    epp_span_set_str(span, "http.request.method", "GET");
+    epp_span_set_str(span, "http.route", r->pattern);
+    epp_span_set_str(span, "url.path", epp_http_path(req));
+    if (ctx->srv)
+        epp_span_set_int(span, "server.port", epp_http_port(ctx->srv));
+    return span;
+}
+
+static void server_span_end(epp_span_t *span, unsigned status)
+{
+    if (!span)
+        return;
+    epp_span_set_int(span, "http.response.status_code", status);
+    /* OTel HTTP conventions: 5xx is a server error; 4xx is the client's, so no error here. */
+    if (status >= 500) {
+        char msg[32];
+        snprintf(msg, sizeof(msg), "HTTP %u", status);
+        epp_span_set_status(span, EPP_SPAN_STATUS_ERROR, msg);
+    }
+    epp_span_end(span, 0);
+}
+
+/* The epp_http handler of every route: span, parameters, then the route's own handler. The
+ * request must not be touched after the reply, so the span reads what it needs before. */
+static void dispatch(epp_http_req_t *req, void *ud)
+{
+    const analytics_binding_t *bind = ud;
+    const route_t *r = bind->route;
+    call_t c = {.req = req, .ctx = bind->ctx};
+    c.span = server_span_start(c.ctx, req, r);
+    analytics_param_error_t perr;
+    if (analytics_params_parse(r->route, get_param, req, c.ctx->max_points, &c.p, &perr) < 0)
+        reply_error(&c, 400, "invalid_parameter", perr.message, perr.field, 0);
+    else
+        r->fn(&c);
+    server_span_end(c.span, c.status);
 }
 
 int analytics_handlers_register(epp_http_server_t *srv, analytics_ctx_t *ctx)
 {
-    /* The fixed paths first, so that /analytics/events/count is never taken for an event_id. */
-    static const struct {
-        const char *pattern;
-        epp_http_handler_t fn;
-    } routes[] = {
-        {"/analytics/events/count", h_count},
-        {"/analytics/events/timeseries", h_timeseries},
-        {"/analytics/events/top", h_top},
-        {"/analytics/users/active", h_active},
-        {"/analytics/users/{user_id}/events", h_user_events},
-        {"/analytics/events/{event_id}", h_event},
-    };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        int rc = epp_http_route(srv, "GET", routes[i].pattern, routes[i].fn, ctx,
+    _Static_assert(sizeof(routes) / sizeof(routes[0]) == ANALYTICS_NROUTES, "route table size");
+    ctx->srv = srv;
+    for (size_t i = 0; i < ANALYTICS_NROUTES; i++) {
+        ctx->bindings[i].ctx = ctx;
+        ctx->bindings[i].route = &routes[i];
+        int rc = epp_http_route(srv, "GET", routes[i].pattern, dispatch, &ctx->bindings[i],
                                 EPP_HTTP_ROUTE_NO_BODY);
         if (rc < 0)
             return rc;

@@ -7,15 +7,31 @@
 
 #include "db_pool.h"
 #include "epp_http.h"
+#include "epp_trace.h"
+
+#define ANALYTICS_NROUTES 6
+
+typedef struct analytics_ctx analytics_ctx_t;
+
+/* The user data of one route (private to handlers.c). */
+typedef struct {
+    analytics_ctx_t *ctx;
+    const void *route;
+} analytics_binding_t;
 
 /* Shared by every handler; read-only once the server has started. */
-typedef struct {
+struct analytics_ctx {
     analytics_pool_t *pool; /* borrowed */
     int pool_wait_ms;       /* how long a request waits for a connection */
     int64_t max_points;     /* timeseries answers larger than this are a 400 */
-} analytics_ctx_t;
+    epp_tracer_t *tracer;   /* borrowed; NULL: tracing off (no span, no cost) */
+    /* Filled by analytics_handlers_register(). */
+    epp_http_server_t *srv; /* for server.port */
+    analytics_binding_t bindings[ANALYTICS_NROUTES];
+};
 
-/* Adds the /analytics/... routes. ctx must outlive the server. 0 or a negative EPP_E* code. */
+/* Adds the /analytics/... routes; each request becomes a SERVER span when ctx->tracer is set.
+ * ctx must outlive the server. 0 or a negative EPP_E* code. */
 int analytics_handlers_register(epp_http_server_t *srv, analytics_ctx_t *ctx);
 
 #endif

@@ -16,6 +16,7 @@
 #include "epp_http.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
+#include "epp_trace.h"
 #include "handlers.h"
 #include "queries.h"
 
@@ -73,9 +74,23 @@ int main(int argc, char **argv)
     epp_metrics_t *metrics = epp_metrics_create();
     analytics_pool_t *pool = NULL;
     epp_http_server_t *srv = NULL;
+    epp_tracer_t *tracer = NULL;
     if (!metrics || epp_metrics_add_process(metrics, "epp-analytics") < 0 ||
         analytics_queries_init() < 0) {
         EPP_ERROR("out of memory at start-up");
+        goto out;
+    }
+
+    /* NULL without an endpoint: then every span call below is a no-op. */
+    epp_tracer_opts_t topts = {0};
+    topts.endpoint = conf.otel_endpoint;
+    topts.service = conf.otel_service_name && *conf.otel_service_name ? conf.otel_service_name
+                                                                      : "epp-analytics";
+    topts.sample_ratio = conf.otel_sampler_arg;
+    topts.metrics = metrics;
+    tracer = epp_tracer_create(&topts, err, sizeof(err));
+    if (!tracer && err[0]) {
+        EPP_LOGKV(EPP_LOG_ERROR, "cannot start tracing", "error", err);
         goto out;
     }
 
@@ -86,6 +101,7 @@ int main(int argc, char **argv)
     popts.connect_timeout_s = (int)conf.connect_timeout_s;
     popts.stmts = analytics_queries_stmts(&popts.nstmts);
     popts.metrics = metrics;
+    popts.tracer = tracer;
     pool = analytics_pool_create(&popts);
     if (!pool) {
         EPP_ERROR("cannot create the database pool");
@@ -121,6 +137,7 @@ int main(int argc, char **argv)
         .pool = pool,
         .pool_wait_ms = (int)conf.pool_wait_ms,
         .max_points = conf.max_points,
+        .tracer = tracer,
     };
     if (analytics_handlers_register(srv, &ctx) < 0 || analytics_dashboard_register(srv) < 0) {
         EPP_ERROR("cannot register routes");
@@ -143,6 +160,8 @@ out:
     /* The server first: its handlers use the pool. */
     epp_http_destroy(srv);
     analytics_pool_destroy(pool);
+    /* After the last span has ended: exports what is queued, bounded by one POST timeout. */
+    epp_tracer_destroy(tracer);
     analytics_queries_free();
     epp_metrics_destroy(metrics);
     epp_config_free(analytics_conf_opts, &conf);
