@@ -28,6 +28,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -937,6 +938,17 @@ int main(int argc, char **argv)
     }
     epp_hist_init(&L.hist);
     prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+    /* One descriptor per connection: raise the soft limit (often 1024) as far as needed and
+     * allowed. */
+    struct rlimit rl;
+    rlim_t want = (rlim_t)conf.connections + 64;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < want)
+            fprintf(stderr, "epp-load: warning: only %llu file descriptors for %lld connections\n",
+                    (unsigned long long)rl.rlim_cur, (long long)conf.connections);
+    }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
