@@ -67,20 +67,25 @@ static const char temp_tables_sql[] =
     " n int8) ON COMMIT DELETE ROWS;"
     "RESET client_min_messages";
 
-/* ORDER BY gives every consumer the same lock order on the rollup rows (no deadlocks). */
+/* ORDER BY gives every writer the same lock order on the rollup rows (no deadlocks). The order
+ * of the statements matters for parallel writers: epp_user_day keys never collide between writers
+ * (a user's events share a partition, and a partition one writer), while the few per-minute,
+ * hour and day rows are hot and shared by every writer. Taking the hot rows last, right before
+ * the offsets and the COMMIT, keeps their locks held briefly, so that the writers' transactions
+ * overlap instead of queueing behind each other's user_day upserts. */
 static const char rollup_upsert_sql[] =
-    "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 0 ORDER BY bucket, key"
+    "INSERT INTO public.epp_user_day AS r (bucket, user_id, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 3 ORDER BY bucket, key"
+    " ON CONFLICT (bucket, user_id) DO UPDATE SET n = r.n + EXCLUDED.n;"
+    "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 2 ORDER BY bucket, key"
     " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
     "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
     " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 1 ORDER BY bucket, key"
     " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
-    "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 2 ORDER BY bucket, key"
-    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
-    "INSERT INTO public.epp_user_day AS r (bucket, user_id, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 3 ORDER BY bucket, key"
-    " ON CONFLICT (bucket, user_id) DO UPDATE SET n = r.n + EXCLUDED.n";
+    "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
+    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 0 ORDER BY bucket, key"
+    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n";
 
 static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
 
