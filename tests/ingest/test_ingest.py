@@ -99,14 +99,17 @@ def wait_ready(svc, timeout=20.0, headers=None):
                                       timeout=2)[0] == 200, timeout, msg="GET /ready == 200")
 
 
-def consume_with_headers(env, topic, count=None, timeout=60.0, idle_timeout=None):
-    """Every message of topic as dicts {key, value, headers, partition, offset}."""
+def consume_with_headers(env, topic, count=None, timeout=60.0, idle_timeout=None, want=None):
+    """Every message of topic as dicts {key, value, headers, partition, offset}. Stops after
+    count messages, or once every event_id in want was seen (then after 1 s more, to catch
+    duplicates), or after idle_timeout without a message, or at timeout."""
     from confluent_kafka import Consumer, KafkaError
     c = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
                   "group.id": t.unique_name("g"), "auto.offset.reset": "earliest",
                   "enable.auto.commit": False})
     out = []
-    idle_timeout = idle_timeout or (timeout if count is not None else 3.0)
+    idle_timeout = idle_timeout or (timeout if count is not None or want else 3.0)
+    missing = set(want or ())
     try:
         c.subscribe([topic])
         deadline = time.monotonic() + timeout
@@ -125,6 +128,10 @@ def consume_with_headers(env, topic, count=None, timeout=60.0, idle_timeout=None
                             "headers": dict(m.headers() or []),
                             "partition": m.partition(), "offset": m.offset()})
                 last = time.monotonic()
+                if want and missing:
+                    missing.discard(json.loads(m.value()).get("event_id"))
+                    if not missing:
+                        deadline = min(deadline, time.monotonic() + 1.0)
     finally:
         c.close()
     return out
@@ -546,7 +553,7 @@ def brokers_down(env):
                 t.check(status == 202, "after: %s %r" % (status, body))
                 accepted.append(body["event_id"])
             wait_ready(svc)
-            msgs = consume_with_headers(kenv, topic, timeout=30, idle_timeout=3)
+            msgs = consume_with_headers(kenv, topic, timeout=30, want=accepted)
             ids = {json.loads(m["value"])["event_id"] for m in msgs}
             missing = [e for e in accepted if e not in ids]
             t.check(not missing, "202'd events missing from the topic: %r" % missing)
@@ -564,7 +571,18 @@ def retriable(env):
     where the mock lost an ack; counted)."""
     with t.DevBroker(env, brokers=3) as kenv:
         topic = t.create_topic(kenv, t.unique_name("ingest_retry"), 3)
-        svc = start_ingest(kenv, topic, {"KAFKA_DELIVERY_TIMEOUT_MS": "20000"})
+        # One produce request in flight per broker. The idempotent producer pipelines up to 5,
+        # and when a later batch of a partition succeeds after an earlier one failed it counts
+        # the earlier one as delivered ("implicitly acked"): Kafka enforces the sequence numbers
+        # and would have refused the later batch (OUT_OF_ORDER_SEQUENCE_NUMBER) had the earlier
+        # one not been written. The mock cluster does not check sequences for non-transactional
+        # producers, so with pipelining an injected NOT_ENOUGH_REPLICAS makes a batch vanish
+        # while librdkafka reports it delivered (seen here: "3 message(s) implicitly acked by
+        # subsequent batch success", and 3 of 570 events missing). That is a dev-broker
+        # artifact, not what a real cluster does, so this test runs without pipelining.
+        svc = start_ingest(kenv, topic, {
+            "KAFKA_DELIVERY_TIMEOUT_MS": "20000",
+            "KAFKA_PRODUCER_CONFIG": "max.in.flight.requests.per.connection=1"})
         try:
             wait_ready(svc)
             c = Client(svc.port)
@@ -598,7 +616,7 @@ def retriable(env):
                     f.result()
             print("retriable: %d events 202'd in %.1fs despite injected errors" %
                   (len(accepted), time.monotonic() - start))
-            msgs = consume_with_headers(kenv, topic, timeout=30, idle_timeout=3)
+            msgs = consume_with_headers(kenv, topic, timeout=30, want=accepted)
             counts = {}
             for m in msgs:
                 eid = json.loads(m["value"])["event_id"]
@@ -669,7 +687,7 @@ def sigterm(env):
             t.check(set(statuses) <= {202, 503}, "statuses %r" % set(statuses))
             t.broker_control(kenv, "POST", "/brokers/1/rtt?ms=0")
             accepted = [b["event_id"] for s, b in results if s == 202]
-            msgs = consume_with_headers(kenv, topic, timeout=30, idle_timeout=3)
+            msgs = consume_with_headers(kenv, topic, timeout=30, want=accepted)
             ids = {json.loads(m["value"])["event_id"] for m in msgs}
             missing = [e for e in accepted if e not in ids]
             t.check(not missing, "202'd but not in the topic: %r" % missing[:5])
@@ -768,7 +786,7 @@ def fatal(env):
                 t.check(status == 202, "after recovery: %s %r" % (status, body))
                 accepted.append(body["event_id"])
             wait_ready(svc)
-            msgs = consume_with_headers(kenv, topic, timeout=30, idle_timeout=3)
+            msgs = consume_with_headers(kenv, topic, timeout=30, want=accepted)
             ids = {json.loads(m["value"])["event_id"] for m in msgs}
             missing = [e for e in accepted if e not in ids]
             t.check(not missing, "202'd but not in the topic: %r" % missing[:5])
