@@ -187,7 +187,7 @@ def test_load(build, base):
     rec = os.path.join(build, "test-logs", t.unique_name("load-record") + ".txt")
     os.makedirs(os.path.dirname(rec), exist_ok=True)
     rc, out, err = run(build, "epp-load", "--url", base + "/ok", "--rps", "200", "--duration",
-                       "2s", "--connections", "8", "--record", rec, "--json", "--users", "5")
+                       "2s", "--connections", "32", "--record", rec, "--json", "--users", "5")
     t.check(rc == 0, "epp-load failed: %s %s" % (out, err))
     r = json.loads(out)
     t.check(r["scheduled"] == 400 and r["completed"] == 400 and r["status"] == {"202": 400}, r)
