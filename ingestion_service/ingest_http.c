@@ -38,7 +38,7 @@ struct ingest_app {
 
 /* The outcome of one event of a request. */
 typedef enum {
-    RES_INVALID = 0, /* failed validation; the batch item holds the error */
+    RES_INVALID = 0, /* failed validation; err holds the rejection */
     RES_SENT,        /* handed to the producer, waiting for its delivery report */
     RES_ACCEPTED,    /* acknowledged by Kafka */
     RES_FAILED,      /* not acknowledged (kerr) or never enqueued (send_rc) */
@@ -184,10 +184,11 @@ static void kafka_failure(const ingest_res_t *r, const char **code, const char *
         *retry = RETRY_QUEUE_FULL;
     } else {
         *code = "kafka_unavailable";
+        /* Not "not stored": a purged or timed-out message may still have reached Kafka. */
         *msg = r->send_rc == EPP_ETOOBIG ? "the event is too large for Kafka"
                : r->kerr == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT
                    ? "Kafka did not acknowledge the event within the delivery timeout"
-                   : "Kafka is unavailable; the event was not stored";
+                   : "Kafka did not acknowledge the event; retry with the same event_id";
         *retry = RETRY_UNAVAILABLE;
     }
 }
@@ -212,11 +213,19 @@ static void finish_single(ingest_req_t *r)
         epp_http_reply_json(r->http, 202, body, (size_t)len);
         return;
     }
+    /* The error shape of SPEC section 4 plus the event_id, so that a client can resend the
+     * event under the same id and have it stored once whatever happened to this attempt. */
     const char *code, *msg;
     unsigned retry;
+    char body[320], ra[16];
     kafka_failure(res, &code, &msg, &retry);
     count_rejected(r->app, code, 1);
-    epp_http_reply_error(r->http, 503, code, msg, NULL, retry);
+    int len = snprintf(body, sizeof body,
+                       "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"},\"event_id\":\"%s\"}", code,
+                       msg, res->event_id);
+    snprintf(ra, sizeof ra, "%u", retry);
+    epp_http_add_header(r->http, "Retry-After", ra);
+    epp_http_reply_json(r->http, 503, body, (size_t)len);
 }
 
 static void append_error(epp_buf_t *out, const char *code, const char *msg, const char *field)

@@ -526,6 +526,9 @@ def brokers_down(env):
                     continue
                 t.check(st == 503, "during outage: %s %r" % (st, b))
                 t.check(int(rh.get("retry-after", "0")) >= 1, "503 without Retry-After")
+                if "error" in b:
+                    t.check(b["error"]["code"] in ("kafka_unavailable", "queue_full") and
+                            len(b.get("event_id", "")) == 36, "503 body %r" % b)
                 t.check(secs <= 5.0 + 1.5, "503 after %.2fs (delivery timeout 5 s)" % secs)
             t.check(sum(1 for r in results if r[0] == 503) >= 12, "expected 503s")
             def codes(b):
