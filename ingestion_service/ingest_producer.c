@@ -124,6 +124,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void *poll_main(void *arg)
 {
     inst_t *in = arg;
+    pthread_setname_np(pthread_self(), "ingest-dr"); /* visible in top -H and perf */
     while (!atomic_load(&in->stop))
         rd_kafka_poll(in->rk, 100);
     /* Serve what is left so no report is lost between the last poll and destroy. */
@@ -318,6 +319,7 @@ static void check_ready(ingest_producer_t *p)
 static void *supervisor_main(void *arg)
 {
     ingest_producer_t *p = arg;
+    pthread_setname_np(pthread_self(), "ingest-super");
     for (;;) {
         if (atomic_load(&p->fatal_pending))
             recover(p);
