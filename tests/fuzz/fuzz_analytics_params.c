@@ -1,0 +1,291 @@
+/* libFuzzer target: the analytics API's parameter checks (analytics_params_parse) and the range
+ * planner they feed (query_plan.c) -- everything between an untrusted query string and the SQL
+ * parameters of epp-analytics.
+ *
+ * Input: the first byte picks the route (and a small or the default max_points); the rest is a
+ * query string "name=value&..." decoded like libmicrohttpd does (%XX and '+'). For the routes
+ * with a path parameter, "user_id" / "event_id" in the query string stand for the path segment.
+ *
+ * Beyond "no crash, no sanitizer report" it checks what the SQL layer relies on:
+ *  - a refusal names a known field and has a message (it goes into a JSON 400 reply);
+ *  - an accepted range satisfies from < to within [0001-01-01, 9999-12-31], and every bound the
+ *    planner derives from it survives the text round trip of the SQL parameters
+ *    (epp_time_format, then epp_time_parse_param gives the same microsecond);
+ *  - the plan's pieces are aligned to their rollup's bucket width, disjoint, inside [from, to)
+ *    and together exactly [from, to) -- the exactness of every answer rests on this;
+ *  - a timeseries has 1..max_points points, and its inner run and edges tile [from, to);
+ *  - limits, text filters and ids are within their documented bounds.
+ * A violated property aborts, which libFuzzer reports as a crash.
+ *
+ * The two sources are compiled into this target directly: scripts/fuzz.sh builds targets from
+ * the common/ sources only, and the corpus replay (tests/fuzz/CMakeLists.txt) links only libepp. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../analytics_service/analytics_params.c"
+#include "../../analytics_service/query_plan.c"
+#include "epp_json.h"
+#include "epp_time.h"
+
+#define REQUIRE(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define MAX_ARGS 32
+
+typedef struct {
+    char *names[MAX_ARGS];
+    char *values[MAX_ARGS];
+    int n;
+} args_t;
+
+static int hexdigit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* In-place URL decoding of a NUL-terminated string (a %00 ends it, as it does for a C
+ * string handed out by libmicrohttpd). */
+static void url_decode(char *s)
+{
+    char *out = s;
+    for (char *p = s; *p; p++) {
+        if (*p == '+') {
+            *out++ = ' ';
+        } else if (*p == '%' && hexdigit(p[1]) >= 0 && hexdigit(p[2]) >= 0) {
+            *out++ = (char)(hexdigit(p[1]) * 16 + hexdigit(p[2]));
+            p += 2;
+        } else {
+            *out++ = *p;
+        }
+    }
+    *out = '\0';
+}
+
+/* Splits buf (modified) into decoded arguments; the first occurrence of a name wins. */
+static void split_query(char *buf, args_t *a)
+{
+    a->n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, "&", &save); tok && a->n < MAX_ARGS;
+         tok = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(tok, '=');
+        char *value = tok + strlen(tok); /* "name" alone: an empty value (writable) */
+        if (eq) {
+            *eq = '\0';
+            value = eq + 1;
+        }
+        url_decode(tok);
+        url_decode(value);
+        a->names[a->n] = tok;
+        a->values[a->n] = value;
+        a->n++;
+    }
+}
+
+static const char *get(void *ud, const char *name)
+{
+    const args_t *a = ud;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->names[i], name) == 0)
+            return a->values[i];
+    return NULL;
+}
+
+static void check_time_text(int64_t us)
+{
+    char text[EPP_TIME_BUFSZ];
+    int64_t back = 0;
+    epp_time_format(us, text);
+    REQUIRE(epp_time_parse_param(text, &back) == 0);
+    REQUIRE(back == us);
+}
+
+static int64_t span_len(const analytics_span_t *s)
+{
+    REQUIRE(s->lo <= s->hi);
+    return s->hi - s->lo;
+}
+
+/* A non-empty piece lies in [from, to), is aligned to width and its bounds are valid SQL
+ * parameters. Returns its length. */
+static int64_t check_piece(const analytics_span_t *s, int64_t from, int64_t to, int64_t width)
+{
+    int64_t len = span_len(s);
+    if (len == 0)
+        return 0;
+    REQUIRE(s->lo >= from && s->hi <= to);
+    if (width) {
+        REQUIRE(s->lo % width == 0 && s->hi % width == 0);
+    }
+    check_time_text(s->lo);
+    check_time_text(s->hi);
+    return len;
+}
+
+static int overlap(const analytics_span_t *a, const analytics_span_t *b)
+{
+    return a->lo < a->hi && b->lo < b->hi && a->lo < b->hi && b->lo < a->hi;
+}
+
+static void check_plan(int64_t from, int64_t to)
+{
+    analytics_plan_t p;
+    analytics_plan_range(from, to, &p);
+    const analytics_span_t *pieces[7] = {&p.day,       &p.hour[0], &p.hour[1], &p.minute[0],
+                                         &p.minute[1], &p.raw[0],  &p.raw[1]};
+    const int64_t piece_width[7] = {ANALYTICS_US_DAY,
+                                    ANALYTICS_US_HOUR,
+                                    ANALYTICS_US_HOUR,
+                                    ANALYTICS_US_MINUTE,
+                                    ANALYTICS_US_MINUTE,
+                                    0,
+                                    0};
+    int64_t total = 0;
+    for (int i = 0; i < 7; i++) {
+        total += check_piece(pieces[i], from, to, piece_width[i]);
+        for (int j = 0; j < i; j++)
+            REQUIRE(!overlap(pieces[i], pieces[j]));
+    }
+    REQUIRE(total == to - from);
+
+    analytics_span_t days, edge[2];
+    analytics_plan_days(from, to, &days, edge);
+    total = check_piece(&days, from, to, ANALYTICS_US_DAY) + check_piece(&edge[0], from, to, 0) +
+            check_piece(&edge[1], from, to, 0);
+    REQUIRE(!overlap(&days, &edge[0]) && !overlap(&days, &edge[1]) && !overlap(&edge[0], &edge[1]));
+    REQUIRE(total == to - from);
+}
+
+static void check_series(const analytics_params_t *p, int64_t max_points)
+{
+    REQUIRE(p->interval && (p->width == ANALYTICS_US_MINUTE || p->width == ANALYTICS_US_HOUR ||
+                            p->width == ANALYTICS_US_DAY));
+    REQUIRE(p->npoints >= 1 && p->npoints <= max_points);
+    analytics_span_t inner;
+    analytics_edge_t edges[2];
+    int nedges = -1;
+    int64_t n = analytics_plan_series(p->from, p->to, p->width, &inner, edges, &nedges);
+    REQUIRE(n == p->npoints);
+    REQUIRE(nedges >= 0 && nedges <= 2);
+    int64_t first = analytics_floor(p->from, p->width);
+    REQUIRE(n == (analytics_floor(p->to - 1, p->width) - first) / p->width + 1);
+    check_time_text(first);
+    check_time_text(first + (n - 1) * p->width);
+    int64_t total = check_piece(&inner, p->from, p->to, p->width);
+    for (int e = 0; e < nedges; e++) {
+        const analytics_edge_t *ed = &edges[e];
+        REQUIRE(span_len(&ed->span) > 0);
+        total += check_piece(&ed->span, p->from, p->to, 0);
+        /* The edge is the part of [from, to) inside its bucket, reported at the bucket start. */
+        REQUIRE(ed->bucket % p->width == 0 && ed->bucket >= first);
+        REQUIRE(ed->span.lo >= ed->bucket && ed->span.hi <= ed->bucket + p->width);
+        REQUIRE(!overlap(&ed->span, &inner));
+        check_plan(ed->span.lo, ed->span.hi);
+    }
+    if (nedges == 2)
+        REQUIRE(!overlap(&edges[0].span, &edges[1].span));
+    REQUIRE(total == p->to - p->from);
+}
+
+static void check_text(const char *s)
+{
+    if (!s)
+        return;
+    size_t len = strlen(s);
+    REQUIRE(len >= 1 && len <= ANALYTICS_MAX_TEXT_PARAM);
+    REQUIRE(epp_json_utf8_valid(s, len));
+}
+
+static int canonical_uuid(const char *s)
+{
+    if (strlen(s) != EPP_UUID_STRLEN)
+        return 0;
+    for (int i = 0; i < EPP_UUID_STRLEN; i++) {
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1 || size > 16384)
+        return 0;
+    analytics_route_t route = (analytics_route_t)(data[0] % 6);
+    /* A small limit sometimes, so that the "too many points" path is reached with short ranges. */
+    int64_t max_points = (data[0] & 0x80) ? 1 + (data[0] >> 3 & 0x7) : 10000;
+    char *buf = malloc(size);
+    if (!buf)
+        return 0;
+    memcpy(buf, data + 1, size - 1);
+    buf[size - 1] = '\0';
+    args_t args;
+    split_query(buf, &args);
+
+    analytics_params_t p;
+    analytics_param_error_t err;
+    int rc = analytics_params_parse(route, get, &args, max_points, &p, &err);
+    if (rc != 0) {
+        static const char *const fields[] = {"from_ts",  "to_ts", "event_name", "user_id",
+                                             "interval", "limit", "before",     "event_id"};
+        REQUIRE(rc == EPP_EINVAL);
+        REQUIRE(err.field && err.message[0]);
+        REQUIRE(epp_json_utf8_valid(err.message, strlen(err.message)));
+        int known = 0;
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+            known |= strcmp(err.field, fields[i]) == 0;
+        REQUIRE(known);
+        free(buf);
+        return 0;
+    }
+    switch (route) {
+    case ANALYTICS_ROUTE_COUNT:
+    case ANALYTICS_ROUTE_SERIES:
+    case ANALYTICS_ROUTE_TOP:
+    case ANALYTICS_ROUTE_ACTIVE:
+        REQUIRE(p.from < p.to);
+        REQUIRE(p.from >= analytics_params_min_time() && p.to <= analytics_params_max_time());
+        check_time_text(p.from);
+        check_time_text(p.to);
+        check_text(p.event_name);
+        check_text(p.user_id);
+        if (route == ANALYTICS_ROUTE_SERIES)
+            check_series(&p, max_points);
+        else
+            check_plan(p.from, p.to);
+        if (route == ANALYTICS_ROUTE_TOP)
+            REQUIRE(p.limit >= 1 && p.limit <= 100);
+        break;
+    case ANALYTICS_ROUTE_USER_EVENTS:
+        REQUIRE(p.user_id);
+        check_text(p.user_id);
+        REQUIRE(p.limit >= 1 && p.limit <= 1000);
+        if (p.before_us != INT64_MAX) {
+            REQUIRE(p.before_us >= analytics_params_min_time() &&
+                    p.before_us <= analytics_params_max_time());
+            check_time_text(p.before_us);
+        }
+        if (p.have_before_id)
+            REQUIRE(canonical_uuid(p.before_id));
+        break;
+    case ANALYTICS_ROUTE_EVENT:
+        REQUIRE(canonical_uuid(p.event_id));
+        break;
+    }
+    free(buf);
+    return 0;
+}
