@@ -118,7 +118,7 @@ ROUNDS=${BENCH_ROUNDS:-1}
 N_SUM=0; E_SUM=0; E_BAD=0
 for _ in $(seq 1 "$ROUNDS"); do
     start_nginx
-    read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "$NGINX_PORT")
+    read -r N_RPS N_P50 N_P99 _ < <(run_wrk "$NGINX_PORT")
     stop_nginx
     start_echo
     read -r E_RPS E_P50 E_P99 BAD < <(run_wrk "$ECHO_PORT")
