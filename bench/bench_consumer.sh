@@ -14,6 +14,12 @@
 #    from the first stored row to the last (the consumer group's join delay is not insert time),
 #    and the wall time from process start is printed too.
 # Prints both rates and the ratio consumer / \copy (target >= 0.8).
+# 5. Latency (skipped with BENCH_CONSUMER_LATENCY=0, or when epp-ingest is not built): epp-ingest
+#    and epp-consumer running, events POSTed in batches of 100 at BENCH_CONSUMER_RATE events/s
+#    (default 20,000) for BENCH_CONSUMER_SECONDS (10) by 4 client threads; each event carries the
+#    client's send time in its metadata and Postgres records each transaction's commit time
+#    (track_commit_timestamp), so  commit time - send time  is an upper bound of "202 to row
+#    visible" for every event. Prints p50/p99/max (target p99 < 500 ms).
 #
 # Env: EPP_BUILD_DIR, BENCH_CONSUMER_EVENTS (1000000), BENCH_CONSUMER_PARTITIONS (64),
 # BENCH_CONSUMER_ENV ("KEY=VALUE ..." extra consumer settings, e.g. CONSUMER_COPY_FORMAT=text).
@@ -37,6 +43,10 @@ trap cleanup EXIT
 
 PG_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 bash scripts/pg.sh start "$TMP/pg" "$PG_PORT" >/dev/null
+# Commit timestamps, for the latency phase: when each row became visible.
+psql -X -q "postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres" \
+    -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+bash scripts/pg.sh restart "$TMP/pg" fast >/dev/null
 export BENCH_PG_ADMIN="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres"
 export BENCH_TMP=$TMP
 
@@ -189,6 +199,119 @@ try:
     copy_mean = sum(copy_rates) / len(copy_rates)
     print("ratio consumer / \\copy: %.2fx (mean \\copy rate %.0f rows/s; target >= 0.80)" %
           (sustained / copy_mean, copy_mean))
+
+    # Phase 2: end-to-end latency through epp-ingest.
+    if os.environ.get("BENCH_CONSUMER_LATENCY", "1") != "0" and \
+            os.access(t.bin_path(env, "epp-ingest"), os.X_OK):
+        import json, threading
+        rate = int(os.environ.get("BENCH_CONSUMER_RATE", "20000"))
+        secs = float(os.environ.get("BENCH_CONSUMER_SECONDS", "10"))
+        ltopic = "bench_latency"
+        t.create_topic(benv, ltopic, partitions=32)
+        url = t.create_database(env, "bench_latency")
+        ingest = t.ServiceProcess(benv, "epp-ingest", port=t.free_port(),
+                                  extra_env={"KAFKA_TOPIC": ltopic, "LOG_LEVEL": "warn",
+                                             "KAFKA_BOOTSTRAP_SERVERS": benv["KAFKA_BOOTSTRAP_SERVERS"]},
+                                  log_name="bench-latency-ingest").start()
+        cons_env = dict(svc_env, DATABASE_URL=url, KAFKA_TOPIC=ltopic, KAFKA_GROUP_ID="lat",
+                        LOG_LEVEL=svc_env.get("LOG_LEVEL") if svc_env.get("LOG_LEVEL") == "debug" else "info")
+        cons = t.ServiceProcess(benv, "epp-consumer", port=t.free_port(), extra_env=cons_env,
+                                log_name="bench-latency-consumer").start()
+        try:
+            # Wait until the consumer owns the partitions (the group join is not latency).
+            t.wait_for(lambda: "partitions assigned" in cons.log_text(), timeout=30,
+                       msg="consumer assigned")
+            # Warm-up, not measured: the first requests also pay for the producer's and the
+            # consumer's connection set-up; wait until they are stored.
+            warm = 0
+            for k in range(20):
+                evs = [{"user_id": "warm-%d" % i, "event_name": "warm"} for i in range(100)]
+                st, _, rep = t.http_json("POST", ingest.url("/events/batch"),
+                                         json.dumps({"events": evs}),
+                                         {"Content-Type": "application/json"}, timeout=30)
+                warm += rep["accepted"] if st < 300 else 0
+            wconn = t.pg_connect(url)
+            t.wait_for(lambda: wconn.cursor().execute("SELECT 1") or True, timeout=5)
+
+            def stored():
+                with wconn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM public.events")
+                    return cur.fetchone()[0] >= warm
+            t.wait_for(stored, timeout=30, msg="warm-up events stored")
+            wconn.close()
+            nthreads, per = 4, 100
+            interval = nthreads * per / rate
+            sent = [0] * nthreads
+            errors = []
+
+            def client(k):
+                import http.client
+                conn = http.client.HTTPConnection("127.0.0.1", ingest.port, timeout=10)
+                r = random.Random(k)
+                next_t = time.monotonic() + k * interval / nthreads
+                end = time.monotonic() + secs
+                while next_t < end:
+                    delay = next_t - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    now_us = time.time_ns() // 1000
+                    evs = [{"user_id": "user-%d" % r.randrange(100000),
+                            "event_name": "lat_%d" % r.randrange(10),
+                            "metadata": {"sent_us": now_us}} for _ in range(per)]
+                    conn.request("POST", "/events/batch", json.dumps({"events": evs}),
+                                 {"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    if resp.status >= 300:
+                        errors.append((resp.status, body[:200]))
+                    else:
+                        sent[k] += json.loads(body)["accepted"]
+                    next_t += interval
+
+            threads = [threading.Thread(target=client, args=(k,)) for k in range(nthreads)]
+            t0 = time.monotonic()
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            achieved = sum(sent) / (time.monotonic() - t0)
+            total = sum(sent)
+            conn = t.pg_connect(url)
+            deadline = time.monotonic() + 60
+            while True:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM public.events")
+                    if cur.fetchone()[0] >= total + warm or time.monotonic() > deadline:
+                        break
+                time.sleep(0.1)
+            with conn.cursor() as cur:
+                cur.execute("""
+                    WITH l AS (SELECT (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6
+                                       - (metadata->>'sent_us')::bigint) / 1000.0 AS ms
+                               FROM public.events WHERE metadata ? 'sent_us')
+                    SELECT count(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY ms),
+                           percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) FROM l""")
+                n_rows, p50, p99, mx = cur.fetchone()
+                cur.execute("""
+                    WITH l AS (SELECT (metadata->>'sent_us')::bigint / 1000000 AS s,
+                                      (extract(epoch FROM pg_xact_commit_timestamp(xmin)) * 1e6
+                                       - (metadata->>'sent_us')::bigint) / 1000.0 AS ms
+                               FROM public.events WHERE metadata ? 'sent_us')
+                    SELECT s - min(s) OVER (), count(*), round(max(ms)) FROM l GROUP BY s
+                    ORDER BY s""")
+                by_second = cur.fetchall()
+            conn.close()
+            print("latency: %d events at %.0f events/s offered (%d client errors): send -> row "
+                  "visible p50 %.0f ms, p99 %.0f ms, max %.0f ms (target p99 < 500 ms)" %
+                  (n_rows, achieved, len(errors), p50, p99, mx))
+            print("  per second of sending (s, events, max ms): %s" %
+                  " ".join("%d:%d:%d" % tuple(r) for r in by_second))
+            if errors:
+                print("  first client error: %r" % (errors[0],))
+        finally:
+            cons.stop()
+            ingest.stop()
+            t.drop_database(env, "bench_latency")
 finally:
     broker.stop()
 PY
