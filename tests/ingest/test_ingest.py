@@ -453,6 +453,14 @@ def bad_input(env):
         t.check(status in (200, 204), "preflight: %s" % status)
         t.check(rh.get("access-control-allow-origin") == "https://app.example",
                 "preflight allow-origin %r" % rh)
+        # ... and the actual request's reply, sent later from the delivery-report thread.
+        status, rh, _ = c.request("POST", "/events", jb(good), dict(auth, **{
+            "Content-Type": J, "Origin": "https://app.example"}))
+        t.check(status == 202 and rh.get("access-control-allow-origin") == "https://app.example",
+                "CORS on the 202: %s %r" % (status, rh))
+        status, rh, _ = c.request("POST", "/events", jb(good), dict(auth, **{
+            "Content-Type": J, "Origin": "https://evil.example"}))
+        t.check("access-control-allow-origin" not in rh, "CORS for a foreign origin: %r" % rh)
         # The rejected counter moved.
         rej = metric_value(svc, "epp_ingest_events_rejected_total", {"reason": "invalid_field"},
                            headers=auth)
