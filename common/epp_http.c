@@ -327,6 +327,14 @@ static int url_decode(char *dst, const char *src, size_t len)
     return 0;
 }
 
+typedef struct {
+    epp_http_req_t *req;
+    const char *bad; /* the first argument name (decoded when possible) that fails to decode */
+} bad_query_t;
+
+static enum MHD_Result query_check_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        size_t key_size, const char *value, size_t value_size);
+
 /* libmicrohttpd must leave the path and query raw: we split the path into segments before
  * decoding, so that "%2F" inside a {param} stays part of the parameter. */
 static size_t unescape_identity(void *cls, struct MHD_Connection *c, char *s)
@@ -1038,6 +1046,21 @@ static void on_headers(epp_http_req_t *req)
             early_error(req, 429, "rate_limited", "rate limit exceeded", wait);
             return;
         }
+    }
+
+    /* A query argument that does not decode (a %00) would otherwise read as absent, and a
+     * handler would answer as if the filter had not been given: refuse the request instead. */
+    bad_query_t bq = {req, NULL};
+    MHD_get_connection_values_n(req->mhd, MHD_GET_ARGUMENT_KIND, query_check_iter, &bq);
+    if (bq.bad) {
+        if (claim(req, 0) < 0)
+            return;
+        char msg[160];
+        snprintf(msg, sizeof msg, "query parameter %.64s is not valid percent-encoding text",
+                 bq.bad);
+        fill_error(req, 400, "invalid_parameter", msg, bq.bad, 0);
+        atomic_fetch_or(&req->state, ST_READY);
+        return;
     }
 
     /* Body limits, decided before reading any of it. */
@@ -1944,6 +1967,24 @@ static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char
     if (v && url_decode(v, value, value_size) == 0)
         q->found = v;
     return MHD_NO;
+}
+
+static enum MHD_Result query_check_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        size_t key_size, const char *value, size_t value_size)
+{
+    bad_query_t *q = cls;
+    (void)kind;
+    char *k = arena_alloc(q->req->conn, key_size + 1);
+    char *v = value ? arena_alloc(q->req->conn, value_size + 1) : NULL;
+    if (!k || url_decode(k, key, key_size) < 0) {
+        q->bad = "(name)";
+        return MHD_NO;
+    }
+    if (value && (!v || url_decode(v, value, value_size) < 0)) {
+        q->bad = k;
+        return MHD_NO;
+    }
+    return MHD_YES;
 }
 
 const char *epp_http_query(const epp_http_req_t *req, const char *name)

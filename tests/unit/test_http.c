@@ -304,6 +304,14 @@ static void test_routing(void)
     http(P, "GET", "/items/a%00b", NULL, NULL, 0, 0, &r);
     CHECK_INT_EQ(r.status, 400);
     resp_free(&r);
+
+    /* ... in a query value too: it must not read as an absent filter (regression: the handler
+     * saw q == NULL and answered as if unfiltered). */
+    http(P, "GET", "/items/1?q=%00", NULL, NULL, 0, 0, &r);
+    CHECK_INT_EQ(r.status, 400);
+    CHECK(strstr(r.body.data, "\"code\":\"invalid_parameter\"") != NULL);
+    CHECK(strstr(r.body.data, "\"field\":\"q\"") != NULL);
+    resp_free(&r);
 }
 
 static void test_404_405(void)
