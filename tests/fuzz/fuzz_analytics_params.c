@@ -2,7 +2,8 @@
  * planner they feed (query_plan.c) -- everything between an untrusted query string and the SQL
  * parameters of epp-analytics.
  *
- * Input: the first byte picks the route (and a small or the default max_points); the rest is a
+ * Input: the first byte picks the route (and a small or the default max_points; 0xff: the raw
+ * planner mode of fuzz_raw()); the rest is a
  * query string "name=value&..." decoded like libmicrohttpd does (%XX and '+'). For the routes
  * with a path parameter, "user_id" / "event_id" in the query string stand for the path segment.
  *
@@ -221,10 +222,45 @@ static int canonical_uuid(const char *s)
     return 1;
 }
 
+/* Raw mode (first byte 0xff): two 64-bit bounds and a width taken straight from the input and
+ * folded into the accepted range, so the planner also meets instants no query string reaches
+ * quickly (the year 1, negative epoch values, the last microsecond of 9999-12-30). */
+static void fuzz_raw(const uint8_t *data, size_t size)
+{
+    uint64_t a = 0, b = 0;
+    memcpy(&a, data + 1, 8);
+    memcpy(&b, data + 9, 8);
+    int64_t lo = analytics_params_min_time(), hi = analytics_params_max_time();
+    uint64_t span = (uint64_t)(hi - lo) + 1;
+    int64_t from = lo + (int64_t)(a % span), to = lo + (int64_t)(b % span);
+    if (from == to)
+        return;
+    if (from > to) {
+        int64_t tmp = from;
+        from = to;
+        to = tmp;
+    }
+    check_plan(from, to);
+    static const int64_t w[3] = {ANALYTICS_US_MINUTE, ANALYTICS_US_HOUR, ANALYTICS_US_DAY};
+    analytics_params_t p = {.from = from, .to = to, .interval = "raw"};
+    p.width = w[size > 17 ? data[17] % 3 : 0];
+    analytics_span_t inner;
+    analytics_edge_t edges[2];
+    int nedges;
+    p.npoints = analytics_plan_series(from, to, p.width, &inner, edges, &nedges);
+    if (p.npoints <= 1000000)
+        check_series(&p, 1000000);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 16384)
         return 0;
+    if (data[0] == 0xff) {
+        if (size >= 17)
+            fuzz_raw(data, size);
+        return 0;
+    }
     analytics_route_t route = (analytics_route_t)(data[0] % 6);
     /* A small limit sometimes, so that the "too many points" path is reached with short ranges. */
     int64_t max_points = (data[0] & 0x80) ? 1 + (data[0] >> 3 & 0x7) : 10000;
