@@ -55,7 +55,7 @@ const epp_conf_opt_t ingest_conf_table[] = {
     EPP_CONF_STR("log-level", "LOG_LEVEL", "info", T, log_level, "debug, info, warn, error"),
     EPP_CONF_STR("log-format", "LOG_FORMAT", "json", T, log_format, "json or text"),
     EPP_CONF_STR("otel-exporter-otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", NULL, T,
-                 otel_endpoint, "OTLP/HTTP endpoint for traces (accepted; export not yet wired)"),
+                 otel_endpoint, "OTLP/HTTP endpoint for traces (unset: tracing off)"),
     EPP_CONF_STR("otel-service-name", "OTEL_SERVICE_NAME", "epp-ingest", T, otel_service_name,
                  "Service name in traces"),
     EPP_CONF_DBL("otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "1", 0, 1, T,

@@ -15,6 +15,7 @@
 #include "epp_json.h"
 #include "epp_log.h"
 #include "epp_time.h"
+#include "epp_trace.h"
 #include "epp_uuid.h"
 #include "ingest_batch.h"
 
@@ -32,6 +33,7 @@ static const char *const reject_reasons[] = {
 struct ingest_app {
     const ingest_conf_t *conf;
     ingest_producer_t *producer;
+    epp_tracer_t *tracer; /* NULL: tracing off, every span call is a no-op */
     epp_series_t *accepted;
     epp_series_t *rejected[N_REASONS];
 };
@@ -67,6 +69,8 @@ struct ingest_req {
     size_t n;
     ingest_res_t *res; /* n entries: &one for POST /events */
     ingest_res_t one;
+    epp_span_t *span;  /* SERVER span of the request (NULL without tracing) */
+    epp_span_t *pspan; /* PRODUCER span whose context the Kafka messages carry */
 };
 
 /* --- metrics --- */
@@ -156,22 +160,100 @@ void ingest_traceparent(const char *in, char out[56])
     out[55] = '\0';
 }
 
+/* --- spans ---
+ *
+ * With a tracer (OTEL_EXPORTER_OTLP_ENDPOINT set) every request is a SERVER span, a child of the
+ * client's traceparent when it sent a valid one, and its events are published under a PRODUCER
+ * child span whose context is the messages' traceparent header, so that the consumer's spans
+ * join the same trace. Without a tracer the spans are NULL and ingest_traceparent() makes the
+ * header. */
+
+static epp_span_t *server_span_start(ingest_app_t *app, epp_http_req_t *http, const char *name,
+                                     const char *route)
+{
+    if (!app->tracer)
+        return NULL;
+    epp_trace_ctx_t parent;
+    const char *tp = epp_http_header(http, "traceparent");
+    int has_parent = tp && epp_traceparent_parse(tp, &parent) == 0;
+    epp_span_t *span =
+        epp_span_start(app->tracer, name, EPP_SPAN_SERVER, has_parent ? &parent : NULL, 0);
+    if (epp_span_sampled(span)) {
+        epp_span_set_str(span, "http.request.method", "POST");
+        epp_span_set_str(span, "http.route", route);
+    }
+    return span;
+}
+
+/* Ends a span with the HTTP status of the reply (>= 500 is an error, as OTel asks for SERVER
+ * spans). Accepts NULL. */
+static void server_span_end(epp_span_t *span, unsigned status)
+{
+    if (!span)
+        return;
+    epp_span_set_int(span, "http.response.status_code", status);
+    if (status >= 500)
+        epp_span_set_status(span, EPP_SPAN_STATUS_ERROR, NULL);
+    epp_span_end(span, 0);
+}
+
+/* Starts the PRODUCER span and writes the traceparent the messages carry into tp. */
+static void producer_span_start(ingest_app_t *app, ingest_req_t *r, epp_http_req_t *http,
+                                char tp[56])
+{
+    if (!r->span) {
+        ingest_traceparent(epp_http_header(http, "traceparent"), tp);
+        return;
+    }
+    char name[160];
+    snprintf(name, sizeof name, "%s publish", app->conf->topic);
+    r->pspan = epp_span_start(app->tracer, name, EPP_SPAN_PRODUCER, epp_span_ctx(r->span), 0);
+    const epp_trace_ctx_t *ctx = epp_span_ctx(r->pspan ? r->pspan : r->span);
+    epp_traceparent_format(ctx, tp);
+    if (epp_span_sampled(r->pspan)) {
+        epp_span_set_str(r->pspan, "messaging.system", "kafka");
+        epp_span_set_str(r->pspan, "messaging.operation.type", "publish");
+        epp_span_set_str(r->pspan, "messaging.destination.name", app->conf->topic);
+    }
+}
+
+/* Ends both spans of a request once its reply is decided. */
+static void req_spans_end(ingest_req_t *r, unsigned status, size_t accepted, size_t failed)
+{
+    if (r->pspan) {
+        epp_span_set_int(r->pspan, "messaging.batch.message_count", (int64_t)(accepted + failed));
+        if (failed)
+            epp_span_set_status(r->pspan, EPP_SPAN_STATUS_ERROR, "not acknowledged by Kafka");
+        epp_span_end(r->pspan, 0);
+        r->pspan = NULL;
+    }
+    if (r->span && r->is_batch) {
+        epp_span_set_int(r->span, "epp.events.accepted", (int64_t)accepted);
+        epp_span_set_int(r->span, "epp.events.rejected", (int64_t)(r->n - accepted));
+    }
+    server_span_end(r->span, status);
+    r->span = NULL;
+}
+
 /* --- replies --- */
 
-static void reply_fail(ingest_app_t *app, epp_http_req_t *http, const ingest_fail_t *fail)
+static void reply_fail(ingest_app_t *app, epp_http_req_t *http, const ingest_fail_t *fail,
+                       epp_span_t *span)
 {
     count_rejected(app, fail->code, 1);
     epp_http_reply_error(http, fail->status, fail->code, fail->message,
                          fail->field[0] ? fail->field : NULL, 0);
+    server_span_end(span, fail->status);
 }
 
 static void reply_event_error(ingest_app_t *app, epp_http_req_t *http, int rc,
-                              const epp_event_error_t *err)
+                              const epp_event_error_t *err, epp_span_t *span)
 {
     const char *code = err->code ? err->code : "invalid_json";
+    unsigned status = ingest_event_error_status(rc);
     count_rejected(app, code, 1);
-    epp_http_reply_error(http, ingest_event_error_status(rc), code, err->message,
-                         err->field[0] ? err->field : NULL, 0);
+    epp_http_reply_error(http, status, code, err->message, err->field[0] ? err->field : NULL, 0);
+    server_span_end(span, status);
 }
 
 /* The 503 code and message for an event that Kafka did not take. */
@@ -211,6 +293,7 @@ static void finish_single(ingest_req_t *r)
         int len = snprintf(body, sizeof body, "{\"event_id\":\"%s\",\"status\":\"accepted\"}",
                            res->event_id);
         epp_http_reply_json(r->http, 202, body, (size_t)len);
+        req_spans_end(r, 202, 1, 0);
         return;
     }
     /* The error shape of SPEC section 4 plus the event_id, so that a client can resend the
@@ -226,6 +309,7 @@ static void finish_single(ingest_req_t *r)
     snprintf(ra, sizeof ra, "%u", retry);
     epp_http_add_header(r->http, "Retry-After", ra);
     epp_http_reply_json(r->http, 503, body, (size_t)len);
+    req_spans_end(r, 503, 0, 1);
 }
 
 static void append_error(epp_buf_t *out, const char *code, const char *msg, const char *field)
@@ -303,8 +387,9 @@ static void finish_batch(ingest_req_t *r)
     if (oom == 0)
         epp_http_reply_json(r->http, status, out.data, out.len);
     else
-        epp_http_reply_error(r->http, 503, "out_of_memory", "out of memory", NULL, 1);
+        epp_http_reply_error(r->http, status = 503, "out_of_memory", "out of memory", NULL, 1);
     epp_buf_free(&out);
+    req_spans_end(r, status, accepted, failed);
 }
 
 /* Drops one hold on r; the last one replies and frees. */
@@ -365,7 +450,7 @@ static void send_event(ingest_app_t *app, ingest_res_t *res, const epp_event_t *
 /* Common request checks: Content-Type, then Content-Encoding and the size limit. On failure
  * the request has been answered and 0 is returned. */
 static int read_body(ingest_app_t *app, epp_http_req_t *http, bool batch, epp_buf_t *scratch,
-                     const char **body, size_t *len, ingest_media_t *media)
+                     const char **body, size_t *len, ingest_media_t *media, epp_span_t *span)
 {
     ingest_fail_t fail = {0};
     *media = ingest_media_type(epp_http_header(http, "Content-Type"));
@@ -374,14 +459,14 @@ static int read_body(ingest_app_t *app, epp_http_req_t *http, bool batch, epp_bu
         fail.code = "unsupported_media_type";
         snprintf(fail.message, sizeof fail.message, "Content-Type must be %s",
                  batch ? "application/json or application/x-ndjson" : "application/json");
-        reply_fail(app, http, &fail);
+        reply_fail(app, http, &fail, span);
         return 0;
     }
     size_t raw_len;
     const char *raw = epp_http_body(http, &raw_len);
     if (ingest_body_decode(raw, raw_len, epp_http_header(http, "Content-Encoding"),
                            (size_t)app->conf->max_body_bytes, scratch, body, len, &fail) < 0) {
-        reply_fail(app, http, &fail);
+        reply_fail(app, http, &fail, span);
         return 0;
     }
     return 1;
@@ -390,11 +475,12 @@ static int read_body(ingest_app_t *app, epp_http_req_t *http, bool batch, epp_bu
 static void handle_event(epp_http_req_t *http, void *ud)
 {
     ingest_app_t *app = ud;
+    epp_span_t *span = server_span_start(app, http, "POST /events", "/events");
     epp_buf_t scratch = {0};
     const char *body;
     size_t len;
     ingest_media_t media;
-    if (!read_body(app, http, false, &scratch, &body, &len, &media)) {
+    if (!read_body(app, http, false, &scratch, &body, &len, &media, span)) {
         epp_buf_free(&scratch);
         return;
     }
@@ -404,7 +490,7 @@ static void handle_event(epp_http_req_t *http, void *ud)
     int rc = epp_event_parse(body, len, EPP_EVENT_FROM_CLIENT, epp_time_now_us(), &ev, &err);
     epp_buf_free(&scratch);
     if (rc < 0) {
-        reply_event_error(app, http, rc, &err);
+        reply_event_error(app, http, rc, &err, span);
         epp_event_clear(&ev);
         return;
     }
@@ -412,16 +498,18 @@ static void handle_event(epp_http_req_t *http, void *ud)
     if (!r) {
         epp_event_clear(&ev);
         epp_http_reply_error(http, 503, "out_of_memory", "out of memory", NULL, 1);
+        server_span_end(span, 503);
         return;
     }
     r->app = app;
     r->http = http;
+    r->span = span;
     r->n = 1;
     r->res = &r->one;
     r->one.req = r;
     atomic_init(&r->pending, 1);
     char tp[56];
-    ingest_traceparent(epp_http_header(http, "traceparent"), tp);
+    producer_span_start(app, r, http, tp);
     epp_http_suspend(http);
     send_event(app, &r->one, &ev, tp);
     epp_event_clear(&ev);
@@ -474,11 +562,12 @@ static int batch_event(size_t index, int rc, const epp_event_t *ev, const epp_ev
 static void handle_batch(epp_http_req_t *http, void *ud)
 {
     ingest_app_t *app = ud;
+    epp_span_t *span = server_span_start(app, http, "POST /events/batch", "/events/batch");
     epp_buf_t scratch = {0};
     const char *body;
     size_t len;
     ingest_media_t media;
-    if (!read_body(app, http, true, &scratch, &body, &len, &media)) {
+    if (!read_body(app, http, true, &scratch, &body, &len, &media, span)) {
         epp_buf_free(&scratch);
         return;
     }
@@ -486,15 +575,17 @@ static void handle_batch(epp_http_req_t *http, void *ud)
     if (!r) {
         epp_buf_free(&scratch);
         epp_http_reply_error(http, 503, "out_of_memory", "out of memory", NULL, 1);
+        server_span_end(span, 503);
         return;
     }
     r->app = app;
     r->http = http;
+    r->span = span;
     r->is_batch = true;
     r->res = &r->one;
     atomic_init(&r->pending, 1);
     batch_ctx_t ctx = {.app = app, .r = r};
-    ingest_traceparent(epp_http_header(http, "traceparent"), ctx.traceparent);
+    producer_span_start(app, r, http, ctx.traceparent);
     ingest_batch_visitor_t vis = {.begin = batch_begin, .event = batch_event, .ud = &ctx};
     ingest_fail_t fail = {0};
     int rc = ingest_batch_parse(body, len, media, (size_t)app->conf->max_batch_events,
@@ -507,7 +598,10 @@ static void handle_batch(epp_http_req_t *http, void *ud)
             fail.code = "out_of_memory";
             snprintf(fail.message, sizeof fail.message, "out of memory");
         }
-        reply_fail(app, http, &fail);
+        /* Nothing was published: the producer span is dropped with the request's. */
+        epp_span_end(r->pspan, 0);
+        r->pspan = NULL;
+        reply_fail(app, http, &fail, span);
         req_free(r);
         return;
     }
@@ -529,6 +623,11 @@ static void handle_debug_fatal(epp_http_req_t *http, void *ud)
 }
 
 /* --- public --- */
+
+void ingest_app_set_tracer(ingest_app_t *app, epp_tracer_t *tracer)
+{
+    app->tracer = tracer;
+}
 
 ingest_app_t *ingest_app_create(const ingest_conf_t *conf, epp_metrics_t *metrics)
 {

@@ -14,6 +14,7 @@
 
 #include "epp_http.h"
 #include "epp_metrics.h"
+#include "epp_trace.h"
 #include "ingest_config.h"
 #include "ingest_producer.h"
 
@@ -25,6 +26,9 @@ ingest_app_t *ingest_app_create(const ingest_conf_t *conf, epp_metrics_t *metric
 
 /* The producer to send to (set once, before the server starts). Borrowed. */
 void ingest_app_set_producer(ingest_app_t *app, ingest_producer_t *producer);
+
+/* The tracer for request spans (NULL: tracing off). Borrowed; set before the server starts. */
+void ingest_app_set_tracer(ingest_app_t *app, epp_tracer_t *tracer);
 
 /* Adds the service's routes to srv. 0 or a negative EPP_E* code. */
 int ingest_app_routes(ingest_app_t *app, epp_http_server_t *srv);

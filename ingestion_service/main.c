@@ -17,6 +17,7 @@
 #include "epp_log.h"
 #include "epp_metrics.h"
 #include "epp_time.h"
+#include "epp_trace.h"
 #include "ingest_config.h"
 #include "ingest_http.h"
 #include "ingest_producer.h"
@@ -111,11 +112,27 @@ int main(int argc, char **argv)
     ingest_app_t *app = metrics ? ingest_app_create(&conf, metrics) : NULL;
     ingest_producer_t *producer = NULL;
     epp_http_server_t *srv = NULL;
+    epp_tracer_t *tracer = NULL;
     if (!app) {
         EPP_ERROR("out of memory");
         goto out;
     }
     epp_metrics_add_process(metrics, INGEST_PROG);
+
+    /* NULL without an endpoint: then every span call is a no-op. */
+    epp_tracer_opts_t topts = {0};
+    topts.endpoint = conf.otel_endpoint;
+    topts.service =
+        conf.otel_service_name && *conf.otel_service_name ? conf.otel_service_name : INGEST_PROG;
+    topts.sample_ratio = conf.otel_sampler_arg;
+    topts.metrics = metrics;
+    tracer = epp_tracer_create(&topts, err, sizeof err);
+    if (!tracer && err[0]) {
+        EPP_LOGKV(EPP_LOG_ERROR, "cannot start tracing", "error", err);
+        status = 2;
+        goto out;
+    }
+    ingest_app_set_tracer(app, tracer);
 
     ingest_producer_opts_t popts = {
         .bootstrap = conf.bootstrap,
@@ -175,6 +192,7 @@ out:
      * producer's reports must all have been served before the requests they answer vanish. */
     epp_http_destroy(srv);
     ingest_producer_destroy(producer);
+    epp_tracer_destroy(tracer); /* after the last request's spans ended */
     ingest_app_destroy(app);
     epp_metrics_destroy(metrics);
     epp_config_free(ingest_conf_table, &conf);

@@ -2,6 +2,7 @@
 """Integration tests of epp-ingest (issue 3, SPEC section 4) against the dev broker.
 
     test_ingest.py BUILD_DIR e2e            10,000 events in the topic exactly once (shared broker)
+    test_ingest.py BUILD_DIR tracing        OTLP spans per request, trace context into Kafka
     test_ingest.py BUILD_DIR bad_input      table of bad requests: status + error.code
     test_ingest.py BUILD_DIR brokers_down   503 within the delivery timeout; recovery (private broker)
     test_ingest.py BUILD_DIR retriable      injected retriable produce errors cost latency only
@@ -808,7 +809,81 @@ def fatal(env):
         t.check(rc == 0, "exit code %s" % rc)
 
 
-TESTS = {"e2e": e2e, "bad_input": bad_input, "brokers_down": brokers_down,
+def tracing(env):
+    """With OTEL_EXPORTER_OTLP_ENDPOINT set: a SERVER span per request, child of the client's
+    traceparent, and a PRODUCER child whose context is the Kafka message's traceparent header
+    (so the consumer's spans join the trace)."""
+    import http.server
+    spans = []
+    lock = threading.Lock()
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/v1/traces":
+                doc = json.loads(body)
+                with lock:
+                    for rs in doc.get("resourceSpans", []):
+                        for ss in rs.get("scopeSpans", []):
+                            spans.extend(ss.get("spans", []))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    topic = t.create_topic(env, t.unique_name("ingest_trace"), 2)
+    svc = start_ingest(env, topic, {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:%d" % server.server_address[1],
+        "OTEL_TRACES_SAMPLER_ARG": "1"})
+    try:
+        wait_ready(svc)
+        c = Client(svc.port)
+        trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        tp = "00-%s-%s-01" % (trace_id, parent)
+        status, _, body = c.post_json("/events", ev(1), headers={"traceparent": tp})
+        t.check(status == 202, "single: %s %r" % (status, body))
+        single_id = body["event_id"]
+        status, _, body = c.post_json("/events/batch", [ev(2), ev(3), {"user_id": ""}])
+        t.check(status == 202, "batch: %s %r" % (status, body))
+        status, _, _ = c.post_json("/events", b"{bad")
+        t.check(status == 400, "bad: %s" % status)
+
+        def have_spans():
+            with lock:
+                names = [sp["name"] for sp in spans]
+            return names.count("POST /events") >= 2 and "POST /events/batch" in names and \
+                names.count(topic + " publish") >= 2
+        t.wait_for(have_spans, 15, interval=0.2, msg="spans at the collector")
+        with lock:
+            got = list(spans)
+        server_spans = [sp for sp in got if sp["name"] == "POST /events" and
+                        sp["traceId"] == trace_id]
+        t.check(len(server_spans) == 1, "server span of the traced request: %r" % got)
+        srv_span = server_spans[0]
+        t.check(srv_span.get("parentSpanId") == parent, "server span parent %r" % srv_span)
+        prod = [sp for sp in got if sp["name"] == topic + " publish" and
+                sp.get("parentSpanId") == srv_span["spanId"]]
+        t.check(len(prod) == 1 and prod[0]["traceId"] == trace_id, "producer span %r" % got)
+        msgs = consume_with_headers(env, topic, timeout=30, want=[single_id])
+        hdr = {json.loads(m["value"])["event_id"]: m["headers"]["traceparent"].decode()
+               for m in msgs}
+        t.check(hdr[single_id] == "00-%s-%s-01" % (trace_id, prod[0]["spanId"]),
+                "message traceparent %r, producer span %s" % (hdr[single_id], prod[0]["spanId"]))
+        print("tracing: %d spans exported; the message carries the producer span's context" %
+              len(got))
+    finally:
+        rc = svc.stop()
+        server.shutdown()
+    t.check(rc == 0, "exit code %s" % rc)
+
+
+TESTS = {"e2e": e2e, "tracing": tracing, "bad_input": bad_input, "brokers_down": brokers_down,
          "retriable": retriable, "sigterm": sigterm, "fatal": fatal}
 
 
