@@ -7,9 +7,10 @@
    a query; a 503 (database down) is a span with status ERROR. Every payload passes the OTLP
    JSON mapping checks, and epp_otel_spans_exported_total counts what arrived.
 2. OTEL_TRACES_SAMPLER_ARG=0: new traces export nothing (parent-based: a client's sampled
-   traceparent still is).
+   traceparent still is, under the OTEL_SERVICE_NAME given).
 3. The collector at a closed port, and a collector that accepts and never answers: requests
-   still succeed with the latency of tracing off (medians, generous bound), and
+   still succeed with the latency of tracing off (medians, generous bound; no request stalls),
+   and
    epp_otel_spans_dropped_total rises.
 
 Usage: test_traces_analytics.py BUILD_DIR (needs the pg fixture)."""
@@ -184,7 +185,8 @@ def check_spans(env, db_url, db_name):
 def check_sampler_zero(env, db_url):
     with OtlpReceiver() as rx:
         svc = start(env, db_url, {"OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint,
-                                  "OTEL_TRACES_SAMPLER_ARG": "0"}, "traces-ratio0")
+                                  "OTEL_TRACES_SAMPLER_ARG": "0",
+                                  "OTEL_SERVICE_NAME": "analytics-eu1"}, "traces-ratio0")
         try:
             for _ in range(20):
                 st, _, _ = get(svc, "/analytics/events/count", RANGE)
@@ -196,7 +198,9 @@ def check_sampler_zero(env, db_url):
             # Parent-based: the client sampled this trace, so the service records its part.
             tid, sid = new_ids()
             get(svc, "/analytics/events/count", RANGE, {"traceparent": traceparent(tid, sid, "01")})
-            rx.wait_spans(lambda sp: len([s for s in sp if s["trace_id"] == tid]) == 2)
+            spans = rx.wait_spans(lambda sp: len([s for s in sp if s["trace_id"] == tid]) == 2)
+            expect(all(s["service"] == "analytics-eu1" for s in spans),
+                   "OTEL_SERVICE_NAME not used: %r" % {s["service"] for s in spans})
         finally:
             svc.stop()
         expect(not rx.errors, "invalid OTLP payloads: %r" % rx.errors[:5])
@@ -233,9 +237,12 @@ def check_collector_down(env, db_url):
         print("median latency ms: %s (requests per variant: %d)"
               % ({k: round(v, 3) for k, v in med.items()}, len(lat["off"])))
         for k in ("closed", "silent"):
-            # Generous: the bound is about a stuck request path (seconds), not about noise.
-            expect(med[k] <= med["off"] * 1.5 + 1.0,
+            # Generous: the bound is about a stuck request path, not about noise.
+            expect(med[k] <= med["off"] * 2 + 2.0,
                    "collector %s: median %.3f ms vs %.3f ms with tracing off" % (k, med[k], med["off"]))
+            # An export on the request path would stall a request for the POST timeout (2 s)
+            # once per batch: the median would not show it, the slowest request would.
+            expect(max(lat[k]) < 1.5, "collector %s: a request took %.3f s" % (k, max(lat[k])))
         for k in ("closed", "silent"):
             dropped = t.wait_for(lambda: metric(svcs[k], "epp_otel_spans_dropped_total",
                                                 {"reason": "export_failed"}),
