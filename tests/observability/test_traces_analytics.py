@@ -8,7 +8,8 @@
    JSON mapping checks, and epp_otel_spans_exported_total counts what arrived.
 2. OTEL_TRACES_SAMPLER_ARG=0: new traces export nothing (parent-based: a client's sampled
    traceparent still is, under the OTEL_SERVICE_NAME given).
-3. The collector at a closed port, and a collector that accepts and never answers: requests
+3. The collector at a closed port, and a collector that accepts and never answers (and, for
+   reference, a healthy one): requests
    still succeed with the latency of tracing off (medians, generous bound; no request stalls),
    and
    epp_otel_spans_dropped_total rises.
@@ -218,10 +219,13 @@ def latencies(svc, n):
 
 def check_collector_down(env, db_url):
     silent = OtlpReceiver(mode="silent").start()
+    healthy = OtlpReceiver().start()
     closed_port = t.free_port()
     svcs = {}
     try:
         svcs["off"] = start(env, db_url, {}, "traces-off")
+        svcs["on"] = start(env, db_url, {"OTEL_EXPORTER_OTLP_ENDPOINT": healthy.endpoint},
+                           "traces-on")
         svcs["closed"] = start(env, db_url, {"OTEL_EXPORTER_OTLP_ENDPOINT":
                                              "http://127.0.0.1:%d" % closed_port}, "traces-closed")
         svcs["silent"] = start(env, db_url, {"OTEL_EXPORTER_OTLP_ENDPOINT": silent.endpoint},
@@ -236,7 +240,7 @@ def check_collector_down(env, db_url):
         med = {k: statistics.median(v) * 1000 for k, v in lat.items()}
         print("median latency ms: %s (requests per variant: %d)"
               % ({k: round(v, 3) for k, v in med.items()}, len(lat["off"])))
-        for k in ("closed", "silent"):
+        for k in ("on", "closed", "silent"):
             # Generous: the bound is about a stuck request path, not about noise.
             expect(med[k] <= med["off"] * 2 + 2.0,
                    "collector %s: median %.3f ms vs %.3f ms with tracing off" % (k, med[k], med["off"]))
@@ -261,6 +265,8 @@ def check_collector_down(env, db_url):
         for svc in svcs.values():
             svc.stop()
         silent.stop()
+        healthy.stop()
+    expect(not healthy.errors, "invalid OTLP payloads: %r" % healthy.errors[:5])
 
 
 def main():
