@@ -238,8 +238,9 @@ def check_collector_down(env, db_url):
             for k, svc in svcs.items():  # interleaved blocks: drift hits every variant alike
                 lat[k] += latencies(svc, 25)
         med = {k: statistics.median(v) * 1000 for k, v in lat.items()}
-        print("median latency ms: %s (requests per variant: %d)"
-              % ({k: round(v, 3) for k, v in med.items()}, len(lat["off"])))
+        print("median latency ms: %s, slowest ms: %s (requests per variant: %d)"
+              % ({k: round(v, 3) for k, v in med.items()},
+                 {k: round(max(v) * 1000, 1) for k, v in lat.items()}, len(lat["off"])))
         for k in ("on", "closed", "silent"):
             # Generous: the bound is about a stuck request path, not about noise.
             expect(med[k] <= med["off"] * 2 + 2.0,
