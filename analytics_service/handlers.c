@@ -351,8 +351,11 @@ static epp_span_t *server_span_start(analytics_ctx_t *ctx, epp_http_req_t *req, 
     epp_trace_ctx_t parent;
     const char *tp = epp_http_header(req, "traceparent");
     int has_parent = tp && epp_traceparent_parse(tp, &parent) == 0;
-    epp_span_t *span =
-        epp_span_start(ctx->tracer, r->span_name, EPP_SPAN_SERVER, has_parent ? &parent : NULL, 0);
+    /* The request began when its first byte was read, before routing: back-date the span by
+     * the time spent since (the HTTP layer's start is on the same monotonic clock). */
+    int64_t start_us = epp_time_now_us() - (epp_time_mono_us() - epp_http_start_us(req));
+    epp_span_t *span = epp_span_start(ctx->tracer, r->span_name, EPP_SPAN_SERVER,
+                                      has_parent ? &parent : NULL, start_us);
     if (!epp_span_sampled(span))
         return span;
     epp_span_set_str(span, "http.request.method", "GET");
