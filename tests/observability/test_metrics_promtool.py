@@ -20,10 +20,12 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import epp_testlib as t  # noqa: E402
 from epp_stack import Stack  # noqa: E402
+from otlp_receiver import OtlpReceiver  # noqa: E402
 
 PROCESS_METRICS = ["process_cpu_seconds_total", "process_resident_memory_bytes",
                    "process_open_fds", "process_start_time_seconds", "epp_build_info"]
@@ -186,12 +188,19 @@ def main():
     logs = os.path.join(env["EPP_BUILD_DIR"], "test-logs")
     os.makedirs(logs, exist_ok=True)
     all_fams = set()
-    with Stack(env, name="obs_metrics", services=services,
-               extra_env={"HTTP_BIND_ADDRESS": "127.0.0.1"}) as stack:
+    # Tracing on (to a test collector), so that the exporter's metrics are checked too.
+    with OtlpReceiver() as rx, Stack(env, name="obs_metrics", services=services,
+                                     extra_env={"HTTP_BIND_ADDRESS": "127.0.0.1",
+                                                "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint}) as stack:
         send_traffic(env, stack)
-        time.sleep(1.0)  # let gauges sampled on a timer (lag, pool) catch up
+        time.sleep(1.5)  # gauges sampled on a timer (lag, pool) catch up; spans are exported
         for svc in services:
-            all_fams |= check_scrape("epp-" + svc, stack.url(svc), tool, logs)
+            fams = check_scrape("epp-" + svc, stack.url(svc), tool, logs)
+            all_fams |= fams
+            if svc == "analytics":
+                expect({"epp_otel_spans_exported_total", "epp_otel_spans_dropped_total"} <= fams,
+                       "epp-analytics with tracing on: epp_otel_spans_* missing")
+        expect(not rx.errors, "invalid OTLP payloads: %r" % rx.errors[:5])
     check_rules(tool, all_fams)
     if failures:
         print("%d failure(s)" % len(failures), file=sys.stderr)
