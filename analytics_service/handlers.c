@@ -23,10 +23,13 @@
 #include "queries.h"
 #include "query_plan.h"
 
+typedef struct route route_t;
+
 /* One request being answered: the reply helpers below record the status for the span. */
 typedef struct {
     epp_http_req_t *req;
     analytics_ctx_t *ctx;
+    const route_t *route;
     epp_span_t *span; /* NULL when tracing is off */
     unsigned status;  /* of the reply sent, 0 before */
     analytics_params_t p;
@@ -314,32 +317,37 @@ static void h_event(call_t *c)
     reply_buf(c, &b);
 }
 
-typedef struct {
+struct route {
     const char *pattern;
-    const char *span_name; /* "GET <pattern>" */
+    const char *span_name;  /* "GET <pattern>" */
+    const char *path_param; /* the "{name}" in pattern, or NULL */
     analytics_route_t route;
     void (*fn)(call_t *c);
-} route_t;
+};
 
 static const route_t routes[] = {
     /* The fixed paths first, so that /analytics/events/count is never taken for an event_id. */
-    {"/analytics/events/count", "GET /analytics/events/count", ANALYTICS_ROUTE_COUNT, h_count},
-    {"/analytics/events/timeseries", "GET /analytics/events/timeseries", ANALYTICS_ROUTE_SERIES,
-     h_timeseries},
-    {"/analytics/events/top", "GET /analytics/events/top", ANALYTICS_ROUTE_TOP, h_top},
-    {"/analytics/users/active", "GET /analytics/users/active", ANALYTICS_ROUTE_ACTIVE, h_active},
-    {"/analytics/users/{user_id}/events", "GET /analytics/users/{user_id}/events",
+    {"/analytics/events/count", "GET /analytics/events/count", NULL, ANALYTICS_ROUTE_COUNT,
+     h_count},
+    {"/analytics/events/timeseries", "GET /analytics/events/timeseries", NULL,
+     ANALYTICS_ROUTE_SERIES, h_timeseries},
+    {"/analytics/events/top", "GET /analytics/events/top", NULL, ANALYTICS_ROUTE_TOP, h_top},
+    {"/analytics/users/active", "GET /analytics/users/active", NULL, ANALYTICS_ROUTE_ACTIVE,
+     h_active},
+    {"/analytics/users/{user_id}/events", "GET /analytics/users/{user_id}/events", "user_id",
      ANALYTICS_ROUTE_USER_EVENTS, h_user_events},
-    {"/analytics/events/{event_id}", "GET /analytics/events/{event_id}", ANALYTICS_ROUTE_EVENT,
-     h_event},
+    {"/analytics/events/{event_id}", "GET /analytics/events/{event_id}", "event_id",
+     ANALYTICS_ROUTE_EVENT, h_event},
 };
 
-/* Path parameters first (only {user_id} and {event_id} exist), then the query string. */
+/* The route's path parameter comes from the path only (a query argument of the same name is
+ * ignored); every other parameter from the query string. */
 static const char *get_param(void *ud, const char *name)
 {
-    epp_http_req_t *req = ud;
-    const char *v = epp_http_path_param(req, name);
-    return v ? v : epp_http_query(req, name);
+    const call_t *c = ud;
+    if (c->route->path_param && strcmp(name, c->route->path_param) == 0)
+        return epp_http_path_param(c->req, name);
+    return epp_http_query(c->req, name);
 }
 
 /* The SERVER span of a request: child of the client's traceparent when it sent a valid one
@@ -386,10 +394,10 @@ static void dispatch(epp_http_req_t *req, void *ud)
 {
     const analytics_binding_t *bind = ud;
     const route_t *r = bind->route;
-    call_t c = {.req = req, .ctx = bind->ctx};
+    call_t c = {.req = req, .ctx = bind->ctx, .route = r};
     c.span = server_span_start(c.ctx, req, r);
     analytics_param_error_t perr;
-    if (analytics_params_parse(r->route, get_param, req, c.ctx->max_points, &c.p, &perr) < 0)
+    if (analytics_params_parse(r->route, get_param, &c, c.ctx->max_points, &c.p, &perr) < 0)
         reply_error(&c, 400, "invalid_parameter", perr.message, perr.field, 0);
     else
         r->fn(&c);
