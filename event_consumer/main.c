@@ -123,7 +123,11 @@ static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
 static int ready(void *ud, char *reason, size_t reason_size)
 {
     app_t *a = ud;
-    if (!consumer_writer_db_ok(a->lanes[0].writer) || PQping(a->conf.database_url) != PQPING_OK) {
+    /* A fresh connection attempt with a short timeout, so that a probe never hangs on a
+     * black-holed database host. */
+    const char *keys[] = {"dbname", "connect_timeout", NULL};
+    const char *vals[] = {a->conf.database_url, "2", NULL};
+    if (!consumer_writer_db_ok(a->lanes[0].writer) || PQpingParams(keys, vals, 1) != PQPING_OK) {
         snprintf(reason, reason_size, "database unreachable");
         return 0;
     }
