@@ -158,7 +158,7 @@ def retriable_errors(env, pg, full):
     """NOT_LEADER_FOR_PARTITION, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS injected into Produce:
     they cost latency only — every valid event is 202'd on its first try."""
     def body(h):
-        h.load()
+        h.load(timeout=30)     # the client waits longer than the 20 s delivery timeout
         for _ in range(reps(full, 5, 20)):
             time.sleep(2)
             st, b = t.broker_control(h.kenv, "POST", "/errors?api=Produce&count=20&codes="
