@@ -280,7 +280,7 @@ int epp_event_from_value(const epp_json_value_t *v, epp_event_mode_t mode, int64
     }
     size_t meta_len = st->len - meta_off;
     if (meta_len > EPP_EVENT_MAX_METADATA) {
-        set_err(err, "too_large", "metadata",
+        set_err(err, "payload_too_large", "metadata",
                 "metadata is %zu bytes of compact JSON, more than the limit of %d", meta_len,
                 EPP_EVENT_MAX_METADATA);
         epp_buf_reset(st);

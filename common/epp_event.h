@@ -49,7 +49,7 @@ typedef struct {
 
 typedef struct {
     /* Machine-readable code for the API's error JSON: "invalid_json", "invalid_field",
-     * "missing_field", "unknown_field", "too_large". */
+     * "missing_field", "unknown_field", "payload_too_large". */
     const char *code;
     char message[192]; /* e.g. "user_id must be a non-empty string of at most 256 bytes" */
     char field[64];    /* the offending top-level field, or "" */

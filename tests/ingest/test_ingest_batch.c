@@ -37,7 +37,7 @@ static void test_body_decode(void)
     CHECK_INT_EQ(ingest_body_decode("{}", 2, " identity ", 100, &scratch, &out, &len, &fail), 0);
     CHECK_INT_EQ(ingest_body_decode("{}", 2, NULL, 1, &scratch, &out, &len, &fail), EPP_ETOOBIG);
     CHECK_INT_EQ(fail.status, 413);
-    CHECK_STR_EQ(fail.code, "too_large");
+    CHECK_STR_EQ(fail.code, "payload_too_large");
     CHECK_INT_EQ(ingest_body_decode("{}", 2, "br", 100, &scratch, &out, &len, &fail), EPP_EUNSUPP);
     CHECK_INT_EQ(fail.status, 415);
 
@@ -155,8 +155,8 @@ static void test_batch_failures(void)
         {"{\"events\":{}}", INGEST_MEDIA_JSON, 400, "invalid_json"},
         {"{\"evts\":[]}", INGEST_MEDIA_JSON, 400, "missing_field"},
         {"{\"events\":[],\"x\":1}", INGEST_MEDIA_JSON, 400, "unknown_field"},
-        {"[{},{},{}]", INGEST_MEDIA_JSON, 413, "too_large"},
-        {"{}\n{}\n{}\n", INGEST_MEDIA_NDJSON, 413, "too_large"},
+        {"[{},{},{}]", INGEST_MEDIA_JSON, 413, "payload_too_large"},
+        {"{}\n{}\n{}\n", INGEST_MEDIA_NDJSON, 413, "payload_too_large"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         collect_t c;

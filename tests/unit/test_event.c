@@ -318,7 +318,7 @@ static void test_metadata_size(void)
     free(ok);
     char *big = sized_event(EPP_EVENT_MAX_METADATA + 1, 0);
     CHECK_INT_EQ(epp_event_parse(big, strlen(big), C, NOW_US, &ev, &err), EPP_ETOOBIG);
-    CHECK_STR_EQ(err.code, "too_large");
+    CHECK_STR_EQ(err.code, "payload_too_large");
     CHECK_STR_EQ(err.field, "metadata");
     free(big);
     epp_event_clear(&ev);
