@@ -196,8 +196,9 @@ static const epp_conf_opt_t *find_flag(const epp_conf_opt_t *table, const char *
     return NULL;
 }
 
-/* Scans the options part of argv for --help/-h/--version, so that they work even when another
- * option or an environment variable holds a bad value. Returns 1 when one was found and printed. */
+/* Scans the options part of argv for --help/-h/--version/--help-markdown, so that they work even
+ * when another option or an environment variable holds a bad value. Returns 1 when one was found
+ * and printed. */
 static int want_help(const epp_conf_opt_t *table, int argc, char **argv, const char *prog,
                      const char *summary, int stop_at_positional)
 {
@@ -211,6 +212,11 @@ static int want_help(const epp_conf_opt_t *table, int argc, char **argv, const c
         }
         if (strcmp(arg, "--version") == 0) {
             printf("%s %s\n", prog, EPP_VERSION);
+            return 1;
+        }
+        if (strcmp(arg, "--help-markdown") == 0) {
+            /* The configuration table of the program's README and docs/configuration.md. */
+            epp_config_print_markdown(stdout, table);
             return 1;
         }
         if (strncmp(arg, "--", 2) == 0) {

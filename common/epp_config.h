@@ -65,16 +65,16 @@ typedef struct {
 /* clang-format on */
 
 /* Fills cfg from defaults, the environment, then argv (argv[0] is skipped).
- * Returns 0 on success; 1 when --help or --version was given and printed to stdout (the caller
- * exits 0); EPP_EINVAL with a message in err when an option is unknown or a value is bad (the
- * caller prints it and exits 2). Positional arguments are rejected unless rest is non-NULL, in
- * which case *rest_index receives the index of the first non-option argument ("--" ends options).
- * prog and summary are used by --help.
- * Details: every field in the table is first reset (strings to NULL, without freeing: call
- * epp_config_free before parsing into the same struct again), so epp_config_free is safe after
- * any return. --help/-h/--version win over bad values elsewhere. With rest_index, option parsing
- * stops at the first positional argument (options after it are the caller's). A malformed
- * environment variable is an error even when a flag overrides it. */
+ * Returns 0 on success; 1 when --help, --help-markdown (the Markdown table) or --version was given
+ * and printed to stdout (the caller exits 0); EPP_EINVAL with a message in err when an option is
+ * unknown or a value is bad (the caller prints it and exits 2). Positional arguments are rejected
+ * unless rest is non-NULL, in which case *rest_index receives the index of the first non-option
+ * argument ("--" ends options). prog and summary are used by --help. Details: every field in the
+ * table is first reset (strings to NULL, without freeing: call epp_config_free before parsing into
+ * the same struct again), so epp_config_free is safe after any return. --help/-h/--version win over
+ * bad values elsewhere. With rest_index, option parsing stops at the first positional argument
+ * (options after it are the caller's). A malformed environment variable is an error even when a
+ * flag overrides it. */
 int epp_config_parse(const epp_conf_opt_t *table, void *cfg, int argc, char **argv,
                      const char *prog, const char *summary, int *rest_index, char *err,
                      size_t errsz);

@@ -259,6 +259,18 @@ def test_readme(repo):
                   f"README command `{cmd}` is run by a test or CI")
 
 
+def test_config_docs(repo, build):
+    """docs/configuration.md is exactly what the programs' own tables produce."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("r", suffix=".md") as tmp:
+        r = subprocess.run(["bash", os.path.join(repo, "scripts", "gen-config-docs.sh"), build,
+                            tmp.name], capture_output=True, text=True)
+        check(r.returncode == 0, f"gen-config-docs.sh runs: {r.stderr}")
+        fresh = open(tmp.name).read()
+    committed = open(os.path.join(repo, "docs", "configuration.md")).read()
+    check(fresh == committed, "docs/configuration.md is stale: run scripts/gen-config-docs.sh build")
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -271,6 +283,7 @@ def main():
     test_otel(ARGS.repo)
     test_superset(ARGS.repo, env, compose)
     test_readme(ARGS.repo)
+    test_config_docs(ARGS.repo, ARGS.build)
     print(f"{len(failures)} failed" if failures else "deploy: all checks passed")
     sys.exit(1 if failures else 0)
 

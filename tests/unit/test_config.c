@@ -367,6 +367,19 @@ static void test_markdown(void)
         rows++;
     free(out);
     CHECK_INT_EQ(rows, 2 + 8);
+
+    /* --help-markdown is built in: every program prints its README table the same way. */
+    test_conf_t cfg;
+    char err[256];
+    clear_env();
+    capture_begin(&cap, STDOUT_FILENO);
+    int rc = parse(&cfg, NULL, err, sizeof err, "--help-markdown", NULL);
+    out = capture_end(&cap);
+    epp_config_free(opts, &cfg);
+    CHECK_INT_EQ(rc, 1);
+    CHECK(strstr(out, "| flag | env | default | description |\n") == out);
+    CHECK(strstr(out, "| `--port` | `HTTP_PORT` | `8001` |") != NULL);
+    free(out);
 }
 
 static void test_log_redacts_secrets(void)
