@@ -260,6 +260,19 @@ def test_readme(repo):
                   f"README command `{cmd}` is run by a test or CI")
 
 
+def test_service_readmes(repo, build):
+    """Each service README carries its configuration table exactly as the code prints it."""
+    for name, folder in (("epp-ingest", "ingestion_service"), ("epp-consumer", "event_consumer"),
+                         ("epp-analytics", "analytics_service")):
+        r = subprocess.run([os.path.join(build, "bin", name), "--help-markdown"],
+                           capture_output=True, text=True)
+        readme = open(os.path.join(repo, folder, "README.md")).read()
+        check(r.returncode == 0 and r.stdout in readme,
+              f"{folder}/README.md has {name}'s current configuration table (--help-markdown)")
+        for section in ("/health", "/metrics"):
+            check(section in readme, f"{folder}/README.md documents {section}")
+
+
 def test_config_docs(repo, build):
     """docs/configuration.md is exactly what the programs' own tables produce."""
     import tempfile
@@ -285,6 +298,7 @@ def main():
     test_superset(ARGS.repo, env, compose)
     test_readme(ARGS.repo)
     test_config_docs(ARGS.repo, ARGS.build)
+    test_service_readmes(ARGS.repo, ARGS.build)
     print(f"{len(failures)} failed" if failures else "deploy: all checks passed")
     sys.exit(1 if failures else 0)
 
