@@ -155,30 +155,75 @@ int64_t consumer_rollup_get(const consumer_rollup_t *r, consumer_rollup_kind_t k
     return e->hash ? e->n : 0;
 }
 
-int consumer_rollup_encode(const consumer_rollup_t *r, epp_buf_t *out)
+static int cmp_entry(const void *a, const void *b)
 {
-    int rc = epp_pgcopy_begin(out, EPP_PGCOPY_BINARY);
-    for (size_t i = 0; i < r->cap && rc == 0; i++) {
-        const entry_t *e = &r->slots[i];
-        if (e->hash == 0)
-            continue;
-        size_t need = 2 + (4 + 2) + (4 + 8) + (4 + e->key_len) + (4 + 8);
-        if ((rc = epp_buf_reserve(out, need)) != 0)
-            break;
-        unsigned char *p = (unsigned char *)out->data + out->len;
-        epp_pgcopy_put_be16(p, 4);
-        epp_pgcopy_put_be32(p + 2, 2);
-        epp_pgcopy_put_be16(p + 6, e->kind);
-        epp_pgcopy_put_be32(p + 8, 8);
-        epp_pgcopy_put_be64(p + 12, (uint64_t)(e->bucket - EPP_PGCOPY_PG_EPOCH_US));
-        epp_pgcopy_put_be32(p + 20, e->key_len);
-        memcpy(p + 24, e->key, e->key_len);
-        epp_pgcopy_put_be32(p + 24 + e->key_len, 8);
-        epp_pgcopy_put_be64(p + 28 + e->key_len, (uint64_t)e->n);
-        out->len += need;
-        out->data[out->len] = '\0';
-    }
+    const entry_t *x = *(const entry_t *const *)a, *y = *(const entry_t *const *)b;
+    if (x->bucket != y->bucket)
+        return x->bucket < y->bucket ? -1 : 1;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+    if (c != 0)
+        return c;
+    return (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* The array_recv header of a one-dimensional array without NULLs. */
+static int array_header(epp_buf_t *out, uint32_t elem_oid, size_t n)
+{
+    unsigned char h[20];
+    epp_pgcopy_put_be32(h, 1);
+    epp_pgcopy_put_be32(h + 4, 0);
+    epp_pgcopy_put_be32(h + 8, elem_oid);
+    epp_pgcopy_put_be32(h + 12, (uint32_t)n);
+    epp_pgcopy_put_be32(h + 16, 1);
+    return epp_buf_append(out, h, sizeof h);
+}
+
+int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                           epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count)
+{
+    epp_buf_reset(buckets);
+    epp_buf_reset(keys);
+    epp_buf_reset(counts);
+    *count = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < r->cap; i++)
+        n += r->slots[i].hash != 0 && r->slots[i].kind == kind;
+    if (n == 0)
+        return 0;
+    const entry_t **v = malloc(n * sizeof *v);
+    if (v == NULL)
+        return EPP_ENOMEM;
+    size_t k = 0;
+    for (size_t i = 0; i < r->cap; i++)
+        if (r->slots[i].hash != 0 && r->slots[i].kind == kind)
+            v[k++] = &r->slots[i];
+    qsort(v, n, sizeof *v, cmp_entry);
+    int rc = array_header(buckets, 1184, n);
     if (rc == 0)
-        rc = epp_pgcopy_end(out, EPP_PGCOPY_BINARY);
+        rc = array_header(keys, 25, n);
+    if (rc == 0)
+        rc = array_header(counts, 20, n);
+    if (rc == 0)
+        rc = epp_buf_reserve(buckets, n * 12);
+    if (rc == 0)
+        rc = epp_buf_reserve(counts, n * 12);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        unsigned char b[12];
+        epp_pgcopy_put_be32(b, 8);
+        epp_pgcopy_put_be64(b + 4, (uint64_t)(v[i]->bucket - EPP_PGCOPY_PG_EPOCH_US));
+        rc = epp_buf_append(buckets, b, 12);
+        epp_pgcopy_put_be64(b + 4, (uint64_t)v[i]->n);
+        if (rc == 0)
+            rc = epp_buf_append(counts, b, 12);
+        epp_pgcopy_put_be32(b, v[i]->key_len);
+        if (rc == 0)
+            rc = epp_buf_append(keys, b, 4);
+        if (rc == 0)
+            rc = epp_buf_append(keys, v[i]->key, v[i]->key_len);
+    }
+    free(v);
+    if (rc == 0)
+        *count = n;
     return rc;
 }

@@ -34,9 +34,12 @@ int consumer_rollup_add(consumer_rollup_t *r, int64_t ts_us, const char *event_n
 /* Number of distinct (kind, bucket, key) entries. */
 size_t consumer_rollup_size(const consumer_rollup_t *r);
 
-/* Appends every entry as binary COPY data for a table (kind int2, bucket timestamptz, key text,
- * n int8), header and trailer included. 0 or EPP_ENOMEM. */
-int consumer_rollup_encode(const consumer_rollup_t *r, epp_buf_t *out);
+/* Appends the entries of one kind as three Postgres binary array parameters -- timestamptz[],
+ * text[] and int8[] (array_recv format), sorted by (bucket, key bytes) so that every writer
+ * upserts rows in one order. *count receives the number of entries (0: the buffers are left
+ * empty). 0 or EPP_ENOMEM. */
+int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                           epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count);
 
 /* For tests: the count of one entry (0 when absent). */
 int64_t consumer_rollup_get(const consumer_rollup_t *r, consumer_rollup_kind_t kind,

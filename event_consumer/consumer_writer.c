@@ -37,8 +37,8 @@ struct consumer_writer {
     atomic_int db_ok;
     int failpoint_after_commit;
     unsigned seed;
-    epp_buf_t scratch;            /* rollup COPY data, parameter text */
     epp_buf_t scratch2;           /* per-row jsonb parameter */
+    epp_buf_t arr[3];             /* rollup array parameters */
     int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
 };
 
@@ -63,29 +63,33 @@ static const char temp_tables_sql[] =
     "SET client_min_messages = warning;"
     "CREATE TEMP TABLE IF NOT EXISTS epp_stage (event_id uuid, user_id text, event_name text,"
     " metadata jsonb, \"timestamp\" timestamptz) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE IF NOT EXISTS epp_rollup_delta (kind int2, bucket timestamptz, key text,"
-    " n int8) ON COMMIT DELETE ROWS;"
     "RESET client_min_messages";
 
-/* ORDER BY gives every writer the same lock order on the rollup rows (no deadlocks). The order
- * of the statements matters for parallel writers: epp_user_day keys never collide between writers
- * (a user's events share a partition, and a partition one writer), while the few per-minute,
- * hour and day rows are hot and shared by every writer. Taking the hot rows last, right before
- * the offsets and the COMMIT, keeps their locks held briefly, so that the writers' transactions
- * overlap instead of queueing behind each other's user_day upserts. */
-static const char rollup_upsert_sql[] =
-    "INSERT INTO public.epp_user_day AS r (bucket, user_id, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 3 ORDER BY bucket, key"
-    " ON CONFLICT (bucket, user_id) DO UPDATE SET n = r.n + EXCLUDED.n;"
-    "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 2 ORDER BY bucket, key"
-    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
-    "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 1 ORDER BY bucket, key"
-    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n;"
-    "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
-    " SELECT bucket, key, n FROM epp_rollup_delta WHERE kind = 0 ORDER BY bucket, key"
-    " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n";
+/* One upsert per rollup kind, from three binary array parameters built in C (no temporary
+ * table, no server-side sort). The arrays are sorted (bucket, key bytes), so every writer takes
+ * row locks in one order; unnest() yields them in array order. Kinds are written in the order of
+ * rollup_kinds below: epp_user_day first -- its keys never collide between writers (a user's
+ * events share a partition, and a partition one writer) -- and the few hot per-day, hour and
+ * minute rows, shared by every writer, last, right before the offsets and the COMMIT, so that
+ * their locks are held briefly and the writers' transactions overlap. */
+static const struct {
+    consumer_rollup_kind_t kind;
+    const char *sql;
+} rollup_kinds[] = {
+    {CONSUMER_ROLLUP_USER_DAY, "INSERT INTO public.epp_user_day AS r (bucket, user_id, n)"
+                               " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                               " ON CONFLICT (bucket, user_id) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_DAY, "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
+                          " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                          " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_HOUR, "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
+                           " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                           " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_MINUTE,
+     "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
+     " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+     " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+};
 
 static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
 
@@ -117,8 +121,9 @@ void consumer_writer_destroy(consumer_writer_t *w)
         return;
     if (w->conn != NULL)
         PQfinish(w->conn);
-    epp_buf_free(&w->scratch);
     epp_buf_free(&w->scratch2);
+    for (int i = 0; i < 3; i++)
+        epp_buf_free(&w->arr[i]);
     free(w);
 }
 
@@ -396,16 +401,25 @@ static int insert_each(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t
 
 static int write_rollups(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
 {
-    if (consumer_rollup_size(b->rollup) == 0)
-        return 0;
-    epp_buf_reset(&w->scratch);
-    if (consumer_rollup_encode(b->rollup, &w->scratch) != 0)
-        return EPP_ENOMEM;
-    int rc = copy_in(w, "COPY epp_rollup_delta (kind, bucket, key, n) FROM STDIN (FORMAT binary)",
-                     w->scratch.data, w->scratch.len, NULL, 0, pe);
-    if (rc == 0)
-        rc = epp_pg_exec(w->conn, rollup_upsert_sql, pe);
-    return rc;
+    for (size_t i = 0; i < sizeof rollup_kinds / sizeof rollup_kinds[0]; i++) {
+        size_t n = 0;
+        if (consumer_rollup_arrays(b->rollup, rollup_kinds[i].kind, &w->arr[0], &w->arr[1],
+                                   &w->arr[2], &n) != 0)
+            return EPP_ENOMEM;
+        if (n == 0)
+            continue;
+        static const Oid types[3] = {1185, 1009, 1016}; /* timestamptz[], text[], int8[] */
+        const char *values[3] = {w->arr[0].data, w->arr[1].data, w->arr[2].data};
+        int lengths[3] = {(int)w->arr[0].len, (int)w->arr[1].len, (int)w->arr[2].len};
+        static const int formats[3] = {1, 1, 1};
+        PGresult *res =
+            PQexecParams(w->conn, rollup_kinds[i].sql, 3, types, values, lengths, formats, 0);
+        int rc = epp_pg_result_error(w->conn, res, pe);
+        PQclear(res);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 static int store_offsets(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)

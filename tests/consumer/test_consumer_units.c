@@ -55,14 +55,26 @@ static void test_rollup_counts(void)
         }
     CHECK_INT_EQ(total, 5000);
     CHECK_INT_EQ(consumer_rollup_get(r, CONSUMER_ROLLUP_USER_DAY, 0, "u0", 2), 50);
-    epp_buf_t out = {0};
-    CHECK_INT_EQ(consumer_rollup_encode(r, &out), 0);
-    CHECK(out.len > 19 + 2);
-    CHECK(memcmp(out.data, "PGCOPY\n\377\r\n", 11) == 0);
-    CHECK((unsigned char)out.data[out.len - 1] == 0xff);
+    epp_buf_t bk = {0}, keys = {0}, ns = {0};
+    size_t n = 0;
+    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_USER_DAY, &bk, &keys, &ns, &n), 0);
+    CHECK_INT_EQ(n, 100);
+    /* array_recv header: ndim 1, no nulls, element type, size, lower bound 1. */
+    CHECK_INT_EQ(bk.len, 20 + 100 * 12);
+    CHECK_INT_EQ(ns.len, 20 + 100 * 12);
+    CHECK((unsigned char)bk.data[11] == (1184 & 0xff) && (unsigned char)bk.data[15] == 100);
+    /* Sorted by bucket, then key bytes: day 0 holds the even users, "u0" < "u10" < "u12". */
+    CHECK(memcmp(keys.data + 20, "\0\0\0\2u0", 6) == 0);
+    CHECK(memcmp(keys.data + 26, "\0\0\0\3u10", 7) == 0);
+    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_DAY, &bk, &keys, &ns, &n), 0);
+    CHECK_INT_EQ(n, 6);
     consumer_rollup_reset(r);
     CHECK_INT_EQ(consumer_rollup_size(r), 0);
-    epp_buf_free(&out);
+    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_DAY, &bk, &keys, &ns, &n), 0);
+    CHECK_INT_EQ(n, 0);
+    epp_buf_free(&bk);
+    epp_buf_free(&keys);
+    epp_buf_free(&ns);
     consumer_rollup_destroy(r);
 }
 
