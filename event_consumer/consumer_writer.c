@@ -538,8 +538,7 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
                 for (size_t i = 0; i < b->n; i++)
                     b->rows[i].inserted = b->rows[i].state == CONSUMER_ROW_OK;
         } else if (mode == MODE_SLOW) {
-            if (*rollup_ready == 1)
-                *rollup_ready = 0;
+            *rollup_ready = 0; /* only the rows RETURNING names are counted */
             rc = insert_via_stage(w, b, pe);
         } else {
             *rollup_ready = 0;
