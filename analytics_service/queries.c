@@ -42,9 +42,15 @@ static void count_expr(epp_buf_t *b, int p, int ev)
     char evf[48] = "";
     if (ev)
         snprintf(evf, sizeof(evf), " AND event_name = $%d::text", ev);
-    static const char *const tables[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
-                                         "public.epp_rollup_hour", "public.epp_rollup_minute",
-                                         "public.epp_rollup_minute"};
+    /* Without a name filter, the per-bucket totals (sql/010) answer with one row per bucket. */
+    static const char *const by_name[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
+                                          "public.epp_rollup_hour", "public.epp_rollup_minute",
+                                          "public.epp_rollup_minute"};
+    static const char *const totals[] = {
+        "public.epp_rollup_day_total", "public.epp_rollup_hour_total",
+        "public.epp_rollup_hour_total", "public.epp_rollup_minute_total",
+        "public.epp_rollup_minute_total"};
+    const char *const *tables = ev ? by_name : totals;
     epp_buf_append_str(b, "(");
     for (int i = 0; i < 5; i++)
         epp_buf_printf(b,
@@ -112,12 +118,15 @@ int analytics_queries_init(void)
 
     static const char *const tables[] = {"public.epp_rollup_minute", "public.epp_rollup_hour",
                                          "public.epp_rollup_day"};
+    static const char *const total_tables[] = {"public.epp_rollup_minute_total",
+                                               "public.epp_rollup_hour_total",
+                                               "public.epp_rollup_day_total"};
     static const char *const names[] = {"series_minute",  "series_minute_ev", "series_hour",
                                         "series_hour_ev", "series_day",       "series_day_ev"};
     for (int w = 0; w < 3; w++)
         for (int ev = 0; ev < 2; ev++) {
             int i = ST_SERIES_MINUTE + 2 * w + ev;
-            series_sql(&sql_text[i], tables[w], ev);
+            series_sql(&sql_text[i], ev ? tables[w] : total_tables[w], ev);
             set_stmt(i, names[2 * w + ev], 2 + 2 * (1 + PLAN_PARAMS) + ev, "timeseries");
         }
 
