@@ -507,6 +507,12 @@ class Harness:
             e["KAFKA_DELIVERY_TIMEOUT_MS"] = "5000"
             e["SHUTDOWN_TIMEOUT_MS"] = "10000"
             e.update(self.ingest_env)
+            if os.environ.get("EPP_CHAOS_INGEST_LOG_LEVEL"):
+                e["LOG_LEVEL"] = os.environ["EPP_CHAOS_INGEST_LOG_LEVEL"]
+            extra = os.environ.get("EPP_CHAOS_PRODUCER_CONFIG")   # e.g. debug=eos, to diagnose
+            if extra:
+                e["KAFKA_PRODUCER_CONFIG"] = ",".join(
+                    x for x in (e.get("KAFKA_PRODUCER_CONFIG"), extra) if x)
         if kind == "analytics":
             e.update(self.analytics_env)
         return e
