@@ -214,6 +214,22 @@ epp_span_t *epp_span_start(epp_tracer_t *t, const char *name, epp_span_kind_t ki
     return s;
 }
 
+epp_span_t *epp_span_start_linked(epp_tracer_t *t, const char *name, epp_span_kind_t kind,
+                                  const epp_trace_ctx_t *links, size_t nlinks, int64_t start_us)
+{
+    epp_span_t *s = epp_span_start(t, name, kind, NULL, start_us);
+    if (!s)
+        return NULL;
+    /* The sampler sees the links: a span that links a sampled trace is recorded, so that the
+     * linked trace can be followed into it. */
+    for (size_t i = 0; i < nlinks && !(s->ctx.flags & 1); i++)
+        if (links[i].flags & 1)
+            s->ctx.flags |= 1;
+    for (size_t i = 0; i < nlinks; i++)
+        epp_span_add_link(s, &links[i]);
+    return s;
+}
+
 const epp_trace_ctx_t *epp_span_ctx(const epp_span_t *s)
 {
     return s ? &s->ctx : NULL;

@@ -81,6 +81,13 @@ uint64_t epp_tracer_dropped(const epp_tracer_t *t);
 epp_span_t *epp_span_start(epp_tracer_t *t, const char *name, epp_span_kind_t kind,
                            const epp_trace_ctx_t *parent, int64_t start_us);
 
+/* Starts the root of a new trace that links to links[0..nlinks) -- e.g. a consumer's batch span,
+ * whose messages belong to many traces (links, not parents). Sampled when any link is sampled,
+ * else by sample_ratio like any new trace. The links are added in order (at most 128, as
+ * epp_span_add_link). Returns NULL when t is NULL or on allocation failure. */
+epp_span_t *epp_span_start_linked(epp_tracer_t *t, const char *name, epp_span_kind_t kind,
+                                  const epp_trace_ctx_t *links, size_t nlinks, int64_t start_us);
+
 /* The span's context (to propagate or to parent children). Borrowed until epp_span_end(). */
 const epp_trace_ctx_t *epp_span_ctx(const epp_span_t *s);
 int epp_span_sampled(const epp_span_t *s);

@@ -33,6 +33,7 @@ void consumer_batch_reset(consumer_batch_t *b)
     b->nbad = 0;
     b->ndup = 0;
     b->first_add_us = 0;
+    b->nlinks = 0;
     epp_buf_reset(&b->arena);
     epp_buf_reset(&b->copy);
     consumer_rollup_reset(b->rollup);
@@ -49,6 +50,7 @@ void consumer_batch_destroy(consumer_batch_t *b)
     free(b->rows);
     free(b->parts);
     free(b->set);
+    free(b->links);
     epp_buf_free(&b->arena);
     epp_buf_free(&b->copy);
     consumer_rollup_destroy(b->rollup);
@@ -184,6 +186,36 @@ void consumer_batch_row(const consumer_batch_t *b, size_t i, epp_pgcopy_row_t *o
     out->timestamp_us = r->timestamp_us;
 }
 
+/* Records the producer span context of msg's traceparent header (absent or invalid: none). */
+static int note_link(consumer_batch_t *b, rd_kafka_message_t *msg)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val = NULL;
+    size_t len = 0;
+    if (rd_kafka_message_headers(msg, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_header_get_last(hdrs, "traceparent", &val, &len) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        val == NULL || len != EPP_TRACEPARENT_LEN)
+        return 0;
+    char tp[EPP_TRACEPARENT_LEN + 1];
+    memcpy(tp, val, len);
+    tp[len] = '\0';
+    epp_trace_ctx_t ctx;
+    if (epp_traceparent_parse(tp, &ctx) != 0)
+        return 0;
+    if (b->nlinks > 0 && memcmp(&b->links[b->nlinks - 1], &ctx, sizeof ctx) == 0)
+        return 0;
+    if (b->nlinks == b->links_cap) {
+        size_t cap = b->links_cap ? b->links_cap * 2 : 256;
+        epp_trace_ctx_t *p = realloc(b->links, cap * sizeof *p);
+        if (p == NULL)
+            return EPP_ENOMEM;
+        b->links = p;
+        b->links_cap = cap;
+    }
+    b->links[b->nlinks++] = ctx;
+    return 0;
+}
+
 int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg)
 {
     if (b->n == b->cap && grow_rows(b) != 0) {
@@ -199,6 +231,8 @@ int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg)
     r->partition = msg->partition;
     r->offset = msg->offset;
     int rc = note_partition(b, msg->partition, msg->offset);
+    if (rc == 0 && b->trace)
+        rc = note_link(b, msg);
     if (rc != 0)
         return rc;
 

@@ -22,6 +22,7 @@
 #include "epp_buf.h"
 #include "epp_event.h"
 #include "epp_pgcopy.h"
+#include "epp_trace.h"
 
 typedef enum {
     CONSUMER_ROW_OK = 0,  /* to be stored */
@@ -70,6 +71,12 @@ typedef struct {
     uint32_t *set;
     size_t set_cap;
     epp_event_t ev; /* reused for every decode */
+    /* Producer span contexts from the messages' traceparent headers, for the batch span's
+     * links: collected only when trace is set; a context equal to the previous one (the
+     * messages of one ingest request) is not repeated. */
+    int trace;
+    epp_trace_ctx_t *links;
+    size_t nlinks, links_cap;
 } consumer_batch_t;
 
 consumer_batch_t *consumer_batch_create(epp_pgcopy_format_t fmt);

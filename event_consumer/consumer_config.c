@@ -21,7 +21,7 @@ const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_CONF_STR("log-format", "LOG_FORMAT", "json", consumer_conf_t, log_format, "json or text"),
     EPP_CONF_STR("otel-exporter-otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", NULL,
                  consumer_conf_t, otel_endpoint,
-                 "OTLP/HTTP endpoint (accepted; the consumer exports no spans yet)"),
+                 "OTLP/HTTP endpoint for traces (unset: tracing off)"),
     EPP_CONF_STR("otel-service-name", "OTEL_SERVICE_NAME", "epp-consumer", consumer_conf_t,
                  otel_service_name, "Service name for telemetry"),
     EPP_CONF_DBL("otel-traces-sampler-arg", "OTEL_TRACES_SAMPLER_ARG", "1.0", 0, 1, consumer_conf_t,

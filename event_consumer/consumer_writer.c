@@ -40,6 +40,8 @@ struct consumer_writer {
     epp_buf_t scratch2;           /* per-row jsonb parameter */
     epp_buf_t arr[3];             /* rollup array parameters */
     int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
+    epp_tracer_t *tracer;         /* borrowed; NULL: no spans */
+    char span_name[160];          /* "<topic> process" */
 };
 
 static const char lock_offsets_sql[] =
@@ -113,6 +115,12 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
         EPP_WARN("failpoint after_db_commit is armed: the process exits after its first commit");
     }
     return w;
+}
+
+void consumer_writer_set_tracer(consumer_writer_t *w, epp_tracer_t *tracer)
+{
+    w->tracer = tracer;
+    snprintf(w->span_name, sizeof w->span_name, "%s process", w->conf->topic);
 }
 
 void consumer_writer_destroy(consumer_writer_t *w)
@@ -592,9 +600,94 @@ static int committed_after_all(consumer_writer_t *w, consumer_batch_t *b, epp_pg
     return rc != 0 ? rc : done;
 }
 
+/* Sampled links first (the span keeps at most 128), then by id, so that equal contexts are
+ * adjacent and dropped once. */
+static int link_cmp(const void *pa, const void *pb)
+{
+    const epp_trace_ctx_t *a = pa, *b = pb;
+    if ((a->flags & 1) != (b->flags & 1))
+        return (a->flags & 1) ? -1 : 1;
+    return memcmp(a, b, sizeof *a);
+}
+
+static epp_span_t *batch_span_start(consumer_writer_t *w, consumer_batch_t *b)
+{
+    if (w->tracer == NULL)
+        return NULL;
+    size_t n = 0;
+    if (b->nlinks > 1) {
+        qsort(b->links, b->nlinks, sizeof *b->links, link_cmp);
+        for (size_t i = 0; i < b->nlinks; i++)
+            if (n == 0 || memcmp(&b->links[n - 1], &b->links[i], sizeof *b->links) != 0)
+                b->links[n++] = b->links[i];
+        b->nlinks = n;
+    }
+    epp_span_t *span =
+        epp_span_start_linked(w->tracer, w->span_name, EPP_SPAN_CONSUMER, b->links, b->nlinks, 0);
+    if (!epp_span_sampled(span))
+        return span;
+    epp_span_set_str(span, "messaging.system", "kafka");
+    epp_span_set_str(span, "messaging.destination.name", w->conf->topic);
+    epp_span_set_str(span, "messaging.operation.type", "process");
+    epp_span_set_str(span, "messaging.operation.name", "process");
+    epp_span_set_int(span, "messaging.batch.message_count", (int64_t)b->n);
+    epp_span_set_str(span, "messaging.kafka.consumer.group", w->conf->group_id);
+    epp_span_set_str(span, "messaging.consumer.group.name", w->conf->group_id);
+    epp_span_set_str(span, "db.system", "postgresql");
+    if (b->nparts == 1)
+        epp_span_set_int(span, "messaging.destination.partition.id", b->parts[0].partition);
+    return span;
+}
+
+/* A CLIENT span for one transaction attempt, child of the batch span. */
+static epp_span_t *attempt_span_start(consumer_writer_t *w, epp_span_t *parent, write_mode_t mode)
+{
+    if (!epp_span_sampled(parent))
+        return NULL;
+    epp_span_t *span =
+        epp_span_start(w->tracer, "batch transaction", EPP_SPAN_CLIENT, epp_span_ctx(parent), 0);
+    epp_span_set_str(span, "db.system", "postgresql");
+    epp_span_set_str(span, "db.operation.name", mode == MODE_FAST ? "COPY" : "INSERT");
+    epp_span_set_str(span, "db.collection.name", "public.events");
+    epp_span_set_str(span, "epp.write.path",
+                     mode == MODE_FAST   ? "fast"
+                     : mode == MODE_SLOW ? "slow"
+                                         : "isolate");
+    if (w->conn != NULL) {
+        epp_span_set_str(span, "db.namespace", PQdb(w->conn));
+        const char *host = PQhost(w->conn);
+        if (host != NULL && host[0] != '\0' && host[0] != '/')
+            epp_span_set_str(span, "server.address", host);
+        const char *port = PQport(w->conn);
+        if (port != NULL && port[0] != '\0')
+            epp_span_set_int(span, "server.port", strtol(port, NULL, 10));
+    }
+    return span;
+}
+
+static void attempt_span_end(epp_span_t *span, int rc, const epp_pg_error_t *pe)
+{
+    if (span == NULL)
+        return;
+    if (rc == NEED_SLOW) {
+        epp_span_set_str(span, "epp.write.outcome", "replay: rolled back for the staging path");
+    } else if (rc == NEED_ISOLATE) {
+        epp_span_set_str(span, "epp.write.outcome", "rejected value: rolled back to isolate it");
+    } else if (rc == COMMIT_UNKNOWN) {
+        epp_span_set_status(span, EPP_SPAN_STATUS_ERROR, "connection lost during COMMIT");
+    } else if (rc != 0) {
+        if (pe->sqlstate[0])
+            epp_span_set_str(span, "db.response.status_code", pe->sqlstate);
+        epp_span_set_status(span, EPP_SPAN_STATUS_ERROR, pe->message[0] ? pe->message : "failed");
+    }
+    epp_span_end(span, 0);
+}
+
 int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
 {
     int64_t t0 = epp_time_mono_us();
+    epp_span_t *span = batch_span_start(w, b);
+    unsigned failures = 0;
     write_mode_t mode = MODE_FAST;
     /* The polling thread aggregated the rollups over every storable row: right as long as the
      * fast path inserts them all. */
@@ -604,13 +697,19 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
         if (gave_up(w)) {
             EPP_WARN("stopping: batch of %zu messages left unwritten (it will be read again)",
                      b->n);
+            epp_span_set_int(span, "epp.write.retries", failures);
+            epp_span_set_status(span, EPP_SPAN_STATUS_ERROR,
+                                "stopping: batch left unwritten (it will be read again)");
+            epp_span_end(span, 0);
             return EPP_ESTATE;
         }
         epp_pg_error_t pe;
         memset(&pe, 0, sizeof pe);
         rc = connect_db(w, &pe);
         if (rc == 0) {
+            epp_span_t *as = attempt_span_start(w, span, mode);
             rc = try_write(w, b, mode, &rollup_ready, &pe);
+            attempt_span_end(as, rc, &pe);
             if (rc == 0)
                 break;
             if (rc == NEED_SLOW) {
@@ -650,6 +749,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             }
         }
         epp_series_inc(w->m->retries);
+        failures++;
         if (PQstatus(w->conn) != CONNECTION_OK || rc == EPP_EIO)
             disconnect(w);
         if (epp_error_is_retriable(rc))
@@ -674,6 +774,18 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     epp_series_observe(w->m->batch_size, (double)b->n);
     int64_t t1 = epp_time_mono_us();
     epp_series_observe(w->m->write_seconds, (double)(t1 - t0) / 1e6);
+    if (epp_span_sampled(span)) {
+        epp_span_set_int(span, "epp.rows.inserted", (int64_t)inserted);
+        epp_span_set_int(span, "epp.rows.duplicates", (int64_t)dups);
+        epp_span_set_int(span, "epp.rows.dead_lettered", (int64_t)b->nbad);
+        epp_span_set_str(span, "epp.write.path",
+                         mode == MODE_FAST   ? "fast"
+                         : mode == MODE_SLOW ? "slow"
+                                             : "isolate");
+        if (failures > 0)
+            epp_span_set_int(span, "epp.write.retries", failures);
+    }
+    epp_span_end(span, 0);
     EPP_DEBUG("batch written: %zu messages, %zu inserted, %s path, %.1f ms after the first "
               "message, write %.1f ms (rollups %.1f ms, %zu keys; commit %.1f ms)",
               b->n, inserted,

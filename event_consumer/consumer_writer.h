@@ -43,6 +43,12 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
                                           consumer_metrics_t *metrics, volatile sig_atomic_t *stop);
 void consumer_writer_destroy(consumer_writer_t *w);
 
+/* Traces every batch write from now on: a CONSUMER span "<topic> process" per batch, a new root
+ * linked to the producer spans of its messages (b->links), and a CLIENT child span per
+ * transaction attempt. tracer is borrowed (NULL: off) and must outlive the writer. Call before
+ * the writer is used. */
+void consumer_writer_set_tracer(consumer_writer_t *w, epp_tracer_t *tracer);
+
 /* Connects and applies the migrations, retrying transient failures. 0, EPP_ESTATE when stopped
  * before it could, or EPP_EINVAL when a migration is broken. */
 int consumer_writer_start(consumer_writer_t *w);

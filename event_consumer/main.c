@@ -22,6 +22,7 @@
 #include "epp_log.h"
 #include "epp_metrics.h"
 #include "epp_time.h"
+#include "epp_trace.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -49,6 +50,7 @@ typedef struct {
     consumer_metrics_t m;
     epp_metrics_t *reg;
     epp_http_server_t *http;
+    epp_tracer_t *tracer; /* NULL: tracing off */
     rd_kafka_t *rk;
     lane_t lanes[MAX_LANES];
     size_t nlanes;
@@ -251,6 +253,8 @@ static void app_destroy(app_t *a)
         consumer_dlq_destroy(a->lanes[i].dlq);
     }
     epp_http_destroy(a->http);
+    /* Last of what can end a span (the writer threads are gone): exports what is queued. */
+    epp_tracer_destroy(a->tracer);
     epp_metrics_destroy(a->reg);
     epp_config_free(consumer_conf_opts, &a->conf);
 }
@@ -307,6 +311,21 @@ int main(int argc, char **argv)
         EPP_ERROR("cannot set up metrics");
         goto out;
     }
+    /* NULL without an endpoint: then every span call is a no-op. */
+    epp_tracer_opts_t topts = {0};
+    topts.endpoint = a->conf.otel_endpoint;
+    topts.service = a->conf.otel_service_name && a->conf.otel_service_name[0]
+                        ? a->conf.otel_service_name
+                        : "epp-consumer";
+    topts.sample_ratio = a->conf.otel_sampler_arg;
+    topts.metrics = a->reg;
+    err[0] = '\0';
+    a->tracer = epp_tracer_create(&topts, err, sizeof err);
+    if (a->tracer == NULL && err[0]) {
+        EPP_LOGKV(EPP_LOG_ERROR, "cannot start tracing", "error", err);
+        exit_code = 2;
+        goto out;
+    }
     epp_http_opts_t ho;
     epp_http_opts_default(&ho);
     ho.service = "epp-consumer";
@@ -336,6 +355,8 @@ int main(int argc, char **argv)
             EPP_ERROR("out of memory");
             goto out;
         }
+        consumer_writer_set_tracer(l->writer, a->tracer);
+        l->batch->trace = a->tracer != NULL;
     }
     /* Migrations before joining the group: no partition is taken before the schema is there.
      * The other lanes connect on their first batch. */
@@ -352,8 +373,11 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < a->nlanes; i++) {
         lane_t *l = &a->lanes[i];
-        l->pipe = consumer_pipeline_create(l->writer, a->rk, a->conf.topic,
-                                           consumer_batch_create(fmt), a->conf.pipeline);
+        consumer_batch_t *spare = consumer_batch_create(fmt);
+        if (spare != NULL)
+            spare->trace = a->tracer != NULL;
+        l->pipe =
+            consumer_pipeline_create(l->writer, a->rk, a->conf.topic, spare, a->conf.pipeline);
         if (l->pipe == NULL) {
             EPP_ERROR("cannot start a writer thread");
             goto out;

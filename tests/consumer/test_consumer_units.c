@@ -8,6 +8,7 @@
 #include "epp_pg.h"
 #include "epp_pgcopy.h"
 #include "epp_test.h"
+#include "epp_trace.h"
 
 #define MIN_US  (60LL * 1000000)
 #define HOUR_US (60 * MIN_US)
@@ -133,6 +134,38 @@ static void test_decode(void)
     epp_event_clear(&ev);
 }
 
+/* A batch span is a new root linked to its messages' producer spans: sampled when one of them
+ * is, else by the ratio (0 here). */
+static void test_linked_sampling(void)
+{
+    char err[256] = "";
+    epp_tracer_opts_t o = {0};
+    o.endpoint = "http://127.0.0.1:9"; /* never contacted: nothing sampled is ended */
+    o.service = "test";
+    o.sample_ratio = 0.0;
+    epp_tracer_t *t = epp_tracer_create(&o, err, sizeof err);
+    CHECK(t != NULL);
+    epp_trace_ctx_t links[2];
+    CHECK_INT_EQ(
+        epp_traceparent_parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00", &links[0]),
+        0);
+    CHECK_INT_EQ(
+        epp_traceparent_parse("00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01", &links[1]),
+        0);
+    epp_span_t *s = epp_span_start_linked(t, "events process", EPP_SPAN_CONSUMER, links, 1, 0);
+    CHECK(s != NULL && !epp_span_sampled(s));
+    CHECK(epp_span_ctx(s) != NULL &&
+          memcmp(epp_span_ctx(s)->trace_id, links[0].trace_id, 16) != 0); /* a new trace */
+    epp_span_end(s, 0);
+    s = epp_span_start_linked(t, "events process", EPP_SPAN_CONSUMER, links, 2, 0);
+    CHECK(epp_span_sampled(s));
+    CHECK(memcmp(epp_span_ctx(s)->trace_id, links[1].trace_id, 16) != 0);
+    epp_span_set_status(s, EPP_SPAN_STATUS_ERROR, "test"); /* export fails at destroy */
+    epp_span_end(s, 0);
+    CHECK(epp_span_start_linked(NULL, "x", EPP_SPAN_CONSUMER, links, 2, 0) == NULL);
+    epp_tracer_destroy(t);
+}
+
 int main(void)
 {
     EPP_RUN(test_buckets);
@@ -140,5 +173,6 @@ int main(void)
     EPP_RUN(test_pgcopy_text_escapes);
     EPP_RUN(test_sqlstate_classes);
     EPP_RUN(test_decode);
+    EPP_RUN(test_linked_sampling);
     return EPP_TEST_RESULT();
 }
