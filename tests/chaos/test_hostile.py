@@ -141,6 +141,41 @@ class Suite:
                "STILL OPEN after %.0fs and %d bytes dribbled (bound %ds)" % (bound + 2, i, bound))
         return ok, got
 
+    def slow_body(self, svc, timeout_s, dribble_s=1.0):
+        """Complete headers, then a body dribbled one byte per `dribble_s`: epp_http bounds a body
+        to 4 * timeout in total, so the connection is closed (or refused with a 4xx/503) by then,
+        and the event is never accepted."""
+        bound = 4 * timeout_s + 4
+        body = json.dumps({"user_id": "slow", "event_name": "body", "metadata":
+                           {"pad": "x" * 200}}).encode()
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        s.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body))
+        t0 = time.monotonic()
+        got, i, closed_after = b"", 0, None
+        while time.monotonic() - t0 < bound + 2 and i < len(body):
+            try:
+                s.sendall(body[i:i + 1])
+                i += 1
+                s.settimeout(dribble_s)
+                b = s.recv(4096)
+                got += b
+                if not b or b.startswith(b"HTTP/1."):
+                    closed_after = time.monotonic() - t0
+                    break
+            except socket.timeout:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                closed_after = time.monotonic() - t0
+                break
+        s.close()
+        status = got.split(b" ")[1].decode() if got.startswith(b"HTTP/1.") else "-"
+        ok = closed_after is not None and closed_after <= bound and status != "202"
+        return ok, ("%s after %.1fs, %d body bytes dribbled (bound %ds)" %
+                    ("answered %s / closed" % status, closed_after, i, bound)
+                    if closed_after is not None else
+                    "STILL OPEN after %.0fs, %d bytes (bound %ds)" % (bound + 2, i, bound))
+
     def idle_close(self, svc, timeout_s):
         """A connection that sends nothing is closed after the idle timeout."""
         st, closed, el, _ = raw(svc.port, b"", wait=timeout_s + 5)
@@ -445,6 +480,8 @@ def main():
         cases = [
             ("slowloris", lambda: s.record("slowloris (1 byte/s headers)", short,
                                            *s.slowloris(short, SHORT_TIMEOUT_S))),
+            ("slow_body", lambda: s.record("body dribbled 1 byte/s", short,
+                                           *s.slow_body(short, SHORT_TIMEOUT_S))),
             ("idle_close", lambda: s.record("idle connection", short,
                                             *s.idle_close(short, SHORT_TIMEOUT_S))),
             ("many_idle", lambda: s.record("%d idle connections" % n_idle, h.ingest,
