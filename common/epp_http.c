@@ -35,8 +35,8 @@
  * for up to the connection timeout). MHD_USE_TURBO: with the internal loop it made resumed
  * connections wait for a timeout (NOTES.md: 212 req/s); with our loop it measured no better than
  * without, so it is off. Per request the layer makes no syscall of its own on the hot path; what
- * remains is libmicrohttpd's: two recv (one EAGAIN), one sendmsg, and two epoll_ctl for the
- * suspension. */
+ * remains is libmicrohttpd's: two recv (one EAGAIN) and one sendmsg. The two epoll_ctl calls
+ * libmicrohttpd makes per suspension are absorbed by the epoll shim (see "The epoll shim"). */
 #include "epp_http.h"
 
 #include <arpa/inet.h>
@@ -52,8 +52,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -171,8 +173,9 @@ struct worker {
     int epoll_fd;
     _Atomic int quit;
     _Atomic int kicked;
-    int quiesced; /* this daemon no longer accepts (worker thread only) */
-    int rerun;    /* run the daemon again before sleeping (worker thread only) */
+    int quiesced;      /* this daemon no longer accepts (worker thread only) */
+    struct shim *shim; /* the epoll shim's state for this daemon, or NULL */
+    int rerun;         /* run the daemon again before sleeping (worker thread only) */
     /* Replied requests whose connection this worker must resume: a lock-free stack (push by
      * CAS, taken whole by exchange, so no ABA). Resuming on the worker itself keeps
      * libmicrohttpd's daemon mutex uncontended: the worker holds it while it walks its
@@ -187,6 +190,7 @@ struct conn {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     arena_block_t *arena;
+    int fd; /* the socket (for the epoll shim) */
     epp_http_req_t req;
 };
 
@@ -240,7 +244,326 @@ struct epp_http_server {
     uint64_t body_deadline_us;
     epp_series_t *g_inflight;
     epp_series_t *g_conns;
+    epp_http_loop_hook_fn hook; /* see epp_http_set_loop_hook */
+    void *hook_ud;
+    int hook_fd;
 };
+
+/* ------------------------------------------------------------------------------------------ */
+/* The epoll shim: suspend/resume without two epoll_ctl calls per request.
+ *
+ * libmicrohttpd 0.9.75 removes a connection from its epoll set when it is suspended
+ * (EPOLL_CTL_DEL) and adds it back after the resume, once a read hits EAGAIN (EPOLL_CTL_ADD):
+ * two system calls per asynchronous request, with an epitem freed (through RCU) and allocated
+ * each time -- 10-12% of epp-ingest's CPU under load. This file defines epoll_ctl and epoll_wait,
+ * which take precedence over libc's for libmicrohttpd (the executable's definitions come first
+ * in symbol lookup). For the epoll descriptor of one of our workers' daemons (registered below;
+ * every other descriptor passes straight through):
+ *   - a DEL of a connection socket (one registered edge-triggered) is not made: the kernel
+ *     registration stays, the socket is marked "kept", and its data pointer (libmicrohttpd's
+ *     connection) is muted: epoll_wait drops its events, so libmicrohttpd never sees an event
+ *     for a connection it believes removed (it would process a suspended connection, and
+ *     abort: "Resumed connection was already in EREADY set"). A connection suspended again
+ *     before libmicrohttpd re-registered it gets no DEL at all: dispatch() mutes it itself
+ *     (shim_suspended), and resume_replied() unmutes before libmicrohttpd sees the resume;
+ *   - an ADD of a kept socket with the same pointer and events makes no call (the registration
+ *     is intact; a resumed connection is treated as readable and writable by libmicrohttpd
+ *     anyway, and after its EAGAIN the edge-triggered registration reports new data as usual);
+ *     with another pointer it becomes a MOD (an ADD if the kernel no longer has the socket);
+ *   - a DEL before a close (libmicrohttpd does that too) is equally skipped: closing the socket
+ *     removes the registration in the kernel, and the muted pointer is unmuted when a new
+ *     connection is registered under the same pointer or socket number (shim_fresh()
+ *     from the connection-started notification, which libmicrohttpd calls before its ADD).
+ * The state of one epoll descriptor is touched only by its worker thread (libmicrohttpd calls
+ * epoll_ctl and epoll_wait from the thread running the daemon), so it needs no lock; the
+ * registry is a fixed array of atomics. EPP_HTTP_EPOLL_SHIM=0 turns it off (for comparisons). */
+
+#define SHIM_MAX 256
+
+typedef struct {
+    void *ptr; /* the data pointer libmicrohttpd registered */
+    uint32_t events;
+    unsigned char tracked; /* registered edge-triggered through us (a connection socket) */
+    unsigned char kept;    /* libmicrohttpd removed it; the kernel registration stays */
+    unsigned char pending; /* an event was dropped while kept */
+} shim_fd_t;
+
+typedef struct {
+    void *ptr;
+    int fd;
+} shim_mute_t;
+
+typedef struct shim {
+    int epfd;
+    shim_fd_t *fds;
+    size_t nfds;
+    shim_mute_t *mute; /* open addressing by pointer, linear probing; ptr NULL = empty */
+    size_t mcap, mcount;
+} shim_t;
+
+static _Atomic(shim_t *) shim_reg[SHIM_MAX];
+static _Atomic unsigned shim_used; /* slots [0, shim_used) have ever been taken */
+
+/* Every epoll_ctl and epoll_wait of the process goes through this scan. */
+static shim_t *shim_find(int epfd)
+{
+    unsigned n = atomic_load_explicit(&shim_used, memory_order_acquire);
+    for (unsigned i = 0; i < n; i++) {
+        shim_t *s = atomic_load_explicit(&shim_reg[i], memory_order_acquire);
+        if (s && s->epfd == epfd)
+            return s;
+    }
+    return NULL;
+}
+
+static int shim_enabled(void)
+{
+    const char *e = getenv("EPP_HTTP_EPOLL_SHIM");
+    return !(e && strcmp(e, "0") == 0);
+}
+
+static shim_t *shim_register(int epfd)
+{
+    if (!shim_enabled())
+        return NULL;
+    shim_t *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->epfd = epfd;
+    for (unsigned i = 0; i < SHIM_MAX; i++) {
+        shim_t *none = NULL;
+        if (atomic_compare_exchange_strong(&shim_reg[i], &none, s)) {
+            unsigned used = atomic_load(&shim_used);
+            while (used < i + 1 && !atomic_compare_exchange_weak(&shim_used, &used, i + 1))
+                ;
+            return s;
+        }
+    }
+    free(s);
+    return NULL; /* registry full: this daemon runs without the shim */
+}
+
+static void shim_unregister(shim_t *s)
+{
+    if (!s)
+        return;
+    for (unsigned i = 0; i < SHIM_MAX; i++) {
+        shim_t *cur = s;
+        if (atomic_compare_exchange_strong(&shim_reg[i], &cur, NULL))
+            break;
+    }
+    free(s->fds);
+    free(s->mute);
+    free(s);
+}
+
+static size_t mute_slot(const shim_t *s, const void *ptr)
+{
+    uintptr_t h = (uintptr_t)ptr;
+    h ^= h >> 17;
+    h *= 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 7) & (s->mcap - 1);
+}
+
+static shim_mute_t *mute_find(shim_t *s, const void *ptr)
+{
+    if (s->mcount == 0)
+        return NULL;
+    for (size_t i = mute_slot(s, ptr);; i = (i + 1) & (s->mcap - 1)) {
+        if (s->mute[i].ptr == ptr)
+            return &s->mute[i];
+        if (!s->mute[i].ptr)
+            return NULL;
+    }
+}
+
+static int mute_add(shim_t *s, void *ptr, int fd)
+{
+    if ((s->mcount + 1) * 2 > s->mcap) {
+        size_t ncap = s->mcap ? s->mcap * 2 : 64;
+        shim_mute_t *nm = calloc(ncap, sizeof(*nm));
+        if (!nm)
+            return -1;
+        shim_mute_t *old = s->mute;
+        size_t ocap = s->mcap;
+        s->mute = nm;
+        s->mcap = ncap;
+        s->mcount = 0;
+        for (size_t i = 0; i < ocap; i++)
+            if (old[i].ptr)
+                mute_add(s, old[i].ptr, old[i].fd);
+        free(old);
+    }
+    shim_mute_t *m = mute_find(s, ptr);
+    if (!m) {
+        size_t i = mute_slot(s, ptr);
+        while (s->mute[i].ptr)
+            i = (i + 1) & (s->mcap - 1);
+        m = &s->mute[i];
+        m->ptr = ptr;
+        s->mcount++;
+    }
+    m->fd = fd;
+    return 0;
+}
+
+/* Removes ptr (only when muted for fd, unless fd < 0); backward-shift deletion. */
+static void mute_del(shim_t *s, const void *ptr, int fd)
+{
+    shim_mute_t *m = mute_find(s, ptr);
+    if (!m || (fd >= 0 && m->fd != fd))
+        return;
+    size_t i = (size_t)(m - s->mute);
+    size_t j = i;
+    for (;;) {
+        j = (j + 1) & (s->mcap - 1);
+        if (!s->mute[j].ptr)
+            break;
+        size_t k = mute_slot(s, s->mute[j].ptr);
+        /* Move j into the hole at i unless its home k lies cyclically in (i, j]. */
+        if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+            s->mute[i] = s->mute[j];
+            i = j;
+        }
+    }
+    s->mute[i].ptr = NULL;
+    s->mcount--;
+}
+
+static shim_fd_t *shim_fd(shim_t *s, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    if ((size_t)fd >= s->nfds) {
+        size_t n = s->nfds ? s->nfds : 256;
+        while (n <= (size_t)fd)
+            n *= 2;
+        shim_fd_t *nf = realloc(s->fds, n * sizeof(*nf));
+        if (!nf)
+            return NULL;
+        memset(nf + s->nfds, 0, (n - s->nfds) * sizeof(*nf));
+        s->fds = nf;
+        s->nfds = n;
+    }
+    return &s->fds[fd];
+}
+
+static int real_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    return (int)syscall(SYS_epoll_ctl, epfd, op, fd, ev);
+}
+
+/* A new connection got socket fd (connection-started notification, worker thread, before
+ * libmicrohttpd registers it): whatever was kept for that number belonged to a closed socket,
+ * whose kernel registration went with the close. */
+static void shim_fresh(shim_t *s, int fd)
+{
+    if (!s || fd < 0 || (size_t)fd >= s->nfds)
+        return;
+    shim_fd_t *f = &s->fds[fd];
+    if (f->kept)
+        mute_del(s, f->ptr, fd);
+    memset(f, 0, sizeof(*f));
+}
+
+/* The worker suspended connection c (socket fd). libmicrohttpd's DEL (muting it) comes only when
+ * it believes the socket registered; a connection resumed and suspended again before its
+ * re-registration (the next request arrived before a read hit EAGAIN) gets no DEL, and must be
+ * muted here. Worker thread. */
+static void shim_suspended(shim_t *s, struct MHD_Connection *c, int fd)
+{
+    if (!s || fd < 0 || (size_t)fd >= s->nfds || !s->fds[fd].kept)
+        return; /* not a socket the shim keeps */
+    if (mute_add(s, c, fd) < 0) {
+        /* Out of memory: really remove it; libmicrohttpd's next ADD is then a real one. */
+        real_epoll_ctl(s->epfd, EPOLL_CTL_DEL, fd, NULL);
+        memset(&s->fds[fd], 0, sizeof(s->fds[fd]));
+    }
+}
+
+/* The worker resumes connection c (libmicrohttpd's pointer, the one it registers): unmuted at
+ * once. libmicrohttpd moves it back to its active set at the start of its next run, before its
+ * next epoll_wait, so from then on an event for it is an ordinary one -- typically the next
+ * request, arriving before libmicrohttpd re-registers the socket (after the reply, once a read
+ * hits EAGAIN). Worker thread. */
+static void shim_resumed(shim_t *s, struct MHD_Connection *c)
+{
+    if (s && s->mcount)
+        mute_del(s, c, -1);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
+{
+    shim_t *s = shim_find(epfd);
+
+    if (!s)
+        return real_epoll_ctl(epfd, op, fd, ev);
+    shim_fd_t *f = shim_fd(s, fd);
+    if (!f)
+        return real_epoll_ctl(epfd, op, fd, ev);
+    if (op == EPOLL_CTL_DEL && f->tracked && !f->kept) {
+        if (mute_add(s, f->ptr, fd) < 0)
+            return real_epoll_ctl(epfd, op, fd, ev) == 0 ? (f->tracked = 0, 0) : -1;
+        f->kept = 1;
+        f->pending = 0;
+        return 0;
+    }
+    if (op == EPOLL_CTL_ADD && ev) {
+        int rc = 0;
+        if (f->kept) {
+            mute_del(s, f->ptr, fd);
+            /* An event dropped while the socket was kept (data that came after the resume,
+             * before this re-registration) is re-armed by a MOD: the kernel re-checks the
+             * socket and reports it if it is ready. */
+            if (f->pending || f->ptr != ev->data.ptr || f->events != ev->events) {
+                rc = real_epoll_ctl(epfd, EPOLL_CTL_MOD, fd, ev);
+                if (rc < 0 && errno == ENOENT)
+                    rc = real_epoll_ctl(epfd, EPOLL_CTL_ADD, fd, ev);
+            }
+        } else {
+            rc = real_epoll_ctl(epfd, op, fd, ev);
+        }
+        f->kept = 0;
+        f->pending = 0;
+        if (rc < 0) {
+            f->tracked = 0;
+            return rc;
+        }
+        mute_del(s, ev->data.ptr, -1); /* a pointer reused by a new connection */
+        f->ptr = ev->data.ptr;
+        f->events = ev->events;
+        f->tracked = (ev->events & EPOLLET) != 0;
+        return 0;
+    }
+    if (op == EPOLL_CTL_DEL) {
+        if (f->kept)
+            mute_del(s, f->ptr, fd);
+        memset(f, 0, sizeof(*f));
+    }
+    return real_epoll_ctl(epfd, op, fd, ev);
+}
+
+int epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout)
+{
+    int n = epoll_pwait(epfd, events, maxevents, timeout, NULL);
+    if (n <= 0)
+        return n;
+    shim_t *s = shim_find(epfd);
+    if (!s || s->mcount == 0)
+        return n;
+    int o = 0;
+    for (int i = 0; i < n; i++) {
+        shim_mute_t *m = events[i].data.ptr ? mute_find(s, events[i].data.ptr) : NULL;
+        if (m) {
+            /* Dropped for now; the re-registration re-arms it (see epoll_ctl). */
+            if ((size_t)m->fd < s->nfds)
+                s->fds[m->fd].pending = 1;
+            continue;
+        }
+        events[o++] = events[i];
+    }
+    return o;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Small helpers */
@@ -650,6 +973,7 @@ static unsigned resume_replied(worker_t *w)
     unsigned n = 0;
     while (r) {
         epp_http_req_t *next = r->resume_next;
+        shim_resumed(w->shim, r->mhd);
         MHD_resume_connection(r->mhd);
         r = next;
         n++;
@@ -1104,9 +1428,11 @@ static enum MHD_Result dispatch(epp_http_req_t *req)
     }
     if (!(st & ST_READY)) {
         MHD_suspend_connection(req->mhd);
+        shim_suspended(req->conn->worker->shim, req->mhd, req->conn->fd);
         unsigned old = atomic_fetch_or(&req->state, ST_SUSPENDED);
         if (old & ST_READY) {
             /* The reply arrived between the check and the suspension (we are the worker). */
+            shim_resumed(req->conn->worker->shim, req->mhd);
             MHD_resume_connection(req->mhd);
             req->conn->worker->rerun = 1;
         } else if (atomic_load(&srv->stopping)) {
@@ -1238,9 +1564,14 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
     worker_t *w = cls;
     epp_http_server_t *srv = w->srv;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int fd = fi ? fi->connect_fd : -1;
+        shim_fresh(w->shim, fd);
         conn_t *c = calloc(1, sizeof(*c));
         if (!c)
             return; /* on_access refuses the connection */
+        c->fd = fd;
         c->srv = srv;
         c->worker = w;
         const union MHD_ConnectionInfo *ci =
@@ -1406,6 +1737,7 @@ epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_
     }
     srv->opts = *opts;
     srv->listen_fd = -1;
+    srv->hook_fd = -1;
     pthread_mutex_init(&srv->conns_lock, NULL);
     pthread_mutex_init(&srv->quiesce_lock, NULL);
     pthread_cond_init(&srv->quiesce_cond, NULL);
@@ -1507,6 +1839,16 @@ nomem:
     return NULL;
 }
 
+int epp_http_set_loop_hook(epp_http_server_t *srv, int fd, epp_http_loop_hook_fn hook, void *ud)
+{
+    if (!srv || srv->workers || !hook)
+        return EPP_EINVAL;
+    srv->hook = hook;
+    srv->hook_ud = ud;
+    srv->hook_fd = fd;
+    return 0;
+}
+
 int epp_http_route(epp_http_server_t *srv, const char *method, const char *pattern,
                    epp_http_handler_t handler, void *ud, unsigned flags)
 {
@@ -1524,8 +1866,9 @@ int epp_http_route(epp_http_server_t *srv, const char *method, const char *patte
  * timeout (30 s). That stalled a single-threaded server under 256 connections and can stall a
  * pool worker. Run in "external" mode instead, MHD_run() always polls with a zero timeout, and
  * this loop sleeps in poll(2) on the daemon's epoll descriptor for MHD_get_timeout(). Each
- * worker owns a daemon; all share one listening socket that we create. Resumes wake the loop
- * through libmicrohttpd's inter-thread channel, which is in the daemon's epoll set. */
+ * worker owns a daemon; all share one listening socket that we create. Replies from other
+ * threads wake the loop through the worker's eventfd (worker_kick); the optional loop hook
+ * (epp_http_set_loop_hook) runs on every turn and its descriptor is watched while asleep. */
 
 static void worker_wake(worker_t *w)
 {
@@ -1548,6 +1891,7 @@ static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     epp_http_server_t *srv = w->srv;
+    int hook_ready = 0;
     while (!atomic_load(&w->quit)) {
         if (atomic_load(&srv->quiesce_req) && !w->quiesced) {
             MHD_quiesce_daemon(w->daemon); /* the listening socket stays ours */
@@ -1560,6 +1904,12 @@ static void *worker_main(void *arg)
         atomic_store(&w->kicked, 1); /* awake: repliers need not write the eventfd */
         resume_replied(w);
         MHD_run(w->daemon);
+        if (srv->hook) {
+            /* Replies made in here land on this worker's own stack without a wake-up (kicked
+             * is 1); the check before sleeping below picks them up. */
+            srv->hook(srv->hook_ud, hook_ready);
+            hook_ready = 0;
+        }
         if (w->rerun) {
             w->rerun = 0; /* a connection was resumed from inside MHD_run() */
             continue;
@@ -1575,12 +1925,16 @@ static void *worker_main(void *arg)
         atomic_store(&w->kicked, 0);
         if (atomic_load(&w->resume_head))
             continue;
-        struct pollfd pf[2] = {{.fd = w->epoll_fd, .events = POLLIN},
-                               {.fd = w->wake_fd, .events = POLLIN}};
-        if (poll(pf, 2, timeout) > 0 && pf[1].revents) {
-            uint64_t v;
-            ssize_t r = read(w->wake_fd, &v, sizeof(v));
-            (void)r;
+        struct pollfd pf[3] = {{.fd = w->epoll_fd, .events = POLLIN},
+                               {.fd = w->wake_fd, .events = POLLIN},
+                               {.fd = srv->hook_fd, .events = POLLIN}};
+        if (poll(pf, srv->hook && srv->hook_fd >= 0 ? 3 : 2, timeout) > 0) {
+            if (pf[1].revents) {
+                uint64_t v;
+                ssize_t r = read(w->wake_fd, &v, sizeof(v));
+                (void)r;
+            }
+            hook_ready = pf[2].revents != 0;
         }
     }
     return NULL;
@@ -1758,6 +2112,7 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
             return EPP_EIO;
         }
         w->epoll_fd = di->epoll_fd;
+        w->shim = shim_register(w->epoll_fd);
         if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
             snprintf(err, errsz, "cannot start an HTTP worker thread");
             return EPP_EIO;
@@ -1863,6 +2218,11 @@ void epp_http_destroy(epp_http_server_t *srv)
                 resume_replied(w); /* libmicrohttpd must not stop with suspended connections */
                 if (!w->quiesced)
                     MHD_quiesce_daemon(w->daemon); /* never let a daemon close our socket */
+                /* Before the daemon closes its epoll descriptor, whose number may be reused at
+                 * once: libmicrohttpd's last calls go straight to the kernel (closing a kept
+                 * socket removes its registration). */
+                shim_unregister(w->shim);
+                w->shim = NULL;
                 MHD_stop_daemon(w->daemon);
             }
             if (w->wake_fd >= 0)

@@ -86,6 +86,17 @@ enum {
 int epp_http_route(epp_http_server_t *srv, const char *method, const char *pattern,
                    epp_http_handler_t handler, void *ud, unsigned flags);
 
+/* A hook every worker thread runs on each turn of its event loop, after serving its
+ * connections and before it sleeps. While a worker sleeps it also watches fd (when >= 0): fd
+ * turning readable wakes it, and the hook then runs with fd_readable = 1 and must consume what
+ * made fd readable (several workers may wake for one event; the others see fd_readable = 1 and
+ * nothing to read). The hook must not block. Its use: serving a library's completion callbacks
+ * (Kafka delivery reports) on the workers themselves, so that the replies those callbacks make
+ * resume their connections without waking another thread. Set before epp_http_start(); 0 or
+ * EPP_EINVAL. */
+typedef void (*epp_http_loop_hook_fn)(void *ud, int fd_readable);
+int epp_http_set_loop_hook(epp_http_server_t *srv, int fd, epp_http_loop_hook_fn hook, void *ud);
+
 /* Starts listening. 0 or a negative EPP_E* code (message in err). */
 int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz);
 

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "epp_error.h"
 #include "epp_kafka.h"
@@ -35,6 +37,7 @@ struct ingest_producer {
     char *bootstrap;
     char *topic;
     char *overrides;
+    int poll_fd; /* external_poll: eventfd written by librdkafka when its main queue fills */
 
     pthread_rwlock_t lock; /* guards cur: read to use it, write to swap it */
     inst_t *cur;
@@ -125,6 +128,17 @@ static void *poll_main(void *arg)
 {
     inst_t *in = arg;
     pthread_setname_np(pthread_self(), "ingest-dr"); /* visible in top -H and perf */
+    if (in->owner->opts.external_poll) {
+        /* The HTTP workers serve the reports of the current instance; this sweep only covers
+         * gaps (no worker running yet or any more) and a retired instance after a fatal
+         * error. Blocking in rd_kafka_poll here would take every report batch away from the
+         * workers and cost a wake-up each. */
+        while (!atomic_load(&in->stop)) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            rd_kafka_poll(in->rk, 0);
+        }
+    }
     while (!atomic_load(&in->stop))
         rd_kafka_poll(in->rk, 100);
     /* Serve what is left so no report is lost between the last poll and destroy. */
@@ -241,6 +255,14 @@ static inst_t *inst_create(ingest_producer_t *p, char *err, size_t errsz)
         return NULL;
     }
     conf = NULL; /* now owned by rk */
+    if (p->poll_fd >= 0) {
+        /* librdkafka writes this 8-byte counter increment when a report (or any event) lands
+         * in the main queue after it was last served: once per batch, not per message. */
+        static const uint64_t one = 1;
+        rd_kafka_queue_t *mq = rd_kafka_queue_get_main(in->rk);
+        rd_kafka_queue_io_event_enable(mq, p->poll_fd, &one, sizeof one);
+        rd_kafka_queue_destroy(mq);
+    }
     in->rkt = rd_kafka_topic_new(in->rk, p->topic, NULL);
     if (!in->rkt) {
         snprintf(err, errsz, "rd_kafka_topic_new(%s): %s", p->topic,
@@ -357,6 +379,12 @@ ingest_producer_t *ingest_producer_create(const ingest_producer_opts_t *opts, ch
     p->bootstrap = strdup(opts->bootstrap);
     p->topic = strdup(opts->topic);
     p->overrides = opts->overrides ? strdup(opts->overrides) : NULL;
+    p->poll_fd = -1;
+    if (opts->external_poll) {
+        p->poll_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (p->poll_fd < 0)
+            p->opts.external_poll = 0; /* the poll thread serves the reports then */
+    }
     pthread_rwlock_init(&p->lock, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_condattr_t ca;
@@ -427,6 +455,25 @@ int ingest_producer_send(ingest_producer_t *p, const char *key, size_t key_len, 
     return EPP_EUNAVAIL;
 }
 
+int ingest_producer_poll_fd(ingest_producer_t *p)
+{
+    return p->poll_fd;
+}
+
+void ingest_producer_poll(ingest_producer_t *p, int fd_readable)
+{
+    if (fd_readable && p->poll_fd >= 0) {
+        /* Drained before serving: a report queued after the serve below writes again. */
+        uint64_t v;
+        ssize_t r = read(p->poll_fd, &v, sizeof v);
+        (void)r;
+    }
+    pthread_rwlock_rdlock(&p->lock);
+    if (p->cur)
+        rd_kafka_poll(p->cur->rk, 0);
+    pthread_rwlock_unlock(&p->lock);
+}
+
 int ingest_producer_ready(ingest_producer_t *p)
 {
     return atomic_load(&p->ready) && !atomic_load(&p->fatal_pending);
@@ -488,5 +535,7 @@ void ingest_producer_destroy(ingest_producer_t *p)
     free(p->bootstrap);
     free(p->topic);
     free(p->overrides);
+    if (p->poll_fd >= 0)
+        close(p->poll_fd);
     free(p);
 }

@@ -36,6 +36,10 @@ typedef struct {
     ingest_delivery_fn on_delivery;
     void *ud;
     epp_metrics_t *metrics; /* borrowed; NULL for none */
+    /* Delivery reports are served by the caller's threads through ingest_producer_poll() (the
+     * HTTP workers' loop hook), not by the poll thread, which then only sweeps every 10 ms as
+     * a safety net (and serves retired instances). Saves a thread hand-off per report batch. */
+    int external_poll;
 } ingest_producer_opts_t;
 
 /* Creates the producer and starts its threads. NULL with a message in err on failure (a bad
@@ -50,6 +54,12 @@ ingest_producer_t *ingest_producer_create(const ingest_producer_opts_t *opts, ch
  * is then never called. Any thread. */
 int ingest_producer_send(ingest_producer_t *p, const char *key, size_t key_len, char *value,
                          size_t value_len, const char *traceparent, void *msg_opaque);
+
+/* With external_poll: a descriptor that turns readable when reports are waiting (an eventfd
+ * librdkafka writes to), and the non-blocking call that serves them (on_delivery runs in it).
+ * fd_readable: the descriptor was seen readable (it is then drained). Any thread, concurrently. */
+int ingest_producer_poll_fd(ingest_producer_t *p);
+void ingest_producer_poll(ingest_producer_t *p, int fd_readable);
 
 /* 1 when the last background metadata check reached Kafka (cached; refreshed every ~2 s). */
 int ingest_producer_ready(ingest_producer_t *p);

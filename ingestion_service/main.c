@@ -38,6 +38,12 @@ static int setup_logging(const ingest_conf_t *conf)
     return 0;
 }
 
+/* The HTTP workers' loop hook: delivery reports, and the replies they make, on the worker. */
+static void serve_reports(void *ud, int fd_readable)
+{
+    ingest_producer_poll(ud, fd_readable);
+}
+
 /* Waits for SIGTERM or SIGINT (blocked in every thread, see main). */
 static int wait_for_signal(void)
 {
@@ -146,6 +152,7 @@ int main(int argc, char **argv)
         .on_delivery = ingest_app_on_delivery,
         .ud = app,
         .metrics = metrics,
+        .external_poll = 1,
     };
     producer = ingest_producer_create(&popts, err, sizeof err);
     if (!producer) {
@@ -173,6 +180,9 @@ int main(int argc, char **argv)
     hopts.ready = ingest_app_ready;
     hopts.ready_ud = app;
     srv = epp_http_create(&hopts, err, sizeof err);
+    /* The HTTP workers serve the delivery reports themselves (see ingest_producer.h). */
+    if (srv)
+        epp_http_set_loop_hook(srv, ingest_producer_poll_fd(producer), serve_reports, producer);
     if (!srv || ingest_app_routes(app, srv) < 0 || epp_http_start(srv, err, sizeof err) < 0) {
         EPP_LOGKV(EPP_LOG_ERROR, "http server", "error", err[0] ? err : "could not add routes");
         status = 2;
