@@ -152,12 +152,13 @@ int analytics_queries_init(void)
                    PLAN_PARAMS + 1);
     set_stmt(ST_TOP, "top", PLAN_PARAMS + 1, "top");
 
-    /* Distinct users: the whole days' sets from epp_user_day, the partial days' users from
-     * public.events, and UNION (not UNION ALL) removes the duplicates across them. */
+    /* Distinct users: the whole days' sets from epp_user_day (a set of (day, user) pairs since
+     * sql/004: a pair is there exactly when the user has an event that day), the partial days'
+     * users from public.events, and UNION (not UNION ALL) removes the duplicates across them. */
     epp_buf_append_str(&sql_text[ST_ACTIVE],
                        "SELECT count(*) FROM ("
                        "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
-                       "AND bucket < $2::timestamptz AND n > 0 "
+                       "AND bucket < $2::timestamptz "
                        "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
                        "$3::timestamptz AND \"timestamp\" < $4::timestamptz "
                        "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "

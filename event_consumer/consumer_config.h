@@ -30,6 +30,7 @@ typedef struct {
     char *copy_format;           /* "binary" or "text" */
     bool pipeline;               /* decode the next batch while the database writes this one */
     int64_t writers;             /* parallel database writers; partition p goes to p % writers */
+    int64_t user_day_cache;      /* (day, user) pairs remembered as stored, all writers; 0: off */
     char *sql_dir;               /* NULL: the migrations embedded in the binary */
 } consumer_conf_t;
 

@@ -182,9 +182,32 @@ static int array_header(epp_buf_t *out, uint32_t elem_oid, size_t n)
 int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
                            epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count)
 {
+    return consumer_rollup_arrays_filtered(r, kind, NULL, NULL, buckets, keys, counts, count);
+}
+
+int consumer_rollup_foreach(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                            int (*fn)(void *ud, int64_t bucket_us, const char *key, size_t len),
+                            void *ud)
+{
+    for (size_t i = 0; i < r->cap; i++) {
+        const entry_t *e = &r->slots[i];
+        if (e->hash == 0 || e->kind != kind)
+            continue;
+        int rc = fn(ud, e->bucket, e->key, e->key_len);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                                    consumer_rollup_keep_fn keep, void *ud, epp_buf_t *buckets,
+                                    epp_buf_t *keys, epp_buf_t *counts, size_t *count)
+{
     epp_buf_reset(buckets);
     epp_buf_reset(keys);
-    epp_buf_reset(counts);
+    if (counts != NULL)
+        epp_buf_reset(counts);
     *count = 0;
     size_t n = 0;
     for (size_t i = 0; i < r->cap; i++)
@@ -195,18 +218,26 @@ int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t ki
     if (v == NULL)
         return EPP_ENOMEM;
     size_t k = 0;
-    for (size_t i = 0; i < r->cap; i++)
-        if (r->slots[i].hash != 0 && r->slots[i].kind == kind)
-            v[k++] = &r->slots[i];
+    for (size_t i = 0; i < r->cap; i++) {
+        const entry_t *e = &r->slots[i];
+        if (e->hash != 0 && e->kind == kind &&
+            (keep == NULL || keep(ud, e->bucket, e->key, e->key_len)))
+            v[k++] = e;
+    }
+    n = k;
+    if (n == 0) {
+        free(v);
+        return 0;
+    }
     qsort(v, n, sizeof *v, cmp_entry);
     int rc = array_header(buckets, 1184, n);
     if (rc == 0)
         rc = array_header(keys, 25, n);
-    if (rc == 0)
+    if (rc == 0 && counts != NULL)
         rc = array_header(counts, 20, n);
     if (rc == 0)
         rc = epp_buf_reserve(buckets, n * 12);
-    if (rc == 0)
+    if (rc == 0 && counts != NULL)
         rc = epp_buf_reserve(counts, n * 12);
     for (size_t i = 0; i < n && rc == 0; i++) {
         unsigned char b[12];
@@ -214,7 +245,7 @@ int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t ki
         epp_pgcopy_put_be64(b + 4, (uint64_t)(v[i]->bucket - EPP_PGCOPY_PG_EPOCH_US));
         rc = epp_buf_append(buckets, b, 12);
         epp_pgcopy_put_be64(b + 4, (uint64_t)v[i]->n);
-        if (rc == 0)
+        if (rc == 0 && counts != NULL)
             rc = epp_buf_append(counts, b, 12);
         epp_pgcopy_put_be32(b, v[i]->key_len);
         if (rc == 0)

@@ -41,6 +41,19 @@ size_t consumer_rollup_size(const consumer_rollup_t *r);
 int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
                            epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count);
 
+/* consumer_rollup_arrays over the entries for which keep() returns non-zero (keep NULL: all).
+ * counts may be NULL when the counts are not wanted. */
+typedef int (*consumer_rollup_keep_fn)(void *ud, int64_t bucket_us, const char *key, size_t len);
+int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                                    consumer_rollup_keep_fn keep, void *ud, epp_buf_t *buckets,
+                                    epp_buf_t *keys, epp_buf_t *counts, size_t *count);
+
+/* Calls fn for every entry of one kind (any order); stops at the first non-zero return, which
+ * it returns. */
+int consumer_rollup_foreach(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
+                            int (*fn)(void *ud, int64_t bucket_us, const char *key, size_t len),
+                            void *ud);
+
 /* For tests: the count of one entry (0 when absent). */
 int64_t consumer_rollup_get(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
                             int64_t bucket_us, const char *key, size_t key_len);

@@ -1,5 +1,7 @@
 #include "consumer_writer.h"
 
+#include "consumer_udcache.h"
+
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,6 +43,9 @@ struct consumer_writer {
     epp_buf_t arr[3];             /* rollup array parameters */
     int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
     epp_tracer_t *tracer;         /* borrowed; NULL: no spans */
+    consumer_udcache_t *udcache;  /* NULL: off (every user-day pair is sent) */
+    int ud_written;               /* this attempt wrote the batch's user-day pairs */
+    size_t ud_sent;               /* of the last attempt, for the debug log */
     char span_name[160];          /* "<topic> process" */
 };
 
@@ -78,9 +83,9 @@ static const struct {
     consumer_rollup_kind_t kind;
     const char *sql;
 } rollup_kinds[] = {
-    {CONSUMER_ROLLUP_USER_DAY, "INSERT INTO public.epp_user_day AS r (bucket, user_id, n)"
-                               " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
-                               " ON CONFLICT (bucket, user_id) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_USER_DAY, "INSERT INTO public.epp_user_day (bucket, user_id)"
+                               " SELECT * FROM unnest($1::timestamptz[], $2::text[])"
+                               " ON CONFLICT (bucket, user_id) DO NOTHING"},
     {CONSUMER_ROLLUP_DAY, "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
                           " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
                           " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
@@ -92,6 +97,12 @@ static const struct {
      " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
      " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
 };
+
+/* The first statements of every transaction: the rollup generation, read FOR SHARE so that a
+ * deleter of user-day pairs (which increments it first) waits for this transaction, or this one
+ * for the deleter's COMMIT -- see consumer_udcache.h. */
+static const char begin_sql[] =
+    "BEGIN; SELECT generation FROM public.epp_rollup_generation FOR SHARE";
 
 static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
 
@@ -106,6 +117,14 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     w->m = metrics;
     w->stop = stop;
     atomic_init(&w->db_ok, 0);
+    if (conf->user_day_cache > 0) {
+        size_t per = (size_t)(conf->user_day_cache / (conf->writers > 0 ? conf->writers : 1));
+        w->udcache = consumer_udcache_create(per ? per : 1);
+        if (w->udcache == NULL) {
+            free(w);
+            return NULL;
+        }
+    }
     w->seed = (unsigned)(time(NULL) ^ getpid());
     /* Test-only: EPP_FAILPOINT=after_db_commit kills the process right after a batch's COMMIT
      * and before the Kafka commit (the crash window the offsets table exists for). */
@@ -130,6 +149,7 @@ void consumer_writer_destroy(consumer_writer_t *w)
     if (w->conn != NULL)
         PQfinish(w->conn);
     epp_buf_free(&w->scratch2);
+    consumer_udcache_destroy(w->udcache);
     for (int i = 0; i < 3; i++)
         epp_buf_free(&w->arr[i]);
     free(w);
@@ -407,21 +427,58 @@ static int insert_each(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t
     return 0;
 }
 
+/* Reads the generation the first statements returned, and empties the cache when it moved. */
+static int begin_tx(consumer_writer_t *w, epp_pg_error_t *pe)
+{
+    if (w->udcache == NULL)
+        return epp_pg_exec(w->conn, "BEGIN", pe);
+    PGresult *res = PQexec(w->conn, begin_sql);
+    int rc = epp_pg_result_error(w->conn, res, pe);
+    if (rc == 0) {
+        /* No row (someone deleted it): nothing can be trusted, and nothing is cached. */
+        int64_t gen = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -2;
+        consumer_udcache_set_generation(w->udcache, gen);
+    }
+    PQclear(res);
+    return rc;
+}
+
+static int ud_not_cached(void *ud, int64_t bucket_us, const char *key, size_t len)
+{
+    return !consumer_udcache_has(ud, bucket_us, key, len);
+}
+
+static int ud_remember(void *ud, int64_t bucket_us, const char *key, size_t len)
+{
+    return consumer_udcache_add(ud, bucket_us, key, len);
+}
+
 static int write_rollups(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
 {
+    w->ud_sent = 0;
     for (size_t i = 0; i < sizeof rollup_kinds / sizeof rollup_kinds[0]; i++) {
         size_t n = 0;
-        if (consumer_rollup_arrays(b->rollup, rollup_kinds[i].kind, &w->arr[0], &w->arr[1],
-                                   &w->arr[2], &n) != 0)
+        int user_day = rollup_kinds[i].kind == CONSUMER_ROLLUP_USER_DAY;
+        /* User-day pairs: a set, so no counts, and only the pairs not known stored. */
+        if (consumer_rollup_arrays_filtered(
+                b->rollup, rollup_kinds[i].kind,
+                user_day && w->udcache != NULL && consumer_udcache_generation(w->udcache) >= 0
+                    ? ud_not_cached
+                    : NULL,
+                w->udcache, &w->arr[0], &w->arr[1], user_day ? NULL : &w->arr[2], &n) != 0)
             return EPP_ENOMEM;
+        if (user_day) {
+            w->ud_written = 1;
+            w->ud_sent = n;
+        }
         if (n == 0)
             continue;
         static const Oid types[3] = {1185, 1009, 1016}; /* timestamptz[], text[], int8[] */
         const char *values[3] = {w->arr[0].data, w->arr[1].data, w->arr[2].data};
         int lengths[3] = {(int)w->arr[0].len, (int)w->arr[1].len, (int)w->arr[2].len};
         static const int formats[3] = {1, 1, 1};
-        PGresult *res =
-            PQexecParams(w->conn, rollup_kinds[i].sql, 3, types, values, lengths, formats, 0);
+        PGresult *res = PQexecParams(w->conn, rollup_kinds[i].sql, user_day ? 2 : 3, types, values,
+                                     lengths, formats, 0);
         int rc = epp_pg_result_error(w->conn, res, pe);
         PQclear(res);
         if (rc != 0)
@@ -504,9 +561,12 @@ static size_t skip_stored(consumer_batch_t *b)
 static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mode,
                      int *rollup_ready, epp_pg_error_t *pe)
 {
-    int rc = epp_pg_exec(w->conn, "BEGIN", pe);
-    if (rc != 0)
+    w->ud_written = 0;
+    int rc = begin_tx(w, pe);
+    if (rc != 0) {
+        epp_pg_rollback(w->conn);
         return rc;
+    }
     if ((rc = read_offsets(w, lock_offsets_sql, b, pe)) != 0)
         goto fail;
     for (size_t k = 0; k < b->nparts; k++) {
@@ -758,6 +818,12 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             log_pg(EPP_LOG_ERROR, "batch write failed (not a per-message error); retrying", &pe);
         backoff(w, attempt++);
     }
+    /* Committed: the batch's user-day pairs are stored (inserted now, or found stored). */
+    if (w->udcache != NULL && w->ud_written && consumer_udcache_generation(w->udcache) >= 0) {
+        if (consumer_rollup_foreach(b->rollup, CONSUMER_ROLLUP_USER_DAY, ud_remember, w->udcache) !=
+            0)
+            consumer_udcache_clear(w->udcache);
+    }
     if (w->failpoint_after_commit) {
         EPP_WARN("failpoint after_db_commit: exiting with 137");
         _exit(137);
@@ -787,14 +853,15 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     }
     epp_span_end(span, 0);
     EPP_DEBUG("batch written: %zu messages, %zu inserted, %s path, %.1f ms after the first "
-              "message, write %.1f ms (rollups %.1f ms, %zu keys; commit %.1f ms)",
+              "message, write %.1f ms (rollups %.1f ms, %zu keys, %zu user-day pairs sent, "
+              "%zu cached; commit %.1f ms)",
               b->n, inserted,
               mode == MODE_FAST   ? "fast"
               : mode == MODE_SLOW ? "slow"
                                   : "isolate",
               (double)(t0 - b->first_add_us) / 1000, (double)(t1 - t0) / 1000,
-              (double)w->rollup_us / 1000, consumer_rollup_size(b->rollup),
-              (double)w->commit_us / 1000);
+              (double)w->rollup_us / 1000, consumer_rollup_size(b->rollup), w->ud_sent,
+              consumer_udcache_size(w->udcache), (double)w->commit_us / 1000);
     return 0;
 }
 

@@ -23,7 +23,8 @@ WIDTHS = {"minute": US_MINUTE, "hour": US_HOUR, "day": US_DAY}
 FULL = os.environ.get("EPP_TEST_FULL") == "1"
 
 # What the consumer keeps in the same transaction as its inserts (sql/002_rollups.sql):
-# UTC-aligned half-open buckets counted by event_name, and users by day.
+# UTC-aligned half-open buckets counted by event_name, and the set of (day, user) pairs
+# (sql/004: epp_user_day has no count).
 ROLLUP_SQL = """
 SET TIME ZONE 'UTC';
 TRUNCATE public.epp_rollup_minute, public.epp_rollup_hour, public.epp_rollup_day,
@@ -34,7 +35,7 @@ INSERT INTO public.epp_rollup_hour SELECT date_trunc('hour', "timestamp"), event
     FROM public.events GROUP BY 1, 2;
 INSERT INTO public.epp_rollup_day SELECT date_trunc('day', "timestamp"), event_name, count(*)
     FROM public.events GROUP BY 1, 2;
-INSERT INTO public.epp_user_day SELECT date_trunc('day', "timestamp"), user_id, count(*)
+INSERT INTO public.epp_user_day (bucket, user_id) SELECT date_trunc('day', "timestamp"), user_id
     FROM public.events GROUP BY 1, 2;
 ANALYZE;
 """

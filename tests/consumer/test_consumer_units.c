@@ -1,9 +1,11 @@
 /* Unit tests of the consumer's pure modules: rollup aggregation in C, COPY encoding, the
  * decoder's treatment of in-batch duplicates and bad messages. */
+#include <stdio.h>
 #include <string.h>
 
 #include "consumer_batch.h"
 #include "consumer_rollup.h"
+#include "consumer_udcache.h"
 #include "epp_error.h"
 #include "epp_pg.h"
 #include "epp_pgcopy.h"
@@ -166,6 +168,84 @@ static void test_linked_sampling(void)
     epp_tracer_destroy(t);
 }
 
+static int keep_odd_users(void *ud, int64_t bucket_us, const char *key, size_t len)
+{
+    (void)ud;
+    (void)bucket_us;
+    return (key[len - 1] - '0') % 2 == 1;
+}
+
+static void test_udcache(void)
+{
+    consumer_udcache_t *c = consumer_udcache_create(3);
+    CHECK(c != NULL);
+    CHECK_INT_EQ(consumer_udcache_generation(c), -1);
+    CHECK(!consumer_udcache_has(c, 0, "u1", 2));
+    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u1", 2), 0);
+    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u1", 2), 0); /* again: no second entry */
+    CHECK_INT_EQ(consumer_udcache_add(c, 86400000000LL, "u1", 2), 0);
+    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u2", 2), 0);
+    CHECK_INT_EQ((int64_t)consumer_udcache_size(c), 3);
+    CHECK(consumer_udcache_has(c, 0, "u1", 2) && consumer_udcache_has(c, 86400000000LL, "u1", 2));
+    CHECK(!consumer_udcache_has(c, 0, "u", 1) && !consumer_udcache_has(c, 1, "u1", 2));
+    /* Full: cleared, then the new pair is kept. */
+    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u3", 2), 0);
+    CHECK_INT_EQ((int64_t)consumer_udcache_size(c), 1);
+    CHECK(consumer_udcache_has(c, 0, "u3", 2) && !consumer_udcache_has(c, 0, "u1", 2));
+    /* A new generation forgets everything; the same one keeps it. */
+    consumer_udcache_set_generation(c, 7);
+    CHECK_INT_EQ((int64_t)consumer_udcache_size(c), 0);
+    consumer_udcache_add(c, 0, "u3", 2);
+    consumer_udcache_set_generation(c, 7);
+    CHECK(consumer_udcache_has(c, 0, "u3", 2));
+    consumer_udcache_set_generation(c, 8);
+    CHECK(!consumer_udcache_has(c, 0, "u3", 2));
+    consumer_udcache_destroy(c);
+
+    /* Growth past the initial table, every pair still found. */
+    c = consumer_udcache_create(100000);
+    char key[32];
+    for (int i = 0; i < 50000; i++) {
+        int n = snprintf(key, sizeof key, "user-%d", i);
+        CHECK_INT_EQ(consumer_udcache_add(c, (int64_t)(i % 3) * 86400000000LL, key, (size_t)n), 0);
+    }
+    int found = 0;
+    for (int i = 0; i < 50000; i++) {
+        int n = snprintf(key, sizeof key, "user-%d", i);
+        found += consumer_udcache_has(c, (int64_t)(i % 3) * 86400000000LL, key, (size_t)n);
+        found -= consumer_udcache_has(c, (int64_t)((i + 1) % 3) * 86400000000LL, key, (size_t)n);
+    }
+    CHECK_INT_EQ(found, 50000);
+    consumer_udcache_destroy(c);
+    consumer_udcache_destroy(NULL);
+}
+
+/* The user-day arrays without counts and filtered (what the writer sends). */
+static void test_rollup_filtered(void)
+{
+    consumer_rollup_t *r = consumer_rollup_create();
+    const char *users[] = {"u1", "u2", "u3", "u4"};
+    for (int i = 0; i < 4; i++)
+        consumer_rollup_add(r, 1000, "click", 5, users[i], 2);
+    epp_buf_t b = {0}, k = {0};
+    size_t n = 99;
+    CHECK_INT_EQ(consumer_rollup_arrays_filtered(r, CONSUMER_ROLLUP_USER_DAY, keep_odd_users, NULL,
+                                                 &b, &k, NULL, &n),
+                 0);
+    CHECK_INT_EQ((int64_t)n, 2);
+    CHECK_INT_EQ((int64_t)b.len, 20 + 2 * 12);
+    CHECK_INT_EQ((int64_t)k.len, 20 + 2 * (4 + 2));
+    CHECK(memcmp(k.data + 24, "u1", 2) == 0 && memcmp(k.data + 30, "u3", 2) == 0);
+    epp_buf_t c = {0};
+    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_USER_DAY, &b, &k, &c, &n), 0);
+    CHECK_INT_EQ((int64_t)n, 4); /* unfiltered, with counts */
+    CHECK_INT_EQ((int64_t)c.len, 20 + 4 * 12);
+    epp_buf_free(&c);
+    epp_buf_free(&b);
+    epp_buf_free(&k);
+    consumer_rollup_destroy(r);
+}
+
 int main(void)
 {
     EPP_RUN(test_buckets);
@@ -174,5 +254,7 @@ int main(void)
     EPP_RUN(test_sqlstate_classes);
     EPP_RUN(test_decode);
     EPP_RUN(test_linked_sampling);
+    EPP_RUN(test_udcache);
+    EPP_RUN(test_rollup_filtered);
     return EPP_TEST_RESULT();
 }

@@ -1,6 +1,10 @@
 """Rollup consistency check, reusable by every test that writes events (consumer, analytics,
 chaos, tools): each rollup table must equal the same GROUP BY over public.events.
 
+epp_user_day is a set of (UTC day, user_id) pairs since sql/004 (no count): it must equal
+SELECT DISTINCT day, user_id FROM public.events -- no pair missing, none left over. (On a schema
+before 004, where it still has n, the counts are compared as for the other tables.)
+
     import epp_rollups
     problems = epp_rollups.check(conn)      # [] when every rollup is exact
     epp_rollups.assert_exact(conn)          # raises AssertionError listing the differences
@@ -24,6 +28,25 @@ ROLLUPS = [
      " user_id AS key, count(*) AS n FROM public.events GROUP BY 1, 2"),
 ]
 
+# The set form of epp_user_day: pairs on one side only (n reported as 1 = present, NULL = absent).
+SET_DIFF_SQL = """
+WITH expected AS (SELECT DISTINCT date_trunc('day', "timestamp" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+                         AS bucket, user_id AS key FROM public.events),
+     actual AS (SELECT bucket, user_id AS key FROM public.epp_user_day)
+SELECT coalesce(e.bucket, a.bucket), coalesce(e.key, a.key),
+       CASE WHEN e.key IS NULL THEN NULL ELSE 1 END, CASE WHEN a.key IS NULL THEN NULL ELSE 1 END
+FROM expected e FULL JOIN actual a ON e.bucket = a.bucket AND e.key = a.key
+WHERE e.key IS NULL OR a.key IS NULL
+ORDER BY 1, 2
+LIMIT 20
+"""
+
+
+def _has_count_column(cur, table):
+    cur.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public'"
+                " AND table_name = %s AND column_name = 'n'", (table,))
+    return cur.fetchone() is not None
+
 # One query per table: rows present on one side only, or with different counts. Rows with n = 0
 # in a rollup (left by deletes) are the same as absent.
 DIFF_SQL = """
@@ -42,7 +65,10 @@ def check(conn):
     problems = []
     with conn.cursor() as cur:
         for table, key, expected in ROLLUPS:
-            cur.execute(DIFF_SQL.format(expected=expected, key=key, table=table))
+            if table == "epp_user_day" and not _has_count_column(cur, table):
+                cur.execute(SET_DIFF_SQL)
+            else:
+                cur.execute(DIFF_SQL.format(expected=expected, key=key, table=table))
             for bucket, k, want, got in cur.fetchall():
                 problems.append("%s[%s, %r]: events say %s, rollup says %s" %
                                 (table, bucket, k, want, got))
