@@ -11,8 +11,12 @@
 #
 # Env: EPP_BUILD_DIR (default ./build), BENCH_DURATION seconds per wrk run (default 5),
 # BENCH_ROUNDS (alternating nginx/epp-ingest rounds, default 3; the median is printed), BENCH_CONNECTIONS
-# (256), BENCH_BATCH_CONNECTIONS (64), BENCH_HTTP_THREADS (epp-ingest HTTP_THREADS, default 2),
-# BENCH_LINGER_MS (KAFKA_LINGER_MS, default: the service default).
+# (256), BENCH_BATCH_CONNECTIONS (64), BENCH_HTTP_THREADS (epp-ingest HTTP_THREADS, default: the
+# service default), BENCH_LINGER_MS (KAFKA_LINGER_MS, default: the service default). Other
+# variables reach epp-ingest unchanged (e.g. EPP_HTTP_EPOLL_SHIM=0 for a comparison).
+#
+# Besides req/s, each round prints epp-ingest's CPU time per request (utime + stime from
+# /proc/PID/stat over the wrk run): on a shared machine it moves much less than throughput.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${EPP_BUILD_DIR:-build}
@@ -20,7 +24,7 @@ DUR=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-256}
 BCONNS=${BENCH_BATCH_CONNECTIONS:-64}
-THREADS=${BENCH_HTTP_THREADS:-2}
+THREADS=${BENCH_HTTP_THREADS:-}
 INGEST_BIN="$BUILD/bin/epp-ingest"
 BROKER_BIN="$BUILD/bin/epp-devbroker"
 
@@ -77,15 +81,22 @@ with open(sys.argv[1], "w") as f:
             'wrk.headers["Content-Type"] = "application/json"\n' % body)
 PY
 
-# run_wrk URL SCRIPT CONNS -> prints "rps p50 p99 non2xx"
+# cpu_ticks PID -> utime + stime in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# run_wrk URL SCRIPT CONNS [PID] -> prints "rps p50 p99 non2xx cpu_us_per_request" (cpu of PID)
 run_wrk() {
+    local c0=0 c1=0
+    [ -n "${4:-}" ] && c0=$(cpu_ticks "$4")
     wrk -t1 -c"$3" -d"${DUR}s" --latency -s "$2" "$1" >"$TMP/wrk.out" 2>&1
-    awk '
+    [ -n "${4:-}" ] && c1=$(cpu_ticks "$4")
+    awk -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '
         /Requests\/sec:/ { rps = $2 }
+        /requests in/ { n = $1 }
         /^ +50%/ { p50 = $2 }
         /^ +99%/ { p99 = $2 }
         /Non-2xx or 3xx responses:/ { bad = $5 }
-        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
+        END { printf "%s %s %s %s %.1f\n", rps, p50, p99, (bad == "" ? 0 : bad), (n > 0 ? ticks * 1e6 / hz / n : 0) }
     ' "$TMP/wrk.out"
 }
 
@@ -125,7 +136,8 @@ for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
 [ -s "$TMP/addr" ] || { echo "bench_ingest: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
 INGEST_PORT=$(free_port)
 ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC=events HTTP_PORT="$INGEST_PORT"
-      HTTP_THREADS="$THREADS" LOG_LEVEL=warn)
+      LOG_LEVEL=warn)
+[ -n "$THREADS" ] && ENVS+=(HTTP_THREADS="$THREADS")
 [ -n "${BENCH_LINGER_MS:-}" ] && ENVS+=(KAFKA_LINGER_MS="$BENCH_LINGER_MS")
 env "${ENVS[@]}" "$INGEST_BIN" 2>"$TMP/ingest.log" &
 INGEST_PID=$!
@@ -141,27 +153,27 @@ done
 : >"$TMP/rounds"
 for r in $(seq 1 "$ROUNDS"); do
     read -r N_RPS N_P50 N_P99 N_BAD < <(run_wrk "http://127.0.0.1:$NGINX_PORT/events" "$TMP/post.lua" "$CONNS")
-    read -r I_RPS I_P50 I_P99 I_BAD < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events" "$TMP/post.lua" "$CONNS")
-    echo "$N_RPS $N_P50 $N_P99 $I_RPS $I_P50 $I_P99 $I_BAD" >>"$TMP/rounds"
-    awk -v r="$r" -v n="$N_RPS" -v e="$I_RPS" -v p50="$I_P50" -v p99="$I_P99" 'BEGIN {
-        printf "  round %d: nginx %.0f req/s, epp-ingest %.0f req/s (p50 %s p99 %s), ratio %.2fx\n",
-               r, n, e, p50, p99, e / n }'
+    read -r I_RPS I_P50 I_P99 I_BAD I_CPU < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events" "$TMP/post.lua" "$CONNS" "$INGEST_PID")
+    echo "$N_RPS $N_P50 $N_P99 $I_RPS $I_P50 $I_P99 $I_BAD $I_CPU" >>"$TMP/rounds"
+    awk -v r="$r" -v n="$N_RPS" -v e="$I_RPS" -v p50="$I_P50" -v p99="$I_P99" -v cpu="$I_CPU" 'BEGIN {
+        printf "  round %d: nginx %.0f req/s, epp-ingest %.0f req/s (p50 %s p99 %s, %s us CPU/request), ratio %.2fx\n",
+               r, n, e, p50, p99, cpu, e / n }'
 done
 kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
 # The round with the median ratio supplies the figures printed below.
-read -r N_RPS N_P50 N_P99 I_RPS I_P50 I_P99 I_BAD < <(
+read -r N_RPS N_P50 N_P99 I_RPS I_P50 I_P99 I_BAD I_CPU < <(
     awk '{ print $4 / $1, $0 }' "$TMP/rounds" | sort -g | awk -v m="$(( (ROUNDS + 1) / 2 ))" 'NR == m { $1 = ""; print }')
 I_BAD=$(awk '{ s += $7 } END { print s + 0 }' "$TMP/rounds")
 
 # --- batches of 100 ---
-read -r B_RPS B_P50 B_P99 B_BAD < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events/batch" "$TMP/batch.lua" "$BCONNS")
+read -r B_RPS B_P50 B_P99 B_BAD _ < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events/batch" "$TMP/batch.lua" "$BCONNS")
 RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$INGEST_PID/status")
 ACCEPTED=$(curl -s "http://127.0.0.1:$INGEST_PORT/metrics" | awk '/^epp_ingest_events_accepted_total/ { print $2 }')
 kill "$INGEST_PID"; wait "$INGEST_PID" 2>/dev/null || true; INGEST_PID=""
 
 printf 'nginx return 204 (1 worker):              %10.0f req/s  p50 %-8s p99 %-8s\n' "$N_RPS" "$N_P50" "$N_P99"
-printf 'epp-ingest POST /events (%s HTTP threads): %10.0f req/s  p50 %-8s p99 %-8s non-2xx %s\n' \
-    "$THREADS" "$I_RPS" "$I_P50" "$I_P99" "$I_BAD"
+printf 'epp-ingest POST /events (HTTP_THREADS %s):  %10.0f req/s  p50 %-8s p99 %-8s non-2xx %s, %s us CPU/request\n' \
+    "${THREADS:-default}" "$I_RPS" "$I_P50" "$I_P99" "$I_BAD" "$I_CPU"
 awk -v e="$I_RPS" -v n="$N_RPS" 'BEGIN { printf "ratio epp-ingest/nginx: %.2fx (median of '"$ROUNDS"' rounds; target >= 0.6x; wrk -t1 -c'"$CONNS"' -d'"$DUR"'s, 160-byte event, reply after the Kafka ack)\n", e / n }'
 awk -v r="$B_RPS" -v p50="$B_P50" -v p99="$B_P99" 'BEGIN { printf "epp-ingest POST /events/batch x100: %.0f events/s (%.0f req/s, p50 %s p99 %s; target >= 300000; wrk -c'"$BCONNS"')\n", r * 100, r, p50, p99 }'
 awk -v k="$RSS_KB" 'BEGIN { printf "epp-ingest peak RSS: %.1f MB (target < 64 MB)\n", k / 1024 }'
