@@ -190,7 +190,12 @@ struct conn {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     arena_block_t *arena;
-    int fd; /* the socket (for the epoll shim) */
+    int fd; /* the socket (for the epoll shim and the header deadline) */
+    /* Header deadline (worker thread only): between requests (no request dispatched to us since
+     * the last one completed) since idle_since_us; see sweep_slow_headers(). */
+    int in_request;
+    int cut;
+    int64_t idle_since_us;
     epp_http_req_t req;
 };
 
@@ -1493,6 +1498,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *mhd, const ch
         if (!c)
             return MHD_NO;
         req_reset(c, mhd, method, url);
+        c->in_request = 1;
         req = &c->req;
         *con_cls = req;
         atomic_fetch_add(&srv->inflight, 1);
@@ -1554,6 +1560,8 @@ static void on_completed(void *cls, struct MHD_Connection *mhd, void **con_cls,
     if (!req)
         return;
     *con_cls = NULL;
+    req->conn->in_request = 0;
+    req->conn->idle_since_us = mono_us();
     atomic_fetch_sub(&srv->inflight, 1);
     gauge_add(srv->g_inflight, -1);
 }
@@ -1572,6 +1580,7 @@ static void on_connection(void *cls, struct MHD_Connection *mhd, void **socket_c
         if (!c)
             return; /* on_access refuses the connection */
         c->fd = fd;
+        c->idle_since_us = mono_us();
         c->srv = srv;
         c->worker = w;
         const union MHD_ConnectionInfo *ci =
@@ -1887,11 +1896,33 @@ static void worker_kick(worker_t *w)
         worker_wake(w);
 }
 
+/* The request line and headers must arrive within 4 * timeout_s (the body's bound too): a
+ * client dribbling a header byte at a time resets libmicrohttpd's idle timeout with every byte,
+ * and the 16 KiB header buffer would hold it for hours. About once a second each worker shuts
+ * down the sockets of its connections that have been between requests for longer (an idle
+ * keep-alive connection is closed by the idle timeout well before that); libmicrohttpd then
+ * sees the end of the stream and closes the connection itself. Worker thread. */
+static void sweep_slow_headers(worker_t *w, int64_t now)
+{
+    epp_http_server_t *srv = w->srv;
+    pthread_mutex_lock(&srv->conns_lock);
+    for (conn_t *c = srv->conns; c; c = c->next) {
+        if (c->worker != w || c->in_request || c->cut || c->fd < 0)
+            continue;
+        if (now - c->idle_since_us > (int64_t)srv->body_deadline_us) {
+            shutdown(c->fd, SHUT_RDWR);
+            c->cut = 1;
+        }
+    }
+    pthread_mutex_unlock(&srv->conns_lock);
+}
+
 static void *worker_main(void *arg)
 {
     worker_t *w = arg;
     epp_http_server_t *srv = w->srv;
     int hook_ready = 0;
+    int64_t next_sweep = mono_us() + 1000000;
     while (!atomic_load(&w->quit)) {
         if (atomic_load(&srv->quiesce_req) && !w->quiesced) {
             MHD_quiesce_daemon(w->daemon); /* the listening socket stays ours */
@@ -1914,10 +1945,15 @@ static void *worker_main(void *arg)
             w->rerun = 0; /* a connection was resumed from inside MHD_run() */
             continue;
         }
+        int64_t now = mono_us();
+        if (now >= next_sweep) {
+            sweep_slow_headers(w, now);
+            next_sweep = now + 1000000;
+        }
         MHD_UNSIGNED_LONG_LONG to = 0;
-        int timeout = -1;
-        if (MHD_get_timeout(w->daemon, &to) == MHD_YES)
-            timeout = to > 60000 ? 60000 : (int)to;
+        int timeout = 1000; /* at least once a second: the header sweep */
+        if (MHD_get_timeout(w->daemon, &to) == MHD_YES && to < 1000)
+            timeout = (int)to;
         if (timeout == 0)
             continue;
         /* About to sleep: from here a reply must wake us. Sequentially consistent with

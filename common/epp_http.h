@@ -25,9 +25,10 @@
  * EPP_ESTATE) until destroy returns.
  *
  * Time limits: timeout_s closes a connection idle for that long (no byte received); a request
- * body must arrive within 4 * timeout_s in total, however it dribbles in. Headers dribbled a
- * byte at a time are bounded by the buffer below and by max_per_ip / max_connections (a
- * slowloris client holds at most max_per_ip connections). Sizes: request line and headers share
+ * body must arrive within 4 * timeout_s in total, however it dribbles in, and so must the request
+ * line and headers (counted from the connection's start or the end of its previous request;
+ * checked about once a second: the connection is then closed without a reply). Slowloris
+ * clients are also bounded by max_per_ip / max_connections. Sizes: request line and headers share
  * a 16 KiB per-connection buffer (about 14 KiB of headers; 431 beyond); bodies are capped by
  * max_body (413; an oversized chunked body is read and dropped up to 4 * max_body + 1 MiB, then
  * the connection is closed). Connections over max_per_ip are closed at accept. */
