@@ -104,7 +104,8 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
     }
     if (!enc) {
         if (len > max_bytes) {
-            fail_set(fail, 413, "payload_too_large", NULL, "request body exceeds %zu bytes", max_bytes);
+            fail_set(fail, 413, "payload_too_large", NULL, "request body exceeds %zu bytes",
+                     max_bytes);
             return EPP_ETOOBIG;
         }
         *out = body;
@@ -114,8 +115,8 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
     epp_buf_reset(scratch);
     int rc = epp_gzip_inflate(body, len, max_bytes, scratch);
     if (rc == EPP_ETOOBIG) {
-        fail_set(fail, 413, "payload_too_large", NULL, "decompressed request body exceeds %zu bytes",
-                 max_bytes);
+        fail_set(fail, 413, "payload_too_large", NULL,
+                 "decompressed request body exceeds %zu bytes", max_bytes);
         return rc;
     }
     if (rc < 0) {
@@ -150,7 +151,8 @@ static int parse_ndjson(const char *body, size_t len, size_t max_events, int64_t
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         if (!line_blank(p, le) && ++n > max_events) {
-            fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events", max_events);
+            fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events",
+                     max_events);
             return EPP_ETOOBIG;
         }
         p = nl ? nl + 1 : end;
@@ -214,7 +216,8 @@ static int parse_json(const char *body, size_t len, size_t max_events, int64_t n
     }
     size_t n = arr->u.arr.n;
     if (n > max_events) {
-        fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events", max_events);
+        fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events",
+                 max_events);
         epp_json_doc_destroy(doc);
         return EPP_ETOOBIG;
     }

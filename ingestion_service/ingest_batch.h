@@ -27,8 +27,9 @@ ingest_media_t ingest_media_type(const char *content_type);
 
 /* A request-level failure: the status and the error JSON members to send. */
 typedef struct {
-    unsigned status;  /* 400, 413, 415 */
-    const char *code; /* "invalid_json", "payload_too_large", "unsupported_media_type", ... (static) */
+    unsigned status; /* 400, 413, 415 */
+    const char
+        *code; /* "invalid_json", "payload_too_large", "unsupported_media_type", ... (static) */
     char message[192];
     char field[64];
 } ingest_fail_t;

@@ -25,8 +25,11 @@
 
 /* Reasons counted by epp_ingest_events_rejected_total; anything else counts as "other". */
 static const char *const reject_reasons[] = {
-    "invalid_json",           "invalid_field",    "missing_field",     "unknown_field", "payload_too_large",
-    "unsupported_media_type", "invalid_encoding", "kafka_unavailable", "queue_full",    "other",
+    "invalid_json",      "invalid_field",
+    "missing_field",     "unknown_field",
+    "payload_too_large", "unsupported_media_type",
+    "invalid_encoding",  "kafka_unavailable",
+    "queue_full",        "other",
 };
 #define N_REASONS (sizeof reject_reasons / sizeof reject_reasons[0])
 
