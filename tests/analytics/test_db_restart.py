@@ -155,7 +155,9 @@ def main():
     locker = t.pg_connect(url, autocommit=False)
     try:
         with locker.cursor() as cur:
-            cur.execute("LOCK TABLE public.epp_rollup_day IN ACCESS EXCLUSIVE MODE")
+            # Both the per-name rollup and the per-bucket totals (sql/010) that count reads.
+            cur.execute("LOCK TABLE public.epp_rollup_day, public.epp_rollup_day_total "
+                        "IN ACCESS EXCLUSIVE MODE")
             t0 = time.monotonic()
             st, hdrs, body = a.get(svc, *queries[0][:2])
             took = time.monotonic() - t0
