@@ -58,6 +58,17 @@ def main():
             upsert(cur, lvl, "2026-03-29 %02d:%02d:00+00" % (i % 24, i % 60), "ev%d" % (i % 9),
                    (i % 11) + 1)
         conn.commit()
+        # The consumer's shape: one INSERT ... ON CONFLICT DO UPDATE over arrays, mixing rows
+        # that exist (updated) and rows that do not (inserted), in one statement.
+        for lvl in LEVELS:
+            cur.execute(f'''INSERT INTO public.epp_rollup_{lvl} AS r (bucket, event_name, n)
+                            SELECT b, e, c FROM unnest(%s::timestamptz[], %s::text[], %s::int8[])
+                                AS u(b, e, c)
+                            ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n''',
+                        (["2026-03-29 01:01:00+00", "2026-03-30 05:00:00+00",
+                          "2026-03-29 02:02:00+00"], ["ev1", "new", "ev2"], [7, 3, 5]))
+        conn.commit()
+        t.check(not mismatches(cur), "after a mixed multi-row upsert: %r" % mismatches(cur))
         cur.execute("UPDATE public.epp_rollup_hour SET n = n - 1 WHERE event_name = 'ev3'")
         cur.execute("DELETE FROM public.epp_rollup_minute WHERE event_name = 'ev4'")
         cur.execute("DELETE FROM public.epp_rollup_day WHERE n <= 5")
