@@ -239,7 +239,9 @@ try:
                     return cur.fetchone()[0] >= warm
             t.wait_for(stored, timeout=30, msg="warm-up events stored")
             wconn.close()
-            nthreads, per = 4, 100
+            # Enough senders that one slow acknowledgement does not hold the offered rate back
+            # (each thread waits for its reply before its next scheduled send).
+            nthreads, per = 16, 100
             interval = nthreads * per / rate
             sent = [0] * nthreads
             errors = []
