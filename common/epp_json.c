@@ -149,6 +149,14 @@ static size_t utf8_seq_len(const unsigned char *s, size_t avail)
     return n;
 }
 
+size_t epp_json_utf8_seq(const char *s, size_t avail)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (avail == 0)
+        return 0;
+    return u[0] < 0x80 ? 1 : utf8_seq_len(u, avail);
+}
+
 int epp_json_utf8_valid(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

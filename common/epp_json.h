@@ -90,6 +90,11 @@ int epp_json_serialize(const epp_json_value_t *v, epp_buf_t *out);
  * characters (\n, \t, ..., \u00XX); everything else is copied as UTF-8. 0 or EPP_ENOMEM. */
 int epp_json_write_string(epp_buf_t *out, const char *s, size_t len);
 
+/* Length of the well-formed UTF-8 sequence at s (at most avail bytes): 1 for an ASCII byte
+ * (NUL included), 2-4 for a valid multi-byte sequence, 0 when the bytes are not one (truncated,
+ * overlong, a surrogate, or beyond U+10FFFF). The one UTF-8 decoder of libepp. */
+size_t epp_json_utf8_seq(const char *s, size_t avail);
+
 /* 1 when s[0..len) is valid UTF-8 with no NUL and no surrogate code points; else 0. */
 int epp_json_utf8_valid(const char *s, size_t len);
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "epp_error.h"
+#include "epp_json.h"
 
 volatile int epp_log_threshold = EPP_LOG_INFO;
 
@@ -119,40 +120,6 @@ static void line_putc(line_t *l, char c)
     line_put(l, &c, 1);
 }
 
-/* Length of the well-formed UTF-8 sequence at s (at most n bytes), or 0 when it is not one
- * (truncated, overlong, a surrogate, or beyond U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < len)
-        return 0;
-    unsigned cp = c & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 /* Appends s as a quoted JSON string: quotes, backslashes and control characters escaped, and
  * bytes that are not valid UTF-8 replaced by U+FFFD so the line is always valid JSON. */
 static void line_json_str(line_t *l, const char *s)
@@ -198,7 +165,7 @@ static void line_json_str(line_t *l, const char *s)
                 esc[5] = hex[c & 15];
                 line_put(l, esc, 6);
             } else {
-                size_t len = utf8_seq(p + i, n - i);
+                size_t len = epp_json_utf8_seq((const char *)p + i, n - i);
                 if (len == 0) {
                     line_put(l, "\\ufffd", 6);
                     len = 1;

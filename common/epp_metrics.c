@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "epp_error.h"
+#include "epp_json.h"
 #include "epp_log.h"
 
 #ifndef EPP_VERSION
@@ -121,46 +122,9 @@ static bool valid_label_name(const char *s, size_t len)
     return true;
 }
 
-/* Length of the well-formed UTF-8 sequence at s, or 0 when the bytes are not one. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    unsigned cp = c & (0x7f >> len);
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) /* also stops at the terminating NUL */
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return len;
-}
-
 static bool utf8_valid(const char *s)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t n = utf8_seq(p);
-        if (!n)
-            return false;
-        p += n;
-    }
-    return true;
+    return epp_json_utf8_valid(s, strlen(s));
 }
 
 /* A malloc'd copy of s with every byte that is not valid UTF-8 replaced by U+FFFD: Prometheus
@@ -174,8 +138,9 @@ static char *utf8_dup(const char *s)
     if (!out)
         return NULL;
     char *o = out;
-    for (const unsigned char *p = (const unsigned char *)s; *p;) {
-        size_t len = utf8_seq(p);
+    const char *end = s + n;
+    for (const char *p = s; p < end;) {
+        size_t len = epp_json_utf8_seq(p, (size_t)(end - p));
         if (len) {
             memcpy(o, p, len);
             o += len;
