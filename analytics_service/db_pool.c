@@ -304,8 +304,8 @@ static epp_span_t *query_span_start(analytics_conn_t *conn, size_t stmt)
     analytics_pool_t *pool = conn->pool;
     epp_span_t *span =
         epp_span_start(pool->tracer, pool->span_names[stmt], EPP_SPAN_CLIENT, &conn->parent, 0);
-    if (!epp_span_sampled(span))
-        return span; /* attributes of an unsampled span are never exported: skip them */
+    if (!epp_span_recording(span))
+        return span; /* attributes of a span not recorded are never exported: skip them */
     epp_span_set_str(span, "db.system", "postgresql");
     epp_span_set_str(span, "db.namespace", PQdb(conn->pg));
     epp_span_set_str(span, "db.operation.name", "SELECT");

@@ -364,7 +364,7 @@ static epp_span_t *server_span_start(analytics_ctx_t *ctx, epp_http_req_t *req, 
     int64_t start_us = epp_time_now_us() - (epp_time_mono_us() - epp_http_start_us(req));
     epp_span_t *span = epp_span_start(ctx->tracer, r->span_name, EPP_SPAN_SERVER,
                                       has_parent ? &parent : NULL, start_us);
-    if (!epp_span_sampled(span))
+    if (!epp_span_recording(span))
         return span;
     epp_span_set_str(span, "http.request.method", "GET");
     epp_span_set_str(span, "http.route", r->pattern);

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -14,8 +15,11 @@
 #include "epp_log.h"
 #include "epp_time.h"
 
-#define MAX_ATTRS 24
-#define MAX_LINKS 128
+#define MAX_ATTRS   24
+#define MAX_LINKS   128
+#define SPAN_TEXT   384  /* bytes for the name, keys and values kept inside the span */
+#define SHED_MIN_MS 1000 /* first pause after a failed export */
+#define SHED_MAX_MS 8000 /* longest pause between attempts while the collector is down */
 
 typedef struct {
     char *key;
@@ -28,6 +32,11 @@ struct epp_span {
     epp_trace_ctx_t ctx;
     uint8_t parent_span_id[8];
     bool has_parent;
+    /* A sampled span the exporter cannot take (queue full, or the collector failing) is not
+     * recorded: it keeps its context, so propagation is unchanged, but attributes and links are
+     * ignored and its end only counts the drop, at the cost of no copy and no lock. */
+    bool recording;
+    epp_series_t *drop_reason; /* when sampled and not recording */
     char *name;
     epp_span_kind_t kind;
     int64_t start_us;
@@ -40,6 +49,8 @@ struct epp_span {
     epp_span_status_t status;
     char *status_msg;
     epp_span_t *next; /* export queue */
+    size_t text_used;
+    char text[SPAN_TEXT]; /* short strings live here: one allocation per span, not one per key */
 };
 
 struct epp_tracer {
@@ -58,6 +69,12 @@ struct epp_tracer {
     bool stopping;
     pthread_t thread;
     bool thread_started;
+
+    /* Read by every span start without the lock: set when a span found the queue full (cleared
+     * by the exporter once it has taken a batch), and the time before which the exporter, after
+     * a failed export, will not try again. */
+    atomic_bool full;
+    _Atomic int64_t shed_until_us;
 
     atomic_uint_fast64_t exported;
     atomic_uint_fast64_t dropped;
@@ -159,16 +176,35 @@ void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out)
 
 /* ---- spans ---- */
 
+/* A copy of str inside the span when it fits, else on the heap (span_text_free tells which). */
+static char *span_text(epp_span_t *s, const char *str)
+{
+    size_t n = strlen(str) + 1;
+    if (n > sizeof s->text - s->text_used)
+        return strdup(str);
+    char *p = s->text + s->text_used;
+    memcpy(p, str, n);
+    s->text_used += n;
+    return p;
+}
+
+static void span_text_free(epp_span_t *s, char *p)
+{
+    uintptr_t a = (uintptr_t)p, lo = (uintptr_t)s->text;
+    if (a < lo || a >= lo + sizeof s->text)
+        free(p);
+}
+
 static void span_free(epp_span_t *s)
 {
     if (!s)
         return;
     for (size_t i = 0; i < s->nattrs; i++) {
-        free(s->attrs[i].key);
-        free(s->attrs[i].str);
+        span_text_free(s, s->attrs[i].key);
+        span_text_free(s, s->attrs[i].str);
     }
     free(s->links);
-    free(s->name);
+    span_text_free(s, s->name);
     free(s->status_msg);
     free(s);
 }
@@ -190,15 +226,12 @@ epp_span_t *epp_span_start(epp_tracer_t *t, const char *name, epp_span_kind_t ki
 {
     if (!t)
         return NULL;
-    epp_span_t *s = calloc(1, sizeof *s);
+    /* Not calloc: the text area needs no zeroing, and this runs twice per ingest request. */
+    epp_span_t *s = malloc(sizeof *s);
     if (!s)
         return NULL;
+    memset(s, 0, offsetof(epp_span_t, text));
     s->tracer = t;
-    s->name = strdup(name ? name : "span");
-    if (!s->name) {
-        free(s);
-        return NULL;
-    }
     s->kind = kind;
     s->start_us = start_us ? start_us : epp_time_now_us();
     if (parent) {
@@ -211,20 +244,42 @@ epp_span_t *epp_span_start(epp_tracer_t *t, const char *name, epp_span_kind_t ki
         s->ctx.flags = sample_new_trace(t, s->ctx.trace_id) ? 1 : 0;
     }
     random_bytes(s->ctx.span_id, 8);
+    if (s->ctx.flags & 1) {
+        if (atomic_load_explicit(&t->full, memory_order_relaxed))
+            s->drop_reason = t->m_dropped_full;
+        else if (atomic_load_explicit(&t->shed_until_us, memory_order_relaxed) > s->start_us)
+            s->drop_reason = t->m_dropped_failed;
+        else
+            s->recording = true;
+    }
+    if (s->recording) {
+        s->name = span_text(s, name ? name : "span");
+        if (!s->name) {
+            free(s);
+            return NULL;
+        }
+    }
     return s;
 }
 
 epp_span_t *epp_span_start_linked(epp_tracer_t *t, const char *name, epp_span_kind_t kind,
                                   const epp_trace_ctx_t *links, size_t nlinks, int64_t start_us)
 {
-    epp_span_t *s = epp_span_start(t, name, kind, NULL, start_us);
+    /* The sampler sees the links: a span that links a sampled trace is recorded, so that the
+     * linked trace can be followed into it. A sampled link is passed as the parent to take that
+     * decision (and the shedding one), then the parent is removed: the span is a new root. */
+    const epp_trace_ctx_t *sampled_link = NULL;
+    for (size_t i = 0; i < nlinks && !sampled_link; i++)
+        if (links[i].flags & 1)
+            sampled_link = &links[i];
+    epp_span_t *s = epp_span_start(t, name, kind, sampled_link, start_us);
     if (!s)
         return NULL;
-    /* The sampler sees the links: a span that links a sampled trace is recorded, so that the
-     * linked trace can be followed into it. */
-    for (size_t i = 0; i < nlinks && !(s->ctx.flags & 1); i++)
-        if (links[i].flags & 1)
-            s->ctx.flags |= 1;
+    if (sampled_link) {
+        random_bytes(s->ctx.trace_id, 16);
+        memset(s->parent_span_id, 0, sizeof s->parent_span_id);
+        s->has_parent = false;
+    }
     for (size_t i = 0; i < nlinks; i++)
         epp_span_add_link(s, &links[i]);
     return s;
@@ -240,14 +295,20 @@ int epp_span_sampled(const epp_span_t *s)
     return s && (s->ctx.flags & 1);
 }
 
+int epp_span_recording(const epp_span_t *s)
+{
+    return s && s->recording;
+}
+
 static span_attr_t *attr_slot(epp_span_t *s, const char *key)
 {
-    if (!s || !(s->ctx.flags & 1) || s->nattrs == MAX_ATTRS)
+    if (!s || !s->recording || s->nattrs == MAX_ATTRS)
         return NULL;
     span_attr_t *a = &s->attrs[s->nattrs];
-    a->key = strdup(key);
+    a->key = span_text(s, key);
     if (!a->key)
         return NULL;
+    a->str = NULL;
     s->nattrs++;
     return a;
 }
@@ -256,7 +317,7 @@ void epp_span_set_str(epp_span_t *s, const char *key, const char *value)
 {
     span_attr_t *a = attr_slot(s, key);
     if (a)
-        a->str = strdup(value ? value : "");
+        a->str = span_text(s, value ? value : "");
 }
 
 void epp_span_set_int(epp_span_t *s, const char *key, int64_t value)
@@ -268,7 +329,7 @@ void epp_span_set_int(epp_span_t *s, const char *key, int64_t value)
 
 void epp_span_add_link(epp_span_t *s, const epp_trace_ctx_t *ctx)
 {
-    if (!s || !ctx || !(s->ctx.flags & 1))
+    if (!s || !ctx || !s->recording)
         return;
     if (s->nlinks == MAX_LINKS) {
         s->links_dropped++;
@@ -284,7 +345,7 @@ void epp_span_add_link(epp_span_t *s, const epp_trace_ctx_t *ctx)
 
 void epp_span_set_status(epp_span_t *s, epp_span_status_t status, const char *message)
 {
-    if (!s)
+    if (!s || !s->recording)
         return;
     s->status = status;
     free(s->status_msg);
@@ -303,7 +364,9 @@ void epp_span_end(epp_span_t *s, int64_t end_us)
     if (!s)
         return;
     epp_tracer_t *t = s->tracer;
-    if (!(s->ctx.flags & 1)) {
+    if (!s->recording) {
+        if (s->ctx.flags & 1)
+            count_dropped(t, 1, s->drop_reason);
         span_free(s);
         return;
     }
@@ -312,6 +375,8 @@ void epp_span_end(epp_span_t *s, int64_t end_us)
         epp_span_set_int(s, "epp.links.dropped", (int64_t)s->links_dropped);
     pthread_mutex_lock(&t->lock);
     if (t->queued >= t->queue_size || t->stopping) {
+        if (!t->stopping)
+            atomic_store_explicit(&t->full, true, memory_order_relaxed);
         pthread_mutex_unlock(&t->lock);
         count_dropped(t, 1, t->m_dropped_full);
         span_free(s);
@@ -413,6 +478,36 @@ static size_t discard_body(char *p, size_t size, size_t n, void *ud)
     return size * n;
 }
 
+/* Waits on the tracer's condition for at most ms milliseconds (the lock held). */
+static void wait_ms(epp_tracer_t *t, int64_t ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += (time_t)(ms / 1000);
+    deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
+}
+
+/* Frees every queued span and counts them dropped (the lock held). */
+static void drop_queue(epp_tracer_t *t, epp_series_t *reason)
+{
+    size_t n = t->queued;
+    while (t->head) {
+        epp_span_t *next = t->head->next;
+        span_free(t->head);
+        t->head = next;
+    }
+    t->tail = NULL;
+    t->queued = 0;
+    atomic_store_explicit(&t->full, false, memory_order_relaxed);
+    if (n)
+        count_dropped(t, n, reason);
+}
+
 static void *exporter_main(void *arg)
 {
     epp_tracer_t *t = arg;
@@ -420,20 +515,17 @@ static void *exporter_main(void *arg)
     struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
     epp_buf_t body = {0};
     bool warned = false;
+    int64_t pause_ms = 0; /* after a failed export: SHED_MIN_MS doubling up to SHED_MAX_MS */
 
     pthread_mutex_lock(&t->lock);
     for (;;) {
-        if (!t->stopping && t->queued < t->batch_size) {
-            struct timespec deadline;
-            clock_gettime(CLOCK_REALTIME, &deadline);
-            deadline.tv_sec += t->interval_ms / 1000;
-            deadline.tv_nsec += (long)(t->interval_ms % 1000) * 1000000L;
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&t->cond, &t->lock, &deadline);
-        }
+        /* After a failure, nothing is tried (and new spans are not recorded) until the pause
+         * is over; a stop ends the pause. */
+        int64_t rest_us;
+        while (!t->stopping && (rest_us = atomic_load(&t->shed_until_us) - epp_time_now_us()) > 0)
+            wait_ms(t, rest_us / 1000 + 1);
+        if (!t->stopping && t->queued < t->batch_size)
+            wait_ms(t, t->interval_ms);
         if (!t->head) {
             if (t->stopping)
                 break;
@@ -451,6 +543,7 @@ static void *exporter_main(void *arg)
             t->tail = NULL;
         last->next = NULL;
         t->queued -= n;
+        atomic_store_explicit(&t->full, false, memory_order_relaxed);
         bool final = t->stopping;
         pthread_mutex_unlock(&t->lock);
 
@@ -475,7 +568,14 @@ static void *exporter_main(void *arg)
             if (t->m_exported)
                 epp_series_add(t->m_exported, (double)n);
             warned = false;
+            pause_ms = 0;
         } else {
+            /* Pause before the next attempt, and shed spans meanwhile: rendering and posting
+             * batches to a collector that refuses them would cost the request path a core. */
+            pause_ms = pause_ms ? pause_ms * 2 : SHED_MIN_MS;
+            if (pause_ms > SHED_MAX_MS)
+                pause_ms = SHED_MAX_MS;
+            atomic_store(&t->shed_until_us, epp_time_now_us() + pause_ms * 1000);
             count_dropped(t, n, t->m_dropped_failed);
             if (!warned) /* once per outage, not once per batch */
                 EPP_WARN(
@@ -489,19 +589,10 @@ static void *exporter_main(void *arg)
             batch = next;
         }
         pthread_mutex_lock(&t->lock);
-        if (final && warned) {
-            /* Shutting down with the collector unreachable: one failed attempt is enough; the
-             * rest is dropped rather than delaying the exit by a timeout per batch. */
-            size_t rest = t->queued;
-            while (t->head) {
-                epp_span_t *next = t->head->next;
-                span_free(t->head);
-                t->head = next;
-            }
-            t->tail = NULL;
-            t->queued = 0;
-            count_dropped(t, rest, t->m_dropped_failed);
-        }
+        /* A failed export drops what is queued too: those spans would meet the same collector
+         * (and on shutdown, one failed attempt is enough rather than a timeout per batch). */
+        if (warned)
+            drop_queue(t, t->m_dropped_failed);
         if (final && !t->head)
             break;
     }
@@ -583,11 +674,7 @@ void epp_tracer_destroy(epp_tracer_t *t)
         pthread_mutex_unlock(&t->lock);
         pthread_join(t->thread, NULL);
     }
-    while (t->head) {
-        epp_span_t *next = t->head->next;
-        span_free(t->head);
-        t->head = next;
-    }
+    drop_queue(t, NULL);
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->cond);
     free(t->url);

@@ -4,6 +4,8 @@
  * queue; the thread POSTs batches to <endpoint>/v1/traces with libcurl. When the collector is
  * down, slow or the queue is full, spans are dropped and counted
  * (epp_otel_spans_dropped_total{reason}) -- the request path never waits for the exporter.
+ * After a failed export the exporter pauses (1 s, doubling up to 8 s) and spans started during
+ * the pause, or while the queue is full, are dropped at once instead of being recorded.
  *
  * Sampling is parent-based: a span whose parent context is sampled is sampled; a new trace is
  * sampled with probability sample_ratio, decided from the trace id so that every service takes
@@ -91,6 +93,11 @@ epp_span_t *epp_span_start_linked(epp_tracer_t *t, const char *name, epp_span_ki
 /* The span's context (to propagate or to parent children). Borrowed until epp_span_end(). */
 const epp_trace_ctx_t *epp_span_ctx(const epp_span_t *s);
 int epp_span_sampled(const epp_span_t *s);
+/* Whether attributes, links and status are kept: sampled, and the exporter able to take the
+ * span. While the export queue is full, or after a failed export until the next attempt, sampled
+ * spans are not recorded -- they still propagate a sampled context, and their end counts them in
+ * epp_otel_spans_dropped_total. Callers may skip building attribute values when this is 0. */
+int epp_span_recording(const epp_span_t *s);
 
 /* Attributes (copied; at most 24 per span, further ones ignored). */
 void epp_span_set_str(epp_span_t *s, const char *key, const char *value);

@@ -684,7 +684,7 @@ static epp_span_t *batch_span_start(consumer_writer_t *w, consumer_batch_t *b)
     }
     epp_span_t *span =
         epp_span_start_linked(w->tracer, w->span_name, EPP_SPAN_CONSUMER, b->links, b->nlinks, 0);
-    if (!epp_span_sampled(span))
+    if (!epp_span_recording(span))
         return span;
     epp_span_set_str(span, "messaging.system", "kafka");
     epp_span_set_str(span, "messaging.destination.name", w->conf->topic);
@@ -702,7 +702,7 @@ static epp_span_t *batch_span_start(consumer_writer_t *w, consumer_batch_t *b)
 /* A CLIENT span for one transaction attempt, child of the batch span. */
 static epp_span_t *attempt_span_start(consumer_writer_t *w, epp_span_t *parent, write_mode_t mode)
 {
-    if (!epp_span_sampled(parent))
+    if (!epp_span_recording(parent))
         return NULL;
     epp_span_t *span =
         epp_span_start(w->tracer, "batch transaction", EPP_SPAN_CLIENT, epp_span_ctx(parent), 0);
@@ -840,7 +840,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     epp_series_observe(w->m->batch_size, (double)b->n);
     int64_t t1 = epp_time_mono_us();
     epp_series_observe(w->m->write_seconds, (double)(t1 - t0) / 1e6);
-    if (epp_span_sampled(span)) {
+    if (epp_span_recording(span)) {
         epp_span_set_int(span, "epp.rows.inserted", (int64_t)inserted);
         epp_span_set_int(span, "epp.rows.duplicates", (int64_t)dups);
         epp_span_set_int(span, "epp.rows.dead_lettered", (int64_t)b->nbad);

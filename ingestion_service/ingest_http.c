@@ -181,7 +181,7 @@ static epp_span_t *server_span_start(ingest_app_t *app, epp_http_req_t *http, co
     int has_parent = tp && epp_traceparent_parse(tp, &parent) == 0;
     epp_span_t *span =
         epp_span_start(app->tracer, name, EPP_SPAN_SERVER, has_parent ? &parent : NULL, 0);
-    if (epp_span_sampled(span)) {
+    if (epp_span_recording(span)) {
         epp_span_set_str(span, "http.request.method", "POST");
         epp_span_set_str(span, "http.route", route);
     }
@@ -213,7 +213,7 @@ static void producer_span_start(ingest_app_t *app, ingest_req_t *r, epp_http_req
     r->pspan = epp_span_start(app->tracer, name, EPP_SPAN_PRODUCER, epp_span_ctx(r->span), 0);
     const epp_trace_ctx_t *ctx = epp_span_ctx(r->pspan ? r->pspan : r->span);
     epp_traceparent_format(ctx, tp);
-    if (epp_span_sampled(r->pspan)) {
+    if (epp_span_recording(r->pspan)) {
         epp_span_set_str(r->pspan, "messaging.system", "kafka");
         epp_span_set_str(r->pspan, "messaging.operation.type", "publish");
         epp_span_set_str(r->pspan, "messaging.destination.name", app->conf->topic);

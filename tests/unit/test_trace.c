@@ -82,13 +82,14 @@ static void *receiver_main(void *arg)
             free(r->last_body);
             r->last_body = strdup(hdr_end + 4);
             r->requests++;
+            int status = r->status;
             pthread_mutex_unlock(&r->lock);
             free(buf);
             char reply[128];
             int rl = snprintf(reply, sizeof reply,
                               "HTTP/1.1 %d X\r\nContent-Length: 2\r\nContent-Type: "
                               "application/json\r\n\r\n{}",
-                              r->status);
+                              status);
             if (write(c, reply, (size_t)rl) != rl)
                 break;
         }
@@ -154,6 +155,10 @@ static void test_export(void)
     CHECK(epp_span_sampled(root));
     epp_span_set_str(root, "http.request.method", "POST");
     epp_span_set_int(root, "http.response.status_code", 202);
+    char long_value[1001]; /* longer than the span's own text area: kept on the heap */
+    memset(long_value, 'v', 1000);
+    long_value[1000] = '\0';
+    epp_span_set_str(root, "epp.long", long_value);
     epp_span_t *child =
         epp_span_start(t, "events publish", EPP_SPAN_PRODUCER, epp_span_ctx(root), 0);
     CHECK(memcmp(epp_span_ctx(child)->trace_id, epp_span_ctx(root)->trace_id, 16) == 0);
@@ -200,6 +205,8 @@ static void test_export(void)
                  (1 << EPP_SPAN_SERVER) | (1 << EPP_SPAN_PRODUCER) | (1 << EPP_SPAN_CONSUMER));
     CHECK(strstr(body, "\"parentSpanId\"") != NULL);
     CHECK(strstr(body, "\"intValue\":\"202\"") != NULL);
+    CHECK(strstr(body, long_value) != NULL);
+    CHECK(strstr(body, "\"http.request.method\",\"value\":{\"stringValue\":\"POST\"}") != NULL);
     CHECK(strstr(body, "\"status\":{\"code\":2,\"message\":\"db \\\"down\\\"\"}") != NULL);
     epp_json_doc_destroy(doc);
     free(body);
@@ -269,11 +276,115 @@ static void test_collector_down(void)
     epp_metrics_destroy(m);
 }
 
+static receiver_t r2;
+
+static uint64_t wait_for(uint64_t (*counter)(const epp_tracer_t *), const epp_tracer_t *t,
+                         uint64_t at_least)
+{
+    for (int i = 0; i < 500 && counter(t) < at_least; i++)
+        usleep(10000);
+    return counter(t);
+}
+
+/* After a failed export, spans are not recorded (but still propagate a sampled context) until
+ * the exporter's pause is over; then recording and export resume by themselves. */
+static void test_shedding_after_failure(void)
+{
+    receiver_start(&r2, 503);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", r2.port);
+    epp_metrics_t *m = epp_metrics_create();
+    epp_tracer_opts_t o = {
+        .endpoint = url, .service = "s", .sample_ratio = 1, .interval_ms = 20, .metrics = m};
+    char err[128];
+    epp_tracer_t *t = epp_tracer_create(&o, err, sizeof err);
+    CHECK(t != NULL);
+
+    epp_span_t *first = epp_span_start(t, "first", EPP_SPAN_INTERNAL, NULL, 0);
+    CHECK(epp_span_recording(first));
+    epp_span_end(first, 0);
+    CHECK_INT_EQ(wait_for(epp_tracer_dropped, t, 1), 1); /* the 503 */
+
+    epp_span_t *shed = epp_span_start(t, "shed", EPP_SPAN_SERVER, NULL, 0);
+    CHECK(epp_span_sampled(shed));
+    CHECK(!epp_span_recording(shed));
+    epp_span_set_str(shed, "ignored", "value");
+    epp_span_add_link(shed, epp_span_ctx(shed));
+    epp_span_t *child = epp_span_start(t, "child", EPP_SPAN_CLIENT, epp_span_ctx(shed), 0);
+    CHECK(epp_span_sampled(child) && !epp_span_recording(child));
+    CHECK(memcmp(epp_span_ctx(child)->trace_id, epp_span_ctx(shed)->trace_id, 16) == 0);
+    char tp[EPP_TRACEPARENT_LEN + 1];
+    epp_traceparent_format(epp_span_ctx(child), tp);
+    CHECK(tp[EPP_TRACEPARENT_LEN - 1] == '1'); /* propagated as sampled */
+    epp_span_end(child, 0);
+    epp_span_end(shed, 0);
+    CHECK_INT_EQ(epp_tracer_dropped(t), 3);
+    pthread_mutex_lock(&r2.lock);
+    int requests = r2.requests;
+    r2.status = 200; /* the collector recovers */
+    pthread_mutex_unlock(&r2.lock);
+    CHECK_INT_EQ(requests, 1); /* nothing was posted for the shed spans */
+
+    /* The pause is about a second: recording resumes after it, and the span is exported. */
+    int recorded = 0;
+    for (int i = 0; i < 300 && !recorded; i++) {
+        epp_span_t *s = epp_span_start(t, "later", EPP_SPAN_INTERNAL, NULL, 0);
+        recorded = epp_span_recording(s);
+        epp_span_end(s, 0);
+        if (!recorded)
+            usleep(10000);
+    }
+    CHECK(recorded);
+    CHECK_INT_EQ(wait_for(epp_tracer_exported, t, 1), 1);
+    epp_tracer_destroy(t);
+
+    epp_buf_t out = {0};
+    epp_metrics_render(m, &out);
+    CHECK(strstr(out.data, "epp_otel_spans_exported_total 1") != NULL);
+    CHECK(strstr(out.data, "epp_otel_spans_dropped_total{reason=\"export_failed\"}") != NULL);
+    epp_buf_free(&out);
+    epp_metrics_destroy(m);
+}
+
+/* A full queue: the next spans are not recorded, and are counted as queue_full drops. */
+static void test_shedding_queue_full(void)
+{
+    epp_metrics_t *m = epp_metrics_create();
+    epp_tracer_opts_t o = {.endpoint = "http://127.0.0.1:1",
+                           .service = "s",
+                           .sample_ratio = 1,
+                           .queue_size = 4,
+                           .interval_ms = 60000, /* the exporter waits: the queue stays full */
+                           .metrics = m};
+    char err[128];
+    epp_tracer_t *t = epp_tracer_create(&o, err, sizeof err);
+    CHECK(t != NULL);
+    for (int i = 0; i < 5; i++) { /* four queued, the fifth finds the queue full */
+        epp_span_t *s = epp_span_start(t, "x", EPP_SPAN_INTERNAL, NULL, 0);
+        CHECK(epp_span_recording(s));
+        epp_span_end(s, 0);
+    }
+    CHECK_INT_EQ(epp_tracer_dropped(t), 1);
+    epp_span_t *s = epp_span_start(t, "y", EPP_SPAN_INTERNAL, NULL, 0);
+    CHECK(epp_span_sampled(s) && !epp_span_recording(s));
+    epp_span_end(s, 0);
+    CHECK_INT_EQ(epp_tracer_dropped(t), 2);
+    epp_tracer_destroy(t); /* one failed attempt, the rest dropped */
+    epp_buf_t out = {0};
+    epp_metrics_render(m, &out);
+    CHECK(strstr(out.data, "epp_otel_spans_dropped_total{reason=\"queue_full\"} 2") != NULL);
+    CHECK(strstr(out.data, "epp_otel_spans_dropped_total{reason=\"export_failed\"} 4") != NULL);
+    epp_buf_free(&out);
+    epp_metrics_destroy(m);
+}
+
 int main(void)
 {
     EPP_RUN(test_traceparent);
     EPP_RUN(test_export);
     EPP_RUN(test_sampling);
     EPP_RUN(test_collector_down);
+    EPP_RUN(test_shedding_after_failure);
+    EPP_RUN(test_shedding_queue_full);
     return EPP_TEST_RESULT();
 }
