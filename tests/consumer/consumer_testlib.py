@@ -149,6 +149,35 @@ def elapsed(t0):
     return "%.1fs" % (time.monotonic() - t0)
 
 
+def produce_evenly(env, topic, msgs, seconds, errors, wait_when_full=False):
+    """Produces msgs ((key, value) tuples) to topic evenly over about `seconds`: a chunk every
+    0.1 s, then a flush. Meant as a thread's target while the test disturbs the consumer, so it
+    raises nothing: every failure is appended to errors (a list the caller checks after join).
+
+    With wait_when_full, a full local producer queue (BufferError) waits for deliveries and
+    retries the message instead of ending the stream with an error; large streams need it."""
+    try:
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
+        chunk = max(1, len(msgs) // max(1, int(seconds / 0.1)))
+        for i in range(0, len(msgs), chunk):
+            for k, v in msgs[i:i + chunk]:
+                while True:
+                    try:
+                        p.produce(topic, key=k, value=v)
+                        break
+                    except BufferError:
+                        if not wait_when_full:
+                            raise
+                        p.poll(0.05)
+            p.poll(0)
+            time.sleep(0.1)
+        if p.flush(30) != 0:
+            errors.append("produce did not finish")
+    except Exception as e:  # noqa: BLE001 - reported to the test through errors
+        errors.append(repr(e))
+
+
 def wait_caught_up(env, url, group, topic, timeout=60.0, procs=()):
     """Waits until the offsets table has reached every partition's high watermark."""
     hw = {p: hi for p, (lo, hi) in t.topic_offsets(env, topic).items()}

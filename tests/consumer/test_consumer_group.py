@@ -11,22 +11,6 @@ import consumer_testlib as c
 t = c.t
 
 
-def stream(env, topic, msgs, seconds, errors):
-    try:
-        from confluent_kafka import Producer
-        p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
-        chunk = max(1, len(msgs) // int(seconds / 0.1))
-        for i in range(0, len(msgs), chunk):
-            for k, v in msgs[i:i + chunk]:
-                p.produce(topic, key=k, value=v)
-            p.poll(0)
-            time.sleep(0.1)
-        if p.flush(30) != 0:
-            errors.append("produce did not finish")
-    except Exception as e:  # noqa: BLE001
-        errors.append(repr(e))
-
-
 def main():
     t0 = time.monotonic()
     env, url, topic = c.setup("cons_group", partitions=8)
@@ -41,7 +25,7 @@ def main():
     a.wait_healthy()
     b.wait_healthy()
     errors = []
-    producer = threading.Thread(target=stream, args=(env, topic, msgs, 12.0, errors))
+    producer = threading.Thread(target=c.produce_evenly, args=(env, topic, msgs, 12.0, errors))
     producer.start()
     try:
         # Both get partitions.

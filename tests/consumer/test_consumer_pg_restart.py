@@ -32,22 +32,6 @@ def server_up(env):
         return False
 
 
-def stream(env, topic, msgs, seconds, errors):
-    try:
-        from confluent_kafka import Producer
-        p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
-        chunk = max(1, len(msgs) // int(seconds / 0.1))
-        for i in range(0, len(msgs), chunk):
-            for k, v in msgs[i:i + chunk]:
-                p.produce(topic, key=k, value=v)
-            p.poll(0)
-            time.sleep(0.1)
-        if p.flush(30) != 0:
-            errors.append("produce did not finish")
-    except Exception as e:  # noqa: BLE001
-        errors.append(repr(e))
-
-
 def main():
     t0 = time.monotonic()
     env, url, topic = c.setup("cons_pgrestart", partitions=8)
@@ -59,7 +43,7 @@ def main():
                      extra_env={"CONSUMER_BATCH_SIZE": "2000", "RETRY_MAX_BACKOFF_MS": "1000"})
     svc.start()
     errors = []
-    producer = threading.Thread(target=stream, args=(env, topic, msgs, 16.0, errors))
+    producer = threading.Thread(target=c.produce_evenly, args=(env, topic, msgs, 16.0, errors))
     producer.start()
     try:
         c.wait_rows(url, 5000, timeout=30, procs=[svc])

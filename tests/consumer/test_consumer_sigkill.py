@@ -12,28 +12,6 @@ import consumer_testlib as c
 t = c.t
 
 
-def stream(env, topic, msgs, seconds, errors):
-    """Produces msgs evenly over about `seconds`."""
-    try:
-        from confluent_kafka import Producer
-        p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
-        chunk = max(1, len(msgs) // max(1, int(seconds / 0.1)))
-        for i in range(0, len(msgs), chunk):
-            for k, v in msgs[i:i + chunk]:
-                while True:
-                    try:
-                        p.produce(topic, key=k, value=v)
-                        break
-                    except BufferError:
-                        p.poll(0.05)
-            p.poll(0)
-            time.sleep(0.1)
-        if p.flush(30) != 0:
-            errors.append("produce did not finish")
-    except Exception as e:  # noqa: BLE001
-        errors.append(repr(e))
-
-
 def main():
     t0 = time.monotonic()
     rnd = random.Random(42)
@@ -43,7 +21,8 @@ def main():
     n = 100000
     msgs = c.make_events(n, seed=3)
     errors = []
-    producer = threading.Thread(target=stream, args=(env, topic, msgs, 30.0, errors))
+    producer = threading.Thread(target=c.produce_evenly, args=(env, topic, msgs, 30.0, errors),
+                                kwargs={"wait_when_full": True})
     # Batches of 1000 so that every kill lands between or inside several transactions.
     # A killed member holds its partitions until its session expires (6 s, the broker's minimum),
     # so the stream lasts long enough for every kill to land inside it.
