@@ -12,6 +12,9 @@
 # BENCH_HTTP_MODE (async | sync, default async), BENCH_ROUNDS (alternating runs, default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+BENCH_NAME=bench_http
 BUILD=${EPP_BUILD_DIR:-build}
 DUR=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-256}
@@ -19,9 +22,7 @@ THREADS=${BENCH_HTTP_THREADS:-2}
 MODE=${BENCH_HTTP_MODE:-async}
 ECHO_BIN="$BUILD/bin/bench_http_echo"
 
-for tool in wrk nginx; do
-    command -v "$tool" >/dev/null || { echo "bench_http: $tool not installed"; exit 1; }
-done
+require_tools wrk nginx
 [ -x "$ECHO_BIN" ] || { echo "bench_http: $ECHO_BIN not built"; exit 1; }
 
 TMP=$(mktemp -d /tmp/epp-bench-http.XXXXXX)
@@ -34,72 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-# The 160-byte event every request carries.
-BODY='{"user_id":"user-000042","event_name":"page_view","timestamp":"2026-11-27T08:31:45.123Z","metadata":{"path":"/pricing","ref":"newsletter","plan":"pro","n":12}}'
-BODY=$(printf '%-160s' "$BODY")
-cat >"$TMP/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-LUA
-
-NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / { return 204; }
-    }
-}
-CONF
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "bench_http: nothing listens on port $1"
-    return 1
-}
-
-# run_wrk PORT -> prints "rps p50 p99 non2xx"
-run_wrk() {
-    wrk -t1 -c"$CONNS" -d"${DUR}s" --latency -s "$TMP/post.lua" "http://127.0.0.1:$1/events" \
-        >"$TMP/wrk.out" 2>&1
-    awk '
-        /Requests\/sec:/ { rps = $2 }
-        /^ +50%/ { p50 = $2 }
-        /^ +99%/ { p99 = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $5 }
-        /Socket errors:/ { err = $0 }
-        END { printf "%s %s %s %s\n", rps, p50, p99, (bad == "" ? 0 : bad) }
-    ' "$TMP/wrk.out"
-}
-
-start_nginx() {
-    nginx -c "$TMP/nginx.conf" -p "$TMP" 2>>"$TMP/nginx-error.log" &
-    NGINX_PID=$!
-    wait_port "$NGINX_PORT"
-}
-stop_nginx() { kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""; }
+write_post_lua "$TMP/post.lua"
+nginx_configure
 
 ECHO_ARGS=(--threads "$THREADS")
 [ "$MODE" = sync ] && ECHO_ARGS+=(--sync)
@@ -117,11 +54,11 @@ stop_echo() { kill "$ECHO_PID"; wait "$ECHO_PID" 2>/dev/null || true; ECHO_PID="
 ROUNDS=${BENCH_ROUNDS:-1}
 N_SUM=0; E_SUM=0; E_BAD=0
 for _ in $(seq 1 "$ROUNDS"); do
-    start_nginx
-    read -r N_RPS N_P50 N_P99 _ < <(run_wrk "$NGINX_PORT")
-    stop_nginx
+    nginx_start
+    read -r N_RPS N_P50 N_P99 _ < <(run_wrk "http://127.0.0.1:$NGINX_PORT/events" "$TMP/post.lua" "$CONNS")
+    nginx_stop
     start_echo
-    read -r E_RPS E_P50 E_P99 BAD < <(run_wrk "$ECHO_PORT")
+    read -r E_RPS E_P50 E_P99 BAD _ < <(run_wrk "http://127.0.0.1:$ECHO_PORT/events" "$TMP/post.lua" "$CONNS")
     stop_echo
     N_SUM=$(awk -v a="$N_SUM" -v b="$N_RPS" 'BEGIN { print a + b }')
     E_SUM=$(awk -v a="$E_SUM" -v b="$E_RPS" 'BEGIN { print a + b }')

@@ -19,6 +19,9 @@
 # /proc/PID/stat over the wrk run): on a shared machine it moves much less than throughput.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+BENCH_NAME=bench_ingest
 BUILD=${EPP_BUILD_DIR:-build}
 DUR=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -28,9 +31,7 @@ THREADS=${BENCH_HTTP_THREADS:-}
 INGEST_BIN="$BUILD/bin/epp-ingest"
 BROKER_BIN="$BUILD/bin/epp-devbroker"
 
-for tool in wrk nginx; do
-    command -v "$tool" >/dev/null || { echo "bench_ingest: $tool not installed"; exit 1; }
-done
+require_tools wrk nginx
 for b in "$INGEST_BIN" "$BROKER_BIN"; do
     [ -x "$b" ] || { echo "bench_ingest: $b not built"; exit 1; }
 done
@@ -47,27 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-wait_port() {
-    for _ in $(seq 1 200); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.05
-    done
-    echo "bench_ingest: nothing listens on port $1"
-    return 1
-}
-
 # The same 160-byte event bench_http.sh sends.
-BODY='{"user_id":"user-000042","event_name":"page_view","timestamp":"2026-11-27T08:31:45.123Z","metadata":{"path":"/pricing","ref":"newsletter","plan":"pro","n":12}}'
-BODY=$(printf '%-160s' "$BODY")
-cat >"$TMP/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '$BODY'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+write_post_lua "$TMP/post.lua"
 # 100 events per batch, distinct users so that they spread over the partitions.
 python3 - "$TMP/batch.lua" <<'PY'
 import json, sys
@@ -81,52 +63,9 @@ with open(sys.argv[1], "w") as f:
             'wrk.headers["Content-Type"] = "application/json"\n' % body)
 PY
 
-# cpu_ticks PID -> utime + stime in clock ticks
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
-# run_wrk URL SCRIPT CONNS [PID] -> prints "rps p50 p99 non2xx cpu_us_per_request" (cpu of PID)
-run_wrk() {
-    local c0=0 c1=0
-    [ -n "${4:-}" ] && c0=$(cpu_ticks "$4")
-    wrk -t1 -c"$3" -d"${DUR}s" --latency -s "$2" "$1" >"$TMP/wrk.out" 2>&1
-    [ -n "${4:-}" ] && c1=$(cpu_ticks "$4")
-    awk -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '
-        /Requests\/sec:/ { rps = $2 }
-        /requests in/ { n = $1 }
-        /^ +50%/ { p50 = $2 }
-        /^ +99%/ { p99 = $2 }
-        /Non-2xx or 3xx responses:/ { bad = $5 }
-        END { printf "%s %s %s %s %.1f\n", rps, p50, p99, (bad == "" ? 0 : bad), (n > 0 ? ticks * 1e6 / hz / n : 0) }
-    ' "$TMP/wrk.out"
-}
-
 # --- nginx ---
-NGINX_PORT=$(free_port)
-mkdir -p "$TMP/nginx"
-cat >"$TMP/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / { return 204; }
-    }
-}
-CONF
-nginx -c "$TMP/nginx.conf" -p "$TMP" 2>>"$TMP/nginx-error.log" &
-NGINX_PID=$!
-wait_port "$NGINX_PORT"
+nginx_configure
+nginx_start
 
 # --- the dev broker and epp-ingest ---
 "$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
@@ -159,7 +98,7 @@ for r in $(seq 1 "$ROUNDS"); do
         printf "  round %d: nginx %.0f req/s, epp-ingest %.0f req/s (p50 %s p99 %s, %s us CPU/request), ratio %.2fx\n",
                r, n, e, p50, p99, cpu, e / n }'
 done
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
+nginx_stop
 # The round with the median ratio supplies the figures printed below.
 read -r N_RPS N_P50 N_P99 I_RPS I_P50 I_P99 I_BAD I_CPU < <(
     awk '{ print $4 / $1, $0 }' "$TMP/rounds" | sort -g | awk -v m="$(( (ROUNDS + 1) / 2 ))" 'NR == m { $1 = ""; print }')

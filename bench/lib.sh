@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# Shell functions shared by the HTTP benchmarks (bench_http.sh, bench_ingest.sh): a free port,
+# waiting for a listener, the nginx baseline and a wrk run. Sourced, never run: bench/run.sh runs
+# every bench/bench_*.sh, which is why this file is not named bench_*.sh.
+#
+# The caller sets, before calling these functions:
+#   BENCH_NAME  the script's name, the prefix of every message printed here (e.g. bench_http)
+#   TMP         a private scratch directory, removed by the caller's EXIT trap
+#   DUR         seconds per wrk run
+# NGINX_PORT and NGINX_PID are set by the nginx functions below; the caller's clean-up kills
+# NGINX_PID when it is not empty.
+
+# require_tools TOOL... -> exits 1 (with a message) unless every TOOL is on the PATH
+require_tools() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || { echo "$BENCH_NAME: $tool not installed"; exit 1; }
+    done
+}
+
+# free_port -> prints a loopback TCP port that was free a moment ago
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT -> 0 once something accepts connections on 127.0.0.1:PORT, 1 after 10 s
+wait_port() {
+    for _ in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    echo "$BENCH_NAME: nothing listens on port $1"
+    return 1
+}
+
+# write_post_lua FILE -> a wrk script that POSTs the 160-byte JSON event every HTTP bench sends
+write_post_lua() {
+    local body='{"user_id":"user-000042","event_name":"page_view","timestamp":"2026-11-27T08:31:45.123Z","metadata":{"path":"/pricing","ref":"newsletter","plan":"pro","n":12}}'
+    body=$(printf '%-160s' "$body")
+    cat >"$1" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+}
+
+# nginx_configure -> picks NGINX_PORT and writes $TMP/nginx.conf: the baseline server, 1 worker,
+# no master, access log off, every path answered `return 204;`, all its files inside $TMP.
+nginx_configure() {
+    NGINX_PORT=$(free_port)
+    mkdir -p "$TMP/nginx"
+    cat >"$TMP/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / { return 204; }
+    }
+}
+CONF
+}
+
+# nginx_start -> starts nginx from $TMP/nginx.conf (nginx_configure first), sets NGINX_PID and
+# returns once it listens on NGINX_PORT
+nginx_start() {
+    nginx -c "$TMP/nginx.conf" -p "$TMP" 2>>"$TMP/nginx-error.log" &
+    NGINX_PID=$!
+    wait_port "$NGINX_PORT"
+}
+
+# nginx_stop -> stops the nginx nginx_start started and clears NGINX_PID
+nginx_stop() {
+    kill "$NGINX_PID"
+    wait "$NGINX_PID" 2>/dev/null || true
+    NGINX_PID=""
+}
+
+# cpu_ticks PID -> utime + stime of PID in clock ticks
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# run_wrk URL SCRIPT CONNS [PID] -> prints "rps p50 p99 non2xx cpu_us_per_request": wrk -t1 for
+# DUR seconds with the lua SCRIPT; the last figure is PID's CPU time per request (0.0 without
+# PID). wrk's own output is left in $TMP/wrk.out.
+run_wrk() {
+    local c0=0 c1=0
+    [ -n "${4:-}" ] && c0=$(cpu_ticks "$4")
+    wrk -t1 -c"$3" -d"${DUR}s" --latency -s "$2" "$1" >"$TMP/wrk.out" 2>&1
+    [ -n "${4:-}" ] && c1=$(cpu_ticks "$4")
+    awk -v ticks=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" '
+        /Requests\/sec:/ { rps = $2 }
+        /requests in/ { n = $1 }
+        /^ +50%/ { p50 = $2 }
+        /^ +99%/ { p99 = $2 }
+        /Non-2xx or 3xx responses:/ { bad = $5 }
+        END { printf "%s %s %s %s %.1f\n", rps, p50, p99, (bad == "" ? 0 : bad), (n > 0 ? ticks * 1e6 / hz / n : 0) }
+    ' "$TMP/wrk.out"
+}
