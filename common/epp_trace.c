@@ -32,15 +32,17 @@ struct epp_span {
     epp_trace_ctx_t ctx;
     uint8_t parent_span_id[8];
     bool has_parent;
-    /* A sampled span the exporter cannot take (queue full, or the collector failing) is not
-     * recorded: it keeps its context, so propagation is unchanged, but attributes and links are
-     * ignored and its end only counts the drop, at the cost of no copy and no lock. */
+    /* A span that is not recorded -- unsampled, or sampled while the exporter cannot take it
+     * (queue full, or the collector failing) -- keeps its context, so propagation is unchanged,
+     * but attributes and links are ignored and its end only counts the drop (when sampled): no
+     * copy, no lock. Only the fields up to end_us are allocated for it (SPAN_HEAD_SIZE). */
     bool recording;
-    epp_series_t *drop_reason; /* when sampled and not recording */
-    char *name;
     epp_span_kind_t kind;
+    epp_series_t *drop_reason; /* when sampled and not recording */
     int64_t start_us;
+    /* ---- recorded spans only from here ---- */
     int64_t end_us;
+    char *name;
     span_attr_t attrs[MAX_ATTRS];
     size_t nattrs;
     epp_trace_ctx_t *links;
@@ -195,10 +197,16 @@ static void span_text_free(epp_span_t *s, char *p)
         free(p);
 }
 
+#define SPAN_HEAD_SIZE offsetof(epp_span_t, end_us)
+
 static void span_free(epp_span_t *s)
 {
     if (!s)
         return;
+    if (!s->recording) {
+        free(s);
+        return;
+    }
     for (size_t i = 0; i < s->nattrs; i++) {
         span_text_free(s, s->attrs[i].key);
         span_text_free(s, s->attrs[i].str);
@@ -226,33 +234,42 @@ epp_span_t *epp_span_start(epp_tracer_t *t, const char *name, epp_span_kind_t ki
 {
     if (!t)
         return NULL;
+    epp_trace_ctx_t ctx;
+    if (parent) {
+        memcpy(ctx.trace_id, parent->trace_id, 16);
+        ctx.flags = parent->flags & 1;
+    } else {
+        random_bytes(ctx.trace_id, 16);
+        ctx.flags = sample_new_trace(t, ctx.trace_id) ? 1 : 0;
+    }
+    random_bytes(ctx.span_id, 8);
+    if (!start_us)
+        start_us = epp_time_now_us();
+    epp_series_t *drop_reason = NULL;
+    if (ctx.flags & 1) {
+        if (atomic_load_explicit(&t->full, memory_order_relaxed))
+            drop_reason = t->m_dropped_full;
+        else if (atomic_load_explicit(&t->shed_until_us, memory_order_relaxed) > start_us)
+            drop_reason = t->m_dropped_failed;
+    }
+    bool recording = (ctx.flags & 1) && !drop_reason;
     /* Not calloc: the text area needs no zeroing, and this runs twice per ingest request. */
-    epp_span_t *s = malloc(sizeof *s);
+    size_t size = recording ? sizeof(epp_span_t) : SPAN_HEAD_SIZE;
+    epp_span_t *s = malloc(size);
     if (!s)
         return NULL;
-    memset(s, 0, offsetof(epp_span_t, text));
+    memset(s, 0, recording ? offsetof(epp_span_t, text) : size);
     s->tracer = t;
-    s->kind = kind;
-    s->start_us = start_us ? start_us : epp_time_now_us();
+    s->ctx = ctx;
     if (parent) {
-        memcpy(s->ctx.trace_id, parent->trace_id, 16);
         memcpy(s->parent_span_id, parent->span_id, 8);
         s->has_parent = true;
-        s->ctx.flags = parent->flags & 1;
-    } else {
-        random_bytes(s->ctx.trace_id, 16);
-        s->ctx.flags = sample_new_trace(t, s->ctx.trace_id) ? 1 : 0;
     }
-    random_bytes(s->ctx.span_id, 8);
-    if (s->ctx.flags & 1) {
-        if (atomic_load_explicit(&t->full, memory_order_relaxed))
-            s->drop_reason = t->m_dropped_full;
-        else if (atomic_load_explicit(&t->shed_until_us, memory_order_relaxed) > s->start_us)
-            s->drop_reason = t->m_dropped_failed;
-        else
-            s->recording = true;
-    }
-    if (s->recording) {
+    s->recording = recording;
+    s->kind = kind;
+    s->drop_reason = drop_reason;
+    s->start_us = start_us;
+    if (recording) {
         s->name = span_text(s, name ? name : "span");
         if (!s->name) {
             free(s);
