@@ -147,9 +147,26 @@ wait_healthy() {
     return 1
 }
 
+# The consumer's group join takes a few seconds after /health answers; until its partitions are
+# assigned, events are safe in Kafka but not yet in Postgres. Waiting for it here means that
+# events sent once "epp is running" is printed are stored within a second.
+wait_consumer_assigned() {
+    local log=$1 from=$2 i
+    for i in $(seq 1 300); do
+        if tail -c +"$((from + 1))" "$log" 2>/dev/null | grep -q "partitions assigned"; then
+            say "epp-consumer has its partitions: events sent from now on are stored at once"
+            return 0
+        fi
+        sleep 0.1
+    done
+    say "epp-consumer has no partitions after 30 s (see $log); events wait in Kafka until it has"
+}
+
+CONSUMER_LOG_FROM=
 for spec in "${SERVICES[@]}"; do
     name=${spec%%:*}
     port=${spec##*:}
+    [ "$name" = epp-consumer ] && CONSUMER_LOG_FROM=$(stat -c %s "$LOGS/$name.log" 2>/dev/null || echo 0)
     # Own session: the terminal's Ctrl-C reaches only this script, which stops services first.
     HTTP_PORT=$port setsid "$BUILD/bin/$name" </dev/null >>"$LOGS/$name.log" 2>&1 &
     SVC_NAMES+=("$name")
@@ -157,6 +174,9 @@ for spec in "${SERVICES[@]}"; do
     wait_healthy "$name" "$!" "$port" || exit 1
     say "started $name (pid $!, port $port)"
 done
+if [ -n "$CONSUMER_LOG_FROM" ] && [[ ${LOG_LEVEL:-info} =~ ^(debug|info)$ ]]; then
+    wait_consumer_assigned "$LOGS/epp-consumer.log" "$CONSUMER_LOG_FROM"
+fi
 
 cat <<EOF
 
