@@ -59,6 +59,23 @@ static int digits(const char *s, int n)
     return v;
 }
 
+/* An optional fraction of a second at s[*i]: '.' and at least one digit, digits past the
+ * microsecond ignored (truncated). Advances *i past it. 0, or EPP_EINVAL for a '.' alone. */
+static int parse_fraction(const char *s, size_t len, size_t *i, int64_t *frac_us)
+{
+    *frac_us = 0;
+    if (*i >= len || s[*i] != '.')
+        return 0;
+    size_t start = ++*i;
+    int64_t scale = 100000;
+    while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
+        *frac_us += (s[*i] - '0') * scale;
+        scale /= 10;
+        ++*i;
+    }
+    return *i == start ? EPP_EINVAL : 0;
+}
+
 int epp_time_parse_rfc3339(const char *s, size_t len, int64_t *us)
 {
     /* The shortest form is "YYYY-MM-DDTHH:MM:SSZ" (20 bytes). */
@@ -76,18 +93,8 @@ int epp_time_parse_rfc3339(const char *s, size_t len, int64_t *us)
 
     size_t i = 19;
     int64_t frac_us = 0;
-    if (i < len && s[i] == '.') {
-        i++;
-        size_t start = i;
-        int64_t scale = 100000;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            frac_us += (s[i] - '0') * scale;
-            scale /= 10;
-            i++;
-        }
-        if (i == start)
-            return EPP_EINVAL;
-    }
+    if (parse_fraction(s, len, &i, &frac_us) < 0)
+        return EPP_EINVAL;
     if (i >= len)
         return EPP_EINVAL;
     int64_t offset_sec = 0;
@@ -136,18 +143,8 @@ int epp_time_parse_param(const char *s, int64_t *us)
     if (i == 0)
         return EPP_EINVAL;
     int64_t frac_us = 0;
-    if (i < len && s[i] == '.') {
-        i++;
-        size_t start = i;
-        int64_t scale = 100000;
-        while (i < len && s[i] >= '0' && s[i] <= '9') {
-            frac_us += (s[i] - '0') * scale;
-            scale /= 10;
-            i++;
-        }
-        if (i == start)
-            return EPP_EINVAL;
-    }
+    if (parse_fraction(s, len, &i, &frac_us) < 0)
+        return EPP_EINVAL;
     if (i != len)
         return EPP_EINVAL;
     *us = sec * EPP_USEC_PER_SEC + frac_us;
