@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "epp_error.h"
+#include "epp_kafka.h"
 #include "epp_log.h"
 
 typedef struct {
@@ -73,45 +74,6 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
               "kafka error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
-{
-    (void)rk;
-    epp_log_level_t l = level <= 3 ? EPP_LOG_ERROR : level <= 4 ? EPP_LOG_WARN : EPP_LOG_DEBUG;
-    EPP_LOGKV(l, "librdkafka", "facility", fac, "detail", buf);
-}
-
-int consumer_kafka_apply_overrides(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz)
-{
-    if (list == NULL || list[0] == '\0')
-        return 0;
-    char *copy = strdup(list);
-    if (copy == NULL)
-        return EPP_ENOMEM;
-    int rc = 0;
-    char *save = NULL;
-    for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
-        while (*item == ' ')
-            item++;
-        if (*item == '\0')
-            continue;
-        char *eq = strchr(item, '=');
-        if (eq == NULL) {
-            snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: expected key=value, got \"%s\"", item);
-            rc = EPP_EINVAL;
-            break;
-        }
-        *eq = '\0';
-        char detail[256];
-        if (rd_kafka_conf_set(conf, item, eq + 1, detail, sizeof detail) != RD_KAFKA_CONF_OK) {
-            snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: %s", detail);
-            rc = EPP_EINVAL;
-            break;
-        }
-    }
-    free(copy);
-    return rc;
-}
-
 rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_kafka_hooks_t *hooks,
                                   char *err, size_t errsz)
 {
@@ -142,13 +104,15 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
             return NULL;
         }
     }
-    if (consumer_kafka_apply_overrides(kc, conf->kafka_consumer_config, err, errsz) != 0) {
+    char detail[256];
+    if (epp_kafka_conf_set_list(kc, conf->kafka_consumer_config, detail, sizeof detail) != 0) {
+        snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: %s", detail);
         rd_kafka_conf_destroy(kc);
         return NULL;
     }
     rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
     rd_kafka_conf_set_error_cb(kc, error_cb);
-    rd_kafka_conf_set_log_cb(kc, log_cb);
+    rd_kafka_conf_set_log_cb(kc, epp_kafka_log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, errsz);
     if (rk == NULL) {
         rd_kafka_conf_destroy(kc);

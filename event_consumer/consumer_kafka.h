@@ -31,10 +31,6 @@ typedef struct {
 rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_kafka_hooks_t *hooks,
                                   char *err, size_t errsz);
 
-/* Applies "key=value,key=value" to conf. 0, or EPP_EINVAL with a message in err. */
-int consumer_kafka_apply_overrides(rd_kafka_conf_t *conf, const char *list, char *err,
-                                   size_t errsz);
-
 /* 1 when a broker answered a metadata request within timeout_ms. Any thread. */
 int consumer_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
 
