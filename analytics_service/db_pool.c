@@ -194,6 +194,9 @@ static void set_in_use(analytics_pool_t *pool)
 int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t **out,
                            epp_pg_error_t *err)
 {
+    epp_pg_error_t own; /* the caller may not want the error; the log line still does */
+    if (!err)
+        err = &own;
     *out = NULL;
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -217,21 +220,17 @@ int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t
             break;
         if (pthread_cond_timedwait(&pool->cv, &pool->mu, &deadline) != 0) {
             pthread_mutex_unlock(&pool->mu);
-            if (err) {
-                memset(err, 0, sizeof(*err));
-                err->code = EPP_EAGAIN;
-                snprintf(err->message, sizeof(err->message), "every database connection is busy");
-            }
+            memset(err, 0, sizeof(*err));
+            err->code = EPP_EAGAIN;
+            snprintf(err->message, sizeof(err->message), "every database connection is busy");
             return EPP_EAGAIN;
         }
     }
     if (!conn->pg && epp_time_mono_us() < pool->down_until_us) {
         pthread_mutex_unlock(&pool->mu);
-        if (err) {
-            memset(err, 0, sizeof(*err));
-            err->code = EPP_EUNAVAIL;
-            snprintf(err->message, sizeof(err->message), "database unreachable (retrying)");
-        }
+        memset(err, 0, sizeof(*err));
+        err->code = EPP_EUNAVAIL;
+        snprintf(err->message, sizeof(err->message), "database unreachable (retrying)");
         return EPP_EUNAVAIL;
     }
     conn->busy = 1;
@@ -255,7 +254,7 @@ int analytics_pool_acquire(analytics_pool_t *pool, int wait_ms, analytics_conn_t
             pthread_mutex_unlock(&pool->mu);
             EPP_LOGKV(was_healthy ? EPP_LOG_WARN : EPP_LOG_DEBUG,
                       "database unusable (unreachable, or schema not migrated yet)", "error",
-                      err ? err->message : "");
+                      err->message);
             analytics_pool_release(pool, conn);
             return rc == EPP_EINVAL ? EPP_EINVAL : EPP_EUNAVAIL;
         }

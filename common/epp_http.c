@@ -2129,6 +2129,8 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
         w->srv = srv;
         w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         struct MHD_OptionItem ops[] = {
+            /* First, so that libmicrohttpd reports nothing through its own stderr logger. */
+            {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
             {MHD_OPTION_LISTEN_SOCKET, srv->listen_fd, NULL},
             {MHD_OPTION_CONNECTION_LIMIT, per_worker, NULL},
             {MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.timeout_s, NULL},
@@ -2136,7 +2138,6 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
             {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, srv},
             {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, w},
             {MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape_identity, NULL},
-            {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)on_mhd_log, NULL},
             {MHD_OPTION_END, 0, NULL},
         };
         w->daemon = MHD_start_daemon(flags, 0, on_accept, srv, on_access, srv, MHD_OPTION_ARRAY,
