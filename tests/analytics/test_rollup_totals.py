@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sql/010: the per-bucket totals follow every change to the by-name rollups (insert, upsert,
+"""sql/010 and 011: the per-bucket totals follow every change to the by-name rollups (insert, upsert,
 decrement, delete, truncate), and a database migrated with data already in the rollups is
 backfilled exactly."""
 import os
@@ -82,6 +82,32 @@ def main():
         cur.execute("SELECT count(*) FROM public.epp_rollup_hour_total")
         t.check(cur.fetchone()[0] == 0, "TRUNCATE empties the hour totals")
         t.check(not mismatches(cur), "after truncate: %r" % mismatches(cur))
+
+        # sql/011: one trigger function for every level, and writers of totals take turns (a
+        # transaction-level advisory lock), so two writers can never lock total rows in opposite
+        # orders. A second writer touching other buckets than the first must wait for its COMMIT.
+        cur.execute("""SELECT count(*) FROM pg_proc WHERE proname ~ '^epp_rollup_.*_total_(ins|upd|del)$'""")
+        t.check(cur.fetchone()[0] == 0, "the per-level trigger functions of 010 are dropped")
+        cur.execute("""SELECT count(DISTINCT tgfoid::regproc) FROM pg_trigger
+                       WHERE tgname ~ '^epp_rollup_.*_total_(ins|upd|del)$'""")
+        t.check(cur.fetchone()[0] == 1, "every total trigger runs one function")
+        upsert(cur, "minute", "2026-04-01 10:00:00+00", "first", 1)  # held open
+        other = t.pg_connect(url)
+        other.autocommit = False
+        ocur = other.cursor()
+        ocur.execute("SET lock_timeout = '300ms'")
+        import psycopg2
+        try:
+            upsert(ocur, "minute", "2026-04-02 11:00:00+00", "second", 1)
+            t.check(False, "a second writer of totals went ahead while the first was open")
+        except psycopg2.errors.LockNotAvailable:
+            other.rollback()
+        conn.commit()
+        ocur.execute("SET lock_timeout = '5s'")
+        upsert(ocur, "minute", "2026-04-02 11:00:00+00", "second", 1)
+        other.commit()
+        other.close()
+        t.check(not mismatches(cur), "after two writers in turn: %r" % mismatches(cur))
         conn.close()
     finally:
         t.drop_database(env, url)
