@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "epp_error.h"
+#include "epp_kafka.h"
 #include "epp_log.h"
 
 struct consumer_dlq {
@@ -32,29 +33,22 @@ consumer_dlq_t *consumer_dlq_create(const char *bootstrap, const char *topic, ch
         snprintf(err, errsz, "out of memory");
         return NULL;
     }
+    /* acks=all and idempotence: a dead letter is the only copy of a message we gave up on. The
+     * conf logs through epp_log like every other client. */
+    static const char *const settings[] = {
+        "enable.idempotence=true",    "acks=all", "linger.ms=1", "message.timeout.ms=30000",
+        "client.id=epp-consumer-dlq", NULL,
+    };
     d->topic = strdup(topic);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (d->topic == NULL || conf == NULL) {
+    if (d->topic == NULL) {
         snprintf(err, errsz, "out of memory");
-        rd_kafka_conf_destroy(conf);
         consumer_dlq_destroy(d);
         return NULL;
     }
-    /* acks=all and idempotence: a dead letter is the only copy of a message we gave up on. */
-    const char *props[][2] = {
-        {"bootstrap.servers", bootstrap},
-        {"enable.idempotence", "true"},
-        {"acks", "all"},
-        {"linger.ms", "1"},
-        {"message.timeout.ms", "30000"},
-        {"client.id", "epp-consumer-dlq"},
-    };
-    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
-        if (rd_kafka_conf_set(conf, props[i][0], props[i][1], err, errsz) != RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(conf);
-            consumer_dlq_destroy(d);
-            return NULL;
-        }
+    rd_kafka_conf_t *conf = epp_kafka_conf_new(bootstrap, settings, err, errsz);
+    if (conf == NULL) {
+        consumer_dlq_destroy(d);
+        return NULL;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, d);

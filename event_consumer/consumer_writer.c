@@ -160,11 +160,15 @@ int consumer_writer_db_ok(const consumer_writer_t *w)
     return atomic_load(&((consumer_writer_t *)w)->db_ok);
 }
 
-/* 1 when retrying must end: a stop was requested longer than shutdown_timeout_ms ago. */
-static int gave_up(consumer_writer_t *w)
+/* 1 when retrying must end: a stop was requested, and either there is no batch in hand (start-up,
+ * loading offsets: nothing is lost by leaving at once) or it was requested longer than
+ * shutdown_timeout_ms ago (the batch in hand gets that long to be written). */
+static int gave_up(consumer_writer_t *w, int batch_in_hand)
 {
     if (!*w->stop)
         return 0;
+    if (!batch_in_hand)
+        return 1;
     int64_t now = epp_time_mono_us();
     if (w->stop_seen_us == 0)
         w->stop_seen_us = now;
@@ -173,7 +177,7 @@ static int gave_up(consumer_writer_t *w)
 
 /* Full-jitter backoff: a random sleep in [0, min(cap, 50 ms * 2^attempt)), in slices so that a
  * stop is noticed. */
-static void backoff(consumer_writer_t *w, unsigned attempt)
+static void backoff(consumer_writer_t *w, unsigned attempt, int batch_in_hand)
 {
     int64_t cap = w->conf->retry_max_backoff_ms;
     int64_t ceiling = 50;
@@ -182,7 +186,7 @@ static void backoff(consumer_writer_t *w, unsigned attempt)
     if (ceiling > cap)
         ceiling = cap;
     int64_t ms = (int64_t)(rand_r(&w->seed) % (unsigned)(ceiling + 1));
-    while (ms > 0 && !gave_up(w)) {
+    while (ms > 0 && !gave_up(w, batch_in_hand)) {
         int64_t slice = ms < 50 ? ms : 50;
         usleep((useconds_t)(slice * 1000));
         ms -= slice;
@@ -239,7 +243,7 @@ int consumer_writer_start(consumer_writer_t *w)
     }
     int rc;
     for (unsigned attempt = 0;; attempt++) {
-        if (gave_up(w)) {
+        if (gave_up(w, 0)) {
             rc = EPP_ESTATE;
             break;
         }
@@ -247,7 +251,7 @@ int consumer_writer_start(consumer_writer_t *w)
         rc = connect_db(w, &pe);
         if (rc != 0) {
             log_pg(EPP_LOG_WARN, "cannot connect to Postgres; retrying", &pe);
-            backoff(w, attempt);
+            backoff(w, attempt, 0);
             continue;
         }
         int applied = 0;
@@ -262,7 +266,7 @@ int consumer_writer_start(consumer_writer_t *w)
         }
         EPP_LOGKV(EPP_LOG_WARN, "migration interrupted; retrying", "error", err);
         disconnect(w);
-        backoff(w, attempt);
+        backoff(w, attempt, 0);
     }
     epp_migrate_list_free(dirlist, ndir);
     return rc;
@@ -754,7 +758,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     int rollup_ready = 1;
     int rc;
     for (unsigned attempt = 0;;) {
-        if (gave_up(w)) {
+        if (gave_up(w, 1)) {
             EPP_WARN("stopping: batch of %zu messages left unwritten (it will be read again)",
                      b->n);
             epp_span_set_int(span, "epp.write.retries", failures);
@@ -787,7 +791,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
                          "says otherwise");
                 disconnect(w);
                 int known = -1;
-                for (unsigned a2 = 0; known < 0 && !gave_up(w); a2++) {
+                for (unsigned a2 = 0; known < 0 && !gave_up(w, 1); a2++) {
                     if (connect_db(w, &pe) == 0) {
                         int c = committed_after_all(w, b, &pe);
                         if (c >= 0) {
@@ -796,7 +800,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
                         }
                     }
                     disconnect(w);
-                    backoff(w, a2);
+                    backoff(w, a2, 1);
                 }
                 if (known == 1) {
                     EPP_INFO("the unknown COMMIT had committed");
@@ -816,7 +820,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             log_pg(EPP_LOG_WARN, "batch write failed; retrying", &pe);
         else
             log_pg(EPP_LOG_ERROR, "batch write failed (not a per-message error); retrying", &pe);
-        backoff(w, attempt++);
+        backoff(w, attempt++, 1);
     }
     /* Committed: the batch's user-day pairs are stored (inserted now, or found stored). */
     if (w->udcache != NULL && w->ud_written && consumer_udcache_generation(w->udcache) >= 0) {
@@ -878,7 +882,7 @@ int consumer_writer_load_offsets(consumer_writer_t *w, const int32_t *parts, siz
         tmp.parts[i].partition = parts[i];
     int rc;
     for (unsigned attempt = 0;; attempt++) {
-        if (gave_up(w)) {
+        if (gave_up(w, 0)) {
             rc = EPP_ESTATE;
             break;
         }
@@ -891,7 +895,7 @@ int consumer_writer_load_offsets(consumer_writer_t *w, const int32_t *parts, siz
         epp_series_inc(w->m->retries);
         log_pg(EPP_LOG_WARN, "cannot read stored offsets; retrying", &pe);
         disconnect(w);
-        backoff(w, attempt);
+        backoff(w, attempt, 0);
     }
     for (size_t i = 0; i < n && rc == 0; i++)
         next[i] = tmp.parts[i].stored;

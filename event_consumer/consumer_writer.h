@@ -37,8 +37,9 @@
 typedef struct consumer_writer consumer_writer_t;
 
 /* conf, dlq, metrics and stop are borrowed and must outlive the writer. *stop becomes non-zero
- * when the process is asked to stop: from then on the writer retries for at most
- * conf->shutdown_timeout_ms more. NULL on allocation failure. */
+ * when the process is asked to stop: from then on a batch write retries for at most
+ * conf->shutdown_timeout_ms more, and start-up and offset loading (no batch in hand) stop
+ * retrying at once. NULL on allocation failure. */
 consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_dlq_t *dlq,
                                           consumer_metrics_t *metrics, volatile sig_atomic_t *stop);
 void consumer_writer_destroy(consumer_writer_t *w);

@@ -363,6 +363,8 @@ int main(int argc, char **argv)
     rc = consumer_writer_start(a->lanes[0].writer);
     if (rc != 0) {
         exit_code = rc == EPP_ESTATE ? 0 : 1;
+        if (rc == EPP_ESTATE)
+            EPP_INFO("stopped while waiting for Postgres at start-up (nothing was in hand)");
         goto out;
     }
     consumer_kafka_hooks_t hooks = {on_assign, on_revoke, a};
