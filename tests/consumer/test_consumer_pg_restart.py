@@ -1,7 +1,7 @@
 """Postgres restarts in the middle of a stream (`pg_ctl restart -m fast`, then a stop with a few
 seconds of downtime, then 3 s of pg_terminate_backend on the consumer's connections): no loss,
 no duplicate, the consumer recovers by itself (reconnect with
-backoff), rollups exact. Restarts the shared test cluster: CTest runs the tests serially, and
+backoff), rollups exact. Restarts the shared test cluster, so it is RUN_SERIAL in CTest, and
 this test waits for the server to be back before it ends."""
 
 import os
