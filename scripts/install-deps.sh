@@ -12,7 +12,7 @@ PACKAGES=(
     postgresql postgresql-contrib prometheus kcat wrk nginx-light
     clang clang-format libclang-rt-14-dev valgrind
     docker-compose chromium
-    python3 python3-psycopg2 python3-confluent-kafka python3-yaml
+    python3 python3-psycopg2 python3-confluent-kafka python3-yaml python3-venv
     curl git ca-certificates
 )
 
