@@ -36,7 +36,7 @@ OPTIONS=(
     "SUPERSET_ADMIN_USER|admin|The admin user provisioning creates"
     "SUPERSET_ADMIN_PASSWORD|admin123|Its password at creation (a warning is printed while it is the default)"
     "SUPERSET_RESET_ADMIN_PASSWORD|0|1: set the existing admin's password to SUPERSET_ADMIN_PASSWORD (otherwise a different one is reported and left alone)"
-    "SUPERSET_ADMIN_EMAIL|admin@localhost|The admin's e-mail address"
+    "SUPERSET_ADMIN_EMAIL|USER@localhost|The admin's e-mail address"
     "SUPERSET_DB_ROLE|epp_superset|The read-only Postgres role Superset connects as"
     "SUPERSET_HOME|\$EPP_RUN_DIR/superset|Superset's state: metadata database, secret key and role password (0600 files), log"
     "SUPERSET_SECRET_KEY|(generated)|Overrides the secret key generated into \$SUPERSET_HOME/secret_key"

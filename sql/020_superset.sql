@@ -9,6 +9,9 @@
 -- count only their part inside the range, as /analytics/events/timeseries does. Every row's
 -- bucket lies inside [from_ts, to_ts) -- a partial bucket is stamped at from_ts, not before it --
 -- so a time filter Superset adds around the call keeps every row. NULL bounds are open ends.
+-- With zero_fill (for by_name = false), every bucket of `width` in a bounded range of at most
+-- 10,000 buckets also gets a row with n = 0, so that a chart of the series is zero-filled like
+-- /analytics/events/timeseries instead of joining its points across the empty buckets.
 --
 -- public.epp_daily_active_users is one row per UTC day with events: its distinct users. The
 -- chart reads this view, never epp_user_day, so a later change of how user days are stored
@@ -16,7 +19,8 @@
 
 CREATE OR REPLACE FUNCTION public.epp_event_counts(from_ts timestamptz, to_ts timestamptz,
                                                    width text DEFAULT 'day',
-                                                   by_name boolean DEFAULT true)
+                                                   by_name boolean DEFAULT true,
+                                                   zero_fill boolean DEFAULT false)
 RETURNS TABLE (bucket timestamptz, event_name text, n bigint)
 LANGUAGE plpgsql STABLE
 -- date_trunc below cuts UTC buckets whatever the caller's session time zone is.
@@ -88,6 +92,12 @@ BEGIN
                 USING pieces[2 * i - 1], pieces[2 * i];
         END IF;
     END LOOP;
+    IF zero_fill AND isfinite(lo) AND isfinite(hi)
+       AND hi - date_trunc(width, lo) <= 10000 * ('1 ' || width)::interval THEN
+        RETURN QUERY SELECT greatest(g, lo), NULL::text, 0::bigint
+            FROM generate_series(date_trunc(width, lo), hi - interval '1 microsecond',
+                                 ('1 ' || width)::interval) g;
+    END IF;
 END $$;
 
 CREATE OR REPLACE VIEW public.epp_daily_active_users AS

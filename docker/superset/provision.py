@@ -326,7 +326,7 @@ def admin_user():
     if user is None:
         role = security_manager.find_role("Admin")
         user = security_manager.add_user(
-            name, "epp", "admin", os.environ.get("SUPERSET_ADMIN_EMAIL") or "admin@localhost",
+            name, "epp", "admin", os.environ.get("SUPERSET_ADMIN_EMAIL") or name + "@localhost",
             role, password=password)
         if not user:
             fail("could not create the admin user %s (see the log)" % name)
