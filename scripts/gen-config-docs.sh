@@ -26,4 +26,10 @@ OUT=${2:-docs/configuration.md}
     echo "Each subcommand has its own options (\`epp-admin COMMAND --help\`)."
     # shellcheck disable=SC2016 # the backquotes are Markdown, matched literally
     "$BUILD/bin/epp-admin" --markdown | sed 's/^`\(epp-admin .*\)`$/### \1/'
+    echo
+    echo "## make superset (scripts/superset.sh)"
+    echo
+    echo "Environment variables only (docs/superset.md explains what is provisioned with them)."
+    echo
+    bash "$(dirname "$0")/superset.sh" --help-markdown
 } >"$OUT"

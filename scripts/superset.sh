@@ -38,6 +38,7 @@ OPTIONS=(
     "SUPERSET_RESET_ADMIN_PASSWORD|0|1: set the existing admin's password to SUPERSET_ADMIN_PASSWORD (otherwise a different one is reported and left alone)"
     "SUPERSET_ADMIN_EMAIL|USER@localhost|The admin's e-mail address"
     "SUPERSET_DB_ROLE|epp_superset|The read-only Postgres role Superset connects as"
+    "SUPERSET_SCHEMA_WAIT_S|60|How long provisioning waits for epp-consumer to have applied the migrations (sql/020)"
     "SUPERSET_HOME|\$EPP_RUN_DIR/superset|Superset's state: metadata database, secret key and role password (0600 files), log"
     "SUPERSET_SECRET_KEY|(generated)|Overrides the secret key generated into \$SUPERSET_HOME/secret_key"
     "SUPERSET_VENV|.venv-superset|The virtual environment (inside the checkout, git-ignored)"

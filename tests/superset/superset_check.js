@@ -13,7 +13,8 @@
 //       it saves as the chart's query_context.
 //
 // DASH_TIMEOUT_MS: how long one load may take before the charts still running are reported as
-// "loading" (default 60 s).
+// "loading" (default 60 s). DASH_URL_QUERY: appended to the dashboard's URL (e.g. a
+// ?native_filters=... time range).
 "use strict";
 const path = require("path");
 const { launch } = require(path.join(__dirname, "..", "lib", "chromium.js"));
@@ -80,7 +81,8 @@ async function chartStates(page) {
 async function loadDashboard(page, requests) {
   const from = requests.length;
   const t0 = Date.now();
-  await page.goto(base + "/superset/dashboard/" + SLUG + "/", { waitUntil: "domcontentloaded" });
+  await page.goto(base + "/superset/dashboard/" + SLUG + "/" + (process.env.DASH_URL_QUERY || ""),
+                  { waitUntil: "domcontentloaded" });
   let states = [];
   let done = false;
   while (Date.now() - t0 < TIMEOUT) {
