@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
 BUILD=$(cd "${EPP_BUILD_DIR:-build}" && pwd)
-BENCH_NAME=bench_superset
+export BENCH_NAME=bench_superset # bench/lib.sh's messages
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 # shellcheck source=bench/analytics_data.sh

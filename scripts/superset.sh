@@ -67,6 +67,7 @@ usage() {
 help_markdown() {
     echo "| env | description | default |"
     echo "|---|---|---|"
+    # shellcheck disable=SC2016 # the backquotes are Markdown
     print_options '| `%s` | %s | `%s` |\n'
 }
 
@@ -125,7 +126,7 @@ cmd_install() {
 # Sets DATABASE_URL: the caller's, or the make run stack's (started when absent; STACK_PID then).
 STACK_PID=""
 find_stack() {
-    local build=$1 may_start=$2 i
+    local build=$1 may_start=$2
     if [ -n "${DATABASE_URL:-}" ]; then
         say "using DATABASE_URL (${DATABASE_URL%%://*}://...@${DATABASE_URL##*@})"
         return 0
@@ -145,7 +146,7 @@ find_stack() {
     setsid bash "$REPO/scripts/run.sh" "$build" </dev/null >>"$RUN_DIR/logs/run.log" 2>&1 &
     STACK_PID=$!
     echo "$STACK_PID" >"$RUN_DIR/superset-stack.pid"
-    for i in $(seq 1 1200); do
+    for _ in $(seq 1 1200); do
         if tail -c +"$((from + 1))" "$RUN_DIR/logs/run.log" | grep -q "epp is running"; then
             DATABASE_URL=$(bash "$REPO/scripts/pg.sh" url "$RUN_DIR/pg")
             export DATABASE_URL
@@ -199,7 +200,7 @@ cmd_serve() {
 
 # install, provision, serve; stops what it started on Ctrl-C or SIGTERM.
 cmd_up() {
-    local build=$1 pid i user
+    local build=$1 pid user
     port_busy "$PORT" && die "port $PORT is in use (another Superset?): stop it, or set SUPERSET_PORT"
     cmd_install
     trap 'stop_stack' EXIT
@@ -212,7 +213,7 @@ cmd_up() {
     pid=$!
     trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; stop_stack; say "stopped"; exit 0' INT TERM
     trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; stop_stack' EXIT
-    for i in $(seq 1 240); do
+    for _ in $(seq 1 240); do
         curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/health" 2>/dev/null && break
         kill -0 "$pid" 2>/dev/null || {
             tail -n 30 "$SUPERSET_HOME/superset.log" >&2

@@ -27,7 +27,7 @@ async function login(page) {
   await page.goto(base + "/login/", { waitUntil: "load" });
   await page.fill("#username, input[name=username]", user);
   await page.fill("#password, input[name=password]", password);
-  await Promise.all([page.waitForNavigation({ timeout: 30000 }), page.keyboard.press("Enter")]);
+  await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
   if (page.url().includes("/login")) throw new Error("login as " + user + " failed");
 }
 
@@ -112,6 +112,9 @@ async function loadDashboard(page, requests) {
   const ctx = await launch(userDataDir, { width: 1400, height: 1400 });
   try {
     const page = ctx.pages()[0] || (await ctx.newPage());
+    // A busy machine can take long to serve Superset's first page: every wait has TIMEOUT.
+    page.setDefaultTimeout(TIMEOUT);
+    page.setDefaultNavigationTimeout(TIMEOUT);
     page.on("console", (m) => { if (m.type() === "error") out.console_errors.push(m.text()); });
     page.on("pageerror", (e) => out.console_errors.push(String(e)));
     const requests = [];
