@@ -315,7 +315,7 @@ def test_superset(repo, env, compose):
         check(svc.get("command") == command, f"{name}: runs `scripts/superset.sh {command[0]}`")
         for var in svc.get("environment", {}):
             check(var in options, f"{name}: compose sets {var}, which scripts/superset.sh does not take")
-        check(any(str(v).endswith(":/app/superset_home") for v in svc.get("volumes", [])),
+        check(any("superset-home:/app/superset_home" in str(v) for v in svc.get("volumes", [])),
               f"{name}: SUPERSET_HOME on a volume")
     sup = compose["services"].get("superset", {})
     check("8088" in " ".join(str(p) for p in sup.get("ports", [])), "superset publishes 8088")
