@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The alerts of docker/prometheus/alerts.yml proven on a live stack: a real Prometheus
 (scripts/prometheus.sh, Debian's server) scrapes epp-consumer, epp-ingest and epp-analytics
-(tests/lib/epp_stack.Stack on a PRIVATE Postgres cluster and a PRIVATE broker), and each
+(tests/lib/epp_stack.Stack on a PRIVATE Postgres cluster -- scripts/pg.sh -- and a PRIVATE
+Apache Kafka node -- scripts/kafka.sh, t.KafkaCluster), and each
 condition is caused for real; /api/v1/alerts is read until the expected alert fires, the
 condition is restored, and the alert must resolve:
 
@@ -11,8 +12,8 @@ condition is restored, and the alert must resolve:
     lag          the backlog (> 100k) left by the stop, read by an under-provisioned consumer
                  (one row per transaction) while events keep arriving: EppConsumerLagGrowing;
                  a normal consumer again: it drains and the alert resolves
-    broker       the broker down (every broker of the private cluster): ingestion answers 503,
-                 EppIngestKafkaUnavailable; up again: resolves
+    broker       the private Kafka node killed: ingestion answers 503,
+                 EppIngestKafkaUnavailable; started again: resolves
     postgres     the private Postgres stopped: EppConsumerRetrying, EppAnalyticsDatabaseErrors;
                  started again: both resolve
     poison       an undecodable message in the topic: EppConsumerDeadLetters (at once), which
@@ -183,6 +184,14 @@ class Timeline:
         self.prom = prom
         self.rows = []
 
+    def cause(self, *names):
+        """The time a condition is caused, after checking that none of the alerts it should
+        fire is active yet (so that a firing alert is this condition's doing)."""
+        active = [a["labels"]["alertname"] for a in self.prom.alerts()
+                  if a["labels"].get("alertname") in names]
+        t.check(not active, "already active before the cause: %s" % active)
+        return time.monotonic()
+
     def wait_firing(self, phase, name, since, labels=None, timeout=120):
         found = t.wait_for(lambda: matching(self.prom.alerts(), name, labels), timeout=timeout,
                            interval=0.5, msg="%s firing (%s)" % (name, phase))
@@ -321,7 +330,7 @@ def phase_consumer(ctx):
     env, tl, stack = ctx["kenv"], ctx["tl"], ctx["stack"]
     load = Load(ctx["env"], stack, rps=300, name="consumer")
     try:
-        cause = time.monotonic()
+        cause = tl.cause("EppServiceDown", "EppEventsNotStored")
         stack.procs["consumer"].stop()
         tl.wait_firing("consumer stopped", "EppServiceDown", cause, {"job": "epp-consumer"})
         tl.wait_firing("consumer stopped", "EppEventsNotStored", cause)
@@ -335,7 +344,7 @@ def phase_consumer(ctx):
                 burst.stop()
             log("consumer: backlog %d messages" % backlog(env, stack))
             extra = SLOW_CONSUMER
-        restore = time.monotonic()
+        restore = tl.cause("EppConsumerLagGrowing")  # the lag phase's cause
         stack.restart_service("consumer", extra_env=extra)
         tl.wait_resolved("EppServiceDown", restore, {"job": "epp-consumer"})
         tl.wait_resolved("EppEventsNotStored", restore)
@@ -354,6 +363,19 @@ def phase_lag(ctx, since):
     env, tl, stack, prom = ctx["kenv"], ctx["tl"], ctx["stack"], ctx["prom"]
     # 1,500 events a second: more than the slow consumer stores (about 700 here).
     more = Load(ctx["env"], stack, rps=150, batch=10, name="lag")
+    halt = threading.Event()
+
+    def report():  # what the consumer reports next to the real backlog, every 5 s
+        while not halt.wait(5):
+            try:
+                log("lag: epp:consumer_lag:sum %s, deriv %s, backlog %d, rows/s %s" % (
+                    prom.value("epp:consumer_lag:sum"),
+                    prom.value("deriv(sum(epp_consumer_lag)[20s:2s])"), backlog(env, stack),
+                    prom.value("sum(rate(epp_consumer_rows_inserted_total[10s]))")))
+            except Exception as e:  # noqa: BLE001 - a report only
+                log("lag: report failed: %r" % e)
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
     try:
         tl.wait_firing("slow consumer, backlog > 100k", "EppConsumerLagGrowing", since,
                        timeout=180)
@@ -361,6 +383,7 @@ def phase_lag(ctx, since):
         log("lag: epp:consumer_lag:sum = %s" % lag)
         t.check(lag is not None and lag > 100000, "the recorded lag is over 100k: %s" % lag)
     finally:
+        halt.set()
         more.stop()
     restore = time.monotonic()
     stack.restart_service("consumer")
@@ -373,17 +396,16 @@ def phase_lag(ctx, since):
 
 
 def phase_broker(ctx):
-    """Every broker down: ingestion answers 503 (after KAFKA_DELIVERY_TIMEOUT_MS)."""
-    tl, stack, kenv = ctx["tl"], ctx["stack"], ctx["kenv"]
+    """The private Kafka node killed (a crash): ingestion answers 503 (after
+    KAFKA_DELIVERY_TIMEOUT_MS). Started again, it answers 202 again."""
+    tl, stack, kafka = ctx["tl"], ctx["stack"], ctx["kafka"]
     load = Load(ctx["env"], stack, rps=100, name="broker")
     try:
-        cause = time.monotonic()
-        st, body = t.broker_control(kenv, "POST", "/brokers/down")
-        t.check(st == 200, "brokers down: %s %r" % (st, body))
-        tl.wait_firing("broker down", "EppIngestKafkaUnavailable", cause)
+        cause = tl.cause("EppIngestKafkaUnavailable")
+        kafka.kill(1)
+        tl.wait_firing("Kafka node killed", "EppIngestKafkaUnavailable", cause)
         restore = time.monotonic()
-        st, body = t.broker_control(kenv, "POST", "/brokers/up")
-        t.check(st == 200, "brokers up: %s %r" % (st, body))
+        kafka.start_node(1)
         tl.wait_resolved("EppIngestKafkaUnavailable", restore)
     finally:
         load.stop()
@@ -394,7 +416,7 @@ def phase_postgres(ctx):
     tl, stack, pg = ctx["tl"], ctx["stack"], ctx["pg"]
     load = Load(ctx["env"], stack, rps=100, name="postgres")
     try:
-        cause = time.monotonic()
+        cause = tl.cause("EppConsumerRetrying", "EppAnalyticsDatabaseErrors")
         t.check(pg.stop() == 0, "pg_ctl stop")
         tl.wait_firing("Postgres stopped", "EppConsumerRetrying", cause)
         tl.wait_firing("Postgres stopped", "EppAnalyticsDatabaseErrors", cause)
@@ -410,7 +432,7 @@ def phase_poison(ctx):
     """One message no consumer can decode: dead-lettered, and the alert fires at once (no
     `for:`); it resolves once the (scaled) 15-minute window no longer holds it."""
     tl, stack = ctx["tl"], ctx["stack"]
-    cause = time.monotonic()
+    cause = tl.cause("EppConsumerDeadLetters")
     t.produce(ctx["kenv"], stack.topic, [b"this is not an event"], key=b"poison")
     tl.wait_firing("poison message", "EppConsumerDeadLetters", cause)
     tl.wait_resolved("EppConsumerDeadLetters", cause)
@@ -472,18 +494,16 @@ def main():
     rules_dir = scaled_rules_dir(workdir)
     started = time.monotonic()
     pg = H.PgCluster(base["EPP_BUILD_DIR"]).start()
-    broker = t.DevBroker(base, partitions=4, log_name="alerts-live-devbroker")
+    kafka = t.KafkaCluster(base, nodes=1)
     prom = stack = poller = None
     ctx = {"phases": phases, "pg": pg}
     try:
-        kenv = broker.start().env
+        kenv = kafka.start().env
         env = pg.env(kenv)
-        ctx.update(env=env, kenv=kenv)
-        # 24 partitions: the dev broker keeps ~5 MiB per partition, and the lag phase leaves
-        # ~200k events (~60 MB) waiting.
-        stack = Stack(env, name="alerts_live", partitions=24, service_env={
+        ctx.update(env=env, kenv=kenv, kafka=kafka)
+        stack = Stack(env, name="alerts_live", service_env={
             "ingest": {"KAFKA_DELIVERY_TIMEOUT_MS": "2000"},
-            "consumer": {"KAFKA_SESSION_TIMEOUT_MS": "4000", "RETRY_MAX_BACKOFF_MS": "1000",
+            "consumer": {"RETRY_MAX_BACKOFF_MS": "1000",
                          "PG_CONNECT_TIMEOUT_S": "2"}}).start()
         ctx["stack"] = stack
         prom = Prometheus(workdir, stack, rules_dir)
@@ -509,7 +529,7 @@ def main():
             prom.stop()
         if stack:
             stack.stop()
-        broker.stop()
+        kafka.stop()
         pg.destroy()
         shutil.rmtree(workdir, ignore_errors=True)
     took = time.monotonic() - started
