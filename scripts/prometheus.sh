@@ -34,15 +34,12 @@ usage() {
     exit 2
 }
 
-# Prints the pid recorded in DIR when that process is a live prometheus.
+# shellcheck source=scripts/lib/pidfile.sh
+. "$REPO/scripts/lib/pidfile.sh"
+
+# Prints the pid recorded in DIR when that process is a live prometheus of DIR's config.
 live_pid() {
-    local pid
-    pid=$(cat "$1/prometheus.pid" 2>/dev/null) || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "--config.file=$1/prometheus.yml" || return 1
-    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
-    echo "$pid"
+    pidfile_live "$1/prometheus.pid" "--config.file=$1/prometheus.yml"
 }
 
 # Writes DIR/prometheus.yml and the DIR/prometheus link from the options and JOB=HOST:PORT
@@ -142,8 +139,7 @@ cmd_start() {
         --web.listen-address="127.0.0.1:$port" </dev/null >>"$dir/prometheus.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$dir/prometheus.pid"
-    local i
-    for i in $(seq 1 300); do
+    for _ in $(seq 1 300); do
         if curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$port/-/ready" 2>/dev/null; then
             echo "http://127.0.0.1:$port" >"$dir/prometheus.url"
             echo "prometheus.sh: prometheus pid $pid, http://127.0.0.1:$port (data $dir/data)"
@@ -162,24 +158,9 @@ cmd_start() {
 cmd_stop() {
     [ $# -ge 1 ] || usage
     [ -d "$1" ] || return 0
-    local dir pid i
+    local dir
     dir=$(cd "$1" && pwd)
-    pid=$(live_pid "$dir") || {
-        rm -f "$dir/prometheus.pid"
-        return 0
-    }
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 150); do
-        live_pid "$dir" >/dev/null || break
-        sleep 0.1
-    done
-    if live_pid "$dir" >/dev/null; then
-        echo "prometheus.sh: prometheus $pid ignored SIGTERM: SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        while live_pid "$dir" >/dev/null; do sleep 0.05; done
-    fi
-    rm -f "$dir/prometheus.pid"
-    echo "prometheus.sh: stopped prometheus $pid"
+    pidfile_stop "$dir/prometheus.pid" "--config.file=$dir/prometheus.yml" prometheus.sh prometheus 15
 }
 
 cmd_status() {

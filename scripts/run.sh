@@ -68,7 +68,7 @@ stop_all() {
     STOPPING=1
     trap '' INT TERM
     echo
-    local i pid name n
+    local i pid name
     if [ "$PROM_STARTED" = 1 ]; then
         bash "$REPO/scripts/prometheus.sh" stop "$RUN_DIR/prometheus" | sed 's/^prometheus.sh: /run: /' || true
     fi
@@ -77,7 +77,7 @@ stop_all() {
         name=${SVC_NAMES[$i]}
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
-            for n in $(seq 1 150); do
+            for _ in $(seq 1 150); do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
             done
