@@ -406,6 +406,8 @@ def phase_broker(ctx):
         tl.wait_firing("Kafka node killed", "EppIngestKafkaUnavailable", cause)
         restore = time.monotonic()
         kafka.start_node(1)
+        log("broker: the Kafka node answers metadata again %.1f s after its start" %
+            (time.monotonic() - restore))
         tl.wait_resolved("EppIngestKafkaUnavailable", restore)
     finally:
         load.stop()
@@ -520,7 +522,7 @@ def main():
             globals()["phase_" + ph](ctx)
         t.check(not [a for a in prom.alerts() if a["state"] == "firing"],
                 "alerts still firing at the end: %r" % prom.alerts())
-        graph_screenshot(ctx, "%dm" % (1 + (time.monotonic() - prom.started) // 60))
+        graph_screenshot(ctx, "%dm" % (2 + (time.monotonic() - prom.started) // 60))
     finally:
         if poller:
             poller.stop()
