@@ -4,18 +4,12 @@
 // one JSON line for test_alerts_live.py: charts drawn, legend entries per panel, errors shown.
 //   node prometheus_graph.js URL SCREENSHOT PANELS USER_DATA_DIR
 "use strict";
-const { chromium } = require("playwright-core");
+const { launch } = require("../lib/epp_chromium");
 
 const [url, screenshot, panels, userDataDir] = process.argv.slice(2);
 
 (async () => {
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1280, height: 900 },
-  });
+  const ctx = await launch(userDataDir, { width: 1280, height: 900 });
   const out = { charts: 0, legend: [], errors: [], console_errors: [] };
   try {
     const page = ctx.pages()[0] || (await ctx.newPage());
