@@ -1,6 +1,8 @@
 #include "consumer_config.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_CONF_STR("kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",
@@ -59,3 +61,17 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  "Read migrations from this directory instead of those built in"),
     EPP_CONF_END,
 };
+
+int consumer_failpoint(const char *name)
+{
+    const char *list = getenv("EPP_FAILPOINT");
+    size_t n = strlen(name);
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}

@@ -27,6 +27,7 @@ enum {
     NEED_SLOW = 1,
     NEED_ISOLATE = 2,
     COMMIT_UNKNOWN = 3,
+    OFFSET_GAP = 4, /* rolled back: the batch does not continue the stored offsets */
 };
 
 struct consumer_writer {
@@ -37,7 +38,9 @@ struct consumer_writer {
     int64_t stop_seen_us; /* monotonic time the stop was first noticed, 0 before */
     PGconn *conn;
     atomic_int db_ok;
+    atomic_int broken; /* a batch did not continue the stored offsets */
     int failpoint_after_commit;
+    int failpoint_load_fails;
     unsigned seed;
     epp_buf_t scratch2;           /* per-row jsonb parameter */
     epp_buf_t arr[3];             /* rollup array parameters */
@@ -117,6 +120,7 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     w->m = metrics;
     w->stop = stop;
     atomic_init(&w->db_ok, 0);
+    atomic_init(&w->broken, 0);
     if (conf->user_day_cache > 0) {
         size_t per = (size_t)(conf->user_day_cache / (conf->writers > 0 ? conf->writers : 1));
         w->udcache = consumer_udcache_create(per ? per : 1);
@@ -128,10 +132,15 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     w->seed = (unsigned)(time(NULL) ^ getpid());
     /* Test-only: EPP_FAILPOINT=after_db_commit kills the process right after a batch's COMMIT
      * and before the Kafka commit (the crash window the offsets table exists for). */
-    const char *fp = getenv("EPP_FAILPOINT");
-    if (fp != NULL && strcmp(fp, "after_db_commit") == 0) {
+    if (consumer_failpoint("after_db_commit")) {
         w->failpoint_after_commit = 1;
         EPP_WARN("failpoint after_db_commit is armed: the process exits after its first commit");
+    }
+    /* Test-only: EPP_FAILPOINT=offsets_load_fails makes every offset load fail, as it does when
+     * a stop comes while Postgres is unreachable. */
+    if (consumer_failpoint("offsets_load_fails")) {
+        w->failpoint_load_fails = 1;
+        EPP_WARN("failpoint offsets_load_fails is armed: stored offsets are never read");
     }
     return w;
 }
@@ -158,6 +167,11 @@ void consumer_writer_destroy(consumer_writer_t *w)
 int consumer_writer_db_ok(const consumer_writer_t *w)
 {
     return atomic_load(&((consumer_writer_t *)w)->db_ok);
+}
+
+int consumer_writer_broken(const consumer_writer_t *w)
+{
+    return atomic_load(&((consumer_writer_t *)w)->broken);
 }
 
 /* 1 when retrying must end: a stop was requested, and either there is no batch in hand (start-up,
@@ -561,6 +575,32 @@ static size_t skip_stored(consumer_batch_t *b)
     return skipped;
 }
 
+/* 1 when some partition's stored next offset lies before the offset from which this batch's
+ * messages of it are known complete: storing the batch's end would pass over messages this
+ * process never read (consumer_positions.h). Logs each such partition. Offsets between the stored
+ * one and the batch's first message that the broker did not hand over (transaction markers) are
+ * not a gap: the read position accounts for them. */
+static int has_gap(const consumer_batch_t *b)
+{
+    int gap = 0;
+    for (size_t k = 0; k < b->nparts; k++) {
+        const consumer_part_t *p = &b->parts[k];
+        if (p->from < 0 || p->stored >= p->from)
+            continue;
+        char part[16], stored[32], from[32], first[32];
+        snprintf(part, sizeof part, "%" PRId32, p->partition);
+        snprintf(stored, sizeof stored, "%" PRId64, p->stored);
+        snprintf(from, sizeof from, "%" PRId64, p->from);
+        snprintf(first, sizeof first, "%" PRId64, p->first);
+        EPP_LOGKV(EPP_LOG_ERROR,
+                  "OFFSET GAP: the batch does not continue the stored offset; nothing stored",
+                  "partition", part, "stored_next_offset", stored, "read_from", from,
+                  "batch_first_offset", first);
+        gap = 1;
+    }
+    return gap;
+}
+
 /* One attempt in one transaction. */
 static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mode,
                      int *rollup_ready, epp_pg_error_t *pe)
@@ -573,16 +613,9 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
     }
     if ((rc = read_offsets(w, lock_offsets_sql, b, pe)) != 0)
         goto fail;
-    for (size_t k = 0; k < b->nparts; k++) {
-        const consumer_part_t *p = &b->parts[k];
-        if (p->stored >= 0 && p->stored < p->first) {
-            char detail[128];
-            snprintf(detail, sizeof detail,
-                     "partition %" PRId32 ": stored %" PRId64 ", batch starts at %" PRId64,
-                     p->partition, p->stored, p->first);
-            EPP_LOGKV(EPP_LOG_ERROR, "offset gap: messages between were never stored", "detail",
-                      detail);
-        }
+    if (has_gap(b)) {
+        epp_pg_rollback(w->conn);
+        return OFFSET_GAP;
     }
     size_t skipped = skip_stored(b);
     if (skipped > 0) {
@@ -785,6 +818,15 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
                 mode = MODE_ISOLATE;
                 continue;
             }
+            if (rc == OFFSET_GAP) {
+                /* Not retried: the same batch would find the same gap. The messages in between
+                 * are read again only by starting the partition at the stored offset, which the
+                 * next owner does: the caller leaves (consumer_writer_broken). */
+                atomic_store(&w->broken, 1);
+                epp_span_set_status(span, EPP_SPAN_STATUS_ERROR, "offset gap: nothing stored");
+                epp_span_end(span, 0);
+                return EPP_ESTATE;
+            }
             if (rc == COMMIT_UNKNOWN) {
                 epp_series_inc(w->m->commit_unknown);
                 EPP_WARN("connection lost during COMMIT: outcome unknown until the offsets table "
@@ -882,7 +924,7 @@ int consumer_writer_load_offsets(consumer_writer_t *w, const int32_t *parts, siz
         tmp.parts[i].partition = parts[i];
     int rc;
     for (unsigned attempt = 0;; attempt++) {
-        if (gave_up(w, 0)) {
+        if (gave_up(w, 0) || w->failpoint_load_fails) {
             rc = EPP_ESTATE;
             break;
         }

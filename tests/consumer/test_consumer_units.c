@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "consumer_batch.h"
+#include "consumer_positions.h"
 #include "consumer_rollup.h"
 #include "consumer_udcache.h"
 #include "epp_error.h"
@@ -246,6 +247,33 @@ static void test_rollup_filtered(void)
     consumer_rollup_destroy(r);
 }
 
+/* Read positions (the writers' gap check): a started partition vouches from its start offset, a
+ * message moves the position past it, and an unknown position vouches for nothing before the
+ * message -- but for everything after it. */
+static void test_positions(void)
+{
+    consumer_positions_t *ps = consumer_positions_create();
+    CHECK(ps != NULL);
+    CHECK_INT_EQ(consumer_positions_get(ps, 3), CONSUMER_POS_UNKNOWN);
+    CHECK_INT_EQ(consumer_positions_set(ps, 3, 100), 0);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 100), 100);
+    /* 101 was a transaction marker: the next message's position still says 101. */
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 102), 101);
+    CHECK_INT_EQ(consumer_positions_get(ps, 3), 103);
+    /* The log start. */
+    CHECK_INT_EQ(consumer_positions_set(ps, 0, -1), 0);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 0, 7), -1);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 0, 8), 8);
+    /* Unknown (revoked, or started without a loaded offset), and never seen. */
+    CHECK_INT_EQ(consumer_positions_set(ps, 3, CONSUMER_POS_UNKNOWN), 0);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 500), 500);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 501), 501);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 40, 9), 9);
+    CHECK_INT_EQ(consumer_positions_get(ps, 40), 10);
+    CHECK_INT_EQ(consumer_positions_set(ps, -1, 5), EPP_EINVAL);
+    consumer_positions_destroy(ps);
+}
+
 int main(void)
 {
     EPP_RUN(test_buckets);
@@ -256,5 +284,6 @@ int main(void)
     EPP_RUN(test_linked_sampling);
     EPP_RUN(test_udcache);
     EPP_RUN(test_rollup_filtered);
+    EPP_RUN(test_positions);
     return EPP_TEST_RESULT();
 }
