@@ -15,6 +15,7 @@ messages its process did not read (issue 19, defect 1). Two test-only fault poin
    event exactly once."""
 
 import sys
+import threading
 import time
 
 import consumer_testlib as c
@@ -35,6 +36,21 @@ def start_faulty(prefix, failpoint, seed):
     t.wait_for(lambda: '"msg":"partitions assigned' in svc.log_text(), timeout=60,
                msg="the assignment")
     return env, url, topic, group, before, svc
+
+
+def traffic(env, topic, seed):
+    """3000 events produced evenly over 3 s from now (a thread); returns (events, thread,
+    errors). Wherever a start at the end falls, most of them come after it."""
+    msgs = c.make_events(3000, seed=seed)
+    errors = []
+    th = threading.Thread(target=c.produce_evenly, args=(env, topic, msgs, 3.0, errors))
+    th.start()
+    return msgs, th, errors
+
+
+def join_traffic(th, errors):
+    th.join(60)
+    t.check(not th.is_alive() and not errors, "producing failed: %s" % errors[:3])
 
 
 def check_nothing_stored(url, group, topic, what):
@@ -59,19 +75,19 @@ def finish_clean(env, url, topic, group, msgs, name):
 def load_fails():
     env, url, topic, group, before, svc = start_faulty("cons_offload", "offsets_load_fails", 21)
     try:
-        log = svc.log_text()
-        t.check('"msg":"partitions assigned paused' in log and
-                '"msg":"stored offsets could not be read' in log,
-                "no error line for the paused assignment:\n%s" % svc.log_tail())
         # Traffic after the assignment: what a start at the end would read and store.
-        after = c.make_events(3000, seed=22)
-        t.produce(env, topic, after)
-        # 3 s is thirty batch intervals: a consumer reading anything has stored some of it.
-        time.sleep(3)
+        after, th, errors = traffic(env, topic, 22)
+        join_traffic(th, errors)
+        # 2 s is twenty batch intervals: a consumer reading anything has stored some of it.
+        time.sleep(2)
         consumed = c.metric(svc, "epp_consumer_messages_consumed_total")
         check_nothing_stored(url, group, topic, "offsets_load_fails")
         t.check(consumed == 0, "%d messages read from partitions without a start offset" %
                 consumed)
+        log = svc.log_text()
+        t.check('"msg":"partitions assigned paused' in log and
+                '"msg":"stored offsets could not be read' in log,
+                "no error line for the paused assignment:\n%s" % svc.log_tail())
     finally:
         rc = svc.stop()
     t.check(rc == 0, "exit code %s after SIGTERM; log:\n%s" % (rc, svc.log_tail()))
@@ -84,12 +100,12 @@ def load_fails():
 def assign_at_end():
     env, url, topic, group, before, svc = start_faulty("cons_gap", "assign_at_end", 23)
     try:
-        after = c.make_events(3000, seed=24)
-        t.produce(env, topic, after)
+        after, th, errors = traffic(env, topic, 24)
         try:
             rc = svc.wait(60)
         except Exception:  # noqa: BLE001 - still running: it stored across the gap
             rc = None
+        join_traffic(th, errors)
         log = svc.log_text()
         check_nothing_stored(url, group, topic, "assign_at_end")
         t.check('"msg":"OFFSET GAP' in log, "no OFFSET GAP line:\n%s" % svc.log_tail())
