@@ -2,6 +2,7 @@
  * in Postgres (SPEC section 5). See event_consumer/README.md for the design. */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,10 @@ typedef struct {
     lane_t lanes[MAX_LANES];
     size_t nlanes;
     consumer_positions_t *pos; /* read positions, for the writers' gap check */
+    /* 1 while everything /ready reads exists: set once the lanes and the Kafka handle are up,
+     * cleared when the poll loop ends. app_destroy stops the HTTP server before it frees
+     * anything, so a probe that saw 1 finishes before what it reads goes. */
+    atomic_int serving;
     int failpoint_assign_at_end;
     epp_series_t *lag[CONSUMER_MAX_TRACKED_PARTITIONS];
 } app_t;
@@ -173,6 +178,10 @@ static int any_writer_broken(const app_t *a)
 static int ready(void *ud, char *reason, size_t reason_size)
 {
     app_t *a = ud;
+    if (g_stop || !atomic_load(&a->serving)) {
+        snprintf(reason, reason_size, g_stop ? "stopping" : "starting");
+        return 0;
+    }
     /* A fresh connection attempt with a short timeout, so that a probe never hangs on a
      * black-holed database host. */
     const char *keys[] = {"dbname", "connect_timeout", NULL};
@@ -296,6 +305,11 @@ static int run(app_t *a)
 
 static void app_destroy(app_t *a)
 {
+    /* First: the HTTP handlers read the lanes and the Kafka handle (/ready) and the metrics
+     * (/metrics); destroying the server waits for the handlers running and serves no more. */
+    atomic_store(&a->serving, 0);
+    epp_http_destroy(a->http);
+    a->http = NULL;
     for (size_t i = 0; i < MAX_LANES; i++) {
         lane_t *l = &a->lanes[i];
         consumer_pipeline_destroy(l->pipe);
@@ -308,7 +322,6 @@ static void app_destroy(app_t *a)
         consumer_dlq_destroy(a->lanes[i].dlq);
     }
     consumer_positions_destroy(a->pos);
-    epp_http_destroy(a->http);
     /* Last of what can end a span (the writer threads are gone): exports what is queued. */
     epp_tracer_destroy(a->tracer);
     epp_metrics_destroy(a->reg);
@@ -451,7 +464,9 @@ int main(int argc, char **argv)
         }
     }
     EPP_LOGKV(EPP_LOG_INFO, "consuming", "topic", a->conf.topic, "group", a->conf.group_id);
+    atomic_store(&a->serving, 1);
     exit_code = run(a);
+    atomic_store(&a->serving, 0);
     /* Leaves the group; the revoke callback runs with nothing left in hand. */
     rd_kafka_consumer_close(a->rk);
     EPP_INFO(exit_code == 0 ? "stopped" : "stopped with the batch in hand unwritten");

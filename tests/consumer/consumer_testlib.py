@@ -149,18 +149,21 @@ def elapsed(t0):
     return "%.1fs" % (time.monotonic() - t0)
 
 
-def produce_evenly(env, topic, msgs, seconds, errors, wait_when_full=False):
+def produce_evenly(env, topic, msgs, seconds, errors, wait_when_full=False, stop=None):
     """Produces msgs ((key, value) tuples) to topic evenly over about `seconds`: a chunk every
     0.1 s, then a flush. Meant as a thread's target while the test disturbs the consumer, so it
     raises nothing: every failure is appended to errors (a list the caller checks after join).
 
     With wait_when_full, a full local producer queue (BufferError) waits for deliveries and
-    retries the message instead of ending the stream with an error; large streams need it."""
+    retries the message instead of ending the stream with an error; large streams need it.
+    stop: a threading.Event that ends the stream early (what was produced is flushed)."""
     try:
         from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
         chunk = max(1, len(msgs) // max(1, int(seconds / 0.1)))
         for i in range(0, len(msgs), chunk):
+            if stop is not None and stop.is_set():
+                break
             for k, v in msgs[i:i + chunk]:
                 while True:
                     try:
