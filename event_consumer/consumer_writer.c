@@ -38,7 +38,8 @@ struct consumer_writer {
     int64_t stop_seen_us; /* monotonic time the stop was first noticed, 0 before */
     PGconn *conn;
     atomic_int db_ok;
-    atomic_int broken; /* a batch did not continue the stored offsets */
+    atomic_int broken;      /* a batch did not continue the stored offsets */
+    atomic_int dlq_blocked; /* the batch in hand waits for dead letters that failed */
     int failpoint_after_commit;
     int failpoint_load_fails;
     unsigned seed;
@@ -121,6 +122,7 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     w->stop = stop;
     atomic_init(&w->db_ok, 0);
     atomic_init(&w->broken, 0);
+    atomic_init(&w->dlq_blocked, 0);
     if (conf->user_day_cache > 0) {
         size_t per = (size_t)(conf->user_day_cache / (conf->writers > 0 ? conf->writers : 1));
         w->udcache = consumer_udcache_create(per ? per : 1);
@@ -172,6 +174,45 @@ int consumer_writer_db_ok(const consumer_writer_t *w)
 int consumer_writer_broken(const consumer_writer_t *w)
 {
     return atomic_load(&((consumer_writer_t *)w)->broken);
+}
+
+int consumer_writer_dlq_blocked(const consumer_writer_t *w)
+{
+    return atomic_load(&((consumer_writer_t *)w)->dlq_blocked);
+}
+
+/* Marks the batch in hand as held by dead letters that could not be produced (or no longer),
+ * for /ready and epp_consumer_dead_letter_blocked. */
+static void set_dlq_blocked(consumer_writer_t *w, int blocked)
+{
+    if (atomic_exchange(&w->dlq_blocked, blocked) != blocked)
+        epp_series_add(w->m->dlq_blocked, blocked ? 1.0 : -1.0);
+}
+
+/* A dead letter of b failed (rc): counted each time; the first failure of a batch is logged at
+ * error level with the first message concerned, since the batch -- and with it every later
+ * message of its partitions -- now waits for the dead-letter topic to take it. */
+static void dlq_failed(consumer_writer_t *w, const consumer_batch_t *b, int rc)
+{
+    epp_series_inc(w->m->dlq_failures);
+    if (consumer_writer_dlq_blocked(w))
+        return;
+    set_dlq_blocked(w, 1);
+    for (size_t i = 0; i < b->n; i++) {
+        const consumer_row_t *r = &b->rows[i];
+        if (r->state != CONSUMER_ROW_BAD || r->dlq_done)
+            continue;
+        char part[16], off[32], bytes[32];
+        snprintf(part, sizeof part, "%" PRId32, r->partition);
+        snprintf(off, sizeof off, "%" PRId64, r->offset);
+        snprintf(bytes, sizeof bytes, "%zu", r->msg->len);
+        EPP_LOGKV(EPP_LOG_ERROR,
+                  "DEAD LETTER NOT PRODUCED: the batch is retried and its partitions hold until "
+                  "the dead-letter topic takes it",
+                  "partition", part, "offset", off, "bytes", bytes, "reason", r->err_code, "error",
+                  epp_strerror(rc), "dlq_topic", w->conf->dlq_topic);
+        break;
+    }
 }
 
 /* 1 when retrying must end: a stop was requested, and either there is no batch in hand (start-up,
@@ -528,6 +569,7 @@ static int send_dead_letters(consumer_writer_t *w, consumer_batch_t *b, epp_pg_e
         int rc = consumer_dlq_send(w->dlq, r->msg, w->conf->topic, r->err_code,
                                    consumer_row_str(b, r->err_off));
         if (rc != 0) {
+            dlq_failed(w, b, rc);
             snprintf(pe->message, sizeof pe->message, "dead-letter produce failed");
             pe->sqlstate[0] = '\0';
             return pe->code = rc;
@@ -538,6 +580,7 @@ static int send_dead_letters(consumer_writer_t *w, consumer_batch_t *b, epp_pg_e
         return 0;
     int rc = consumer_dlq_flush(w->dlq, 30000);
     if (rc != 0) {
+        dlq_failed(w, b, rc);
         snprintf(pe->message, sizeof pe->message, "dead-letter topic did not acknowledge");
         pe->sqlstate[0] = '\0';
         return pe->code = rc;
@@ -798,6 +841,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             epp_span_set_status(span, EPP_SPAN_STATUS_ERROR,
                                 "stopping: batch left unwritten (it will be read again)");
             epp_span_end(span, 0);
+            set_dlq_blocked(w, 0);
             return EPP_ESTATE;
         }
         epp_pg_error_t pe;
@@ -863,6 +907,10 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
         else
             log_pg(EPP_LOG_ERROR, "batch write failed (not a per-message error); retrying", &pe);
         backoff(w, attempt++, 1);
+    }
+    if (consumer_writer_dlq_blocked(w)) {
+        EPP_INFO("dead letters produced: the held partitions move again");
+        set_dlq_blocked(w, 0);
     }
     /* Committed: the batch's user-day pairs are stored (inserted now, or found stored). */
     if (w->udcache != NULL && w->ud_written && consumer_udcache_generation(w->udcache) >= 0) {

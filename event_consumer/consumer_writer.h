@@ -15,7 +15,9 @@
  *  3. rollup deltas, aggregated in C over the rows actually inserted, COPYed into a temporary
  *     table and upserted into epp_rollup_minute/hour/day and epp_user_day;
  *  4. the offsets rows move forward (never backwards) to the end of the batch;
- *  5. dead letters of the batch are produced and acknowledged;
+ *  5. dead letters of the batch are produced and acknowledged (when they cannot be, the
+ *     transaction rolls back and the batch is retried, its partitions held: see
+ *     consumer_writer_dlq_blocked);
  *  6. COMMIT, checked with PQcmdStatus. A connection lost during COMMIT leaves the outcome
  *     unknown: after reconnecting, the offsets table says whether it committed.
  * Transient failures reconnect and retry with capped exponential backoff and full jitter,
@@ -72,6 +74,12 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b);
 
 /* 1 when the last database interaction succeeded (for /ready). Any thread. */
 int consumer_writer_db_ok(const consumer_writer_t *w);
+
+/* 1 while the batch in hand waits for dead letters that the producer or the broker refused or
+ * did not acknowledge (logged at error level once per batch; counted in
+ * epp_consumer_dead_letter_failures_total and epp_consumer_dead_letter_blocked). Never skipped:
+ * the batch is retried until the dead-letter topic takes them. Any thread. */
+int consumer_writer_dlq_blocked(const consumer_writer_t *w);
 
 /* 1 once a batch did not continue the stored offsets: this process's stream of some partition
  * has a hole, so it must stop writing and leave the group -- the next owner starts the partition

@@ -194,6 +194,13 @@ static int ready(void *ud, char *reason, size_t reason_size)
         snprintf(reason, reason_size, "kafka unreachable");
         return 0;
     }
+    for (size_t i = 0; i < a->nlanes; i++) {
+        if (consumer_writer_dlq_blocked(a->lanes[i].writer)) {
+            snprintf(reason, reason_size,
+                     "dead letters cannot be produced: partitions held (see the log)");
+            return 0;
+        }
+    }
     return 1;
 }
 
@@ -422,7 +429,7 @@ int main(int argc, char **argv)
     a->nlanes = (size_t)a->conf.writers;
     for (size_t i = 0; i < a->nlanes; i++) {
         lane_t *l = &a->lanes[i];
-        l->dlq = consumer_dlq_create(a->conf.bootstrap, a->conf.dlq_topic, err, sizeof err);
+        l->dlq = consumer_dlq_create(&a->conf, err, sizeof err);
         if (l->dlq == NULL) {
             EPP_LOGKV(EPP_LOG_ERROR, "cannot create the dead-letter producer", "error", err);
             goto out;

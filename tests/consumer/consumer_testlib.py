@@ -197,3 +197,29 @@ def wait_caught_up(env, url, group, topic, timeout=60.0, procs=()):
         return all(got.get(p, 0) >= hi for p, hi in hw.items() if hi > 0)
     t.wait_for(done, timeout=timeout, interval=0.2, msg="offsets at the high watermarks %s" % hw)
     return hw
+
+
+def consume_dlq(env, topic, count, timeout=30):
+    """The confluent_kafka messages (headers included) of a dead-letter topic, from the
+    beginning: waits for count of them, then 2 s more for any unexpected extra one."""
+    from confluent_kafka import Consumer
+    cons = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                     "group.id": t.unique_name("dlqread"), "auto.offset.reset": "earliest"})
+    cons.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None or m.error():
+                continue
+            out.append(m)
+        # Anything more would be an unexpected extra dead letter.
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            m = cons.poll(0.2)
+            if m is not None and not m.error():
+                out.append(m)
+    finally:
+        cons.close()
+    return out
