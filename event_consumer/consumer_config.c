@@ -45,7 +45,9 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  pg_connect_timeout_s, "Postgres connect timeout (s)"),
     EPP_CONF_STR("kafka-consumer-config", "KAFKA_CONSUMER_CONFIG", NULL, consumer_conf_t,
                  kafka_consumer_config,
-                 "Extra librdkafka consumer properties: key=value,key=value (applied last)"),
+                 "Extra librdkafka consumer properties: key=value,key=value (applied last); its "
+                 "security.protocol, sasl.*, ssl.*, enable.ssl.* and enable.sasl.* items apply "
+                 "to the dead-letter producer too"),
     EPP_CONF_STR("consumer-copy-format", "CONSUMER_COPY_FORMAT", "binary", consumer_conf_t,
                  copy_format, "COPY format of the write path: binary or text"),
     EPP_CONF_BOOL("consumer-pipeline", "CONSUMER_PIPELINE", "true", consumer_conf_t, pipeline,
