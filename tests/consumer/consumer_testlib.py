@@ -63,16 +63,22 @@ def consumer(env, db_url, topic, group=None, port=None, extra_env=None, log_name
                             log_name=log_name)
 
 
-def count_rows(url):
+def pg_value(url, sql, params=()):
+    """The first column of the first row of a query."""
     conn = t.pg_connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM public.events")
+            cur.execute(sql, params)
             return cur.fetchone()[0]
-    except Exception:  # noqa: BLE001 - the table may not exist yet, or the server restarts
-        return -1
     finally:
         conn.close()
+
+
+def count_rows(url):
+    try:
+        return pg_value(url, "SELECT count(*) FROM public.events")
+    except Exception:  # noqa: BLE001 - the table may not exist yet, or the server restarts
+        return -1
 
 
 def wait_rows(url, n, timeout=60.0, procs=()):
