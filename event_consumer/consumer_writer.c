@@ -1,5 +1,6 @@
 #include "consumer_writer.h"
 
+#include "consumer_rows.h"
 #include "consumer_udcache.h"
 
 #include <inttypes.h>
@@ -107,8 +108,6 @@ static const struct {
  * for the deleter's COMMIT -- see consumer_udcache.h. */
 static const char begin_sql[] =
     "BEGIN; SELECT generation FROM public.epp_rollup_generation FOR SHARE";
-
-static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
 
 consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_dlq_t *dlq,
                                           consumer_metrics_t *metrics, volatile sig_atomic_t *stop)
@@ -365,127 +364,6 @@ static int read_offsets(consumer_writer_t *w, const char *sql, consumer_batch_t 
     return 0;
 }
 
-/* COPY sql FROM STDIN with data then tail. */
-static int copy_in(consumer_writer_t *w, const char *sql, const char *data, size_t len,
-                   const char *tail, size_t tail_len, epp_pg_error_t *pe)
-{
-    PGresult *res = PQexec(w->conn, sql);
-    int rc = epp_pg_result_error(w->conn, res, pe);
-    int copying = res != NULL && PQresultStatus(res) == PGRES_COPY_IN;
-    PQclear(res);
-    if (rc != 0 || !copying)
-        return rc != 0 ? rc : EPP_EIO;
-    /* Sent in slices: libpq copies each into its output buffer, so one huge call would double
-     * the memory of a large batch. */
-    const size_t slice = 256 * 1024;
-    int ok = 1;
-    for (size_t off = 0; off < len && ok; off += slice)
-        ok = PQputCopyData(w->conn, data + off, (int)(len - off < slice ? len - off : slice)) == 1;
-    if (ok && tail_len > 0)
-        ok = PQputCopyData(w->conn, tail, (int)tail_len) == 1;
-    ok = PQputCopyEnd(w->conn, ok ? NULL : "client error") == 1 && ok;
-    rc = 0;
-    while ((res = PQgetResult(w->conn)) != NULL) {
-        int r2 = epp_pg_result_error(w->conn, res, pe);
-        if (rc == 0)
-            rc = r2;
-        PQclear(res);
-    }
-    if (rc == 0 && !ok) {
-        epp_pg_copy_message(pe->message, sizeof pe->message, PQerrorMessage(w->conn));
-        pe->code = rc = EPP_EIO;
-    }
-    return rc;
-}
-
-static int copy_rows(consumer_writer_t *w, consumer_batch_t *b, const char *table,
-                     epp_pg_error_t *pe)
-{
-    char sql[160];
-    snprintf(sql, sizeof sql, "COPY %s %s FROM STDIN %s", table, events_columns,
-             epp_pgcopy_options(b->fmt));
-    epp_buf_t tail = {0};
-    epp_pgcopy_end(&tail, b->fmt);
-    int rc = copy_in(w, sql, b->copy.data, b->copy.len, tail.data, tail.len, pe);
-    epp_buf_free(&tail);
-    return rc;
-}
-
-/* Slow path: staging table, then INSERT ... ON CONFLICT DO NOTHING; marks inserted rows. */
-static int insert_via_stage(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
-{
-    int rc = copy_rows(w, b, "epp_stage", pe);
-    if (rc != 0)
-        return rc;
-    PGresult *res = NULL;
-    rc = epp_pg_exec_params(w->conn,
-                            "INSERT INTO public.events (event_id, user_id, event_name, metadata,"
-                            " \"timestamp\") SELECT event_id, user_id, event_name, metadata,"
-                            " \"timestamp\" FROM epp_stage ON CONFLICT (event_id) DO NOTHING"
-                            " RETURNING event_id",
-                            0, NULL, 1, &res, pe);
-    if (rc != 0)
-        return rc;
-    for (int r = 0; r < PQntuples(res); r++) {
-        if (PQgetlength(res, r, 0) != 16)
-            continue;
-        epp_uuid_t id;
-        memcpy(id.b, PQgetvalue(res, r, 0), 16);
-        size_t i = consumer_batch_find(b, &id);
-        if (i != (size_t)-1)
-            b->rows[i].inserted = 1;
-    }
-    PQclear(res);
-    return 0;
-}
-
-/* Isolation: each row in its own savepoint; rows Postgres rejects for their data become BAD. */
-static int insert_each(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
-{
-    static const char sql[] =
-        "INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\")"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
-    for (size_t i = 0; i < b->n; i++) {
-        consumer_row_t *row = &b->rows[i];
-        if (row->state != CONSUMER_ROW_OK)
-            continue;
-        int rc = epp_pg_exec(w->conn, "SAVEPOINT epp_row", pe);
-        if (rc != 0)
-            return rc;
-        epp_pgcopy_row_t r;
-        consumer_batch_row(b, i, &r);
-        unsigned char ts[8];
-        epp_pgcopy_put_be64(ts, (uint64_t)(r.timestamp_us - EPP_PGCOPY_PG_EPOCH_US));
-        epp_buf_reset(&w->scratch2);
-        epp_buf_append_char(&w->scratch2, 1); /* jsonb binary version */
-        epp_buf_append(&w->scratch2, r.metadata, r.metadata_len);
-        const char *values[5] = {(const char *)r.event_id.b, r.user_id, r.event_name,
-                                 w->scratch2.data, (const char *)ts};
-        int lengths[5] = {16, (int)r.user_id_len, (int)r.event_name_len, (int)w->scratch2.len, 8};
-        int formats[5] = {1, 1, 1, 1, 1};
-        PGresult *res = PQexecParams(w->conn, sql, 5, NULL, values, lengths, formats, 1);
-        rc = epp_pg_result_error(w->conn, res, pe);
-        if (rc == 0 && PQntuples(res) == 1)
-            row->inserted = 1;
-        PQclear(res);
-        if (rc != 0) {
-            if (!epp_pg_is_data_error(pe->sqlstate) || PQstatus(w->conn) != CONNECTION_OK)
-                return rc;
-            char text[320];
-            snprintf(text, sizeof text, "%s (SQLSTATE %s)", pe->message, pe->sqlstate);
-            EPP_LOGKV(EPP_LOG_WARN, "row rejected by Postgres; dead-lettering", "error", text);
-            if (consumer_batch_mark_bad(b, i, "db_rejected", text) != 0)
-                return EPP_ENOMEM;
-            rc = epp_pg_exec(w->conn, "ROLLBACK TO SAVEPOINT epp_row", pe);
-        } else {
-            rc = epp_pg_exec(w->conn, "RELEASE SAVEPOINT epp_row", pe);
-        }
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
 /* Reads the generation the first statements returned, and empties the cache when it moved. */
 static int begin_tx(consumer_writer_t *w, epp_pg_error_t *pe)
 {
@@ -677,7 +555,7 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
         ok_rows += b->rows[i].state == CONSUMER_ROW_OK;
     if (ok_rows > 0) {
         if (mode == MODE_FAST) {
-            rc = copy_rows(w, b, "public.events", pe);
+            rc = consumer_rows_copy(w->conn, b, "public.events", pe);
             if (rc != 0 && strcmp(pe->sqlstate, EPP_PG_UNIQUE_VIOLATION) == 0) {
                 epp_pg_rollback(w->conn);
                 return NEED_SLOW;
@@ -687,10 +565,10 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
                     b->rows[i].inserted = b->rows[i].state == CONSUMER_ROW_OK;
         } else if (mode == MODE_SLOW) {
             *rollup_ready = 0; /* only the rows RETURNING names are counted */
-            rc = insert_via_stage(w, b, pe);
+            rc = consumer_rows_insert_staged(w->conn, b, pe);
         } else {
             *rollup_ready = 0;
-            rc = insert_each(w, b, pe);
+            rc = consumer_rows_insert_each(w->conn, b, &w->scratch2, pe);
         }
         if (rc != 0 && mode != MODE_ISOLATE && epp_pg_is_data_error(pe->sqlstate) &&
             PQstatus(w->conn) == CONNECTION_OK) {
