@@ -1,4 +1,4 @@
-/* Parameter validation of the analytics API (SPEC section 7): turns one request's raw query
+/* Parameter validation of the analytics API (docs/contract.md §7): turns one request's raw query
  * and path parameters into a checked request, or into the 400 answer naming the bad field.
  *
  * Pure (no I/O, no allocation): the HTTP handlers (handlers.c) and the libFuzzer target
@@ -24,7 +24,8 @@ typedef enum {
     ANALYTICS_ROUTE_EVENT,       /* /analytics/events/{event_id} */
 } analytics_route_t;
 
-#define ANALYTICS_MAX_TEXT_PARAM 256 /* user_id and event_name: the ingestion limit (SPEC 4) */
+#define ANALYTICS_MAX_TEXT_PARAM                                                                   \
+    256 /* user_id and event_name: the ingestion limit (docs/contract.md §4) */
 
 /* Looks a parameter up: its decoded value, or NULL when absent. For the routes with a path
  * parameter ({user_id}, {event_id}) the getter answers that name from the path. */

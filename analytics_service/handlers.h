@@ -1,4 +1,4 @@
-/* HTTP handlers of the analytics API (SPEC section 7): parameter checks, one pool connection
+/* HTTP handlers of the analytics API (docs/contract.md §7): parameter checks, one pool connection
  * per request, JSON answers. */
 #ifndef ANALYTICS_HANDLERS_H
 #define ANALYTICS_HANDLERS_H

@@ -1,4 +1,4 @@
-/* epp-analytics: the analytics API and the live dashboard (SPEC section 7).
+/* epp-analytics: the analytics API and the live dashboard (docs/contract.md §7).
  *
  * main() wires the pieces together: configuration (analytics_config.c), the Postgres pool
  * (db_pool.c) with the prepared statements (queries.c), the HTTP routes (handlers.c,

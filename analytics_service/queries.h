@@ -1,6 +1,6 @@
 /* The analytics questions as prepared SQL over the rollups and public.events.
  *
- * Each function answers one SPEC section 7 question exactly for [from, to) (microseconds,
+ * Each function answers one docs/contract.md §7 question exactly for [from, to) (microseconds,
  * from < to): whole days, hours and minutes come from epp_rollup_day/hour/minute, the
  * sub-minute edges from public.events (see query_plan.h). Every statement is one round trip,
  * so each answer is taken from one snapshot of the database.

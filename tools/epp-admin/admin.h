@@ -1,4 +1,4 @@
-/* epp-admin: operations on a running platform (SPEC section 8). One configuration struct for
+/* epp-admin: operations on a running platform (docs/contract.md §8). One configuration struct for
  * every sub-command; each sub-command has its own option table (admin_main.c), so --help lists
  * exactly the options that sub-command reads.
  *
