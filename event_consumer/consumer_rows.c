@@ -103,8 +103,8 @@ int consumer_rows_insert_each(PGconn *conn, consumer_batch_t *b, epp_buf_t *scra
         epp_buf_reset(scratch);
         epp_buf_append_char(scratch, 1); /* jsonb binary version */
         epp_buf_append(scratch, r.metadata, r.metadata_len);
-        const char *values[5] = {(const char *)r.event_id.b, r.user_id, r.event_name,
-                                 scratch->data, (const char *)ts};
+        const char *values[5] = {(const char *)r.event_id.b, r.user_id, r.event_name, scratch->data,
+                                 (const char *)ts};
         int lengths[5] = {16, (int)r.user_id_len, (int)r.event_name_len, (int)scratch->len, 8};
         int formats[5] = {1, 1, 1, 1, 1};
         PGresult *res = PQexecParams(conn, sql, 5, NULL, values, lengths, formats, 1);
@@ -129,4 +129,3 @@ int consumer_rows_insert_each(PGconn *conn, consumer_batch_t *b, epp_buf_t *scra
     }
     return 0;
 }
-
