@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "db_pool.h"
+#include "analytics_pool.h"
 #include "epp_http.h"
 #include "epp_trace.h"
 
@@ -13,7 +13,7 @@
 
 typedef struct analytics_ctx analytics_ctx_t;
 
-/* The user data of one route (private to handlers.c). */
+/* The user data of one route (private to analytics_handlers.c). */
 typedef struct {
     analytics_ctx_t *ctx;
     const void *route;

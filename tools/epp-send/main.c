@@ -23,7 +23,7 @@
 #include "epp_log.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
-#include "evgen.h"
+#include "send_evgen.h"
 
 typedef struct {
     char *url;

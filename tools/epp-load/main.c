@@ -39,8 +39,8 @@
 #include "epp_log.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
-#include "evgen.h"
-#include "hist.h"
+#include "send_evgen.h"
+#include "load_hist.h"
 
 typedef struct {
     char *url;
