@@ -33,8 +33,12 @@ def start_faulty(prefix, failpoint, seed):
     svc = c.consumer(env, url, topic, group=group, extra_env={"EPP_FAILPOINT": failpoint},
                      log_name=topic + "-" + failpoint)
     svc.start()
-    t.wait_for(lambda: '"msg":"partitions assigned' in svc.log_text(), timeout=60,
-               msg="the assignment")
+    try:
+        t.wait_for(lambda: '"msg":"partitions assigned' in svc.log_text(), timeout=60,
+                   msg="the assignment")
+    except BaseException:
+        svc.stop()
+        raise
     return env, url, topic, group, before, svc
 
 

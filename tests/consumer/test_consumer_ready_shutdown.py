@@ -92,13 +92,16 @@ def sigterm_rounds(env, url, topic, rounds):
         for r in range(rounds):
             port = t.free_port()
             svc = c.consumer(env, url, topic, port=port, log_name="%s-stop%d" % (topic, r))
-            svc.start()
-            # Running, partitions assigned, batches being written.
-            t.wait_for(lambda: c.metric(svc, "epp_consumer_batches_total") > 0,
-                       timeout=60, msg="a written batch")
-            with Hammer(port) as h:
-                time.sleep(0.3)
-                rc = svc.stop(timeout=60, sig=signal.SIGTERM)
+            try:
+                svc.start()
+                # Running, partitions assigned, batches being written.
+                t.wait_for(lambda: c.metric(svc, "epp_consumer_batches_total") > 0,
+                           timeout=60, msg="a written batch")
+                with Hammer(port) as h:
+                    time.sleep(0.3)
+                    rc = svc.stop(timeout=60, sig=signal.SIGTERM)
+            finally:
+                svc.stop()
             check_exit(svc, rc, 0, "SIGTERM round %d" % r)
             t.check(not h.bad, "round %d: bad answers %s" % (r, h.bad[:3]))
             answers += h.answers
@@ -115,9 +118,12 @@ def startup_failure_rounds(env, url, topic, rounds):
         port = t.free_port()
         svc = c.consumer(env, url, topic, port=port, log_name="%s-badconf%d" % (topic, r),
                          extra_env={"KAFKA_CONSUMER_CONFIG": "no.such.property=1"})
-        with Hammer(port) as h:
-            svc.start(wait_healthy=False)
-            rc = svc.wait(60)
+        try:
+            with Hammer(port) as h:
+                svc.start(wait_healthy=False)
+                rc = svc.wait(60)
+        finally:
+            svc.stop()
         check_exit(svc, rc, 1, "start-up failure round %d" % r)
         t.check("cannot create the Kafka consumer" in svc.log_text(),
                 "round %d: not the expected failure:\n%s" % (r, svc.log_tail()))
