@@ -3,8 +3,7 @@
 //   node dashboard_check.js BASE_URL EXPECTED_TOTAL SCREENSHOT USER_DATA_DIR [API_KEY]
 // With API_KEY, the service has keys on: the page must ask for one, and work once given it.
 "use strict";
-const path = require("path");
-const { launch } = require(path.join(__dirname, "..", "lib", "chromium.js"));
+const { launch } = require("../lib/epp_chromium");
 
 const [base, expectedTotal, screenshot, userDataDir, apiKey] = process.argv.slice(2);
 // DASH_TIMEOUT_MS: how long to wait for the expected total (default 20 s).

@@ -1,5 +1,5 @@
 """Headless Chromium for the browser tests (tests/analytics, tests/superset): a Node script of
-theirs drives Debian's /usr/bin/chromium through playwright-core (tests/lib/chromium.js), which
+theirs drives Debian's /usr/bin/chromium through playwright-core (tests/lib/epp_chromium.js), which
 the analytics_npm CTest fixture installs into the build directory (tests/analytics/npm_ci.cmake),
 and prints one JSON line of findings as its last line starting with "{".
 

@@ -1,4 +1,4 @@
-// Drives Superset in headless Chromium (tests/lib/chromium.js) and prints one JSON line of
+// Drives Superset in headless Chromium (tests/lib/epp_chromium.js) and prints one JSON line of
 // findings for the Python tests (tests/superset/) and bench/bench_superset.sh to judge.
 //
 //   node superset_check.js dashboard BASE USER PASSWORD USER_DATA_DIR SCREENSHOT [LOADS]
@@ -16,8 +16,7 @@
 // "loading" (default 60 s). DASH_URL_QUERY: appended to the dashboard's URL (e.g. a
 // ?native_filters=... time range).
 "use strict";
-const path = require("path");
-const { launch } = require(path.join(__dirname, "..", "lib", "chromium.js"));
+const { launch } = require("../lib/epp_chromium");
 
 const [mode, base, user, password, userDataDir, ...rest] = process.argv.slice(2);
 const TIMEOUT = parseInt(process.env.DASH_TIMEOUT_MS || "60000", 10);
