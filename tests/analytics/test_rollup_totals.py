@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """sql/010 and 011: the per-bucket totals follow every change to the by-name rollups (insert, upsert,
 decrement, delete, truncate), and a database migrated with data already in the rollups is
-backfilled exactly. sql/020: the same for the users per day (epp_user_day_total, behind the view
+backfilled exactly. sql/020: the same for the users per day (epp_user_day_count, behind the view
 epp_daily_active_users) under every change to the epp_user_day set."""
 import os
 import sys
@@ -24,7 +24,7 @@ def mismatches(cur):
               ON a.bucket = b.bucket
             WHERE a.n IS DISTINCT FROM b.n AND NOT (a.n = 0 AND b.n IS NULL)""")
         bad += [(lvl,) + r for r in cur.fetchall()]
-    cur.execute(epp_rollups.USER_DAY_TOTAL_DIFF_SQL)
+    cur.execute(epp_rollups.USER_DAY_COUNT_DIFF_SQL)
     bad += [("user_day",) + r for r in cur.fetchall()]
     cur.execute("""SELECT count(*) FROM public.epp_daily_active_users v
                    FULL JOIN (SELECT bucket, count(*) AS n FROM public.epp_user_day GROUP BY 1) e
@@ -107,7 +107,7 @@ def main():
         t.check(cur.fetchone()[0] == 0, "TRUNCATE empties the hour totals")
         cur.execute("TRUNCATE public.epp_user_day")
         conn.commit()
-        cur.execute("SELECT count(*) FROM public.epp_user_day_total")
+        cur.execute("SELECT count(*) FROM public.epp_user_day_count")
         t.check(cur.fetchone()[0] == 0, "TRUNCATE empties the users per day")
         add_pairs(cur, ["2026-03-29 00:00:00+00"] * 3, ["a", "b", "c"])
         conn.commit()
