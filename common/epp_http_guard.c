@@ -526,7 +526,8 @@ int epp_http__guard_init(epp_http_server_t *srv, char *err, size_t errsz)
             srv->cors_any |= strcmp(srv->cors[i], "*") == 0;
     }
     srv->opts.cors_origins = NULL;
-    if (o->rate_limit_rps > 0 && !(srv->rl = buckets_create(o->rate_limit_rps, o->rate_limit_burst)))
+    if (o->rate_limit_rps > 0 &&
+        !(srv->rl = buckets_create(o->rate_limit_rps, o->rate_limit_burst)))
         goto nomem;
     if (o->auth_fail_rps > 0 &&
         !(srv->authfail = buckets_create(o->auth_fail_rps, o->auth_fail_burst)))

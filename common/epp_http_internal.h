@@ -1,8 +1,10 @@
 /* epp_http_internal.h: what the files of the HTTP layer share, and nothing the services see.
  *
  * The layer (contract in epp_http.h) is split by concern, each file opening with what it owns:
- *   epp_http_server.c  the server object, its worker threads and their epoll loops, accepting,
- *                      reading, writing and closing connections, time limits, quiesce, destroy;
+ *   epp_http_server.c  the server object, its worker threads and their epoll loops, the
+ *                      listening socket, quiesce, destroy;
+ *   epp_http_conn.c    one connection on the wire: accept, read, hand complete requests on,
+ *                      write replies, lingering close, time limits;
  *   epp_http_parse.c   the HTTP/1.1 wire format: request line, headers, Content-Length and
  *                      chunked bodies, and the serialisation of a reply's head;
  *   epp_http_reply.c   the reply state machine (which thread answers, and when), the reply
@@ -41,6 +43,7 @@
 /* A body up to this size is part of a connection's own allowance and takes nothing from the
  * server's budget of bodies in flight; a larger one reserves its size there. */
 #define EPP_HTTP__SMALL_BODY (16 * 1024)
+#define EPP_HTTP__SWEEP_US   500000 /* how often a worker checks its connections' time limits */
 
 /* Request state bits (epp_http_reply.c explains the machine). */
 enum {
@@ -161,25 +164,25 @@ struct epp_http__conn {
      * [0, head_len) once parsed; scan is where the search for its end resumes. */
     char *rbuf;
     size_t rcap, rlen, head_len, scan;
-    size_t rpos_extra;    /* bytes after the head that the current request has consumed */
-    int head_started;     /* request_begin() ran for the head being read */
+    size_t rpos_extra; /* bytes after the head that the current request has consumed */
+    int head_started;  /* request_begin() ran for the head being read */
     epp_http__phase_t phase;
-    uint64_t body_left;   /* Content-Length bytes still to read */
-    int chunk_state;      /* epp_http_parse.c's chunked decoder */
-    uint64_t chunk_left;  /* bytes of the current chunk still to read */
-    size_t chunk_aux;     /* length of a chunk extension or trailer line being skipped */
-    size_t discard_left;  /* an answered request's body still to skip (keep-alive) */
-    int readable;         /* an edge said readable and no read has drained it since */
-    int in_request;       /* between the first byte of a request and its reply */
-    int dispatched;       /* the handler was called and the reply has not been written yet */
-    int closing;          /* close once nothing is in flight */
-    int lingering;        /* the reply went out; reading to EOF before the close */
-    size_t linger_left;   /* bytes still allowed to be read and dropped while lingering */
-    int want_continue;    /* send "100 Continue" before reading the body */
-    int keep_alive;       /* the client allows another request on this connection */
-    int http10;           /* the request was HTTP/1.0 (keep-alive must be said) */
-    int64_t last_io_us;   /* idle timeout: the last byte read or written */
-    int64_t since_us;     /* header deadline (between requests) and body deadline */
+    uint64_t body_left;  /* Content-Length bytes still to read */
+    int chunk_state;     /* epp_http_parse.c's chunked decoder */
+    uint64_t chunk_left; /* bytes of the current chunk still to read */
+    size_t chunk_aux;    /* length of a chunk extension or trailer line being skipped */
+    size_t discard_left; /* an answered request's body still to skip (keep-alive) */
+    int readable;        /* an edge said readable and no read has drained it since */
+    int in_request;      /* between the first byte of a request and its reply */
+    int dispatched;      /* the handler was called and the reply has not been written yet */
+    int closing;         /* close once nothing is in flight */
+    int lingering;       /* the reply went out; reading to EOF before the close */
+    size_t linger_left;  /* bytes still allowed to be read and dropped while lingering */
+    int want_continue;   /* send "100 Continue" before reading the body */
+    int keep_alive;      /* the client allows another request on this connection */
+    int http10;          /* the request was HTTP/1.0 (keep-alive must be said) */
+    int64_t last_io_us;  /* idle timeout: the last byte read or written */
+    int64_t since_us;    /* header deadline (between requests) and body deadline */
     int64_t linger_until_us;
     /* Output: wbuf[woff, wlen) still to send. */
     epp_buf_t wbuf;
@@ -263,6 +266,15 @@ int64_t epp_http__now_us(void);
 void epp_http__kick(epp_http__worker_t *w);
 /* The worker running the calling thread, or NULL on any other thread. */
 epp_http__worker_t *epp_http__self(void);
+
+/* --- epp_http_conn.c (worker thread only) --- */
+void epp_http__accept(epp_http__worker_t *w);
+/* Moves c as far as it can go without blocking (after an epoll event). */
+void epp_http__conn_progress(epp_http__conn_t *c);
+/* c's suspended request has its reply (from the resume stack or the ready list). */
+void epp_http__conn_on_reply(epp_http__conn_t *c);
+void epp_http__sweep(epp_http__worker_t *w, int64_t now);
+void epp_http__conn_free(epp_http__conn_t *c);
 
 /* --- epp_http_parse.c --- */
 /* Looks for the end of the head in c->rbuf (resuming at c->scan) and parses it into c->req.

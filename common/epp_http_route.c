@@ -11,8 +11,8 @@
 #include "epp_error.h"
 #include "epp_http_internal.h"
 
-const char *const epp_http__method_names[EPP_HTTP__M_COUNT] = {
-    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "other"};
+const char *const epp_http__method_names[EPP_HTTP__M_COUNT] = {"GET",   "POST", "PUT",     "DELETE",
+                                                               "PATCH", "HEAD", "OPTIONS", "other"};
 
 int epp_http__method_index(const char *m)
 {
@@ -29,10 +29,9 @@ void epp_http__metrics_init(epp_http_server_t *srv)
 {
     epp_metrics_t *m = srv->opts.metrics;
     if (m) {
-        srv->m_requests =
-            epp_metrics_counter(m, "epp_http_requests_total",
-                                "HTTP requests answered, by route pattern, method and status.",
-                                "route,method,status");
+        srv->m_requests = epp_metrics_counter(
+            m, "epp_http_requests_total",
+            "HTTP requests answered, by route pattern, method and status.", "route,method,status");
         epp_metric_t *g = epp_metrics_gauge(m, "epp_http_requests_in_flight",
                                             "HTTP requests received and not yet completed.", NULL);
         srv->g_inflight = g ? epp_metric_default(g) : NULL;
@@ -85,8 +84,8 @@ static epp_series_t *stats_counter(epp_http_server_t *srv, epp_http__stats_t *st
         if (k == 0) {
             unsigned zero = 0;
             snprintf(code, sizeof(code), "%u", status);
-            epp_series_t *ser = epp_metric_series(srv->m_requests, st->pattern,
-                                                  epp_http__method_names[midx], code);
+            epp_series_t *ser =
+                epp_metric_series(srv->m_requests, st->pattern, epp_http__method_names[midx], code);
             if (atomic_compare_exchange_strong(&s->key, &zero, key)) {
                 atomic_store_explicit(&s->series, ser, memory_order_release);
                 return ser;
@@ -280,8 +279,7 @@ static int body_limits(epp_http_req_t *req, const epp_http__route_t *route)
     if (c->phase == EPP_HTTP__P_DONE)
         return 0;
     if (route->flags & EPP_HTTP_ROUTE_NO_BODY) {
-        epp_http__early_error(req, 413, "payload_too_large", "this route takes no request body",
-                              0);
+        epp_http__early_error(req, 413, "payload_too_large", "this route takes no request body", 0);
         return 1;
     }
     if (c->phase != EPP_HTTP__P_BODY)
