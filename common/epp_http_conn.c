@@ -272,7 +272,8 @@ static int request_advance(epp_http__conn_t *c)
         c->rpos_extra += (size_t)k;
         if (req->body.len > srv->opts.max_body)
             return conn_refuse(c, 413) == 0;
-        if (req->body.len > EPP_HTTP__SMALL_BODY && epp_http__body_reserve(req, req->body.cap) < 0) {
+        if (req->body.len > EPP_HTTP__SMALL_BODY &&
+            epp_http__body_reserve(req, req->body.cap) < 0) {
             c->dispatched = 1;
             epp_http__early_error(req, 503, "server_busy",
                                   "too many request bodies are in flight; retry later", 1);
@@ -500,14 +501,14 @@ void epp_http__conn_on_reply(epp_http__conn_t *c)
         epp_http__conn_progress(c);
 }
 
-
 void epp_http__accept(epp_http__worker_t *w)
 {
     epp_http_server_t *srv = w->srv;
     for (int i = 0; i < ACCEPT_BURST; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof(ss);
-        int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return; /* EAGAIN, or a pending connection reset meanwhile */
         if (atomic_load(&srv->conns_open) >= srv->opts.max_connections) {
@@ -589,4 +590,3 @@ void epp_http__sweep(epp_http__worker_t *w, int64_t now)
         }
     }
 }
-

@@ -104,6 +104,15 @@ int epp_http__parse_head(epp_http__conn_t *c)
         i = (size_t)(cr - buf) + 1;
     }
     if (!hit) {
+        /* A bare LF is refused now rather than after a timeout (the head could never end). */
+        for (size_t k = c->scan; k < c->rlen; k++) {
+            const char *lf = memchr(buf + k, '\n', c->rlen - k);
+            if (!lf)
+                break;
+            if (lf == buf || lf[-1] != '\r')
+                return -400;
+            k = (size_t)(lf - buf);
+        }
         c->scan = c->rlen;
         if (c->rlen >= EPP_HTTP__HEAD_MAX)
             return memchr(buf, '\n', c->rlen) ? -431 : -414;
