@@ -82,9 +82,12 @@ def main():
     build = t.build_dir_from()
     base_env = t.load_env(build)
     pg = H.PgCluster(base_env["EPP_BUILD_DIR"]).start()
+    # The failed-authentication throttle (AUTH_FAILURE_RPS) would answer most of the thousands
+    # of wrong keys below with 429; it is off here and tested on its own at the end.
     h = H.Harness(base_env, pg, "auth",
-                  ingest_env={"INGEST_API_KEYS": WRITE_KEY + "," + WRITE_KEY2},
-                  analytics_env={"ANALYTICS_API_KEYS": READ_KEY})
+                  ingest_env={"INGEST_API_KEYS": WRITE_KEY + "," + WRITE_KEY2,
+                              "AUTH_FAILURE_RPS": "0"},
+                  analytics_env={"ANALYTICS_API_KEYS": READ_KEY, "AUTH_FAILURE_RPS": "0"})
     try:
         h.start()
         ing, ana = h.ingest.port, h.analytics.port
@@ -192,11 +195,35 @@ def main():
 
         timing(ing, "ingest", WRITE_KEY, "POST", "/events", ev)
         timing(ana, "analytics", READ_KEY, "GET", analytics_routes[0][1], None)
+        throttle(h, ev)
     finally:
         h.stop()
         pg.destroy()
     print("auth: %d failures" % len(FAILURES))
     return 1 if FAILURES else 0
+
+
+def throttle(h, ev):
+    """With the default throttle (AUTH_FAILURE_RPS 1, burst 20), a client guessing keys gets 401
+    twenty times, then 429 with Retry-After -- even for the right key, which is not compared
+    while it is throttled; requests without a key are not guesses and stay 401."""
+    svc = H.Svc(h, "ingest", "ingest_throttled",
+                {"INGEST_API_KEYS": WRITE_KEY, "AUTH_FAILURE_RPS": "1",
+                 "AUTH_FAILURE_BURST": "20"}).start()
+    try:
+        sts = [request(svc.port, "POST", "/events", {"Authorization": "Bearer guess-%d" % i},
+                       ev)[0] for i in range(21)]
+        check(sts[:20] == [401] * 20 and sts[20] == 429,
+              "throttle: 21 wrong keys -> 20 x 401 then %s (want 429)" % sts[20:])
+        st, hd, _ = request(svc.port, "POST", "/events", {"Authorization": "Bearer " + WRITE_KEY},
+                            ev)
+        check(st == 429 and hd.get("retry-after") == "1",
+              "throttle: the right key while throttled -> %s, Retry-After %s (want 429, 1)" %
+              (st, hd.get("retry-after")))
+        st, _, _ = request(svc.port, "POST", "/events", {}, ev)
+        check(st == 401, "throttle: no key while throttled -> %s (want 401)" % st)
+    finally:
+        svc.terminate()
 
 
 def timing(port, name, key, method, path, body, tries=400):
