@@ -18,6 +18,7 @@
  * most a second (and a bounded number of bytes) so that the client sees the reply rather than a
  * reset. A dispatched request is never timed out: its connection lives until the reply. */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -509,6 +510,18 @@ void epp_http__accept(epp_http__worker_t *w)
         socklen_t len = sizeof(ss);
         int fd =
             accept4(srv->listen_fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && w->spare_fd >= 0) {
+            /* Out of descriptors: the listening socket would stay readable and the loop spin.
+             * The spare descriptor makes room to take the connection and close it at once. */
+            close(w->spare_fd);
+            fd = accept4(srv->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0)
+                close(fd);
+            w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (srv->c_refused_conns)
+                epp_series_inc(srv->c_refused_conns);
+            return;
+        }
         if (fd < 0)
             return; /* EAGAIN, or a pending connection reset meanwhile */
         if (atomic_load(&srv->conns_open) >= srv->opts.max_connections) {

@@ -198,6 +198,7 @@ struct epp_http__worker {
     int started;
     int epfd;
     int wake_fd;
+    int spare_fd;  /* /dev/null, given up to accept-and-close when descriptors run out */
     int listening; /* the listening socket is in this worker's epoll set */
     _Atomic int quit;
     _Atomic int kicked; /* 1 while awake: repliers need not write wake_fd */

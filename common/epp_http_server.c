@@ -13,6 +13,7 @@
  * cleared just before the last look at the resume stack before sleeping. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -276,6 +277,7 @@ static int worker_init(epp_http__worker_t *w)
     epp_http_server_t *srv = w->srv;
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (w->epfd < 0 || w->wake_fd < 0)
         return -1;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &tag_wake};
@@ -316,7 +318,7 @@ int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz)
         epp_http__worker_t *w = &srv->workers[i];
         w->srv = srv;
         w->index = i;
-        w->epfd = w->wake_fd = -1;
+        w->epfd = w->wake_fd = w->spare_fd = -1;
         pthread_mutex_init(&w->lock, NULL);
     }
     for (unsigned i = 0; i < nw; i++) {
@@ -436,6 +438,8 @@ void epp_http_destroy(epp_http_server_t *srv)
                 close(w->epfd);
             if (w->wake_fd >= 0)
                 close(w->wake_fd);
+            if (w->spare_fd >= 0)
+                close(w->spare_fd);
             pthread_mutex_destroy(&w->lock);
         }
         free(srv->workers);
