@@ -35,7 +35,11 @@ DESIGNS=("epp_http=$BUILD/bin/bench_http_echo --threads $THREADS $SYNC"
          "mhd-poll=$BUILD/bin/bench_proto_mhd --mode poll --threads $THREADS $SYNC"
          "mhd-thread-per-conn=$BUILD/bin/bench_proto_mhd --mode tpc $SYNC")
 [ -x "$BUILD/bin/bench_proto_h2o" ] && DESIGNS+=("h2o-evloop=$BUILD/bin/bench_proto_h2o --threads $THREADS $SYNC")
-for extra in ${DESIGNS_EXTRA:-}; do DESIGNS+=("${extra//+/ }"); done
+# DESIGNS_EXTRA entries are name=command with + for spaces in the command.
+for extra in ${DESIGNS_EXTRA:-}; do
+    cmd=${extra#*=}
+    DESIGNS+=("${extra%%=*}=${cmd//+/ }")
+done
 : >"$TMP/results"
 n=${#DESIGNS[@]}
 for r in $(seq 1 "$ROUNDS"); do
