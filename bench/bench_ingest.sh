@@ -32,9 +32,10 @@ BCONNS=${BENCH_BATCH_CONNECTIONS:-64}
 THREADS=${BENCH_HTTP_THREADS:-2}
 INGEST_BIN="$BUILD/bin/epp-ingest"
 BROKER_BIN="$BUILD/bin/epp-devbroker"
+FLOOR_BIN="$BUILD/bin/bench_kafka_floor"
 
 require_tools wrk nginx
-for b in "$INGEST_BIN" "$BROKER_BIN"; do
+for b in "$INGEST_BIN" "$BROKER_BIN" "$FLOOR_BIN"; do
     [ -x "$b" ] || { echo "bench_ingest: $b not built"; exit 1; }
 done
 
@@ -107,6 +108,22 @@ ingest_round() {
         'BEGIN { printf "%s %s %s %s %.1f\n", r, p, b, c, (n > 0 ? t * 1e6 / hz / n : 0) }'
 }
 
+# --- the floor: librdkafka alone, producing messages shaped like epp-ingest's to the same broker
+# (256 in flight like the connections, and unbounded like batches), with the broker's CPU ---
+floor() {
+    local b0 b1 out
+    b0=$(cpu_ticks "$BROKER_PID")
+    out=$("$FLOOR_BIN" "$(cat "$TMP/addr")" floor "$DUR" --inflight "$1")
+    b1=$(cpu_ticks "$BROKER_PID")
+    awk -v o="$out" -v t=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        split(o, f, " "); n = f[10];
+        printf "%s; dev broker %.1f us CPU per message\n", o, (n > 0 ? t * 1e6 / hz / n : 0) }'
+}
+FLOOR_256=$(floor 256)
+FLOOR_ALL=$(floor 0)
+echo "  floor, librdkafka alone, 256 in flight: $FLOOR_256"
+echo "  floor, librdkafka alone, unbounded:     $FLOOR_ALL"
+
 # --- single events: rounds alternate which side goes first ---
 : >"$TMP/rounds"
 for r in $(seq 1 "$ROUNDS"); do
@@ -157,6 +174,8 @@ printf 'CPU per durable request: epp-ingest %s us, dev broker %s us, nginx %s us
 printf 'ratio epp-ingest/nginx: %.2fx (%s workers each); %.2fx of nginx with 1 worker\n' "$R" "$THREADS" "$R1"
 awk -v e="$B_EVS" -v r="$B_RPS" -v p99="$B_P99" 'BEGIN { printf "epp-ingest POST /events/batch x100: %.0f events/s acknowledged (%.0f req/s, p99 %s; wrk -c'"$BCONNS"')\n", e, r, p99 }'
 awk -v k="$RSS_KB" 'BEGIN { printf "epp-ingest peak RSS: %.1f MB\n", k / 1024 }'
+echo "floor (librdkafka alone, same broker): 256 in flight: $FLOOR_256"
+echo "floor (librdkafka alone, same broker): unbounded:     $FLOOR_ALL"
 STATUS=0
 target "POST /events >= 0.8x nginx" "$R >= 0.8"
 target "epp-ingest CPU per durable request <= 16 us" "$I_CPU <= 16"
