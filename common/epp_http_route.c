@@ -294,9 +294,9 @@ static int body_limits(epp_http_req_t *req, const epp_http__route_t *route)
                               "too many request bodies are in flight; retry later", 1);
         return 1;
     }
-    /* One allocation for a body of known, modest size; a client declaring a large body and
-     * sending nothing does not get to pin that much memory up front. */
-    if (c->body_left > req->body.cap && c->body_left <= 256 * 1024)
+    /* One allocation for the whole body: no copy as it grows. A large one is within the budget
+     * reserved above, and its pages are only touched as the bytes arrive. */
+    if (c->body_left >= req->body.cap)
         epp_buf_reserve(&req->body, (size_t)c->body_left);
     return 0;
 }
