@@ -68,9 +68,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err);
         return 1;
     }
-    const char *kv[][2] = {{"enable.idempotence", "true"}, {"acks", "all"},
-                           {"linger.ms", "1"},             {"batch.num.messages", "10000"},
-                           {"partitioner", "murmur2_random"}, {"socket.nagle.disable", "true"}};
+    const char *kv[][2] = {{"enable.idempotence", "true"},
+                           {"acks", "all"},
+                           {"linger.ms", "1"},
+                           {"batch.num.messages", "10000"},
+                           {"partitioner", "murmur2_random"},
+                           {"socket.nagle.disable", "true"}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
         if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err) != RD_KAFKA_CONF_OK) {
             fprintf(stderr, "%s\n", err);

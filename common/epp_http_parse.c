@@ -247,17 +247,6 @@ enum {
     CK_FINAL_LF,
 };
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 long epp_http__parse_chunked(epp_http__conn_t *c, const char *in, size_t len, int *done)
 {
     epp_http_req_t *req = &c->req;
@@ -268,7 +257,7 @@ long epp_http__parse_chunked(epp_http__conn_t *c, const char *in, size_t len, in
         switch (c->chunk_state) {
         case CK_SIZE0:
         case CK_SIZE: {
-            int v = hexval(ch);
+            int v = epp_http__hexval(ch);
             if (v >= 0) {
                 /* chunk_left counts digits in its top byte while the size is read. */
                 unsigned digits = (unsigned)(c->chunk_left >> 56) + 1;

@@ -63,7 +63,7 @@ void epp_http__arena_free(epp_http__conn_t *c)
     c->arena = NULL;
 }
 
-static int hexval(int ch)
+int epp_http__hexval(int ch)
 {
     if (ch >= '0' && ch <= '9')
         return ch - '0';
@@ -78,9 +78,10 @@ int epp_http__url_decode(char *dst, const char *src, size_t len, int plus)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        if (src[i] == '%' && i + 2 < len && hexval((unsigned char)src[i + 1]) >= 0 &&
-            hexval((unsigned char)src[i + 2]) >= 0) {
-            int v = hexval((unsigned char)src[i + 1]) * 16 + hexval((unsigned char)src[i + 2]);
+        if (src[i] == '%' && i + 2 < len && epp_http__hexval((unsigned char)src[i + 1]) >= 0 &&
+            epp_http__hexval((unsigned char)src[i + 2]) >= 0) {
+            int v = epp_http__hexval((unsigned char)src[i + 1]) * 16 +
+                    epp_http__hexval((unsigned char)src[i + 2]);
             if (v == 0)
                 return -1;
             dst[o++] = (char)v;
