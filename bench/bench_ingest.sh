@@ -18,7 +18,10 @@
 # Env: EPP_BUILD_DIR (default ./build), BENCH_DURATION seconds per wrk run (default 5),
 # BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (256), BENCH_BATCH_CONNECTIONS (64),
 # BENCH_HTTP_THREADS (epp-ingest HTTP_THREADS, default 2), BENCH_LINGER_MS (KAFKA_LINGER_MS,
-# default: the service default). Other variables reach epp-ingest unchanged.
+# default: the service default), BENCH_KAFKA_BOOTSTRAP (a running Kafka instead of the dev broker,
+# e.g. the single node of scripts/kafka.sh; BENCH_KAFKA_TOPIC names an existing topic, default
+# events; BENCH_BROKER_PID its process, for its CPU per request). Other variables reach
+# epp-ingest unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=bench/lib.sh
@@ -65,14 +68,25 @@ with open(sys.argv[1], "w") as f:
             'wrk.headers["Content-Type"] = "application/json"\n' % body)
 PY
 
-# --- the dev broker and epp-ingest ---
-"$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
-    >/dev/null 2>"$TMP/broker.log" &
-BROKER_PID=$!
-for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
-[ -s "$TMP/addr" ] || { echo "bench_ingest: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
+# --- the broker (the dev broker, or the Kafka given) and epp-ingest ---
+if [ -n "${BENCH_KAFKA_BOOTSTRAP:-}" ]; then
+    echo "$BENCH_KAFKA_BOOTSTRAP" >"$TMP/addr"
+    BROKER_WATCH=${BENCH_BROKER_PID:-}
+    BROKER_NAME="Kafka${BROKER_WATCH:+ (pid $BROKER_WATCH)}"
+else
+    "$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
+        >/dev/null 2>"$TMP/broker.log" &
+    BROKER_PID=$!
+    BROKER_WATCH=$BROKER_PID
+    BROKER_NAME="dev broker"
+    for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
+    [ -s "$TMP/addr" ] || { echo "bench_ingest: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
+fi
+TOPIC=${BENCH_KAFKA_TOPIC:-events}
+# The broker's CPU ticks (0 when its process is not known).
+broker_ticks() { if [ -n "$BROKER_WATCH" ]; then cpu_ticks "$BROKER_WATCH"; else echo 0; fi; }
 INGEST_PORT=$(free_port)
-ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC=events HTTP_PORT="$INGEST_PORT"
+ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC="$TOPIC" HTTP_PORT="$INGEST_PORT"
       LOG_LEVEL=warn HTTP_THREADS="$THREADS")
 [ -n "${BENCH_LINGER_MS:-}" ] && ENVS+=(KAFKA_LINGER_MS="$BENCH_LINGER_MS")
 env "${ENVS[@]}" "$INGEST_BIN" 2>"$TMP/ingest.log" &
@@ -100,9 +114,9 @@ nginx_round() {
 # ingest_round -> "rps p99 non2xx cpu broker_cpu"
 ingest_round() {
     local b0 b1 n
-    b0=$(cpu_ticks "$BROKER_PID")
+    b0=$(broker_ticks)
     read -r rps _ p99 bad cpu < <(run_wrk "http://127.0.0.1:$INGEST_PORT/events" "$TMP/post.lua" "$CONNS" "$INGEST_PID")
-    b1=$(cpu_ticks "$BROKER_PID")
+    b1=$(broker_ticks)
     n=$(awk '/requests in/ { print $1 }' "$TMP/wrk.out")
     awk -v r="$rps" -v p="$p99" -v b="$bad" -v c="$cpu" -v t=$((b1 - b0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
         'BEGIN { printf "%s %s %s %s %.1f\n", r, p, b, c, (n > 0 ? t * 1e6 / hz / n : 0) }'
@@ -112,12 +126,12 @@ ingest_round() {
 # (256 in flight like the connections, and unbounded like batches), with the broker's CPU ---
 floor() {
     local b0 b1 out
-    b0=$(cpu_ticks "$BROKER_PID")
-    out=$("$FLOOR_BIN" "$(cat "$TMP/addr")" floor "$DUR" --inflight "$1")
-    b1=$(cpu_ticks "$BROKER_PID")
+    b0=$(broker_ticks)
+    out=$("$FLOOR_BIN" "$(cat "$TMP/addr")" "$TOPIC" "$DUR" --inflight "$1")
+    b1=$(broker_ticks)
     awk -v o="$out" -v t=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {
         split(o, f, " "); n = f[10];
-        printf "%s; dev broker %.1f us CPU per message\n", o, (n > 0 ? t * 1e6 / hz / n : 0) }'
+        printf "%s; broker %.1f us CPU per message\n", o, (n > 0 ? t * 1e6 / hz / n : 0) }'
 }
 FLOOR_256=$(floor 256)
 FLOOR_ALL=$(floor 0)
@@ -170,7 +184,7 @@ echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d${DUR}s, 160-byte event, repl
 printf 'nginx return 204 (%s workers):            %10.0f req/s  %s us CPU/request\n' "$THREADS" "$NW_RPS" "$N_CPU"
 printf 'nginx return 204 (1 worker):              %10.0f req/s\n' "$N1_RPS"
 printf 'epp-ingest POST /events (%s threads):      %10.0f req/s  p99 %s ms  non-2xx %s\n' "$THREADS" "$I_RPS" "$I_P99" "$I_BAD"
-printf 'CPU per durable request: epp-ingest %s us, dev broker %s us, nginx %s us\n' "$I_CPU" "$B_CPU" "$N_CPU"
+printf 'CPU per durable request: epp-ingest %s us, %s %s us, nginx %s us\n' "$I_CPU" "$BROKER_NAME" "$B_CPU" "$N_CPU"
 printf 'ratio epp-ingest/nginx: %.2fx (%s workers each); %.2fx of nginx with 1 worker\n' "$R" "$THREADS" "$R1"
 awk -v e="$B_EVS" -v r="$B_RPS" -v p99="$B_P99" 'BEGIN { printf "epp-ingest POST /events/batch x100: %.0f events/s acknowledged (%.0f req/s, p99 %s; wrk -c'"$BCONNS"')\n", e, r, p99 }'
 awk -v k="$RSS_KB" 'BEGIN { printf "epp-ingest peak RSS: %.1f MB\n", k / 1024 }'
