@@ -171,6 +171,7 @@ I_BAD=$(awk '{ s += $7 } END { print s + 0 }' "$TMP/rounds")
 I_CPU=$(median "$TMP/rounds" 8)
 B_CPU=$(median "$TMP/rounds" 9)
 N_CPU=$(median "$TMP/rounds" 10)
+N_P99=$(median "$TMP/rounds" 11)
 
 # --- batches of 100 ---
 A0=$(accepted)
@@ -181,7 +182,7 @@ RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$INGEST_PID/status")
 kill "$INGEST_PID"; wait "$INGEST_PID" 2>/dev/null || true; INGEST_PID=""
 
 echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d${DUR}s, 160-byte event, reply after the Kafka ack; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf 'nginx return 204 (%s workers):            %10.0f req/s  %s us CPU/request\n' "$THREADS" "$NW_RPS" "$N_CPU"
+printf 'nginx return 204 (%s workers):            %10.0f req/s  p99 %s ms  %s us CPU/request\n' "$THREADS" "$NW_RPS" "$N_P99" "$N_CPU"
 printf 'nginx return 204 (1 worker):              %10.0f req/s\n' "$N1_RPS"
 printf 'epp-ingest POST /events (%s threads):      %10.0f req/s  p99 %s ms  non-2xx %s\n' "$THREADS" "$I_RPS" "$I_P99" "$I_BAD"
 printf 'CPU per durable request: epp-ingest %s us, %s %s us, nginx %s us\n' "$I_CPU" "$BROKER_NAME" "$B_CPU" "$N_CPU"
