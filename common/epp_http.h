@@ -2,7 +2,7 @@
  * machinery is described in epp_http_internal.h and docs/architecture.md).
  *
  * It gives: routing by method and path pattern ("/analytics/users/{user_id}/events"), request
- * bodies accumulated up to a cap (413 beyond it), JSON error replies in the SPEC section 4
+ * bodies accumulated up to a cap (413 beyond it), JSON error replies in the docs/contract.md §4
  * shape, 404 and 405 (with Allow), per-connection time limits, connection limits, API keys
  * (Bearer, X-API-Key or Basic with the key as user name, constant-time compare; every route but
  * /health when keys are set), a throttle on failed authentications per client, a per-key or

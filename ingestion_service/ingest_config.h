@@ -1,4 +1,4 @@
-/* ingest_config: epp-ingest's configuration, declared as one table (SPEC section 11) that
+/* ingest_config: epp-ingest's configuration, declared as one table (docs/contract.md §11) that
  * drives environment variables, --flags, --help and the README's configuration table.
  *
  * Not thread-safe: parsed once by main() before any other thread starts, then read-only. */
@@ -14,6 +14,7 @@ typedef struct {
     /* Kafka */
     char *bootstrap;
     char *topic;
+    int64_t topic_partitions;
     int64_t delivery_timeout_ms;
     int64_t linger_ms;
     int64_t batch_num_messages;

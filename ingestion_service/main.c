@@ -1,4 +1,4 @@
-/* epp-ingest: the Ingestion Service (SPEC section 4).
+/* epp-ingest: the Ingestion Service (docs/contract.md §4).
  *
  * Start-up: configuration, logging, metrics, the Kafka producer, then the HTTP server. The
  * main thread then waits for SIGTERM/SIGINT and shuts down in the order that keeps every
@@ -143,6 +143,7 @@ int main(int argc, char **argv)
     ingest_producer_opts_t popts = {
         .bootstrap = conf.bootstrap,
         .topic = conf.topic,
+        .topic_partitions = (int)conf.topic_partitions,
         .delivery_timeout_ms = (int)conf.delivery_timeout_ms,
         .linger_ms = (int)conf.linger_ms,
         .batch_num_messages = (int)conf.batch_num_messages,
