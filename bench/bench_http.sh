@@ -60,12 +60,12 @@ for r in $(seq 1 "$ROUNDS"); do
         nginx | nginx1)
             nginx_configure "$([ "$side" = nginx ] && echo "$THREADS" || echo 1)"
             nginx_start
-            read -r rps p50 p99 _ cpu < <(run_wrk "http://127.0.0.1:$NGINX_PORT/events" "$TMP/post.lua" "$CONNS" nginx)
+            read -r rps _ p99 _ cpu < <(run_wrk "http://127.0.0.1:$NGINX_PORT/events" "$TMP/post.lua" "$CONNS" nginx)
             nginx_stop
             ;;
         epp)
             start_echo
-            read -r rps p50 p99 bad cpu < <(run_wrk "http://127.0.0.1:$ECHO_PORT/events" "$TMP/post.lua" "$CONNS" "$ECHO_PID")
+            read -r rps _ p99 bad cpu < <(run_wrk "http://127.0.0.1:$ECHO_PORT/events" "$TMP/post.lua" "$CONNS" "$ECHO_PID")
             stop_echo
             E_BAD=$((E_BAD + ${bad:-0}))
             ;;
