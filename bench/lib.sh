@@ -52,7 +52,6 @@ LUA
 nginx_configure() {
     local workers=${1:-1}
     NGINX_PORT=$(free_port)
-    NGINX_WORKERS=$workers
     mkdir -p "$TMP/nginx"
     cat >"$TMP/nginx.conf" <<CONF
 daemon off;
@@ -142,6 +141,7 @@ target() {
         echo "target $1: met"
     else
         echo "target $1: MISSED"
+        # shellcheck disable=SC2034 # read by the sourcing script
         STATUS=1
     fi
 }
