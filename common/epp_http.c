@@ -147,6 +147,7 @@ struct epp_http_req {
     int too_big;      /* body past the cap: answered 413 once the upload ends */
     size_t discarded; /* bytes of an oversized body dropped so far */
     int cors_ok;      /* Origin is on the allow-list: add ACAO to the reply */
+    int auth_pending; /* EPP_HTTP_ROUTE_SELF_AUTH, keys set, none in a header: epp_http_auth_key */
     int method_idx;
     const char *method;
     const char *url; /* raw path, owned by libmicrohttpd */
@@ -845,26 +846,74 @@ static int auth_match(const epp_http_server_t *srv, const char *cand, size_t len
     return found;
 }
 
-/* Returns the API key presented by the request (Authorization: Bearer, else X-API-Key). */
-static const char *auth_candidate(epp_http_req_t *req, size_t *len)
+/* Decodes standard base64 (RFC 4648 section 4, padding optional) into out (at most outsz
+ * bytes). The decoded length, or -1 when the text is not base64 or does not fit. */
+static long base64_decode(const char *in, size_t len, unsigned char *out, size_t outsz)
 {
+    uint32_t acc = 0;
+    unsigned bits = 0;
+    size_t n = 0;
+    while (len > 0 && in[len - 1] == '=')
+        len--;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        int v = ch >= 'A' && ch <= 'Z'   ? ch - 'A'
+                : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26
+                : ch >= '0' && ch <= '9' ? ch - '0' + 52
+                : ch == '+'              ? 62
+                : ch == '/'              ? 63
+                                         : -1;
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == outsz)
+                return -1;
+            out[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    return (long)n;
+}
+
+/* The API key presented in a header: Authorization: Bearer KEY, Authorization: Basic
+ * base64(KEY ":" [password]) -- the form HTTP Basic clients such as the Segment SDKs use, the
+ * key as user name; the password is ignored --, else X-API-Key. Returns the key (pointing into
+ * the header or into dec) or NULL when none is presented; *presented is 1 when an Authorization
+ * or X-API-Key header was there at all, so that a malformed one is refused as a wrong key. */
+static const char *auth_candidate(epp_http_req_t *req, char dec[MAX_KEY_LEN + 1], size_t *len,
+                                  int *presented)
+{
+    *presented = 0;
     const char *a = MHD_lookup_connection_value(req->mhd, MHD_HEADER_KIND, "Authorization");
     if (a) {
         while (*a == ' ')
             a++;
-        if (strncasecmp(a, "Bearer ", 7) == 0) {
-            a += 7;
+        int bearer = strncasecmp(a, "Bearer ", 7) == 0;
+        if (bearer || strncasecmp(a, "Basic ", 6) == 0) {
+            *presented = 1;
+            a += bearer ? 7 : 6;
             while (*a == ' ')
                 a++;
             size_t l = strlen(a);
             while (l > 0 && a[l - 1] == ' ')
                 l--;
-            *len = l;
-            return a;
+            if (bearer) {
+                *len = l;
+                return a;
+            }
+            long n = base64_decode(a, l, (unsigned char *)dec, MAX_KEY_LEN + 1);
+            if (n < 0)
+                return NULL;
+            const char *colon = memchr(dec, ':', (size_t)n);
+            *len = colon ? (size_t)(colon - dec) : (size_t)n;
+            return *len > 0 ? dec : NULL;
         }
     }
     const char *x = MHD_lookup_connection_value(req->mhd, MHD_HEADER_KIND, "X-API-Key");
     if (x) {
+        *presented = 1;
         *len = strlen(x);
         return x;
     }
@@ -1278,11 +1327,74 @@ static void preflight(epp_http_req_t *req, const char *allow)
     if (req->cors_ok) {
         hdr_add(req, "Access-Control-Allow-Methods", allow);
         hdr_add(req, "Access-Control-Allow-Headers",
-                "Content-Type, Content-Encoding, Authorization, X-API-Key, traceparent");
+                "Content-Type, Content-Encoding, Authorization, X-API-Key, X-Retry-Count, "
+                "traceparent");
         hdr_add(req, "Access-Control-Max-Age", "600");
     }
     (void)srv;
     atomic_fetch_or(&req->state, ST_READY);
+}
+
+/* The bucket of the request's client address (IPv4, or IPv6 per full address). */
+static void client_bucket_key(const epp_http_req_t *req, unsigned char key[17])
+{
+    const conn_t *c = req->conn;
+    memset(key, 0, 17);
+    if (c->addr.ss_family == AF_INET) {
+        key[0] = 4;
+        memcpy(key + 1, &((const struct sockaddr_in *)&c->addr)->sin_addr, 4);
+    } else if (c->addr.ss_family == AF_INET6) {
+        key[0] = 6;
+        memcpy(key + 1, &((const struct sockaddr_in6 *)&c->addr)->sin6_addr, 16);
+    }
+}
+
+/* A failed authentication, from a header or from epp_http_auth_key(): with rate limits on it
+ * takes a token from the client address's bucket, so that guessing keys is throttled like
+ * anything else (429 once the bucket is empty); otherwise 401. Returns the status chosen. */
+static unsigned auth_refuse(epp_http_req_t *req, int presented, int from_handler)
+{
+    epp_http_server_t *srv = req->srv;
+    unsigned wait = 0;
+    if (srv->rl) {
+        unsigned char key[17];
+        client_bucket_key(req, key);
+        wait = ratelimit_take(srv, key);
+    }
+    unsigned status = wait ? 429 : 401;
+    const char *code = wait ? "rate_limited" : "unauthorized";
+    const char *msg = wait        ? "rate limit exceeded"
+                      : presented ? "invalid API key"
+                                  : "an API key is required";
+    if (!wait)
+        hdr_add(req, "WWW-Authenticate", "Bearer");
+    if (from_handler)
+        epp_http_reply_error(req, status, code, msg, NULL, wait);
+    else
+        early_error(req, status, code, msg, wait);
+    return status;
+}
+
+int epp_http_auth_key(epp_http_req_t *req, const char *key, size_t len)
+{
+    if (!req->auth_pending)
+        return 0;
+    epp_http_server_t *srv = req->srv;
+    int key_idx = key && len > 0 ? auth_match(srv, key, len) : -1;
+    if (key_idx < 0)
+        return auth_refuse(req, key != NULL, 1) == 429 ? EPP_EAGAIN : EPP_EINVAL;
+    req->auth_pending = 0;
+    if (srv->rl && !(req->route->flags & ROUTE_NO_RATELIMIT)) {
+        unsigned char bkey[17] = {0};
+        bkey[0] = 1;
+        memcpy(bkey + 1, &key_idx, sizeof(key_idx));
+        unsigned wait = ratelimit_take(srv, bkey);
+        if (wait > 0) {
+            epp_http_reply_error(req, 429, "rate_limited", "rate limit exceeded", NULL, wait);
+            return EPP_EAGAIN;
+        }
+    }
+    return 0;
 }
 
 /* Everything decided from the request line and headers. Leaves READY set when it answered. */
@@ -1343,32 +1455,32 @@ static void on_headers(epp_http_req_t *req)
             req->params[np++] = segs[i];
     }
 
-    /* API key. */
+    /* API key. A self-authenticating route without a key in a header leaves the decision (and
+     * the rate limit, which is per key) to the handler's epp_http_auth_key(). */
     int key_idx = -1;
     if (srv->nkeys > 0 && !(found->flags & EPP_HTTP_ROUTE_PUBLIC)) {
         size_t len = 0;
-        const char *cand = auth_candidate(req, &len);
+        int presented;
+        char dec[MAX_KEY_LEN + 1];
+        const char *cand = auth_candidate(req, dec, &len, &presented);
         key_idx = cand ? auth_match(srv, cand, len) : -1;
-        if (key_idx < 0) {
-            early_error(req, 401, "unauthorized",
-                        cand ? "invalid API key" : "an API key is required", 0);
-            hdr_add(req, "WWW-Authenticate", "Bearer");
+        if (key_idx < 0 && !presented && (found->flags & EPP_HTTP_ROUTE_SELF_AUTH)) {
+            req->auth_pending = 1;
+        } else if (key_idx < 0) {
+            auth_refuse(req, presented, 0);
             return;
         }
     }
 
     /* Rate limit: per key when keys are on, else per client address. */
-    if (srv->rl && !(found->flags & (ROUTE_NO_RATELIMIT | EPP_HTTP_ROUTE_PUBLIC))) {
+    if (srv->rl && !req->auth_pending &&
+        !(found->flags & (ROUTE_NO_RATELIMIT | EPP_HTTP_ROUTE_PUBLIC))) {
         unsigned char key[17] = {0};
         if (key_idx >= 0) {
             key[0] = 1;
             memcpy(key + 1, &key_idx, sizeof(key_idx));
-        } else if (c->addr.ss_family == AF_INET) {
-            key[0] = 4;
-            memcpy(key + 1, &((struct sockaddr_in *)&c->addr)->sin_addr, 4);
-        } else if (c->addr.ss_family == AF_INET6) {
-            key[0] = 6;
-            memcpy(key + 1, &((struct sockaddr_in6 *)&c->addr)->sin6_addr, 16);
+        } else {
+            client_bucket_key(req, key);
         }
         unsigned wait = ratelimit_take(srv, key);
         if (wait > 0) {
@@ -1469,6 +1581,7 @@ static void req_reset(conn_t *c, struct MHD_Connection *mhd, const char *method,
     req->stock_503 = 0;
     req->discarded = 0;
     req->cors_ok = 0;
+    req->auth_pending = 0;
     req->method = method;
     req->method_idx = method_index(method);
     req->url = url;

@@ -3,7 +3,8 @@
  * It gives: routing by method and path pattern ("/analytics/users/{user_id}/events"), request
  * bodies accumulated up to a cap (413 beyond it), JSON error replies in the SPEC section 4
  * shape, 404 and 405 (with Allow), per-connection time limits, connection limits, API keys
- * (Bearer or X-API-Key, constant-time compare; every route but /health when keys are set), a
+ * (Bearer, HTTP Basic with the key as user name, or X-API-Key; constant-time compare; every
+ * route but /health when keys are set; failed attempts draw from the client's rate limit), a
  * per-key or per-IP token-bucket rate limit (429 + Retry-After), a CORS allow-list with
  * preflight, request metrics, and the built-in routes GET /health, GET /ready and GET /metrics.
  *
@@ -80,6 +81,11 @@ epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_
 enum {
     EPP_HTTP_ROUTE_PUBLIC = 1 << 0,  /* no API key needed (only /health is public by default) */
     EPP_HTTP_ROUTE_NO_BODY = 1 << 1, /* a body is refused with 413 (GET-like routes) */
+    /* The key may also come in the request body (Segment's writeKey): when keys are set and no
+     * Authorization/X-API-Key header is presented, the handler runs with authentication pending
+     * and must call epp_http_auth_key() before it acts on the request. A key presented in a
+     * header is checked (and a wrong one refused) before the handler, as on any route. */
+    EPP_HTTP_ROUTE_SELF_AUTH = 1 << 2,
 };
 
 /* Adds a route before epp_http_start(). method: "GET", "POST", ... pattern: a path whose
@@ -138,6 +144,14 @@ int64_t epp_http_start_us(const epp_http_req_t *req);
 /* Per-request user data for async handlers (not freed by the layer). */
 void epp_http_set_data(epp_http_req_t *req, void *data);
 void *epp_http_get_data(const epp_http_req_t *req);
+
+/* Settles authentication pending on an EPP_HTTP_ROUTE_SELF_AUTH route with key (len bytes; NULL:
+ * none found), compared against the configured keys in constant time, then applies the per-key
+ * rate limit. Returns 0 when the request may proceed -- always when nothing was pending (keys
+ * off, or a valid key in a header) --; otherwise the request has been answered and the handler
+ * must not reply: EPP_EINVAL (401) or EPP_EAGAIN (429: the rate limit, which a failed key also
+ * draws from, per client address, as a wrong key in a header does). Handler thread. */
+int epp_http_auth_key(epp_http_req_t *req, const char *key, size_t len);
 
 /* --- Replies: exactly one per request; any thread when the request is suspended. --- */
 

@@ -1,4 +1,5 @@
-/* epp_uuid: parse, format, and UUIDv7 (RFC 9562 section 5.7, monotonic per "method 1").
+/* epp_uuid: parse, format, UUIDv7 (RFC 9562 section 5.7, monotonic per "method 1") and UUIDv5
+ * (section 5.5: SHA-1 of namespace and name).
  *
  * A v7 UUID here is: 48 bits of Unix milliseconds, version 7, then a 42-bit counter spread over
  * rand_a (12 bits) and the top 30 bits of rand_b, then 32 random bits. When the millisecond
@@ -93,6 +94,122 @@ void epp_uuid_v7(epp_uuid_t *out)
     b[10] = (uint8_t)(counter >> 8);
     b[11] = (uint8_t)counter;
     memcpy(b + 12, r + 8, 4);
+}
+
+/* --- UUIDv5 ---
+ *
+ * SHA-1 as FIPS 180-4 section 6.1 defines it, written out here because libepp links no crypto
+ * library and UUIDv5 is its only use. SHA-1 is broken for collision resistance; a UUIDv5 needs
+ * none (RFC 9562 section 6.9: names are not secrets and ids are not signatures). */
+
+typedef struct {
+    uint32_t h[5];
+    uint64_t total; /* bytes hashed so far */
+    uint8_t block[64];
+    size_t used; /* bytes in block */
+} sha1_t;
+
+static uint32_t rol32(uint32_t x, unsigned n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static void sha1_block(sha1_t *c, const uint8_t *p)
+{
+    uint32_t w[80];
+    for (int t = 0; t < 16; t++)
+        w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
+               (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
+    for (int t = 16; t < 80; t++)
+        w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
+    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4];
+    for (int t = 0; t < 80; t++) {
+        uint32_t f, k;
+        if (t < 20) {
+            f = (b & cc) | (~b & d);
+            k = 0x5A827999;
+        } else if (t < 40) {
+            f = b ^ cc ^ d;
+            k = 0x6ED9EBA1;
+        } else if (t < 60) {
+            f = (b & cc) | (b & d) | (cc & d);
+            k = 0x8F1BBCDC;
+        } else {
+            f = b ^ cc ^ d;
+            k = 0xCA62C1D6;
+        }
+        uint32_t tmp = rol32(a, 5) + f + e + k + w[t];
+        e = d;
+        d = cc;
+        cc = rol32(b, 30);
+        b = a;
+        a = tmp;
+    }
+    c->h[0] += a;
+    c->h[1] += b;
+    c->h[2] += cc;
+    c->h[3] += d;
+    c->h[4] += e;
+}
+
+static void sha1_init(sha1_t *c)
+{
+    static const uint32_t h0[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    memcpy(c->h, h0, sizeof h0);
+    c->total = 0;
+    c->used = 0;
+}
+
+static void sha1_update(sha1_t *c, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    c->total += len;
+    while (len > 0) {
+        size_t n = sizeof c->block - c->used;
+        if (n > len)
+            n = len;
+        memcpy(c->block + c->used, p, n);
+        c->used += n;
+        p += n;
+        len -= n;
+        if (c->used == sizeof c->block) {
+            sha1_block(c, c->block);
+            c->used = 0;
+        }
+    }
+}
+
+static void sha1_final(sha1_t *c, uint8_t out[20])
+{
+    uint64_t bits = c->total * 8;
+    uint8_t pad = 0x80;
+    sha1_update(c, &pad, 1);
+    pad = 0;
+    while (c->used != 56)
+        sha1_update(c, &pad, 1);
+    uint8_t len_be[8];
+    for (int i = 0; i < 8; i++)
+        len_be[i] = (uint8_t)(bits >> (56 - 8 * i));
+    sha1_update(c, len_be, sizeof len_be);
+    for (int i = 0; i < 5; i++) {
+        out[4 * i] = (uint8_t)(c->h[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);
+        out[4 * i + 3] = (uint8_t)c->h[i];
+    }
+}
+
+void epp_uuid_v5(const epp_uuid_t *ns, const void *name, size_t len, epp_uuid_t *out)
+{
+    sha1_t c;
+    uint8_t digest[20];
+    sha1_init(&c);
+    sha1_update(&c, ns->b, sizeof ns->b);
+    sha1_update(&c, name, len);
+    sha1_final(&c, digest);
+    memcpy(out->b, digest, 16);
+    out->b[6] = (uint8_t)(0x50 | (out->b[6] & 0x0F));
+    out->b[8] = (uint8_t)(0x80 | (out->b[8] & 0x3F));
 }
 
 int epp_uuid_version(const epp_uuid_t *u)
