@@ -703,6 +703,44 @@ int epp_json_write_string(epp_buf_t *out, const char *s, size_t len)
     return 0;
 }
 
+size_t epp_json_compact_size(const epp_json_value_t *v)
+{
+    size_t n = 0;
+    switch (v->type) {
+    case EPP_JSON_NULL:
+    case EPP_JSON_TRUE:
+        return 4;
+    case EPP_JSON_FALSE:
+        return 5;
+    case EPP_JSON_NUMBER:
+        return v->u.s.len;
+    case EPP_JSON_STRING:
+        n = v->u.s.len + 2;
+        for (size_t i = 0; i < v->u.s.len; i++) {
+            char e = escape_char[(unsigned char)v->u.s.text[i]];
+            n += e == 0 ? 0 : e == 'u' ? 5 : 1;
+        }
+        return n;
+    case EPP_JSON_ARRAY:
+        n = 2 + (v->u.arr.n ? v->u.arr.n - 1 : 0);
+        for (size_t i = 0; i < v->u.arr.n; i++)
+            n += epp_json_compact_size(v->u.arr.items[i]);
+        return n;
+    case EPP_JSON_OBJECT:
+        n = 2 + (v->u.obj.n ? v->u.obj.n - 1 : 0);
+        for (size_t i = 0; i < v->u.obj.n; i++) {
+            const epp_json_member_t *m = &v->u.obj.members[i];
+            epp_json_value_t key;
+            key.type = EPP_JSON_STRING;
+            key.u.s.text = m->key;
+            key.u.s.len = m->key_len;
+            n += epp_json_compact_size(&key) + 1 + epp_json_compact_size(m->value);
+        }
+        return n;
+    }
+    return 0;
+}
+
 int epp_json_serialize(const epp_json_value_t *v, epp_buf_t *out)
 {
     switch (v->type) {

@@ -86,6 +86,9 @@ const epp_json_value_t *epp_json_get(const epp_json_value_t *obj, const char *ke
  * text, strings re-escaped by epp_json_write_string(). 0 or EPP_ENOMEM. */
 int epp_json_serialize(const epp_json_value_t *v, epp_buf_t *out);
 
+/* The number of bytes epp_json_serialize() would append for v, without writing them. */
+size_t epp_json_compact_size(const epp_json_value_t *v);
+
 /* Appends s (UTF-8, len bytes) as a quoted JSON string: escapes '"', '\\', and control
  * characters (\n, \t, ..., \u00XX); everything else is copied as UTF-8. 0 or EPP_ENOMEM. */
 int epp_json_write_string(epp_buf_t *out, const char *s, size_t len);

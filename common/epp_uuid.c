@@ -114,37 +114,37 @@ static uint32_t rol32(uint32_t x, unsigned n)
     return (x << n) | (x >> (32 - n));
 }
 
+/* One round of SHA-1 over the 16-word window w (the message schedule, extended in place). */
+#define SHA1_W(t)                                                                                  \
+    ((t) < 16 ? w[(t)]                                                                             \
+              : (w[(t)&15] =                                                                       \
+                     rol32(w[((t)-3) & 15] ^ w[((t)-8) & 15] ^ w[((t)-14) & 15] ^ w[(t)&15], 1)))
+#define SHA1_ROUND(f, k, t)                                                                        \
+    do {                                                                                           \
+        uint32_t tmp = rol32(a, 5) + (f) + e + (k) + SHA1_W(t);                                    \
+        e = d;                                                                                     \
+        d = cc;                                                                                    \
+        cc = rol32(b, 30);                                                                         \
+        b = a;                                                                                     \
+        a = tmp;                                                                                   \
+    } while (0)
+
 static void sha1_block(sha1_t *c, const uint8_t *p)
 {
-    uint32_t w[80];
+    uint32_t w[16];
     for (int t = 0; t < 16; t++)
         w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
                (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
-    for (int t = 16; t < 80; t++)
-        w[t] = rol32(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
     uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4];
-    for (int t = 0; t < 80; t++) {
-        uint32_t f, k;
-        if (t < 20) {
-            f = (b & cc) | (~b & d);
-            k = 0x5A827999;
-        } else if (t < 40) {
-            f = b ^ cc ^ d;
-            k = 0x6ED9EBA1;
-        } else if (t < 60) {
-            f = (b & cc) | (b & d) | (cc & d);
-            k = 0x8F1BBCDC;
-        } else {
-            f = b ^ cc ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t tmp = rol32(a, 5) + f + e + k + w[t];
-        e = d;
-        d = cc;
-        cc = rol32(b, 30);
-        b = a;
-        a = tmp;
-    }
+    /* Four loops without a branch on t: the round functions of FIPS 180-4 section 4.1.1. */
+    for (int t = 0; t < 20; t++)
+        SHA1_ROUND((b & cc) | (~b & d), 0x5A827999u, t);
+    for (int t = 20; t < 40; t++)
+        SHA1_ROUND(b ^ cc ^ d, 0x6ED9EBA1u, t);
+    for (int t = 40; t < 60; t++)
+        SHA1_ROUND((b & cc) | (b & d) | (cc & d), 0x8F1BBCDCu, t);
+    for (int t = 60; t < 80; t++)
+        SHA1_ROUND(b ^ cc ^ d, 0xCA62C1D6u, t);
     c->h[0] += a;
     c->h[1] += b;
     c->h[2] += cc;
@@ -182,15 +182,12 @@ static void sha1_update(sha1_t *c, const void *data, size_t len)
 static void sha1_final(sha1_t *c, uint8_t out[20])
 {
     uint64_t bits = c->total * 8;
-    uint8_t pad = 0x80;
-    sha1_update(c, &pad, 1);
-    pad = 0;
-    while (c->used != 56)
-        sha1_update(c, &pad, 1);
-    uint8_t len_be[8];
+    /* 0x80, zeros up to 56 bytes into a block, then the length in bits, big-endian. */
+    uint8_t pad[72] = {0x80};
+    size_t n = c->used < 56 ? 56 - c->used : 120 - c->used;
     for (int i = 0; i < 8; i++)
-        len_be[i] = (uint8_t)(bits >> (56 - 8 * i));
-    sha1_update(c, len_be, sizeof len_be);
+        pad[n + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
+    sha1_update(c, pad, n + 8);
     for (int i = 0; i < 5; i++) {
         out[4 * i] = (uint8_t)(c->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);

@@ -51,8 +51,7 @@ typedef struct {
     const epp_json_value_t *sent_at; /* the batch's sentAt (NULL: none) */
     const epp_json_value_t *context; /* the batch's context object (NULL: none) */
     epp_uuid_t ns;
-    epp_buf_t scratch; /* a message's compact JSON, when its size must be measured */
-    int measure;       /* the body is larger than one message may be: measure each */
+    int measure; /* the body is larger than one message may be: measure each */
     int64_t now_us;
 } seg_ctx_t;
 
@@ -191,20 +190,14 @@ static int message_event(seg_ctx_t *c, const epp_json_value_t *v, ingest_segment
             return refuse(err, m.type ? "invalid_field" : "missing_field", "type",
                           "type must be one of track, identify, page, screen, group, alias");
     }
-    if (c->measure) {
-        epp_buf_reset(&c->scratch);
-        if (epp_json_serialize(v, &c->scratch) < 0) {
-            refuse(err, "invalid_json", "", "out of memory");
-            return EPP_ENOMEM;
-        }
-        if (c->scratch.len > INGEST_SEGMENT_MAX_MESSAGE) {
-            snprintf(err->message, sizeof err->message,
-                     "the message is %zu bytes of compact JSON, more than the limit of %d",
-                     c->scratch.len, INGEST_SEGMENT_MAX_MESSAGE);
-            err->code = "payload_too_large";
-            err->field[0] = '\0';
-            return EPP_ETOOBIG;
-        }
+    size_t size;
+    if (c->measure && (size = epp_json_compact_size(v)) > INGEST_SEGMENT_MAX_MESSAGE) {
+        snprintf(err->message, sizeof err->message,
+                 "the message is %zu bytes of compact JSON, more than the limit of %d", size,
+                 INGEST_SEGMENT_MAX_MESSAGE);
+        err->code = "payload_too_large";
+        err->field[0] = '\0';
+        return EPP_ETOOBIG;
     }
 
     epp_json_value_t uid_tmp, anon_tmp;
@@ -340,7 +333,6 @@ int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kin
         rc = vis->message(i, mrc, &ev, &err, mid, mid_len, vis->ud);
     }
     epp_event_clear(&ev);
-    epp_buf_free(&c.scratch);
     epp_json_doc_destroy(doc);
     return rc;
 }

@@ -55,7 +55,8 @@ static void check_content_type(const char *data, size_t size)
     memcpy(ct, data, n);
     ct[n] = '\0';
     ingest_media_t m = ingest_media_type(ct);
-    REQUIRE(m == INGEST_MEDIA_OTHER || m == INGEST_MEDIA_JSON || m == INGEST_MEDIA_NDJSON);
+    REQUIRE(m == INGEST_MEDIA_OTHER || m == INGEST_MEDIA_JSON || m == INGEST_MEDIA_NDJSON ||
+            m == INGEST_MEDIA_TEXT);
 }
 
 /* What the visitor saw: every event reported once, in order, after begin. */

@@ -391,6 +391,35 @@ static void test_write_string(void)
     epp_buf_free(&b);
 }
 
+/* epp_json_compact_size() is the length epp_json_serialize() writes, escapes included. */
+static void test_compact_size(void)
+{
+    static const char *docs[] = {
+        "null",
+        "true",
+        "false",
+        "-12.5e3",
+        "\"\"",
+        "\"a\\\"b\\\\c\\n\\u0001\\u001f\\u007f\"",
+        "\"\\u00e9\\ud83d\\ude00 \\/\"",
+        "[]",
+        "{}",
+        "[1, [2, [3]], {\"k\": []}]",
+        "{\"a\\nb\": {\"x\": \"y\", \"n\": 12345678901234567890}, \"\": null}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        epp_json_doc_t *doc = NULL;
+        CHECK_INT_EQ(epp_json_parse(docs[i], strlen(docs[i]), NULL, &doc, NULL), 0);
+        epp_buf_t out = {0};
+        CHECK_INT_EQ(epp_json_serialize(epp_json_root(doc), &out), 0);
+        if (epp_json_compact_size(epp_json_root(doc)) != out.len)
+            fprintf(stderr, "doc %zu: %.*s\n", i, (int)out.len, out.data);
+        CHECK_INT_EQ((int)epp_json_compact_size(epp_json_root(doc)), (int)out.len);
+        epp_buf_free(&out);
+        epp_json_doc_destroy(doc);
+    }
+}
+
 int main(void)
 {
     EPP_RUN(test_numbers_exact);
@@ -404,5 +433,6 @@ int main(void)
     EPP_RUN(test_large_document);
     EPP_RUN(test_long_escaped_strings);
     EPP_RUN(test_write_string);
+    EPP_RUN(test_compact_size);
     return EPP_TEST_RESULT();
 }

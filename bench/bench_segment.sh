@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# bench_segment: the Segment-compatible routes of epp-ingest against its own /events routes, in
+# the same run on the same process (issue 15).
+#
+# 1. Batches: POST /events/batch with 100 events and POST /v1/batch with 100 messages shaped as
+#    @segment/analytics-node sends them (type, event, userId, messageId that is not a UUID,
+#    properties, context.library, integrations, _metadata, timestamp; batch-level writeKey and
+#    sentAt), alternating rounds, wrk -c64. Events/s count the events Kafka acknowledged
+#    (epp_ingest_events_accepted_total over the round), not requests x 100.
+#    Target: /v1/batch >= 250,000 events/s.
+# 2. Single messages: POST /events (the 160-byte event every HTTP bench sends) and POST /v1/track
+#    (the same event as a Segment track message), alternating rounds, wrk -c256.
+#    Target: /v1/track >= 0.9x POST /events.
+# Every reply is sent after the dev broker's acknowledgement (tools/epp-devbroker, 1 broker).
+# Medians of BENCH_ROUNDS rounds; exits 1 when a target is missed or any answer was not 2xx.
+#
+# Env: EPP_BUILD_DIR (default ./build), BENCH_DURATION seconds per wrk run (default 5),
+# BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (256), BENCH_BATCH_CONNECTIONS (64),
+# BENCH_HTTP_THREADS (epp-ingest HTTP_THREADS; default: the service default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+BENCH_NAME=bench_segment
+BUILD=${EPP_BUILD_DIR:-build}
+DUR=${BENCH_DURATION:-5}
+ROUNDS=${BENCH_ROUNDS:-3}
+CONNS=${BENCH_CONNECTIONS:-256}
+BCONNS=${BENCH_BATCH_CONNECTIONS:-64}
+THREADS=${BENCH_HTTP_THREADS:-}
+INGEST_BIN="$BUILD/bin/epp-ingest"
+BROKER_BIN="$BUILD/bin/epp-devbroker"
+
+require_tools wrk curl
+for b in "$INGEST_BIN" "$BROKER_BIN"; do
+    [ -x "$b" ] || { echo "$BENCH_NAME: $b not built"; exit 1; }
+done
+
+TMP=$(mktemp -d /tmp/epp-bench-segment.XXXXXX)
+INGEST_PID=""
+BROKER_PID=""
+cleanup() {
+    for p in "$INGEST_PID" "$BROKER_PID"; do
+        [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null
+    done
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# The request bodies: the same 160-byte event for POST /events as bench_http/bench_ingest, and
+# the batches, written as wrk scripts.
+write_post_lua "$TMP/post.lua"
+python3 - "$TMP" <<'PY'
+import json, sys
+d = sys.argv[1]
+ts = "2026-11-27T08:31:45.123Z"
+def lua(name, body, ctype="application/json", auth=None):
+    with open("%s/%s.lua" % (d, name), "w") as f:
+        f.write('wrk.method = "POST"\nwrk.body = [==[%s]==]\n'
+                'wrk.headers["Content-Type"] = "%s"\n' % (body, ctype))
+        if auth:
+            f.write('wrk.headers["Authorization"] = "%s"\n' % auth)
+props = lambda i: {"path": "/pricing", "ref": "newsletter", "plan": "pro", "n": i}
+events = [{"user_id": "user-%06d" % i, "event_name": "page_view", "timestamp": ts,
+           "metadata": props(i)} for i in range(100)]
+lua("events_batch", json.dumps(events, separators=(",", ":")))
+def message(i):
+    return {"timestamp": ts, "integrations": {}, "event": "page_view", "type": "track",
+            "properties": props(i),
+            "context": {"library": {"name": "@segment/analytics-node", "version": "3.1.0"}},
+            "userId": "user-%06d" % i,
+            "messageId": "node-next-1796157595693-27e2d822-ae4b-467f-be5d-%012d" % i,
+            "_metadata": {"nodeVersion": "v20.20.2", "jsRuntime": "node"}}
+batch = {"batch": [message(i) for i in range(100)], "writeKey": "bench",
+         "sentAt": "2026-11-27T08:31:45.200Z"}
+# Basic base64("bench:"), as the SDKs send it (auth is off: any key is accepted).
+lua("segment_batch", json.dumps(batch, separators=(",", ":")), auth="Basic YmVuY2g6")
+# /v1/track: the POST /events event as a Segment track message (no integrations, _metadata or
+# context, so that both routes carry the same data).
+track = {"userId": "user-000042", "event": "page_view", "timestamp": ts,
+         "messageId": "node-next-1796157595693-27e2d822-ae4b-467f-be5d-e875dadb526d",
+         "properties": {"path": "/pricing", "ref": "newsletter", "plan": "pro", "n": 12}}
+lua("segment_track", json.dumps(track, separators=(",", ":")), auth="Basic YmVuY2g6")
+PY
+
+"$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
+    >/dev/null 2>"$TMP/broker.log" &
+BROKER_PID=$!
+for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
+[ -s "$TMP/addr" ] || { echo "$BENCH_NAME: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
+INGEST_PORT=$(free_port)
+ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC=events HTTP_PORT="$INGEST_PORT"
+      LOG_LEVEL=warn)
+[ -n "$THREADS" ] && ENVS+=(HTTP_THREADS="$THREADS")
+env "${ENVS[@]}" "$INGEST_BIN" 2>"$TMP/ingest.log" &
+INGEST_PID=$!
+wait_port "$INGEST_PORT"
+for _ in $(seq 1 100); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INGEST_PORT/ready" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.1
+done
+BASE="http://127.0.0.1:$INGEST_PORT"
+
+accepted() { curl -s "$BASE/metrics" | awk '/^epp_ingest_events_accepted_total/ { print $2 }'; }
+
+# run_phase PATH SCRIPT CONNS -> "events_per_s rps p50 p99 non2xx cpu_us": one wrk run; events/s
+# from the accepted-events counter over the run.
+run_phase() {
+    local a0 a1
+    a0=$(accepted)
+    read -r rps p50 p99 bad cpu < <(run_wrk "$BASE$1" "$2" "$3" "$INGEST_PID")
+    a1=$(accepted)
+    awk -v a0="$a0" -v a1="$a1" -v d="$DUR" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
+        -v bad="$bad" -v cpu="$cpu" 'BEGIN { printf "%.0f %s %s %s %s %s\n", (a1 - a0) / d, rps, p50, p99, bad, cpu }'
+}
+
+# median FILE COLUMN -> the median of the ratio column of FILE (one line per round)
+median_line() {
+    sort -g -k"$2" "$1" | awk -v m="$(( (ROUNDS + 1) / 2 ))" 'NR == m'
+}
+
+# --- batches of 100 ---
+: >"$TMP/batch_rounds"
+for r in $(seq 1 "$ROUNDS"); do
+    # Alternate which goes first, so that neither always runs on a warmer (or busier) machine.
+    if [ $((r % 2)) = 1 ]; then
+        read -r E_EPS E_RPS E_P50 E_P99 E_BAD _ < <(run_phase /events/batch "$TMP/events_batch.lua" "$BCONNS")
+        read -r S_EPS S_RPS S_P50 S_P99 S_BAD _ < <(run_phase /v1/batch "$TMP/segment_batch.lua" "$BCONNS")
+    else
+        read -r S_EPS S_RPS S_P50 S_P99 S_BAD _ < <(run_phase /v1/batch "$TMP/segment_batch.lua" "$BCONNS")
+        read -r E_EPS E_RPS E_P50 E_P99 E_BAD _ < <(run_phase /events/batch "$TMP/events_batch.lua" "$BCONNS")
+    fi
+    ratio=$(awk -v s="$S_EPS" -v e="$E_EPS" 'BEGIN { printf "%.3f", (e > 0 ? s / e : 0) }')
+    echo "$E_EPS $S_EPS $ratio $E_P99 $S_P99 $E_BAD $S_BAD" >>"$TMP/batch_rounds"
+    printf '  batch round %d: /events/batch %s events/s (p99 %s), /v1/batch %s events/s (p99 %s), ratio %.2fx\n' \
+        "$r" "$E_EPS" "$E_P99" "$S_EPS" "$S_P99" "$ratio"
+done
+
+# --- single messages ---
+: >"$TMP/single_rounds"
+for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+        read -r _ E_RPS E_P50 E_P99 E_BAD E_CPU < <(run_phase /events "$TMP/post.lua" "$CONNS")
+        read -r _ S_RPS S_P50 S_P99 S_BAD S_CPU < <(run_phase /v1/track "$TMP/segment_track.lua" "$CONNS")
+    else
+        read -r _ S_RPS S_P50 S_P99 S_BAD S_CPU < <(run_phase /v1/track "$TMP/segment_track.lua" "$CONNS")
+        read -r _ E_RPS E_P50 E_P99 E_BAD E_CPU < <(run_phase /events "$TMP/post.lua" "$CONNS")
+    fi
+    ratio=$(awk -v s="$S_RPS" -v e="$E_RPS" 'BEGIN { printf "%.3f", (e > 0 ? s / e : 0) }')
+    echo "$E_RPS $S_RPS $ratio $E_P99 $S_P99 $E_BAD $S_BAD $E_CPU $S_CPU" >>"$TMP/single_rounds"
+    printf '  single round %d: POST /events %.0f req/s (p99 %s, %s us CPU), /v1/track %.0f req/s (p99 %s, %s us CPU), ratio %.2fx\n' \
+        "$r" "$E_RPS" "$E_P99" "$E_CPU" "$S_RPS" "$S_P99" "$S_CPU" "$ratio"
+done
+RSS_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$INGEST_PID/status")
+
+read -r BE BS BR BEP99 BSP99 _ < <(median_line "$TMP/batch_rounds" 3)
+read -r SE SS SR SEP99 SSP99 _ _ SECPU SSCPU < <(median_line "$TMP/single_rounds" 3)
+BAD=$(awk '{ s += $6 + $7 } END { print s + 0 }' "$TMP/batch_rounds" "$TMP/single_rounds")
+printf 'POST /events/batch x100: %10.0f events/s  p99 %s\n' "$BE" "$BEP99"
+printf 'POST /v1/batch x100:     %10.0f events/s  p99 %s   (%.2fx /events/batch; target >= 250000 events/s)\n' "$BS" "$BSP99" "$BR"
+printf 'POST /events:            %10.0f req/s     p99 %s   %s us CPU/request\n' "$SE" "$SEP99" "$SECPU"
+printf 'POST /v1/track:          %10.0f req/s     p99 %s   %s us CPU/request   (%.2fx POST /events; target >= 0.9x)\n' "$SS" "$SSP99" "$SSCPU" "$SR"
+echo "medians of $ROUNDS alternating rounds; wrk -t1, -c$BCONNS (batches) / -c$CONNS (single), ${DUR}s each; epp-ingest HTTP_THREADS ${THREADS:-default}; peak RSS $((RSS_KB / 1024)) MB"
+status=0
+if [ "$BAD" != 0 ]; then
+    echo "$BENCH_NAME: $BAD non-2xx answers: see the service log"
+    tail -5 "$TMP/ingest.log"
+    status=1
+fi
+if ! awk -v s="$BS" 'BEGIN { exit !(s >= 250000) }'; then
+    echo "$BENCH_NAME: MISSED: /v1/batch $BS events/s < 250000"
+    status=1
+fi
+if ! awk -v r="$SR" 'BEGIN { exit !(r >= 0.9) }'; then
+    echo "$BENCH_NAME: MISSED: /v1/track at ${SR}x of POST /events < 0.9x"
+    status=1
+fi
+exit $status
