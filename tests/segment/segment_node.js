@@ -4,7 +4,8 @@
 // PLAN: {"host": "http://127.0.0.1:PORT", "writeKey": "...", "flushAt": n, "maxRetries": n,
 //        "calls": [{"method": "track", "args": {...}}, ...]}
 // Output: {"results": [{"method", "messageId", "timestamp", "error"}], "statuses": [HTTP statuses
-// of every attempt], "requests": n, "errors": [...]}. Calls are made in order without waiting,
+// of every attempt], "retryAfter": [the Retry-After of each 5xx/429], "requests": n,
+// "errors": [...]}. Calls are made in order without waiting,
 // so that the library batches them as an application's would.
 "use strict";
 const fs = require("fs");
@@ -20,9 +21,12 @@ const { Analytics } = require("@segment/analytics-node");
     maxRetries: plan.maxRetries === undefined ? 10 : plan.maxRetries,
     httpRequestTimeout: plan.httpRequestTimeout || 20000,
   });
-  const out = { results: [], statuses: [], requests: 0, errors: [] };
+  const out = { results: [], statuses: [], retryAfter: [], requests: 0, errors: [] };
   analytics.on("http_request", () => { out.requests++; });
-  analytics.on("http_response", (r) => { out.statuses.push(r.status); });
+  analytics.on("http_response", (r) => {
+    out.statuses.push(r.status);
+    if (r.status >= 500 || r.status === 429) out.retryAfter.push((r.headers || {})["retry-after"] || null);
+  });
   analytics.on("error", (e) => { out.errors.push(String((e && e.reason) || e)); });
   const pending = plan.calls.map((call, i) => new Promise((resolve) => {
     analytics[call.method](call.args, (err, ctx) => {

@@ -165,6 +165,8 @@ def outage(env):
             print("outage: %d requests, statuses %s" %
                   (out["requests"], {c: statuses.count(c) for c in sorted(set(statuses))}))
             t.check(503 in statuses, "the library never saw a 503")
+            t.check(all(ra and int(ra) >= 1 for ra in out["retryAfter"]),
+                    "503 without Retry-After: %r" % out["retryAfter"])
             t.check(all(r["error"] is None for r in out["results"]),
                     "messages the library gave up on: %r" % [r for r in out["results"] if r["error"]])
             ids = {u.event_id(r["messageId"]) for r in out["results"]}
