@@ -281,8 +281,9 @@ static int message_event(seg_ctx_t *c, const epp_json_value_t *v, ingest_segment
     return epp_event_from_parts(&parts, c->now_us, ev, err);
 }
 
-int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kind, int64_t now_us,
-                         const ingest_segment_visitor_t *vis, ingest_fail_t *fail)
+int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kind,
+                         size_t max_messages, int64_t now_us, const ingest_segment_visitor_t *vis,
+                         ingest_fail_t *fail)
 {
     epp_json_doc_t *doc = NULL;
     int rc = ingest_body_json(body, len, &doc, fail);
@@ -309,10 +310,14 @@ int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kin
             return EPP_EINVAL;
         }
         n = batch->u.arr.n;
-        if (n == 0) {
-            ingest_fail_set(fail, 400, "invalid_field", "batch", "the batch holds no messages");
+        if (n == 0 || n > max_messages) {
+            if (n == 0)
+                ingest_fail_set(fail, 400, "invalid_field", "batch", "the batch holds no messages");
+            else
+                ingest_fail_set(fail, 400, "payload_too_large", "batch",
+                                "a batch holds at most %zu messages", max_messages);
             epp_json_doc_destroy(doc);
-            return EPP_EINVAL;
+            return n == 0 ? EPP_EINVAL : EPP_ETOOBIG;
         }
         c.sent_at = present(epp_json_get(root, "sentAt"));
         const epp_json_value_t *ctx = epp_json_get(root, "context");

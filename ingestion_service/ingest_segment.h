@@ -59,11 +59,14 @@ typedef struct {
     void *ud;
 } ingest_segment_visitor_t;
 
-/* Parses a decoded body of the given kind (a single message, or a batch) received at now_us.
- * Returns 0 (messages may have been refused: that is not a failure), a callback's negative code,
- * or a negative code with fail filled (400) when the body as a whole is unusable: not JSON, not
- * an object, no "batch" array, an empty batch. */
-int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kind, int64_t now_us,
+/* Parses a decoded body of the given kind (a single message, or a batch of at most max_messages)
+ * received at now_us. Returns 0 (messages may have been refused: that is not a failure), a
+ * callback's negative code, or a negative code with fail filled when the body as a whole is
+ * unusable: 400 for not JSON, not an object, no "batch" array, an empty batch, more than
+ * max_messages (payload_too_large: it bounds the work and the reply a body can cause); 503 out
+ * of memory. */
+int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kind,
+                         size_t max_messages, int64_t now_us,
                          const ingest_segment_visitor_t *visitor, ingest_fail_t *fail);
 
 #endif

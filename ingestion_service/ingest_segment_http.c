@@ -225,7 +225,8 @@ static void handle(epp_http_req_t *http, ingest_app_t *app, ingest_segment_kind_
     }
     seg_handler_t h = {.r = r};
     ingest_segment_visitor_t vis = {.begin = on_begin, .message = on_message, .ud = &h};
-    int rc = ingest_segment_parse(body, len, kind, epp_time_now_us(), &vis, &fail);
+    int rc = ingest_segment_parse(body, len, kind, (size_t)app->conf->max_batch_events,
+                                  epp_time_now_us(), &vis, &fail);
     epp_buf_free(&scratch);
     if (rc < 0) {
         /* Nothing was sent: only the body itself, the key or begin's allocation can fail. */

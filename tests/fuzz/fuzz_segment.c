@@ -29,7 +29,8 @@
 #include "epp_json.h"
 #include "epp_time.h"
 
-#define NOW_US (1795768305LL * EPP_USEC_PER_SEC)
+#define NOW_US       (1795768305LL * EPP_USEC_PER_SEC)
+#define MAX_MESSAGES 50
 
 #define REQUIRE(cond)                                                                              \
     do {                                                                                           \
@@ -48,7 +49,7 @@ typedef struct {
 static int check_begin(size_t n, const char *key, size_t key_len, void *ud)
 {
     check_t *chk = ud;
-    REQUIRE(chk->begun == 0 && n >= 1);
+    REQUIRE(chk->begun == 0 && n >= 1 && n <= MAX_MESSAGES);
     REQUIRE(chk->kind == INGEST_SEGMENT_BATCH || n == 1);
     REQUIRE(!key || epp_json_utf8_valid(key, key_len) || key_len == 0);
     chk->begun = n;
@@ -111,7 +112,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     ingest_segment_visitor_t vis = {check_begin, check_message, &chk};
-    int rc = ingest_segment_parse(body, len, chk.kind, NOW_US, &vis, &fail);
+    int rc = ingest_segment_parse(body, len, chk.kind, MAX_MESSAGES, NOW_US, &vis, &fail);
     if (rc < 0) {
         REQUIRE(chk.begun == 0);
         REQUIRE(fail.status == 400 || fail.status == 503);

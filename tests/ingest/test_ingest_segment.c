@@ -66,7 +66,7 @@ static int parse(const char *body, ingest_segment_kind_t kind, seen_t *s, ingest
     memset(s, 0, sizeof *s);
     memset(fail, 0, sizeof *fail);
     ingest_segment_visitor_t vis = {on_begin, on_message, s};
-    int rc = ingest_segment_parse(body, strlen(body), kind, NOW_US, &vis, fail);
+    int rc = ingest_segment_parse(body, strlen(body), kind, 6, NOW_US, &vis, fail);
     return s->broken ? -1000 : rc;
 }
 
@@ -264,6 +264,11 @@ static void test_batch(void)
     CHECK(strstr(s.canon[4], "\"context\":{\"own\":1}") != NULL);
 
     /* Bodies that are no batch at all. */
+    CHECK_INT_EQ(parse("{\"batch\":[1,2,3,4,5,6,7]}", INGEST_SEGMENT_BATCH, &s, &fail),
+                 EPP_ETOOBIG);
+    CHECK_INT_EQ((int)fail.status, 400);
+    CHECK_STR_EQ(fail.code, "payload_too_large");
+    CHECK_INT_EQ((int)s.seen, 0);
     CHECK_INT_EQ(parse("{\"batch\":[]}", INGEST_SEGMENT_BATCH, &s, &fail), EPP_EINVAL);
     CHECK_INT_EQ((int)fail.status, 400);
     CHECK_STR_EQ(fail.field, "batch");
@@ -300,7 +305,7 @@ static void test_sizes(void)
     memset(&s, 0, sizeof s);
     ingest_segment_visitor_t vis = {on_begin, on_message, &s};
     CHECK_INT_EQ(
-        ingest_segment_parse(body, strlen(body), INGEST_SEGMENT_BATCH, NOW_US, &vis, &fail), 0);
+        ingest_segment_parse(body, strlen(body), INGEST_SEGMENT_BATCH, 4, NOW_US, &vis, &fail), 0);
     CHECK_INT_EQ((int)s.seen, 2);
     /* The first fits as a message but its metadata ({"type":"track","properties":...}) is a
      * little larger than the message minus userId and event: still within 32 KiB. */
