@@ -11,8 +11,11 @@ SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -path ./build -
 
 all: build
 
+# Apache Kafka's broker jars come from Maven Central once (pinned, checksummed; a no-op after
+# the first fetch). EPP_BROKER=dev skips them: the dev broker needs no Java.
 deps:
 	@bash scripts/install-deps.sh
+	@if [ "$(EPP_BROKER)" != dev ]; then bash scripts/kafka.sh fetch; fi
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) $(CMAKE_ARGS) >/dev/null

@@ -156,6 +156,121 @@ int epp_kafka_ping(rd_kafka_t *rk, const char *topic, int timeout_ms, char *reas
     return rc;
 }
 
+/* The outcome of one CreateTopics request, as epp_kafka_topic_ensure reports it. */
+static int create_result(rd_kafka_event_t *ev, const char *topic, int partitions, int rf, char *err,
+                         size_t errsz)
+{
+    if (ev == NULL) {
+        set_err(err, errsz, "create topic %s: no answer in time", topic);
+        return EPP_EUNAVAIL;
+    }
+    rd_kafka_resp_err_t e = rd_kafka_event_error(ev);
+    const char *msg = rd_kafka_event_error_string(ev);
+    const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && res != NULL) {
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+        if (n > 0) {
+            e = rd_kafka_topic_result_error(tr[0]);
+            msg = rd_kafka_topic_result_error_string(tr[0]);
+        }
+    }
+    if (msg == NULL || *msg == '\0')
+        msg = rd_kafka_err2str(e);
+    char np[16], nrf[16];
+    snprintf(np, sizeof np, "%d", partitions);
+    snprintf(nrf, sizeof nrf, "%d", rf);
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NO_ERROR:
+        EPP_LOGKV(EPP_LOG_INFO, "kafka topic created", "topic", topic, "partitions", np,
+                  "replication_factor", nrf);
+        return 0;
+    case RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS:
+        return 0; /* another service or replica created it meanwhile */
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUEST:
+        EPP_LOGKV(EPP_LOG_INFO, "kafka cannot create topics; it creates them on first use", "topic",
+                  topic, "reason", msg);
+        return 0;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+        EPP_LOGKV(EPP_LOG_WARN, "not allowed to create the kafka topic; create it yourself",
+                  "topic", topic, "partitions", np, "reason", msg);
+        return 0;
+    case RD_KAFKA_RESP_ERR_INVALID_PARTITIONS:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICATION_FACTOR:
+    case RD_KAFKA_RESP_ERR_INVALID_REPLICA_ASSIGNMENT:
+    case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+    case RD_KAFKA_RESP_ERR_POLICY_VIOLATION:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+        set_err(err, errsz, "create topic %s: %s", topic, msg);
+        return EPP_EINVAL;
+    default:
+        set_err(err, errsz, "create topic %s: %s", topic, msg);
+        return EPP_EUNAVAIL;
+    }
+}
+
+int epp_kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+                           char *err, size_t errsz)
+{
+    if (partitions < 1) {
+        set_err(err, errsz, "create topic %s: partitions must be >= 1", topic);
+        return EPP_EINVAL;
+    }
+    /* All-topics metadata: it counts the brokers and tells whether the topic exists without
+     * asking for the topic by name (which auto-creating brokers would take as a creation). */
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md == NULL || md->broker_cnt <= 0) {
+        set_err(err, errsz, "create topic %s: kafka unreachable: %s", topic,
+                e != RD_KAFKA_RESP_ERR_NO_ERROR ? rd_kafka_err2str(e) : "no brokers in metadata");
+        if (md != NULL)
+            rd_kafka_metadata_destroy(md);
+        return EPP_EUNAVAIL;
+    }
+    int brokers = md->broker_cnt, exists = 0;
+    for (int i = 0; i < md->topic_cnt && !exists; i++)
+        exists = strcmp(md->topics[i].topic, topic) == 0 &&
+                 md->topics[i].err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    rd_kafka_metadata_destroy(md);
+    if (exists)
+        return 0;
+
+    int rf = brokers < 3 ? brokers : 3;
+    char isr[8], rderr[256];
+    snprintf(isr, sizeof isr, "%d", brokers < 2 ? brokers : 2);
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, rf, rderr, sizeof rderr);
+    if (nt == NULL) {
+        set_err(err, errsz, "create topic %s: %s", topic, rderr);
+        return EPP_EINVAL;
+    }
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_queue_t *q = NULL;
+    int rc = EPP_ENOMEM;
+    if (rd_kafka_NewTopic_set_config(nt, "min.insync.replicas", isr) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        goto out;
+    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    q = rd_kafka_queue_new(rk);
+    if (opts == NULL || q == NULL)
+        goto out;
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_CreateTopics(rk, &nt, 1, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 2 * timeout_ms + 1000);
+    rc = create_result(ev, topic, partitions, rf, err, errsz);
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+out:
+    if (q != NULL)
+        rd_kafka_queue_destroy(q);
+    if (opts != NULL)
+        rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_NewTopic_destroy(nt);
+    return rc;
+}
+
 int epp_kafka_err_to_epp(rd_kafka_resp_err_t err)
 {
     switch (err) {

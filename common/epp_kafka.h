@@ -47,6 +47,21 @@ void epp_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaqu
 int epp_kafka_ping(rd_kafka_t *rk, const char *topic, int timeout_ms, char *reason,
                    size_t reason_size);
 
+/* Creates topic with `partitions` partitions when the cluster does not have it yet: replication
+ * factor min(3, brokers in the metadata) and min.insync.replicas min(2, brokers), so that
+ * acks=all survives one broker down on a cluster of three and a single node works at all.
+ * Brokers run with auto.create.topics.enable=false (scripts/kafka.sh), so the services create
+ * `events` and `events.dlq` themselves at start-up. An existing topic is left as it is (its
+ * partitions and replication are the operator's) and returns 0. A cluster that will not create
+ * topics is not an error either, and returns 0 after logging why: the dev broker (librdkafka's
+ * mock cluster has no CreateTopics; it creates topics on first use) or a principal without the
+ * CREATE right (production clusters often manage topics themselves).
+ * Errors: EPP_EUNAVAIL when no broker answered within timeout_ms (retry later), EPP_EINVAL when
+ * the cluster refused the request itself (bad partition count, policy), with a message in err.
+ * Blocks the calling thread up to about twice timeout_ms. Any thread while rk is alive. */
+int epp_kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+                           char *err, size_t errsz);
+
 /* Maps a librdkafka error onto an EPP_E* code, keeping the retriable/permanent split:
  * queue full -> EPP_EAGAIN; message timed out / request timed out -> EPP_ETIMEDOUT;
  * transport, all brokers down, leader/coordinator moves, not enough replicas -> EPP_EUNAVAIL;

@@ -7,6 +7,11 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  consumer_conf_t, bootstrap, "Kafka bootstrap servers (host:port,...)"),
     EPP_CONF_STR("kafka-topic", "KAFKA_TOPIC", "events", consumer_conf_t, topic,
                  "Topic the events are read from"),
+    EPP_CONF_INT(
+        "kafka-topic-partitions", "KAFKA_TOPIC_PARTITIONS", "12", 1, 10000, consumer_conf_t,
+        topic_partitions,
+        "Partitions of KAFKA_TOPIC when this service creates it at start-up (an existing topic is "
+        "kept as it is); replication factor min(3, brokers), min.insync.replicas min(2, brokers)"),
     EPP_CONF_STR("kafka-dlq-topic", "KAFKA_DLQ_TOPIC", "events.dlq", consumer_conf_t, dlq_topic,
                  "Dead-letter topic for messages that can never be stored"),
     EPP_CONF_STR("kafka-group-id", "KAFKA_GROUP_ID", "event-consumer", consumer_conf_t, group_id,

@@ -11,6 +11,7 @@
 typedef struct {
     char *bootstrap;
     char *topic;
+    int64_t topic_partitions;
     char *dlq_topic;
     char *group_id;
     char *database_url; /* secret: holds the password */

@@ -74,6 +74,28 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
               "kafka error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err), "reason", reason);
 }
 
+/* Creates the topic and the dead-letter topic when the cluster lacks them (auto-creation is off
+ * on our brokers). Kafka being down is no reason to refuse to start -- the consumer waits for it
+ * like for Postgres -- so a failure is logged and the subscription goes ahead: epp-ingest
+ * creates the topic too as soon as the brokers answer, and the consumer's metadata refresh then
+ * finds it. The dead-letter topic gets one partition: it is small, and read in order. */
+static void ensure_topics(rd_kafka_t *rk, const consumer_conf_t *conf)
+{
+    const struct {
+        const char *topic;
+        int partitions;
+    } want[] = {{conf->topic, (int)conf->topic_partitions}, {conf->dlq_topic, 1}};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        char err[256] = "";
+        int rc =
+            epp_kafka_topic_ensure(rk, want[i].topic, want[i].partitions, 5000, err, sizeof err);
+        if (rc < 0)
+            EPP_LOGKV(EPP_LOG_WARN, "cannot create the kafka topic", "error", err);
+        if (rc == EPP_EUNAVAIL)
+            break; /* no broker answered: the next topic would wait just as long */
+    }
+}
+
 rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_kafka_hooks_t *hooks,
                                   char *err, size_t errsz)
 {
@@ -121,6 +143,7 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
     /* kc is now owned by rk. Route everything to the consumer queue served by
      * rd_kafka_consumer_poll(), so that callbacks run on the polling thread. */
     rd_kafka_poll_set_consumer(rk);
+    ensure_topics(rk, conf);
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(topics, conf->topic, RD_KAFKA_PARTITION_UA);
     rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, topics);

@@ -11,6 +11,10 @@ const epp_conf_opt_t ingest_conf_table[] = {
                  bootstrap, "Kafka bootstrap servers (host:port,...)"),
     EPP_CONF_STR("kafka-topic", "KAFKA_TOPIC", "events", T, topic, "Topic events are produced to"),
     EPP_CONF_INT(
+        "kafka-topic-partitions", "KAFKA_TOPIC_PARTITIONS", "12", 1, 10000, T, topic_partitions,
+        "Partitions of KAFKA_TOPIC when this service creates it at start-up (an existing topic is "
+        "kept as it is); replication factor min(3, brokers), min.insync.replicas min(2, brokers)"),
+    EPP_CONF_INT(
         "kafka-delivery-timeout-ms", "KAFKA_DELIVERY_TIMEOUT_MS", "5000", 100, 300000, T,
         delivery_timeout_ms,
         "Longest wait for a Kafka acknowledgement before answering 503 (message.timeout.ms)"),

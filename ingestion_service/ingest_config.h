@@ -14,6 +14,7 @@ typedef struct {
     /* Kafka */
     char *bootstrap;
     char *topic;
+    int64_t topic_partitions;
     int64_t delivery_timeout_ms;
     int64_t linger_ms;
     int64_t batch_num_messages;

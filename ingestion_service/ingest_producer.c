@@ -331,6 +331,18 @@ static void check_ready(ingest_producer_t *p)
     char reason[256] = "";
     /* The supervisor is the only thread that swaps cur, so reading it here needs no lock. */
     int rc = epp_kafka_ping(p->cur->rk, p->topic, METADATA_TIMEOUT_MS, reason, sizeof reason);
+    /* The brokers answer but the topic is missing (a new cluster; auto-creation is off): create
+     * it here, on the supervisor, so that start-up never waits for Kafka and a cluster that comes
+     * up later still gets its topic. */
+    if (rc == EPP_ENOTFOUND && p->opts.topic_partitions > 0) {
+        char err[256] = "";
+        int c = epp_kafka_topic_ensure(p->cur->rk, p->topic, p->opts.topic_partitions,
+                                       METADATA_TIMEOUT_MS, err, sizeof err);
+        if (c < 0)
+            EPP_LOGKV(EPP_LOG_WARN, "cannot create the kafka topic", "error", err);
+        else
+            rc = epp_kafka_ping(p->cur->rk, p->topic, METADATA_TIMEOUT_MS, reason, sizeof reason);
+    }
     int ok = rc >= 0;
     int was = atomic_exchange(&p->ready, ok);
     if (was != ok)

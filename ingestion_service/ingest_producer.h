@@ -27,6 +27,7 @@ typedef void (*ingest_delivery_fn)(void *msg_opaque, rd_kafka_resp_err_t err, vo
 typedef struct {
     const char *bootstrap; /* borrowed; copied */
     const char *topic;     /* borrowed; copied */
+    int topic_partitions;  /* > 0: create the topic when missing (epp_kafka_topic_ensure) */
     int delivery_timeout_ms;
     int linger_ms;
     int batch_num_messages;

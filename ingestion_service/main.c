@@ -143,6 +143,7 @@ int main(int argc, char **argv)
     ingest_producer_opts_t popts = {
         .bootstrap = conf.bootstrap,
         .topic = conf.topic,
+        .topic_partitions = (int)conf.topic_partitions,
         .delivery_timeout_ms = (int)conf.delivery_timeout_ms,
         .linger_ms = (int)conf.linger_ms,
         .batch_num_messages = (int)conf.batch_num_messages,

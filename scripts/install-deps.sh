@@ -10,6 +10,8 @@ PACKAGES=(
     libmicrohttpd-dev librdkafka-dev libpq-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
     # run and test
     postgresql postgresql-contrib prometheus kcat wrk nginx-light
+    # Apache Kafka (scripts/kafka.sh): Java 17 runs the broker, Maven fetches its jars
+    openjdk-17-jre-headless maven
     clang clang-format libclang-rt-14-dev valgrind
     docker-compose chromium
     python3 python3-psycopg2 python3-confluent-kafka python3-yaml

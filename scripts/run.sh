@@ -3,15 +3,21 @@
 #
 #   scripts/run.sh [BUILD_DIR]        (default: build)
 #
-# Starts a throwaway Postgres (data in $EPP_RUN_DIR/pg, port 5432 or the next free one), the dev
-# broker, then whichever services are built in BUILD_DIR/bin: epp-consumer first (it applies
-# the migrations), then epp-ingest and epp-analytics. Prints the URLs and waits. Ctrl-C (SIGINT)
-# or SIGTERM stops everything in order -- services, broker, Postgres -- and leaves nothing behind.
+# Starts a throwaway Postgres (data in $EPP_RUN_DIR/pg, port 5432 or the next free one), a
+# single-node Apache Kafka (data in $EPP_RUN_DIR/kafka, kept across runs: events accepted while
+# the consumer was down are stored at the next run; port 9092 or the next free one), then
+# whichever services are built in BUILD_DIR/bin: epp-consumer first (it applies the migrations
+# and creates the topics), then epp-ingest and epp-analytics. Prints the URLs and waits. Ctrl-C
+# (SIGINT) or SIGTERM stops everything in order -- services, broker, Postgres -- and leaves
+# nothing behind.
 #
 # Overrides (environment): EPP_RUN_DIR (default .run), EPP_PG_PORT (default 5432; when busy, the
-# next free port is used and printed), INGEST_PORT (8001), ANALYTICS_PORT (8002), CONSUMER_PORT
-# (8003), EPP_BROKER_ARGS (extra epp-devbroker flags, e.g. "--brokers 3"), LOG_LEVEL, LOG_FORMAT.
-# Service logs: $EPP_RUN_DIR/logs/<program>.log.
+# next free port is used and printed), EPP_KAFKA_PORT (default 9092, likewise), INGEST_PORT
+# (8001), ANALYTICS_PORT (8002), CONSUMER_PORT (8003), EPP_BROKER=dev (librdkafka's in-memory
+# mock cluster instead of Kafka, for a machine without Java; it keeps only ~5 MiB per partition
+# and nothing across runs), EPP_BROKER_ARGS (extra epp-devbroker flags, e.g. "--brokers 3"),
+# LOG_LEVEL, LOG_FORMAT. Service logs: $EPP_RUN_DIR/logs/<program>.log; Kafka's:
+# $EPP_RUN_DIR/kafka/node-1/kafka.log.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +26,14 @@ RUN_DIR=${EPP_RUN_DIR:-$REPO/.run}
 mkdir -p "$RUN_DIR/logs"
 RUN_DIR=$(cd "$RUN_DIR" && pwd)
 LOGS=$RUN_DIR/logs
+BROKER=${EPP_BROKER:-kafka}
+case "$BROKER" in
+kafka | dev) ;;
+*)
+    echo "run: EPP_BROKER must be kafka (the default) or dev, not '$BROKER'" >&2
+    exit 1
+    ;;
+esac
 INGEST_PORT=${INGEST_PORT:-8001}
 ANALYTICS_PORT=${ANALYTICS_PORT:-8002}
 CONSUMER_PORT=${CONSUMER_PORT:-8003}
@@ -28,6 +42,14 @@ say() { echo "run: $*"; }
 
 port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Prints the first free port from $1 upwards, saying so (on stderr) when it is not $1 itself.
+first_free_port() {
+    local port=$1
+    while port_busy "$port"; do port=$((port + 1)); done
+    [ "$port" = "$1" ] || say "port $1 is busy: $2 uses port $port" >&2
+    echo "$port"
 }
 
 # ----------------------------------------------------------------------------------------------
@@ -63,7 +85,11 @@ stop_all() {
         say "stopped $name"
     done
     if [ "$BROKER_STARTED" = 1 ]; then
-        bash "$REPO/scripts/broker.sh" stop "$RUN_DIR" | sed 's/^broker.sh: /run: /' || true
+        if [ "$BROKER" = kafka ]; then
+            bash "$REPO/scripts/kafka.sh" stop "$RUN_DIR/kafka" | sed 's/^kafka.sh: /run: kafka: /' || true
+        else
+            bash "$REPO/scripts/broker.sh" stop "$RUN_DIR" | sed 's/^broker.sh: /run: /' || true
+        fi
     fi
     if [ "$PG_STARTED" = 1 ]; then
         bash "$REPO/scripts/pg.sh" stop "$RUN_DIR/pg" | sed 's/^pg.sh: /run: postgres /' || true
@@ -95,36 +121,48 @@ for spec in "epp-consumer:$CONSUMER_PORT" "epp-ingest:$INGEST_PORT" "epp-analyti
         say "$name is not built yet ($BUILD/bin/$name): skipped"
     fi
 done
-[ -x "$BUILD/bin/epp-devbroker" ] || {
-    echo "run: $BUILD/bin/epp-devbroker is not built" >&2
-    exit 1
-}
+if [ "$BROKER" = dev ]; then
+    [ -x "$BUILD/bin/epp-devbroker" ] || {
+        echo "run: $BUILD/bin/epp-devbroker is not built" >&2
+        exit 1
+    }
+else
+    bash "$REPO/scripts/kafka.sh" fetch | sed 's/^kafka.sh: /run: kafka: /'
+fi
 
 # Leftovers from a run that was killed without its cleanup.
 bash "$REPO/scripts/broker.sh" stop "$RUN_DIR" >/dev/null || true
+bash "$REPO/scripts/kafka.sh" stop "$RUN_DIR/kafka" >/dev/null || true
 bash "$REPO/scripts/pg.sh" stop "$RUN_DIR/pg" >/dev/null || true
 
 # ----------------------------------------------------------------------------------------------
 # Postgres
 # ----------------------------------------------------------------------------------------------
-PG_PORT=${EPP_PG_PORT:-5432}
-want=$PG_PORT
-while port_busy "$PG_PORT"; do
-    PG_PORT=$((PG_PORT + 1))
-done
-[ "$PG_PORT" != "$want" ] && say "port $want is busy: Postgres uses port $PG_PORT"
+PG_PORT=$(first_free_port "${EPP_PG_PORT:-5432}" Postgres)
 PG_STARTED=1
 setsid bash "$REPO/scripts/pg.sh" start "$RUN_DIR/pg" "$PG_PORT" </dev/null | sed 's/^pg.sh: /run: postgres /'
 export DATABASE_URL="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/events_db"
 
 # ----------------------------------------------------------------------------------------------
-# Dev broker
+# Kafka: one Apache Kafka node, or with EPP_BROKER=dev the dev broker
 # ----------------------------------------------------------------------------------------------
 BROKER_STARTED=1
-# shellcheck disable=SC2086 # EPP_BROKER_ARGS is a list of flags
-EPP_DEVBROKER="$BUILD/bin/epp-devbroker" bash "$REPO/scripts/broker.sh" start "$RUN_DIR" -- \
-    ${EPP_BROKER_ARGS:-} | sed 's/^broker.sh: /run: /'
-KAFKA_BOOTSTRAP_SERVERS=$(cat "$RUN_DIR/devbroker.addr")
+if [ "$BROKER" = kafka ]; then
+    KAFKA_PORT=$(first_free_port "${EPP_KAFKA_PORT:-9092}" Kafka)
+    out=$(bash "$REPO/scripts/kafka.sh" start "$RUN_DIR/kafka" --port "$KAFKA_PORT" </dev/null) || {
+        echo "run: Kafka did not start; its log: $RUN_DIR/kafka/node-1/kafka.log" >&2
+        exit 1
+    }
+    KAFKA_BOOTSTRAP_SERVERS=${out##*KAFKA_BOOTSTRAP_SERVERS=}
+    BROKER_LINE="kafka              $KAFKA_BOOTSTRAP_SERVERS  (Apache Kafka $(bash "$REPO/scripts/kafka.sh" version), 1 node)"
+else
+    # shellcheck disable=SC2086 # EPP_BROKER_ARGS is a list of flags
+    EPP_DEVBROKER="$BUILD/bin/epp-devbroker" bash "$REPO/scripts/broker.sh" start "$RUN_DIR" -- \
+        ${EPP_BROKER_ARGS:-} | sed 's/^broker.sh: /run: /'
+    KAFKA_BOOTSTRAP_SERVERS=$(cat "$RUN_DIR/devbroker.addr")
+    BROKER_LINE="kafka (dev broker) $KAFKA_BOOTSTRAP_SERVERS  (librdkafka's mock cluster; control: $(cat "$RUN_DIR/devbroker.control"))"
+fi
+say "${BROKER_LINE}"
 export KAFKA_BOOTSTRAP_SERVERS
 
 # ----------------------------------------------------------------------------------------------
@@ -186,7 +224,7 @@ cat <<EOF
     dashboard          http://localhost:$ANALYTICS_PORT/dashboard
     consumer metrics   http://localhost:$CONSUMER_PORT/metrics
     postgres           $DATABASE_URL
-    kafka (dev broker) $KAFKA_BOOTSTRAP_SERVERS  (control: $(cat "$RUN_DIR/devbroker.control"))
+    $BROKER_LINE
 
   Press Ctrl-C to stop everything.
 EOF

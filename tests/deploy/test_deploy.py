@@ -83,6 +83,16 @@ def test_compose(repo, build):
         hc = " ".join(svc.get("healthcheck", {}).get("test", []))
         check(f"http://127.0.0.1:{port}/health" in hc, f"{name}: healthcheck is GET :{port}/health")
 
+    # The compose stack's Kafka is the version scripts/kafka.sh fetches and the tests run.
+    version = subprocess.run(["bash", os.path.join(repo, "scripts", "kafka.sh"), "version"],
+                             capture_output=True, text=True).stdout.strip()
+    image = services.get("kafka", {}).get("image", "")
+    check(image == f"apache/kafka:{version}",
+          f"compose kafka image {image!r} is apache/kafka:{version} (scripts/kafka.sh version)")
+    check(str(services.get("kafka", {}).get("environment", {}).get(
+          "KAFKA_AUTO_CREATE_TOPICS_ENABLE")).lower() == "false",
+          "compose kafka does not create topics automatically")
+
     dockerfile = open(os.path.join(repo, "docker", "Dockerfile")).read()
     for name, port in EPP_SERVICES.items():
         stage = re.search(rf"FROM runtime AS {name}\n(.*?)(?=\nFROM |\Z)", dockerfile, re.S)

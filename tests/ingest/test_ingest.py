@@ -474,8 +474,10 @@ def bad_input(env):
 
 def brokers_down(env):
     """Brokers down -> 503 with Retry-After within the delivery timeout, never a 202 for an
-    event that is not in the topic; brokers up -> 202 again without a restart."""
-    with t.DevBroker(env, brokers=1) as kenv:
+    event that is not in the topic; brokers up -> 202 again without a restart. A private Apache
+    Kafka node, SIGKILLed and restarted."""
+    with t.KafkaCluster(env, nodes=1) as kc:
+        kenv = kc.env
         topic = t.create_topic(kenv, t.unique_name("ingest_down"), 2)
         # A small producer queue, so that the outage also fills it: queue_full must be
         # answered at once, not after the delivery timeout.
@@ -489,7 +491,7 @@ def brokers_down(env):
             t.check(status == 202, "before: %s" % status)
             accepted.append(body["event_id"])
 
-            t.broker_control(kenv, "POST", "/brokers/down")
+            kc.kill(1)
             # Concurrent requests during the outage, single and batch.
             results = []
 
@@ -537,7 +539,7 @@ def brokers_down(env):
             t.wait_for(lambda: t.http_request("GET", svc.url("/ready"))[0] == 503, 10,
                        msg="/ready 503 while brokers are down")
 
-            t.broker_control(kenv, "POST", "/brokers/up")
+            kc.start_node(1)
             ok = t.wait_for(lambda: c.post_json("/events", ev(99))[0] == 202 or None, 20,
                             interval=0.2, msg="202 after brokers up")
             for i in range(20):
@@ -560,7 +562,8 @@ def brokers_down(env):
 def retriable(env):
     """NOT_LEADER_FOR_PARTITION, REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS on Produce cost latency
     only: every event is 202'd and each 202'd event_id is in the topic (duplicates possible only
-    where the mock lost an ack; counted)."""
+    where the mock lost an ack; counted). Mock-only fault: error codes injected into chosen
+    Produce requests."""
     with t.DevBroker(env, brokers=3) as kenv:
         topic = t.create_topic(kenv, t.unique_name("ingest_retry"), 3)
         # One produce request in flight per broker. The idempotent producer pipelines up to 5,
@@ -626,7 +629,8 @@ def retriable(env):
 
 def sigterm(env):
     """SIGTERM with 200 requests in flight (broker slowed): every request gets a truthful
-    answer, every 202'd event is in the topic, exit code 0."""
+    answer, every 202'd event is in the topic, exit code 0. Mock-only fault: a broker round-trip
+    time set to a chosen value (1.5 s, then 4 s)."""
     with t.DevBroker(env, brokers=1) as kenv:
         topic = t.create_topic(kenv, t.unique_name("ingest_term"), 2)
         svc = start_ingest(kenv, topic, {"SHUTDOWN_TIMEOUT_MS": "8000",
@@ -723,7 +727,9 @@ def sigterm(env):
 
 def fatal(env):
     """A fatal producer error (injected through POST /debug/fatal, EPP_TEST_FAULTS=1) fails the
-    affected requests with 503; the producer is recreated and the service serves 202 again."""
+    affected requests with 503; the producer is recreated and the service serves 202 again.
+    Mock-only fault: a 1 s broker round-trip time, so that requests are in flight when the fatal
+    error hits."""
     with t.DevBroker(env, brokers=1) as kenv:
         topic = t.create_topic(kenv, t.unique_name("ingest_fatal"), 2)
         svc = start_ingest(kenv, topic, {"EPP_TEST_FAULTS": "1",

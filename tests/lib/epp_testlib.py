@@ -8,16 +8,19 @@ Import with:
 The CTest fixtures `pg` and `broker` (tests/fixtures) write ${build}/test-env/env with:
     EPP_TEST_PG_URL        superuser URL to the `postgres` database
     EPP_TEST_PG_HOST, EPP_TEST_PG_PORT, EPP_TEST_PG_DATA, EPP_TEST_PG_BINDIR
-    KAFKA_BOOTSTRAP_SERVERS  the dev broker (tools/epp-devbroker)
-    EPP_DEVBROKER_CONTROL    its control API, http://127.0.0.1:PORT
+    KAFKA_BOOTSTRAP_SERVERS  one Apache Kafka node (scripts/kafka.sh), shared by all tests
 
 Tests create their OWN database (create_database) and their OWN topics (unique_name +
 create_topic) so that they never interfere with each other, even under `ctest -j`.
-The fixture broker is SHARED: never take its brokers down or inject errors into it. A test that
-injects faults starts a private broker instead:
+The fixture broker is SHARED: never stop it or fault it. A test that faults brokers starts a
+private cluster; only a fault that only librdkafka's mock cluster can inject (errors injected
+into chosen requests, added round-trip times) justifies a private dev broker, and the test says
+which fault in a comment:
 
+    with t.KafkaCluster(env, nodes=3) as kc:    # kc.env: env with this cluster's bootstrap
+        kc.kill(2)
     with t.DevBroker(env, brokers=2) as kenv:   # kenv: env with this broker's addresses
-        t.broker_control(kenv, "POST", "/brokers/down")
+        t.broker_control(kenv, "POST", "/errors?api=Produce&count=5&codes=6")
 
 Typical use:
 
@@ -48,6 +51,7 @@ __all__ = [
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
     "http_request", "http_json", "metric_value", "broker_control", "create_topic", "kafka_producer",
     "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process", "DevBroker",
+    "KafkaCluster",
 ]
 
 
@@ -269,11 +273,38 @@ def broker_control(env, method, path, timeout=10.0):
     return status, body
 
 
-def create_topic(env, name, partitions=4):
-    """Creates a topic on the dev broker (idempotent there: an existing topic is kept)."""
-    status, body = broker_control(env, "POST", "/topics?name=%s&partitions=%d" %
-                                  (urllib.parse.quote(name), partitions))
-    check(status == 200, "create_topic %s: %s %r" % (name, status, body))
+def create_topic(env, name, partitions=4, config=None, timeout=30.0):
+    """Creates a topic and waits until every partition has a leader; returns name. On Apache
+    Kafka (the fixture, KafkaCluster) through the admin API, with replication factor
+    min(3, brokers) and min.insync.replicas min(2, brokers) as the services use; an existing
+    topic is kept. On a dev broker (env has EPP_DEVBROKER_CONTROL) through its control API.
+    config: topic settings, e.g. {"retention.ms": "1000"} (Apache Kafka only)."""
+    if env.get("EPP_DEVBROKER_CONTROL"):
+        check(not config, "create_topic: the dev broker takes no topic config")
+        status, body = broker_control(env, "POST", "/topics?name=%s&partitions=%d" %
+                                      (urllib.parse.quote(name), partitions))
+        check(status == 200, "create_topic %s: %s %r" % (name, status, body))
+        return name
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": _bootstrap(env)})
+    brokers = len(admin.list_topics(timeout=timeout).brokers)
+    conf = {"min.insync.replicas": str(min(2, brokers))}
+    conf.update(config or {})
+    fut = admin.create_topics([NewTopic(name, partitions, min(3, brokers), config=conf)],
+                              operation_timeout=timeout, request_timeout=timeout)[name]
+    try:
+        fut.result(timeout)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+            raise TestFailure("create_topic %s: %s" % (name, e))
+
+    def led():
+        t = admin.list_topics(name, timeout=5).topics.get(name)
+        return (t is not None and t.error is None and len(t.partitions) == partitions and
+                all(p.leader >= 0 for p in t.partitions.values()))
+
+    wait_for(led, timeout=timeout, interval=0.1, msg="leaders for every partition of " + name)
     return name
 
 
@@ -288,8 +319,7 @@ def _bootstrap(env_or_bootstrap):
 
 
 def kafka_producer(env_or_bootstrap, **conf):
-    """A confluent_kafka.Producer on the dev broker. conf keys use '_' or '.' (linger_ms or
-    'linger.ms')."""
+    """A confluent_kafka.Producer. conf keys use '_' or '.' (linger_ms or 'linger.ms')."""
     from confluent_kafka import Producer
     c = {"bootstrap.servers": _bootstrap(env_or_bootstrap), "linger.ms": 5}
     c.update({k.replace("_", "."): v for k, v in conf.items()})
@@ -516,6 +546,68 @@ class ServiceProcess:
 def start_process(env, program, args=(), port=None, extra_env=None, **kw):
     """ServiceProcess(...).start(): returns the started (and, with port, healthy) process."""
     return ServiceProcess(env, program, args, port=port, extra_env=extra_env, **kw).start()
+
+
+class KafkaCluster:
+    """A private Apache Kafka cluster (scripts/kafka.sh) for one test that faults its brokers;
+    the shared fixture node must never be faulted. nodes: 1 or 3. Costs a JVM start per node
+    (a few seconds).
+
+        with t.KafkaCluster(env, nodes=3) as kc:      # kc.env: env with this bootstrap
+            kc.kill(2); kc.start_node(2)
+
+    .env is a copy of env with KAFKA_BOOTSTRAP_SERVERS pointing at this cluster."""
+
+    def __init__(self, env, nodes=1):
+        import tempfile
+        self.base_env = env
+        self.nodes = nodes
+        self.dir = tempfile.mkdtemp(prefix="kafka-")
+        self.env = None
+
+    def sh(self, *args, check_rc=True):
+        r = subprocess.run(["bash", os.path.join(REPO, "scripts", "kafka.sh")] + list(args),
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        if check_rc and r.returncode != 0:
+            raise TestFailure("kafka.sh %s: rc %d\n%s%s" % (" ".join(args), r.returncode,
+                                                              r.stdout, r.stderr))
+        return r
+
+    def start(self):
+        r = self.sh("start", self.dir, "--nodes", str(self.nodes))
+        bootstrap = r.stdout.strip().splitlines()[-1].split("=", 1)[1]
+        self.env = dict(self.base_env, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+        self.env.pop("EPP_DEVBROKER_CONTROL", None)
+        return self
+
+    def kill(self, node):
+        """SIGKILL of one node (a crash)."""
+        self.sh("kill", self.dir, str(node))
+
+    def stop_node(self, node):
+        self.sh("stop-node", self.dir, str(node))
+
+    def start_node(self, node, wait=True):
+        self.sh("start-node", self.dir, str(node), *(() if wait else ("--no-wait",)))
+
+    def pid(self, node):
+        return int(self.sh("pid", self.dir, str(node)).stdout.strip())
+
+    def stop(self):
+        self.sh("stop", self.dir, check_rc=False)
+        import shutil
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except Exception:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
 
 class DevBroker:
