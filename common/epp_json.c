@@ -269,7 +269,8 @@ static int prescan(const unsigned char *s, size_t len, epp_json_error_t *err)
 
 typedef struct {
     epp_json_value_t *value;
-    size_t start; /* index of its first child on the pending stack */
+    size_t start;  /* index of its first child on the pending stack */
+    size_t offset; /* input offset of its opening bracket */
 } frame_t;
 
 #define INLINE_FRAMES  32
@@ -389,6 +390,7 @@ static epp_json_value_t *new_value(builder_t *b, epp_json_type_t type)
         return NULL;
     v->type = type;
     v->depth = (unsigned)b->nframes + 1;
+    v->raw_len = 0;
     return v;
 }
 
@@ -486,6 +488,8 @@ static int cb_open(builder_t *b, epp_json_type_t type)
         return fail_nomem(b);
     b->frames[b->nframes].value = v;
     b->frames[b->nframes].start = b->npending;
+    /* yajl calls back right after the bracket, so the bytes consumed end with it. */
+    b->frames[b->nframes].offset = yajl_get_bytes_consumed(b->yh) - 1;
     b->nframes++;
     return 1;
 }
@@ -525,6 +529,7 @@ static int cb_close(void *ctx)
             v->u.arr.n = n;
         }
     }
+    v->raw_len = yajl_get_bytes_consumed(b->yh) - f->offset;
     b->npending = f->start;
     b->nframes--;
     return 1;

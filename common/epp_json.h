@@ -36,6 +36,10 @@ struct epp_json_value {
     epp_json_type_t type;
     /* Nesting depth: the root is 1, its children 2, ... */
     unsigned depth;
+    /* ARRAY, OBJECT: bytes of input from the opening bracket to the closing one, which bounds
+     * epp_json_compact_size() from above without walking the value (0: not known, e.g. for a
+     * value not made by epp_json_parse). */
+    size_t raw_len;
     union {
         struct {
             const char *text; /* NUMBER: source text; STRING: decoded UTF-8; NUL-terminated */

@@ -190,8 +190,11 @@ static int message_event(seg_ctx_t *c, const epp_json_value_t *v, ingest_segment
             return refuse(err, m.type ? "invalid_field" : "missing_field", "type",
                           "type must be one of track, identify, page, screen, group, alias");
     }
+    /* The source text bounds the compact form from above: only a message whose text is over the
+     * limit needs measuring (a body within the limit holds none). */
     size_t size;
-    if (c->measure && (size = epp_json_compact_size(v)) > INGEST_SEGMENT_MAX_MESSAGE) {
+    if (c->measure && v->raw_len > INGEST_SEGMENT_MAX_MESSAGE &&
+        (size = epp_json_compact_size(v)) > INGEST_SEGMENT_MAX_MESSAGE) {
         snprintf(err->message, sizeof err->message,
                  "the message is %zu bytes of compact JSON, more than the limit of %d", size,
                  INGEST_SEGMENT_MAX_MESSAGE);

@@ -391,7 +391,8 @@ static void test_write_string(void)
     epp_buf_free(&b);
 }
 
-/* epp_json_compact_size() is the length epp_json_serialize() writes, escapes included. */
+/* epp_json_compact_size() is the length epp_json_serialize() writes, escapes included; raw_len
+ * is the container's source text. */
 static void test_compact_size(void)
 {
     static const char *docs[] = {
@@ -415,6 +416,10 @@ static void test_compact_size(void)
         if (epp_json_compact_size(epp_json_root(doc)) != out.len)
             fprintf(stderr, "doc %zu: %.*s\n", i, (int)out.len, out.data);
         CHECK_INT_EQ((int)epp_json_compact_size(epp_json_root(doc)), (int)out.len);
+        /* The source text of a container bounds its compact form. */
+        const epp_json_value_t *root = epp_json_root(doc);
+        if (root->type == EPP_JSON_ARRAY || root->type == EPP_JSON_OBJECT)
+            CHECK(root->raw_len == strlen(docs[i]) && root->raw_len >= out.len);
         epp_buf_free(&out);
         epp_json_doc_destroy(doc);
     }
