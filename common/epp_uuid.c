@@ -114,42 +114,64 @@ static uint32_t rol32(uint32_t x, unsigned n)
     return (x << n) | (x >> (32 - n));
 }
 
-/* One round of SHA-1 over the 16-word window w (the message schedule, extended in place). */
+/* The rounds, fully unrolled (constant schedule indices) with the five working variables renamed
+ * from round to round instead of moved (round t+1 is round t with (a, b, c, d, e) read as (e, a, b,
+ * c, d)), so that a round is a handful of instructions. W0 reads the block; W extends the 16-word
+ * schedule in place. */
+#define SHA1_W0(t) w[t]
 #define SHA1_W(t)                                                                                  \
-    ((t) < 16 ? w[(t)]                                                                             \
-              : (w[(t)&15] =                                                                       \
-                     rol32(w[((t)-3) & 15] ^ w[((t)-8) & 15] ^ w[((t)-14) & 15] ^ w[(t)&15], 1)))
-#define SHA1_ROUND(f, k, t)                                                                        \
+    (w[(t)&15] = rol32(w[((t) + 13) & 15] ^ w[((t) + 8) & 15] ^ w[((t) + 2) & 15] ^ w[(t)&15], 1))
+#define SHA1_F1(b, c, d) ((((c) ^ (d)) & (b)) ^ (d))
+#define SHA1_F2(b, c, d) ((b) ^ (c) ^ (d))
+#define SHA1_F3(b, c, d) (((b) & (c)) | (((b) | (c)) & (d)))
+#define SHA1_R(f, k, wt, a, b, c, d, e)                                                            \
     do {                                                                                           \
-        uint32_t tmp = rol32(a, 5) + (f) + e + (k) + SHA1_W(t);                                    \
-        e = d;                                                                                     \
-        d = cc;                                                                                    \
-        cc = rol32(b, 30);                                                                         \
-        b = a;                                                                                     \
-        a = tmp;                                                                                   \
+        (e) += rol32((a), 5) + f((b), (c), (d)) + (k) + (wt);                                      \
+        (b) = rol32((b), 30);                                                                      \
+    } while (0)
+/* Five rounds, after which the variables are back in their places. */
+#define SHA1_R5(f, k, W, t)                                                                        \
+    do {                                                                                           \
+        SHA1_R(f, k, W(t), a, b, c, d, e);                                                         \
+        SHA1_R(f, k, W((t) + 1), e, a, b, c, d);                                                   \
+        SHA1_R(f, k, W((t) + 2), d, e, a, b, c);                                                   \
+        SHA1_R(f, k, W((t) + 3), c, d, e, a, b);                                                   \
+        SHA1_R(f, k, W((t) + 4), b, c, d, e, a);                                                   \
     } while (0)
 
-static void sha1_block(sha1_t *c, const uint8_t *p)
+static void sha1_block(sha1_t *ctx, const uint8_t *p)
 {
     uint32_t w[16];
     for (int t = 0; t < 16; t++)
         w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
                (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
-    uint32_t a = c->h[0], b = c->h[1], cc = c->h[2], d = c->h[3], e = c->h[4];
-    /* Four loops without a branch on t: the round functions of FIPS 180-4 section 4.1.1. */
-    for (int t = 0; t < 20; t++)
-        SHA1_ROUND((b & cc) | (~b & d), 0x5A827999u, t);
-    for (int t = 20; t < 40; t++)
-        SHA1_ROUND(b ^ cc ^ d, 0x6ED9EBA1u, t);
-    for (int t = 40; t < 60; t++)
-        SHA1_ROUND((b & cc) | (b & d) | (cc & d), 0x8F1BBCDCu, t);
-    for (int t = 60; t < 80; t++)
-        SHA1_ROUND(b ^ cc ^ d, 0xCA62C1D6u, t);
-    c->h[0] += a;
-    c->h[1] += b;
-    c->h[2] += cc;
-    c->h[3] += d;
-    c->h[4] += e;
+    uint32_t a = ctx->h[0], b = ctx->h[1], c = ctx->h[2], d = ctx->h[3], e = ctx->h[4];
+    /* The round functions and constants of FIPS 180-4 sections 4.1.1 and 4.2.1. */
+    SHA1_R5(SHA1_F1, 0x5A827999u, SHA1_W0, 0);
+    SHA1_R5(SHA1_F1, 0x5A827999u, SHA1_W0, 5);
+    SHA1_R5(SHA1_F1, 0x5A827999u, SHA1_W0, 10);
+    SHA1_R(SHA1_F1, 0x5A827999u, SHA1_W0(15), a, b, c, d, e);
+    SHA1_R(SHA1_F1, 0x5A827999u, SHA1_W(16), e, a, b, c, d);
+    SHA1_R(SHA1_F1, 0x5A827999u, SHA1_W(17), d, e, a, b, c);
+    SHA1_R(SHA1_F1, 0x5A827999u, SHA1_W(18), c, d, e, a, b);
+    SHA1_R(SHA1_F1, 0x5A827999u, SHA1_W(19), b, c, d, e, a);
+    SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 20);
+    SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 25);
+    SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 30);
+    SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 35);
+    SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 40);
+    SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 45);
+    SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 50);
+    SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 55);
+    SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 60);
+    SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 65);
+    SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 70);
+    SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 75);
+    ctx->h[0] += a;
+    ctx->h[1] += b;
+    ctx->h[2] += c;
+    ctx->h[3] += d;
+    ctx->h[4] += e;
 }
 
 static void sha1_init(sha1_t *c)

@@ -28,8 +28,7 @@ static ingest_segment_kind_t kind_of(const epp_json_value_t *v)
     if (!v || v->type != EPP_JSON_STRING)
         return INGEST_SEGMENT_BATCH;
     for (int k = INGEST_SEGMENT_TRACK; k <= INGEST_SEGMENT_ALIAS; k++)
-        if (v->u.s.len == strlen(kind_names[k]) &&
-            memcmp(v->u.s.text, kind_names[k], v->u.s.len) == 0)
+        if (strcmp(v->u.s.text, kind_names[k]) == 0) /* text is NUL-terminated, NUL-free */
             return (ingest_segment_kind_t)k;
     return INGEST_SEGMENT_BATCH;
 }
@@ -49,6 +48,8 @@ static epp_json_value_t string_value(const char *text, size_t len)
 /* What the whole request shares. */
 typedef struct {
     const epp_json_value_t *sent_at; /* the batch's sentAt (NULL: none) */
+    int64_t sent_at_us;              /* its time, parsed once for the whole batch */
+    int sent_at_bad;                 /* it is no time: the messages that use it are refused */
     const epp_json_value_t *context; /* the batch's context object (NULL: none) */
     epp_uuid_t ns;
     int measure; /* the body is larger than one message may be: measure each */
@@ -62,11 +63,6 @@ typedef struct {
         *previous_id;
 } seg_msg_t;
 
-static int key_is(const epp_json_member_t *m, const char *name)
-{
-    return m->key_len == strlen(name) && memcmp(m->key, name, m->key_len) == 0;
-}
-
 /* A JSON null counts as absent everywhere. */
 static const epp_json_value_t *present(const epp_json_value_t *v)
 {
@@ -75,31 +71,38 @@ static const epp_json_value_t *present(const epp_json_value_t *v)
 
 static void scan(const epp_json_value_t *obj, seg_msg_t *m)
 {
+#define FIELD(name, member)                                                                        \
+    {                                                                                              \
+        name, sizeof name - 1, offsetof(seg_msg_t, member)                                         \
+    }
     static const struct {
         const char *name;
+        size_t len;
         size_t off;
     } fields[] = {
-        {"type", offsetof(seg_msg_t, type)},
-        {"event", offsetof(seg_msg_t, event)},
-        {"userId", offsetof(seg_msg_t, user_id)},
-        {"anonymousId", offsetof(seg_msg_t, anonymous_id)},
-        {"messageId", offsetof(seg_msg_t, message_id)},
-        {"timestamp", offsetof(seg_msg_t, timestamp)},
-        {"originalTimestamp", offsetof(seg_msg_t, original_timestamp)},
-        {"sentAt", offsetof(seg_msg_t, sent_at)},
-        {"properties", offsetof(seg_msg_t, properties)},
-        {"traits", offsetof(seg_msg_t, traits)},
-        {"context", offsetof(seg_msg_t, context)},
-        {"name", offsetof(seg_msg_t, name)},
-        {"category", offsetof(seg_msg_t, category)},
-        {"groupId", offsetof(seg_msg_t, group_id)},
-        {"previousId", offsetof(seg_msg_t, previous_id)},
+        FIELD("type", type),
+        FIELD("event", event),
+        FIELD("userId", user_id),
+        FIELD("anonymousId", anonymous_id),
+        FIELD("messageId", message_id),
+        FIELD("timestamp", timestamp),
+        FIELD("originalTimestamp", original_timestamp),
+        FIELD("sentAt", sent_at),
+        FIELD("properties", properties),
+        FIELD("traits", traits),
+        FIELD("context", context),
+        FIELD("name", name),
+        FIELD("category", category),
+        FIELD("groupId", group_id),
+        FIELD("previousId", previous_id),
     };
+#undef FIELD
     memset(m, 0, sizeof *m);
     for (size_t i = 0; i < obj->u.obj.n; i++) {
         const epp_json_member_t *mem = &obj->u.obj.members[i];
         for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
-            if (key_is(mem, fields[f].name)) {
+            if (mem->key_len == fields[f].len &&
+                memcmp(mem->key, fields[f].name, fields[f].len) == 0) {
                 *(const epp_json_value_t **)((char *)m + fields[f].off) = present(mem->value);
                 break;
             }
@@ -138,13 +141,13 @@ static int message_time(const seg_ctx_t *c, const seg_msg_t *m, int64_t *ts, epp
 {
     *client = m->original_timestamp ? m->original_timestamp : m->timestamp;
     *sent = m->sent_at ? m->sent_at : c->sent_at;
-    int64_t client_us = 0, sent_us = 0;
+    int64_t client_us = 0, sent_us = c->sent_at_us;
     if (*client && epp_event_instant(*client, &client_us) < 0)
         return refuse(err, "invalid_field",
                       m->original_timestamp ? "originalTimestamp" : "timestamp",
                       "timestamps must be RFC 3339 date-time strings or integer epoch "
                       "milliseconds between 1970 and 9999");
-    if (*sent && epp_event_instant(*sent, &sent_us) < 0)
+    if (m->sent_at ? epp_event_instant(m->sent_at, &sent_us) < 0 : *sent && c->sent_at_bad)
         return refuse(err, "invalid_field", "sentAt",
                       "sentAt must be an RFC 3339 date-time string or integer epoch milliseconds "
                       "between 1970 and 9999");
@@ -323,6 +326,7 @@ int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kin
             return n == 0 ? EPP_EINVAL : EPP_ETOOBIG;
         }
         c.sent_at = present(epp_json_get(root, "sentAt"));
+        c.sent_at_bad = c.sent_at && epp_event_instant(c.sent_at, &c.sent_at_us) < 0;
         const epp_json_value_t *ctx = epp_json_get(root, "context");
         c.context = ctx && ctx->type == EPP_JSON_OBJECT ? ctx : NULL;
     }

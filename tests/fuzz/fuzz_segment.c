@@ -28,17 +28,10 @@
 #include "epp_event.h"
 #include "epp_json.h"
 #include "epp_time.h"
+#include "fuzz_check.h"
 
 #define NOW_US       (1795768305LL * EPP_USEC_PER_SEC)
 #define MAX_MESSAGES 50
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 typedef struct {
     ingest_segment_kind_t kind;
@@ -78,16 +71,7 @@ static int check_message(size_t index, int rc, const epp_event_t *ev, const epp_
         REQUIRE(ev->event_name_len == strlen(name) &&
                 memcmp(ev->event_name, name, ev->event_name_len) == 0);
     }
-    epp_buf_t canon = {0};
-    REQUIRE(epp_event_serialize(ev, &canon) == 0);
-    epp_event_t back;
-    epp_event_error_t berr;
-    epp_event_init(&back);
-    REQUIRE(epp_event_parse(canon.data, canon.len, EPP_EVENT_FROM_KAFKA, NOW_US, &back, &berr) ==
-            0);
-    REQUIRE(memcmp(&back.event_id, &ev->event_id, sizeof back.event_id) == 0);
-    epp_event_clear(&back);
-    epp_buf_free(&canon);
+    fuzz_check_canonical(ev, NOW_US);
     return 0;
 }
 

@@ -391,6 +391,51 @@ static void test_write_string(void)
     epp_buf_free(&b);
 }
 
+/* epp_json_write_string() against a byte-at-a-time reference, with every kind of byte at every
+ * position around the eight-byte words it scans. */
+static void test_write_string_positions(void)
+{
+    static const unsigned char specials[] = {0x00, 0x01, 0x08, 0x0a, 0x1f, '"',  '\\',
+                                             0x20, 0x21, 0x5b, 0x7f, 0x80, 0xc3, 0xff};
+    char in[40], want[300];
+    for (size_t len = 0; len <= sizeof in; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (size_t k = 0; k < sizeof specials; k++) {
+                for (size_t i = 0; i < len; i++)
+                    in[i] = (char)('a' + i % 26);
+                in[pos] = (char)specials[k];
+                if (pos + 9 < len)
+                    in[pos + 9] = '"';
+                size_t w = 0;
+                want[w++] = '"';
+                for (size_t i = 0; i < len; i++) {
+                    unsigned char c = (unsigned char)in[i];
+                    if (c == '"' || c == '\\') {
+                        want[w++] = '\\';
+                        want[w++] = (char)c;
+                    } else if (c < 0x20) {
+                        const char *named = c == '\b'   ? "b"
+                                            : c == '\f' ? "f"
+                                            : c == '\n' ? "n"
+                                            : c == '\r' ? "r"
+                                            : c == '\t' ? "t"
+                                                        : NULL;
+                        w += named ? (size_t)snprintf(want + w, 8, "\\%s", named)
+                                   : (size_t)snprintf(want + w, 8, "\\u%04x", c);
+                    } else {
+                        want[w++] = (char)c;
+                    }
+                }
+                want[w++] = '"';
+                epp_buf_t out = {0};
+                CHECK_INT_EQ(epp_json_write_string(&out, in, len), 0);
+                CHECK_MEM_EQ(out.data, out.len, want, w);
+                epp_buf_free(&out);
+            }
+        }
+    }
+}
+
 /* epp_json_compact_size() is the length epp_json_serialize() writes, escapes included; raw_len
  * is the container's source text. */
 static void test_compact_size(void)
@@ -438,6 +483,7 @@ int main(void)
     EPP_RUN(test_large_document);
     EPP_RUN(test_long_escaped_strings);
     EPP_RUN(test_write_string);
+    EPP_RUN(test_write_string_positions);
     EPP_RUN(test_compact_size);
     return EPP_TEST_RESULT();
 }
