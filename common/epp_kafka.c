@@ -239,7 +239,8 @@ int epp_kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions, in
         return 0;
 
     int rf = brokers < 3 ? brokers : 3;
-    char isr[8], rderr[256];
+    /* Room for any int: the Debug (sanitizer) build's -Wformat-truncation refused 8 bytes. */
+    char isr[12], rderr[256];
     snprintf(isr, sizeof isr, "%d", brokers < 2 ? brokers : 2);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, rf, rderr, sizeof rderr);
     if (nt == NULL) {
