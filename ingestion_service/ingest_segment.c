@@ -45,6 +45,10 @@ static epp_json_value_t string_value(const char *text, size_t len)
     return v;
 }
 
+/* INGEST_SEGMENT_NAMESPACE in bytes (the UUIDv5 ids test_ingest_segment expects check it). */
+static const epp_uuid_t segment_namespace = {{0xc3, 0xc9, 0x57, 0x4d, 0x16, 0x2e, 0x54, 0x3f, 0xbb,
+                                              0x73, 0x40, 0x0f, 0x86, 0xb3, 0x51, 0xf4}};
+
 /* What the whole request shares. */
 typedef struct {
     const epp_json_value_t *sent_at; /* the batch's sentAt (NULL: none) */
@@ -305,7 +309,7 @@ int ingest_segment_parse(const char *body, size_t len, ingest_segment_kind_t kin
     memset(&c, 0, sizeof c);
     c.now_us = now_us;
     c.measure = len > INGEST_SEGMENT_MAX_MESSAGE;
-    epp_uuid_parse(INGEST_SEGMENT_NAMESPACE, EPP_UUID_STRLEN, &c.ns);
+    c.ns = segment_namespace;
     size_t n = 1;
     if (kind == INGEST_SEGMENT_BATCH) {
         batch = epp_json_get(root, "batch");

@@ -190,9 +190,12 @@ static void refuse_request(ingest_app_t *app, epp_http_req_t *http, ingest_fail_
 
 static void handle(epp_http_req_t *http, ingest_app_t *app, ingest_segment_kind_t kind)
 {
-    char name[32];
-    snprintf(name, sizeof name, "POST /v1/%s", ingest_segment_kind_name(kind));
-    epp_span_t *span = ingest_server_span_start(app, http, name, epp_http_route_pattern(http));
+    epp_span_t *span = NULL;
+    if (app->tracer) {
+        char name[32];
+        snprintf(name, sizeof name, "POST /v1/%s", ingest_segment_kind_name(kind));
+        span = ingest_server_span_start(app, http, name, epp_http_route_pattern(http));
+    }
     ingest_fail_t fail = {0};
     /* analytics.js sends text/plain (a CORS-simple type); other clients JSON or nothing. */
     const char *ct = epp_http_header(http, "Content-Type");
