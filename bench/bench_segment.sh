@@ -50,38 +50,7 @@ trap cleanup EXIT
 # The request bodies: the same 160-byte event for POST /events as bench_http/bench_ingest, and
 # the batches, written as wrk scripts.
 write_post_lua "$TMP/post.lua"
-python3 - "$TMP" <<'PY'
-import json, sys
-d = sys.argv[1]
-ts = "2026-11-27T08:31:45.123Z"
-def lua(name, body, ctype="application/json", auth=None):
-    with open("%s/%s.lua" % (d, name), "w") as f:
-        f.write('wrk.method = "POST"\nwrk.body = [==[%s]==]\n'
-                'wrk.headers["Content-Type"] = "%s"\n' % (body, ctype))
-        if auth:
-            f.write('wrk.headers["Authorization"] = "%s"\n' % auth)
-props = lambda i: {"path": "/pricing", "ref": "newsletter", "plan": "pro", "n": i}
-events = [{"user_id": "user-%06d" % i, "event_name": "page_view", "timestamp": ts,
-           "metadata": props(i)} for i in range(100)]
-lua("events_batch", json.dumps(events, separators=(",", ":")))
-def message(i):
-    return {"timestamp": ts, "integrations": {}, "event": "page_view", "type": "track",
-            "properties": props(i),
-            "context": {"library": {"name": "@segment/analytics-node", "version": "3.1.0"}},
-            "userId": "user-%06d" % i,
-            "messageId": "node-next-1796157595693-27e2d822-ae4b-467f-be5d-%012d" % i,
-            "_metadata": {"nodeVersion": "v20.20.2", "jsRuntime": "node"}}
-batch = {"batch": [message(i) for i in range(100)], "writeKey": "bench",
-         "sentAt": "2026-11-27T08:31:45.200Z"}
-# Basic base64("bench:"), as the SDKs send it (auth is off: any key is accepted).
-lua("segment_batch", json.dumps(batch, separators=(",", ":")), auth="Basic YmVuY2g6")
-# /v1/track: the POST /events event as a Segment track message (no integrations, _metadata or
-# context, so that both routes carry the same data).
-track = {"userId": "user-000042", "event": "page_view", "timestamp": ts,
-         "messageId": "node-next-1796157595693-27e2d822-ae4b-467f-be5d-e875dadb526d",
-         "properties": {"path": "/pricing", "ref": "newsletter", "plan": "pro", "n": 12}}
-lua("segment_track", json.dumps(track, separators=(",", ":")), auth="Basic YmVuY2g6")
-PY
+python3 bench/segment_bodies.py "$TMP"
 
 "$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
     >/dev/null 2>"$TMP/broker.log" &
