@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Writes the wrk scripts (request bodies) of bench/bench_segment.sh and
 bench/segment_instructions.sh into DIR: events_batch.lua (100 events for POST /events/batch),
-segment_batch.lua (100 messages shaped as @segment/analytics-node sends them, for /v1/batch) and
-segment_track.lua (POST /events's event as a Segment track message).
+segment_batch.lua (100 messages shaped as @segment/analytics-node sends them, for /v1/batch),
+events_batch_same.lua (100 events for /events/batch carrying each message's whole content in
+their metadata, so the same bytes per event as segment_batch.lua) and segment_track.lua
+(POST /events's event as a Segment track message).
 
     python3 bench/segment_bodies.py DIR
 """
@@ -28,6 +30,12 @@ def message(i):
             "_metadata": {"nodeVersion": "v20.20.2", "jsRuntime": "node"}}
 batch = {"batch": [message(i) for i in range(100)], "writeKey": "bench",
          "sentAt": "2026-11-27T08:31:45.200Z"}
+# The same content as POST /events/batch events: every member of a message but the columns in
+# metadata, so that the bytes per event match the Segment batch's.
+same = [{"user_id": m["userId"], "event_name": m["event"], "timestamp": ts,
+         "metadata": {k: v for k, v in m.items() if k not in ("userId", "event", "timestamp")}}
+        for m in batch["batch"]]
+lua("events_batch_same", json.dumps(same, separators=(",", ":")))
 # Basic base64("bench:"), as the SDKs send it (auth is off: any key is accepted).
 lua("segment_batch", json.dumps(batch, separators=(",", ":")), auth="Basic YmVuY2g6")
 # /v1/track: the POST /events event as a Segment track message (no integrations, _metadata or

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # segment_instructions: CPU work per request of epp-ingest, counted in instructions (valgrind
 # callgrind, every thread of the process), for bench_segment.sh's requests: POST /events and
-# /v1/track, POST /events/batch and /v1/batch (100 each). Unlike time, an instruction count does
+# /v1/track, POST /events/batch and /v1/batch (100 each), and /events/batch with events as large
+# as the Segment messages. Unlike time, an instruction count does
 # not move with the load of a shared machine, so it compares the routes when the throughput
 # figures cannot (bench/README.md). Each route runs twice, with N1 and N2 sequential keep-alive
 # requests, in a fresh epp-ingest under callgrind against the dev broker; the difference divided
@@ -74,10 +75,12 @@ PY
 
 # script path N1 N2 events-per-request
 for spec in "post /events 200 1200 1" "segment_track /v1/track 200 1200 1" \
-            "events_batch /events/batch 20 120 100" "segment_batch /v1/batch 20 120 100"; do
+            "events_batch /events/batch 20 120 100" "segment_batch /v1/batch 20 120 100" \
+            "events_batch_same /events/batch 20 120 100"; do
     read -r script path n1 n2 per <<<"$spec"
     a=$(instructions "$script" "$path" "$n1")
     b=$(instructions "$script" "$path" "$n2")
     awk -v a="$a" -v b="$b" -v n="$((n2 - n1))" -v per="$per" -v p="$path" 'BEGIN {
         printf "%-16s %9.0f instructions per request, %7.0f per event\n", p, (b - a) / n, (b - a) / n / per }'
+    [ "$script" = events_batch_same ] && echo "  (the last: /events/batch with the Segment batch's bytes per event)"
 done

@@ -274,8 +274,12 @@ static int message_event(seg_ctx_t *c, const epp_json_value_t *v, ingest_segment
     meta_add(meta, &n, "properties", props);
     meta_add(meta, &n, "traits", traits);
     meta_add(meta, &n, "context", m.context ? m.context : c->context);
-    meta_add(meta, &n, "originalTimestamp", client);
-    meta_add(meta, &n, "sentAt", sent);
+    /* The client's times are kept when they corrected the stored one, for auditing it; without a
+     * correction the stored timestamp is the client's own (or the time of receipt). */
+    if (client && sent) {
+        meta_add(meta, &n, "originalTimestamp", client);
+        meta_add(meta, &n, "sentAt", sent);
+    }
 
     epp_event_parts_t parts = {
         .user_id = uid ? uid : anon,

@@ -10,7 +10,8 @@
  *              (the message's, else the batch's); else that client time; else receivedAt
  *   metadata   {"type", "messageId", "anonymousId", "name", "category", "groupId",
  *               "previousId", "properties", "traits", "context", "originalTimestamp",
- *               "sentAt"}: those the message has, in this order, values as sent; "properties"
+ *               "sentAt"}: those the message has, in this order, values as sent (the last two
+ *              only when they corrected the timestamp); "properties"
  *              ({} when absent) on track, page and screen, "traits" ({} when absent) on identify
  *              and group; a batch message without context gets the batch's
  *

@@ -200,6 +200,14 @@ static void test_time(void)
     /* Epoch milliseconds, corrected by the batch's sentAt: 1 s after 1970, minus an hour. */
     CHECK_INT_EQ(s.rc[2], EPP_EINVAL);
     CHECK_STR_EQ(s.field[2], "timestamp");
+    /* Without sentAt the client's time is stored as is, and no client times are kept. */
+    check_one("{\"userId\":\"u\",\"event\":\"e\",\"messageId\":\"0192f0a1-7b3c-7d4e-8f00-"
+              "0123456789ab\",\"timestamp\":\"2026-11-27T08:00:00Z\"}",
+              INGEST_SEGMENT_TRACK,
+              "{\"event_id\":\"0192f0a1-7b3c-7d4e-8f00-0123456789ab\",\"user_id\":\"u\","
+              "\"event_name\":\"e\",\"timestamp\":\"2026-11-27T08:00:00.000Z\",\"received_at\":"
+              "\"2026-11-27T08:31:45.000Z\",\"metadata\":{\"type\":\"track\",\"messageId\":"
+              "\"0192f0a1-7b3c-7d4e-8f00-0123456789ab\",\"properties\":{}}}");
     /* Corrected time more than 24 h ahead; a malformed sentAt. */
     check_refused("{\"userId\":\"u\",\"event\":\"e\",\"timestamp\":\"2026-11-29T08:31:45Z\"}",
                   INGEST_SEGMENT_TRACK, "invalid_field", "timestamp");
