@@ -32,6 +32,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 HERE=$REPO/scripts/kafka
 CACHE=${EPP_KAFKA_CACHE:-$REPO/.cache/kafka}
+SUMS=${EPP_KAFKA_SUMS:-$HERE/SHA256SUMS} # a test points this at a tampered copy
 HEAP=${EPP_KAFKA_HEAP:-512m}
 STOP_GRACE=${EPP_KAFKA_STOP_GRACE:-20}
 START_TIMEOUT=${EPP_KAFKA_START_TIMEOUT:-90}
@@ -62,19 +63,19 @@ LIBS=$CACHE/$(kafka_version)/libs
 verify_libs() {
     [ -d "$LIBS" ] || return 1
     local want have
-    want=$(awk '{print $2}' "$HERE/SHA256SUMS" | sort)
-    have=$(cd "$LIBS" && ls -1 -- *.jar 2>/dev/null | sort)
+    want=$(awk '{print $2}' "$SUMS" | sort)
+    have=$(find "$LIBS" -maxdepth 1 -name '*.jar' -printf '%f\n' | sort)
     if [ "$want" != "$have" ]; then
         echo "kafka.sh: the jar set in $LIBS differs from scripts/kafka/SHA256SUMS:" >&2
         diff <(echo "$want") <(echo "$have") | sed -n 's/^[<>]/  &/p' >&2 || true
         return 1
     fi
-    (cd "$LIBS" && sha256sum --quiet -c "$HERE/SHA256SUMS") >&2
+    (cd "$LIBS" && sha256sum --quiet -c "$SUMS") >&2
 }
 
 cmd_fetch() {
     if [ -d "$LIBS" ] && verify_libs 2>/dev/null; then
-        say "Apache Kafka $(kafka_version): $(wc -l <"$HERE/SHA256SUMS") jars verified in $LIBS"
+        say "Apache Kafka $(kafka_version): $(wc -l <"$SUMS") jars verified in $LIBS"
         return 0
     fi
     command -v mvn >/dev/null || die "mvn not found (scripts/install-deps.sh installs maven)"
@@ -96,7 +97,7 @@ cmd_fetch() {
     mv "$tmp/libs" "$LIBS"
     rm -rf "$tmp"
     verify_libs || die "CHECKSUM MISMATCH: the fetched jars are not the pinned ones (scripts/kafka/SHA256SUMS); refusing to run them"
-    say "Apache Kafka $(kafka_version): $(wc -l <"$HERE/SHA256SUMS") jars fetched and verified"
+    say "Apache Kafka $(kafka_version): $(wc -l <"$SUMS") jars fetched and verified"
 }
 
 classpath() {
@@ -376,7 +377,9 @@ node_arg() {
     local dir=$1 k=$2
     [ -f "$dir/cluster.conf" ] || die "no cluster in $dir"
     load_conf "$dir"
-    [[ "$k" =~ ^[0-9]+$ ]] && [ "$k" -ge 1 ] && [ "$k" -le "$NODES" ] || die "no node $k (1..$NODES)"
+    if ! [[ "$k" =~ ^[0-9]+$ ]] || [ "$k" -lt 1 ] || [ "$k" -gt "$NODES" ]; then
+        die "no node $k (1..$NODES)"
+    fi
 }
 
 cmd_kill() {
