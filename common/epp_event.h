@@ -71,10 +71,10 @@ int epp_event_from_value(const epp_json_value_t *v, epp_event_mode_t mode, int64
                          epp_event_t *ev, epp_event_error_t *err);
 
 /* An event assembled from values the caller picked out of another document (the Segment routes
- * of epp-ingest), under the rules of a client event: user_id and event_name as in SPEC section
- * 4 (reported under the caller's field names), the timestamp between 1970 and 9999 and at most
- * 24 h after now_us, the metadata object (the given members, in order) at most 32 KiB of compact
- * JSON and EPP_EVENT_MAX_DEPTH deep. Every pointer is borrowed for the call. */
+ * of epp-ingest), under the rules of a client event: user_id and event_name as in
+ * docs/contract.md §4 (reported under the caller's field names), the timestamp between 1970 and
+ * 9999 and at most 24 h after now_us, the metadata object (the given members, in order) at most 32
+ * KiB of compact JSON and EPP_EVENT_MAX_DEPTH deep. Every pointer is borrowed for the call. */
 typedef struct {
     const epp_json_value_t *user_id; /* NULL: missing */
     const char *user_id_field;       /* its name in errors, e.g. "userId" */
