@@ -52,23 +52,15 @@ trap cleanup EXIT
 write_post_lua "$TMP/post.lua"
 python3 bench/segment_bodies.py "$TMP"
 
-"$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
-    >/dev/null 2>"$TMP/broker.log" &
-BROKER_PID=$!
-for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
-[ -s "$TMP/addr" ] || { echo "$BENCH_NAME: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
+devbroker_start "$BROKER_BIN"
 INGEST_PORT=$(free_port)
-ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC=events HTTP_PORT="$INGEST_PORT"
+ENVS=(KAFKA_BOOTSTRAP_SERVERS="$BROKER_ADDR" KAFKA_TOPIC=events HTTP_PORT="$INGEST_PORT"
       LOG_LEVEL=warn)
 [ -n "$THREADS" ] && ENVS+=(HTTP_THREADS="$THREADS")
 env "${ENVS[@]}" "$INGEST_BIN" 2>"$TMP/ingest.log" &
 INGEST_PID=$!
 wait_port "$INGEST_PORT"
-for _ in $(seq 1 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INGEST_PORT/ready" || true)
-    [ "$code" = 200 ] && break
-    sleep 0.1
-done
+wait_ready "http://127.0.0.1:$INGEST_PORT/ready"
 BASE="http://127.0.0.1:$INGEST_PORT"
 
 accepted() { curl -s "$BASE/metrics" | awk '/^epp_ingest_events_accepted_total/ { print $2 }'; }
@@ -96,11 +88,11 @@ median_line() {
 for r in $(seq 1 "$ROUNDS"); do
     # Alternate which goes first, so that neither always runs on a warmer (or busier) machine.
     if [ $((r % 2)) = 1 ]; then
-        read -r E_EPS E_RPS E_P50 E_P99 E_BAD E_CPU < <(run_phase /events/batch "$TMP/events_batch.lua" "$BCONNS")
-        read -r S_EPS S_RPS S_P50 S_P99 S_BAD S_CPU < <(run_phase /v1/batch "$TMP/segment_batch.lua" "$BCONNS")
+        read -r E_EPS _ _ E_P99 E_BAD E_CPU < <(run_phase /events/batch "$TMP/events_batch.lua" "$BCONNS")
+        read -r S_EPS _ _ S_P99 S_BAD S_CPU < <(run_phase /v1/batch "$TMP/segment_batch.lua" "$BCONNS")
     else
-        read -r S_EPS S_RPS S_P50 S_P99 S_BAD S_CPU < <(run_phase /v1/batch "$TMP/segment_batch.lua" "$BCONNS")
-        read -r E_EPS E_RPS E_P50 E_P99 E_BAD E_CPU < <(run_phase /events/batch "$TMP/events_batch.lua" "$BCONNS")
+        read -r S_EPS _ _ S_P99 S_BAD S_CPU < <(run_phase /v1/batch "$TMP/segment_batch.lua" "$BCONNS")
+        read -r E_EPS _ _ E_P99 E_BAD E_CPU < <(run_phase /events/batch "$TMP/events_batch.lua" "$BCONNS")
     fi
     ratio=$(awk -v s="$S_EPS" -v e="$E_EPS" 'BEGIN { printf "%.3f", (e > 0 ? s / e : 0) }')
     echo "$E_EPS $S_EPS $ratio $E_P99 $S_P99 $E_BAD $S_BAD $E_CPU $S_CPU" >>"$TMP/batch_rounds"
@@ -112,11 +104,11 @@ done
 : >"$TMP/single_rounds"
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then
-        read -r _ E_RPS E_P50 E_P99 E_BAD E_CPU < <(run_phase /events "$TMP/post.lua" "$CONNS")
-        read -r _ S_RPS S_P50 S_P99 S_BAD S_CPU < <(run_phase /v1/track "$TMP/segment_track.lua" "$CONNS")
+        read -r _ E_RPS _ E_P99 E_BAD E_CPU < <(run_phase /events "$TMP/post.lua" "$CONNS")
+        read -r _ S_RPS _ S_P99 S_BAD S_CPU < <(run_phase /v1/track "$TMP/segment_track.lua" "$CONNS")
     else
-        read -r _ S_RPS S_P50 S_P99 S_BAD S_CPU < <(run_phase /v1/track "$TMP/segment_track.lua" "$CONNS")
-        read -r _ E_RPS E_P50 E_P99 E_BAD E_CPU < <(run_phase /events "$TMP/post.lua" "$CONNS")
+        read -r _ S_RPS _ S_P99 S_BAD S_CPU < <(run_phase /v1/track "$TMP/segment_track.lua" "$CONNS")
+        read -r _ E_RPS _ E_P99 E_BAD E_CPU < <(run_phase /events "$TMP/post.lua" "$CONNS")
     fi
     ratio=$(awk -v s="$S_RPS" -v e="$E_RPS" 'BEGIN { printf "%.3f", (e > 0 ? s / e : 0) }')
     echo "$E_RPS $S_RPS $ratio $E_P99 $S_P99 $E_BAD $S_BAD $E_CPU $S_CPU" >>"$TMP/single_rounds"

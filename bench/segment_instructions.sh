@@ -31,23 +31,17 @@ cleanup() {
 trap cleanup EXIT
 write_post_lua "$TMP/post.lua"
 python3 bench/segment_bodies.py "$TMP"
-"$BUILD/bin/epp-devbroker" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
-    >/dev/null 2>"$TMP/broker.log" &
-BROKER_PID=$!
-for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
+devbroker_start "$BUILD/bin/epp-devbroker"
 
 # instructions SCRIPT PATH N -> total instructions of epp-ingest serving N requests of SCRIPT
 instructions() {
     local port
     port=$(free_port)
-    KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" HTTP_PORT="$port" LOG_LEVEL=warn \
+    KAFKA_BOOTSTRAP_SERVERS="$BROKER_ADDR" HTTP_PORT="$port" LOG_LEVEL=warn \
         valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" "$BUILD/bin/epp-ingest" \
         2>"$TMP/valgrind.log" &
     INGEST_PID=$!
-    for _ in $(seq 1 600); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/ready" || true)" = 200 ] && break
-        sleep 0.1
-    done
+    wait_ready "http://127.0.0.1:$port/ready"
     python3 - "$TMP/$1.lua" "$port" "$2" "$3" <<'PY'
 import http.client, re, sys
 lua, port, path, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
