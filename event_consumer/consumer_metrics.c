@@ -49,6 +49,15 @@ int consumer_metrics_init(consumer_metrics_t *m, epp_metrics_t *reg)
                           "High watermark minus the next offset stored in Postgres", "partition");
     if (m->dead_lettered == NULL || m->lag == NULL)
         return EPP_ENOMEM;
+    /* Every reason the consumer gives (epp_event_error_t's codes, and db_rejected) is exported
+     * at 0 from start-up: Prometheus' increase() cannot see the first dead letter of a series
+     * that first appears at 1, and the EppConsumerDeadLetters alert would stay silent
+     * (docs/operations.md). */
+    static const char *const reasons[] = {"invalid_json",  "invalid_field",     "missing_field",
+                                          "unknown_field", "payload_too_large", "db_rejected"};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++)
+        if (epp_metric_series(m->dead_lettered, reasons[i]) == NULL)
+            return EPP_ENOMEM;
     return 0;
 }
 

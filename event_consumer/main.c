@@ -15,6 +15,7 @@
 #include "consumer_config.h"
 #include "consumer_dlq.h"
 #include "consumer_kafka.h"
+#include "consumer_lag.h"
 #include "consumer_metrics.h"
 #include "consumer_pipeline.h"
 #include "consumer_positions.h"
@@ -62,7 +63,7 @@ typedef struct {
      * anything, so a probe that saw 1 finishes before what it reads goes. */
     atomic_int serving;
     int failpoint_assign_at_end;
-    epp_series_t *lag[CONSUMER_MAX_TRACKED_PARTITIONS];
+    consumer_lag_t *lag; /* the epp_consumer_lag thread */
 } app_t;
 
 static lane_t *lane_of(app_t *a, int32_t partition)
@@ -204,32 +205,10 @@ static int ready(void *ud, char *reason, size_t reason_size)
     return 1;
 }
 
-static void update_lag(app_t *a)
+/* For the lag thread: the next offset stored for a partition (any thread). */
+static int64_t committed_next(void *ud, int32_t partition)
 {
-    rd_kafka_topic_partition_list_t *l = NULL;
-    if (rd_kafka_assignment(a->rk, &l) != RD_KAFKA_RESP_ERR_NO_ERROR || l == NULL)
-        return;
-    for (int i = 0; i < l->cnt; i++) {
-        int32_t p = l->elems[i].partition;
-        if (p < 0 || p >= CONSUMER_MAX_TRACKED_PARTITIONS)
-            continue;
-        int64_t lo = -1, hi = -1;
-        if (rd_kafka_get_watermark_offsets(a->rk, a->conf.topic, p, &lo, &hi) !=
-                RD_KAFKA_RESP_ERR_NO_ERROR ||
-            hi < 0)
-            continue;
-        int64_t next = consumer_pipeline_committed_next(lane_of(a, p)->pipe, p);
-        if (next < 0)
-            next = lo >= 0 ? lo : 0;
-        if (a->lag[p] == NULL) {
-            char label[16];
-            snprintf(label, sizeof label, "%" PRId32, p);
-            a->lag[p] = epp_metric_series(a->m.lag, label);
-        }
-        if (a->lag[p] != NULL)
-            epp_series_set(a->lag[p], (double)(hi > next ? hi - next : 0));
-    }
-    rd_kafka_topic_partition_list_destroy(l);
+    return consumer_pipeline_committed_next(lane_of(ud, partition)->pipe, partition);
 }
 
 static void handle_error_message(app_t *a, const rd_kafka_message_t *msg)
@@ -258,7 +237,6 @@ static void handle_error_message(app_t *a, const rd_kafka_message_t *msg)
 static int run(app_t *a)
 {
     const int64_t batch_us = a->conf.batch_ms * 1000;
-    int64_t last_lag = 0;
     while (!g_stop) {
         int timeout_ms = 100;
         int64_t now = epp_time_mono_us();
@@ -295,10 +273,6 @@ static int run(app_t *a)
             if (l->batch->n > 0 && now - l->batch->first_add_us >= batch_us)
                 flush_lane(l);
         }
-        if (now - last_lag >= 1000000) {
-            update_lag(a);
-            last_lag = now;
-        }
         if (any_writer_broken(a)) {
             EPP_ERROR("leaving: a batch did not continue the stored offsets (see OFFSET GAP); "
                       "the partitions restart at the offsets stored in Postgres");
@@ -317,6 +291,9 @@ static void app_destroy(app_t *a)
     atomic_store(&a->serving, 0);
     epp_http_destroy(a->http);
     a->http = NULL;
+    /* The lag thread reads the Kafka handle and the pipelines. */
+    consumer_lag_stop(a->lag);
+    a->lag = NULL;
     for (size_t i = 0; i < MAX_LANES; i++) {
         lane_t *l = &a->lanes[i];
         consumer_pipeline_destroy(l->pipe);
@@ -470,10 +447,17 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    a->lag = consumer_lag_start(a->rk, a->conf.topic, a->m.lag, committed_next, a, 1000);
+    if (a->lag == NULL) {
+        EPP_ERROR("cannot start the lag thread");
+        goto out;
+    }
     EPP_LOGKV(EPP_LOG_INFO, "consuming", "topic", a->conf.topic, "group", a->conf.group_id);
     atomic_store(&a->serving, 1);
     exit_code = run(a);
     atomic_store(&a->serving, 0);
+    consumer_lag_stop(a->lag);
+    a->lag = NULL;
     /* Leaves the group; the revoke callback runs with nothing left in hand. */
     rd_kafka_consumer_close(a->rk);
     EPP_INFO(exit_code == 0 ? "stopped" : "stopped with the batch in hand unwritten");

@@ -5,8 +5,9 @@
 - every environment variable the compose file gives an epp service is an option that service's
   --help lists, and its port and healthcheck match the service's HTTP_PORT and /health;
 - the Dockerfile's HEALTHCHECKs and EXPOSEd ports match too;
-- docker/prometheus.yml passes `promtool check config`, the alert rules `promtool check rules`,
-  and every job targets a service port of the compose file;
+- docker/prometheus.yml passes `promtool check config`, the alert and recording rules `promtool
+  check rules`, every job targets a service port of the compose file, and the config that
+  scripts/prometheus.sh generates for `make run` is the same file with only the targets changed;
 - the OTel Collector config is valid YAML naming only components of the contrib image, with
   pipelines that reference only configured components;
 - the Superset bundle has the shape Superset's importer expects, its uuids cross-reference,
@@ -112,18 +113,46 @@ def test_prometheus(repo, compose):
     r = subprocess.run(["promtool", "check", "config", "prometheus.yml"], cwd=d,
                        capture_output=True, text=True)
     check(r.returncode == 0, f"promtool check config: {r.stdout}{r.stderr}")
-    r = subprocess.run(["promtool", "check", "rules", "prometheus/alerts.yml"], cwd=d,
-                       capture_output=True, text=True)
-    check(r.returncode == 0, f"promtool check rules: {r.stdout}{r.stderr}")
     prom = yaml.safe_load(open(os.path.join(d, "prometheus.yml")))
+    rule_files = [os.path.join(d, f) for f in prom["rule_files"]]
+    r = subprocess.run(["promtool", "check", "rules"] + rule_files, capture_output=True, text=True)
+    check(r.returncode == 0, f"promtool check rules: {r.stdout}{r.stderr}")
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
     for name, port in EPP_SERVICES.items():
         if check(name in jobs, f"prometheus scrapes {name}"):
             targets = [t for sc in jobs[name]["static_configs"] for t in sc["targets"]]
             check(f"{name}:{port}" in targets, f"prometheus target {name}:{port}")
-    mounted = " ".join(compose["services"]["prometheus"].get("volumes", []))
-    check("/etc/prometheus/prometheus/alerts.yml" in mounted,
-          "the alert rules are mounted where prometheus.yml looks for them")
+    # Each rule file's directory is mounted where prometheus.yml (in /etc/prometheus) looks.
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in compose["services"]["prometheus"]["volumes"]}
+    for f in prom["rule_files"]:
+        sub = os.path.dirname(f)
+        src = mounts.get("/etc/prometheus/" + sub, "")
+        check(os.path.realpath(os.path.join(d, src)) == os.path.realpath(os.path.join(d, sub)),
+              f"compose mounts docker/{sub} at /etc/prometheus/{sub} for {f} ({mounts})")
+    test_prometheus_local(repo, prom)
+
+
+def test_prometheus_local(repo, prom):
+    """`make run`'s config (scripts/prometheus.sh) is docker/prometheus.yml with only the
+    targets replaced, and the jobs without a local target (otel-collector) left out."""
+    import tempfile
+    local = {name: "127.0.0.1:%d" % (18000 + port % 100) for name, port in EPP_SERVICES.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(["bash", os.path.join(repo, "scripts", "prometheus.sh"), "config", tmp] +
+                           ["%s=%s" % kv for kv in local.items()], capture_output=True, text=True)
+        check(r.returncode == 0, f"prometheus.sh config: {r.stdout}{r.stderr}")
+        gen = yaml.safe_load(open(os.path.join(tmp, "prometheus.yml")))
+        r = subprocess.run(["promtool", "check", "config", os.path.join(tmp, "prometheus.yml")],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, f"promtool check config (generated): {r.stdout}{r.stderr}")
+        check(os.path.realpath(os.path.join(tmp, "prometheus")) ==
+              os.path.realpath(os.path.join(repo, "docker", "prometheus")),
+              "the generated config loads the rules of docker/prometheus/")
+    want = dict(prom)
+    want["scrape_configs"] = [dict(j, static_configs=[{"targets": [local[j["job_name"]]]}])
+                              for j in prom["scrape_configs"] if j["job_name"] in local]
+    check(gen == want, f"make run's Prometheus config differs from docker/prometheus.yml in more "
+                       f"than the targets:\n{gen}\n{want}")
 
 
 # Components of otel/opentelemetry-collector-contrib that this config may use.
