@@ -1,20 +1,16 @@
-// Opens tests/segment/segment_page.html in headless Chromium (playwright-core + Debian's
-// /usr/bin/chromium), clicks its button, and prints one JSON line for test_segment_browser.py:
+// Opens tests/segment/segment_page.html in headless Chromium (tests/lib/epp_chromium.js, with
+// playwright-core from tests/segment's npm install on NODE_PATH), clicks its button, and prints
+// one JSON line for test_segment_browser.py:
 //   node browser_check.js PAGE_URL USER_DATA_DIR
 // {"userAgent", "pageUrl", "responses": [{"url", "status"}], "foreign": [...], "console_errors"}
 "use strict";
-const { chromium } = require("playwright-core");
+const { launch } = require("../lib/epp_chromium");
 
 const [pageUrl, userDataDir] = process.argv.slice(2);
 
 (async () => {
   const out = { responses: [], foreign: [], console_errors: [] };
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-           "--disable-component-update", "--disable-sync", "--no-first-run"],
-  });
+  const ctx = await launch(userDataDir, { width: 1280, height: 800 });
   try {
     const page = ctx.pages()[0] || (await ctx.newPage());
     page.on("request", (r) => {
