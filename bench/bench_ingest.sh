@@ -74,13 +74,9 @@ if [ -n "${BENCH_KAFKA_BOOTSTRAP:-}" ]; then
     BROKER_WATCH=${BENCH_BROKER_PID:-}
     BROKER_NAME="Kafka${BROKER_WATCH:+ (pid $BROKER_WATCH)}"
 else
-    "$BROKER_BIN" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
-        >/dev/null 2>"$TMP/broker.log" &
-    BROKER_PID=$!
+    devbroker_start "$BROKER_BIN"
     BROKER_WATCH=$BROKER_PID
     BROKER_NAME="dev broker"
-    for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
-    [ -s "$TMP/addr" ] || { echo "bench_ingest: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
 fi
 TOPIC=${BENCH_KAFKA_TOPIC:-events}
 # The broker's CPU ticks (0 when its process is not known).
@@ -92,11 +88,7 @@ ENVS=(KAFKA_BOOTSTRAP_SERVERS="$(cat "$TMP/addr")" KAFKA_TOPIC="$TOPIC" HTTP_POR
 env "${ENVS[@]}" "$INGEST_BIN" 2>"$TMP/ingest.log" &
 INGEST_PID=$!
 wait_port "$INGEST_PORT"
-for _ in $(seq 1 100); do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$INGEST_PORT/ready" || true)
-    [ "$code" = 200 ] && break
-    sleep 0.1
-done
+wait_ready "http://127.0.0.1:$INGEST_PORT/ready"
 accepted() {
     curl -s "http://127.0.0.1:$INGEST_PORT/metrics" |
         awk '/^epp_ingest_events_accepted_total/ { print $2 + 0 }'

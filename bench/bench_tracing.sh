@@ -33,15 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_ready() {
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ready" || true)" = 200 ] &&
-            return 0
-        sleep 0.05
-    done
-    echo "bench_tracing: epp-ingest on $1 not ready"
-    return 1
-}
 
 BODY='{"user_id":"user-000042","event_name":"page_view","metadata":{"path":"/pricing","n":12}}'
 printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
@@ -80,7 +71,7 @@ for v in off closed hang; do
     esac
     env "${ENVS[@]}" "$BUILD/bin/epp-ingest" 2>"$TMP/ingest-$v.log" &
     PIDS+=($!)
-    wait_ready "${PORT[$v]}"
+    wait_ready "http://127.0.0.1:${PORT[$v]}/ready"
 done
 
 : >"$TMP/rounds"

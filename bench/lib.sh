@@ -1,8 +1,9 @@
 # shellcheck shell=bash
-# Shell functions shared by the HTTP benchmarks (bench_http.sh, bench_ingest.sh,
-# bench_tracing.sh): a free port, waiting for a listener, the nginx baseline, a wrk run with the
-# server's CPU time per request, medians and targets. Sourced, never run: bench/run.sh runs
-# every bench/bench_*.sh, which is why this file is not named bench_*.sh.
+# Shell functions shared by the HTTP benchmarks (bench_http.sh, bench_ingest.sh, bench_tracing.sh,
+# bench_segment.sh, segment_instructions.sh, designs.sh): a free port, waiting for a listener or
+# for /ready, the dev broker, the nginx baseline, a wrk run with the server's CPU time per
+# request, medians and targets. Sourced, never run: bench/run.sh runs every bench/bench_*.sh,
+# which is why this file is not named bench_*.sh.
 #
 # The caller sets, before calling these functions:
 #   BENCH_NAME  the script's name, the prefix of every message printed here (e.g. bench_http)
@@ -144,4 +145,27 @@ target() {
         # shellcheck disable=SC2034 # read by the sourcing script
         STATUS=1
     fi
+}
+
+# devbroker_start BIN -> starts the dev broker BIN (1 broker, 6 partitions) with its files in
+# $TMP, sets BROKER_PID and BROKER_ADDR (its bootstrap address); exits 1 if it does not start.
+# The caller's clean-up kills BROKER_PID.
+# shellcheck disable=SC2034 # BROKER_PID and BROKER_ADDR are for the caller
+devbroker_start() {
+    "$1" --brokers 1 --partitions 6 --addr-file "$TMP/addr" --log-level warn \
+        >/dev/null 2>"$TMP/broker.log" &
+    BROKER_PID=$!
+    for _ in $(seq 1 200); do [ -s "$TMP/addr" ] && break; sleep 0.05; done
+    [ -s "$TMP/addr" ] || { echo "$BENCH_NAME: epp-devbroker did not start"; cat "$TMP/broker.log"; exit 1; }
+    BROKER_ADDR=$(cat "$TMP/addr")
+}
+
+# wait_ready URL -> 0 once GET URL answers 200, 1 after 60 s
+wait_ready() {
+    for _ in $(seq 1 600); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1" || true)" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "$BENCH_NAME: $1 never answered 200"
+    return 1
 }

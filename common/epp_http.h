@@ -4,10 +4,11 @@
  * It gives: routing by method and path pattern ("/analytics/users/{user_id}/events"), request
  * bodies accumulated up to a cap (413 beyond it), JSON error replies in the docs/contract.md §4
  * shape, 404 and 405 (with Allow), per-connection time limits, connection limits, API keys
- * (Bearer, X-API-Key or Basic with the key as user name, constant-time compare; every route but
- * /health when keys are set), a throttle on failed authentications per client, a per-key or
- * per-client token-bucket rate limit (429 + Retry-After; IPv6 clients are bucketed by /64), a
- * budget of request bodies in flight (503 + Retry-After beyond it), a CORS allow-list with
+ * (Bearer, HTTP Basic with the key as user name, or X-API-Key; constant-time compare; every
+ * route but /health when keys are set), a throttle on failed authentications per client (429
+ * before any key is compared), a per-key or per-client token-bucket rate limit that failed
+ * attempts also draw from (429 + Retry-After; IPv6 clients are bucketed by /64), a budget of
+ * request bodies in flight (503 + Retry-After beyond it), a CORS allow-list with
  * preflight, request metrics, and the built-in routes GET /health, GET /ready and GET /metrics.
  *
  * Asynchronous replies: a handler may return without replying after calling
@@ -95,11 +96,11 @@ epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_
 enum {
     EPP_HTTP_ROUTE_PUBLIC = 1 << 0,  /* no API key needed (only /health is public by default) */
     EPP_HTTP_ROUTE_NO_BODY = 1 << 1, /* a body is refused with 413 (GET-like routes) */
-    /* The handler checks the API key itself (one carried in the body, say): a request without a
-     * valid key in its headers still reaches it; epp_http_authenticated() says whether the
-     * headers carried one, epp_http_key_ok() checks another, and epp_http_auth_failed() counts
-     * a refusal in the client's failed-authentication throttle. */
-    EPP_HTTP_ROUTE_HANDLER_AUTH = 1 << 2,
+    /* The key may also come in the request body (Segment's writeKey): when keys are set and no
+     * Authorization/X-API-Key header is presented, the handler runs with authentication pending
+     * and must call epp_http_auth_key() before it acts on the request. A key presented in a
+     * header is checked (and a wrong one refused) before the handler, as on any route. */
+    EPP_HTTP_ROUTE_SELF_AUTH = 1 << 2,
 };
 
 /* Adds a route before epp_http_start(). method: "GET", "POST", ... pattern: a path whose
@@ -117,10 +118,6 @@ int epp_http_route(epp_http_server_t *srv, const char *method, const char *patte
  * EPP_EINVAL. */
 typedef void (*epp_http_loop_hook_fn)(void *ud, int fd_readable);
 int epp_http_set_loop_hook(epp_http_server_t *srv, int fd, epp_http_loop_hook_fn hook, void *ud);
-
-/* 1 when key[0, len) is one of the server's API keys (or keys are off), else 0. Compared in
- * constant time over a fixed length. Any thread, after epp_http_create(). */
-int epp_http_key_ok(const epp_http_server_t *srv, const char *key, size_t len);
 
 /* Starts listening. 0 or a negative EPP_E* code (message in err). */
 int epp_http_start(epp_http_server_t *srv, char *err, size_t errsz);
@@ -158,15 +155,19 @@ const char *epp_http_body(const epp_http_req_t *req, size_t *len);
 const char *epp_http_client_ip(const epp_http_req_t *req);
 /* Monotonic microseconds when the request started. */
 int64_t epp_http_start_us(const epp_http_req_t *req);
-/* 1 when the request's headers carried a valid API key (or keys are off). */
-int epp_http_authenticated(const epp_http_req_t *req);
-/* Counts a failed authentication of the request's client (for EPP_HTTP_ROUTE_HANDLER_AUTH
- * routes that refuse a key they checked themselves). Worker thread, from the handler. */
-void epp_http_auth_failed(epp_http_req_t *req);
 
 /* Per-request user data for async handlers (not freed by the layer). */
 void epp_http_set_data(epp_http_req_t *req, void *data);
 void *epp_http_get_data(const epp_http_req_t *req);
+
+/* Settles authentication pending on an EPP_HTTP_ROUTE_SELF_AUTH route with key (len bytes; NULL:
+ * none found), compared against the configured keys in constant time, then applies the per-key
+ * rate limit. Returns 0 when the request may proceed -- always when nothing was pending (keys
+ * off, or a valid key in a header) --; otherwise the request has been answered and the handler
+ * must not reply: EPP_EINVAL (401) or EPP_EAGAIN (429: the rate limit, which a failed key also
+ * draws from, per client address, as a wrong key in a header does; or the client's
+ * failed-authentication throttle, checked before the key is compared). Handler thread. */
+int epp_http_auth_key(epp_http_req_t *req, const char *key, size_t len);
 
 /* --- Replies: exactly one per request; any thread when the request is suspended. --- */
 

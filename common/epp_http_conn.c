@@ -137,7 +137,7 @@ static void request_begin(epp_http__conn_t *c)
     req->suspend_requested = 0;
     req->stock_503 = 0;
     req->cors_ok = 0;
-    req->authed = 0;
+    req->auth_pending = 0;
     req->close_after = 0;
     req->method = "";
     req->method_idx = EPP_HTTP__M_OTHER;

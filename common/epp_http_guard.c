@@ -6,10 +6,12 @@
  * Clients are told apart by address: IPv4 by the whole address, IPv6 by its /64 (the prefix
  * one subscriber gets; rotating the low 64 bits must not buy a fresh bucket).
  *
- * Failed authentications: every request that presents a key is first checked against its
- * client's failure bucket (auth_fail_rps, auth_fail_burst). When the bucket is empty the request
- * is answered 429 without comparing the key, so guessing runs at the bucket's rate whatever the
- * key; a wrong key takes a token. Requests without a key, and public routes, cost nothing.
+ * Failed authentications: every request that presents a key (in a header, or in its body on an
+ * EPP_HTTP_ROUTE_SELF_AUTH route through epp_http_auth_key) is first checked against its client's
+ * failure bucket (auth_fail_rps, auth_fail_burst). When the bucket is empty the request is
+ * answered 429 without comparing the key, so guessing runs at the bucket's rate whatever the key;
+ * a wrong key takes a token. Requests without a key, and public routes, cost nothing there. With
+ * rate limits on, every failed authentication also draws from the client's rate-limit bucket.
  *
  * Bodies in flight: a body larger than EPP_HTTP__SMALL_BODY reserves its size (its declared
  * Content-Length, or a chunked body's buffer as it grows) from the server-wide budget and from
@@ -292,13 +294,6 @@ static int key_match(const epp_http_server_t *srv, const char *cand, size_t len)
     return found;
 }
 
-int epp_http_key_ok(const epp_http_server_t *srv, const char *key, size_t len)
-{
-    if (srv->nkeys == 0)
-        return 1;
-    return key && key_match(srv, key, len) >= 0;
-}
-
 static int b64val(int ch)
 {
     if (ch >= 'A' && ch <= 'Z')
@@ -314,13 +309,12 @@ static int b64val(int ch)
     return -1;
 }
 
-/* Decodes base64 (padding optional) into out; the length, or -1. */
+/* Decodes standard base64 (RFC 4648 section 4, padding optional) into out (at most outsz
+ * bytes). The decoded length, or -1 when the text is not base64 or does not fit. */
 static long b64_decode(const char *in, size_t len, unsigned char *out, size_t outsz)
 {
     while (len > 0 && in[len - 1] == '=')
         len--;
-    if (len % 4 == 1 || (len / 4 + 1) * 3 > outsz)
-        return -1;
     size_t o = 0;
     uint32_t acc = 0;
     int bits = 0;
@@ -332,103 +326,149 @@ static long b64_decode(const char *in, size_t len, unsigned char *out, size_t ou
         bits += 6;
         if (bits >= 8) {
             bits -= 8;
+            if (o == outsz)
+                return -1;
             out[o++] = (unsigned char)(acc >> bits);
         }
     }
     return (long)o;
 }
 
-/* The key the request presents: "Authorization: Bearer K", "Authorization: Basic
- * base64(K:)" (decoded into basic), else "X-API-Key: K". NULL when it presents none;
- * "Authorization" with another scheme, or a Basic value that does not decode to "K:", presents
- * an empty (never valid) key. */
-static const char *key_candidate(const epp_http_req_t *req, size_t *len, char *basic,
-                                 size_t basic_sz)
+/* The API key presented in a header: "Authorization: Bearer K", "Authorization: Basic
+ * base64(K:password)" (the form HTTP Basic clients such as the Segment SDKs use: the key is the
+ * user name, the password is ignored), else "X-API-Key: K". Returns the key (pointing into the
+ * header or into dec) or NULL; *presented is 1 when a Bearer/Basic Authorization or an
+ * X-API-Key header was there at all, so that a malformed one is refused as a wrong key. */
+static const char *key_candidate(const epp_http_req_t *req, char dec[EPP_HTTP__MAX_KEY_LEN + 1],
+                                 size_t *len, int *presented)
 {
+    *presented = 0;
     const char *a = epp_http__find_header(req, "Authorization");
     if (a) {
-        if (strncasecmp(a, "Bearer ", 7) == 0) {
-            a += 7;
+        int bearer = strncasecmp(a, "Bearer ", 7) == 0;
+        if (bearer || strncasecmp(a, "Basic ", 6) == 0) {
+            *presented = 1;
+            a += bearer ? 7 : 6;
             while (*a == ' ')
                 a++;
             size_t l = strlen(a);
             while (l > 0 && a[l - 1] == ' ')
                 l--;
-            *len = l;
-            return a;
-        }
-        if (strncasecmp(a, "Basic ", 6) == 0) {
-            a += 6;
-            while (*a == ' ')
-                a++;
-            long n = b64_decode(a, strlen(a), (unsigned char *)basic, basic_sz - 1);
-            /* Only "key:" (an empty password) presents a key. */
-            if (n > 0 && basic[n - 1] == ':' && !memchr(basic, ':', (size_t)n - 1)) {
-                *len = (size_t)n - 1;
-                return basic;
+            if (bearer) {
+                *len = l;
+                return a;
             }
-            *len = 0;
-            return "";
+            long n = b64_decode(a, l, (unsigned char *)dec, EPP_HTTP__MAX_KEY_LEN + 1);
+            if (n < 0)
+                return NULL;
+            const char *colon = memchr(dec, ':', (size_t)n);
+            *len = colon ? (size_t)(colon - dec) : (size_t)n;
+            return *len > 0 ? dec : NULL;
         }
     }
     const char *x = epp_http__find_header(req, "X-API-Key");
     if (x) {
+        *presented = 1;
         *len = strlen(x);
         return x;
-    }
-    if (a) {
-        *len = 0;
-        return "";
     }
     return NULL;
 }
 
-void epp_http_auth_failed(epp_http_req_t *req)
+/* Before a presented key is compared: 0, or the seconds until the client may try again. */
+static unsigned authfail_wait(epp_http_req_t *req)
 {
-    if (req->srv->authfail)
-        buckets_take(req->srv->authfail, &req->conn->key, 1);
+    epp_http_server_t *srv = req->srv;
+    return srv->authfail ? buckets_take(srv->authfail, &req->conn->key, 0) : 0;
 }
 
-int epp_http_authenticated(const epp_http_req_t *req)
+/* A failed authentication, from a header or from epp_http_auth_key(). A presented key takes a
+ * token from the client's failed-authentication bucket; with rate limits on, any failure also
+ * takes one from the client's rate-limit bucket, so that guessing is throttled like anything
+ * else (429 once it is empty); otherwise 401. Returns the status chosen. */
+static unsigned auth_refuse(epp_http_req_t *req, int presented, int from_handler)
 {
-    return req->authed;
+    epp_http_server_t *srv = req->srv;
+    unsigned wait = 0;
+    if (presented && srv->authfail)
+        buckets_take(srv->authfail, &req->conn->key, 1);
+    if (srv->rl)
+        wait = buckets_take(srv->rl, &req->conn->key, 1);
+    unsigned status = wait ? 429 : 401;
+    const char *code = wait ? "rate_limited" : "unauthorized";
+    const char *msg = wait        ? "rate limit exceeded"
+                      : presented ? "invalid API key"
+                                  : "an API key is required";
+    if (!wait)
+        epp_http__hdr_add(req, "WWW-Authenticate", "Bearer");
+    if (from_handler)
+        epp_http_reply_error(req, status, code, msg, NULL, wait);
+    else
+        epp_http__early_error(req, status, code, msg, wait);
+    return status;
+}
+
+/* The per-key (or, without a key, per-client) rate limit: 0, or the seconds to wait. */
+static unsigned rate_take(epp_http_req_t *req, int key_idx)
+{
+    epp_http__addr_key_t key = req->conn->key;
+    if (key_idx >= 0) {
+        memset(&key, 0, sizeof(key));
+        key.b[0] = 1;
+        memcpy(key.b + 1, &key_idx, sizeof(key_idx));
+    }
+    return buckets_take(req->srv->rl, &key, 1);
+}
+
+int epp_http_auth_key(epp_http_req_t *req, const char *key, size_t len)
+{
+    static const char throttled[] = "too many failed authentications from this client";
+    if (!req->auth_pending)
+        return 0;
+    epp_http_server_t *srv = req->srv;
+    unsigned wait = key ? authfail_wait(req) : 0;
+    if (wait) {
+        epp_http_reply_error(req, 429, "too_many_auth_failures", throttled, NULL, wait);
+        return EPP_EAGAIN;
+    }
+    int key_idx = key && len > 0 ? key_match(srv, key, len) : -1;
+    if (key_idx < 0)
+        return auth_refuse(req, key != NULL, 1) == 429 ? EPP_EAGAIN : EPP_EINVAL;
+    req->auth_pending = 0;
+    if (srv->rl && !(req->route->flags & EPP_HTTP__ROUTE_NO_RATELIMIT) &&
+        (wait = rate_take(req, key_idx)) > 0) {
+        epp_http_reply_error(req, 429, "rate_limited", "rate limit exceeded", NULL, wait);
+        return EPP_EAGAIN;
+    }
+    return 0;
 }
 
 int epp_http__guard_check(epp_http_req_t *req, const epp_http__route_t *route)
 {
     epp_http_server_t *srv = req->srv;
     int key_idx = -1;
-    req->authed = srv->nkeys == 0;
     if (srv->nkeys > 0 && !(route->flags & EPP_HTTP_ROUTE_PUBLIC)) {
-        char basic[EPP_HTTP__MAX_KEY_LEN + 64];
+        char dec[EPP_HTTP__MAX_KEY_LEN + 1];
         size_t len = 0;
-        const char *cand = key_candidate(req, &len, basic, sizeof(basic));
-        unsigned wait = 0;
-        if (cand && srv->authfail && (wait = buckets_take(srv->authfail, &req->conn->key, 0))) {
+        int presented;
+        const char *cand = key_candidate(req, dec, &len, &presented);
+        unsigned wait = presented ? authfail_wait(req) : 0;
+        if (wait) {
             epp_http__early_error(req, 429, "too_many_auth_failures",
                                   "too many failed authentications from this client", wait);
             return 1;
         }
         key_idx = cand ? key_match(srv, cand, len) : -1;
-        req->authed = key_idx >= 0;
-        if (key_idx < 0 && !(route->flags & EPP_HTTP_ROUTE_HANDLER_AUTH)) {
-            if (cand)
-                epp_http_auth_failed(req);
-            epp_http__early_error(req, 401, "unauthorized",
-                                  cand ? "invalid API key" : "an API key is required", 0);
-            epp_http__hdr_add(req, "WWW-Authenticate", "Bearer");
+        if (key_idx < 0 && !presented && (route->flags & EPP_HTTP_ROUTE_SELF_AUTH)) {
+            req->auth_pending = 1; /* the handler settles it with epp_http_auth_key() */
+        } else if (key_idx < 0) {
+            auth_refuse(req, presented, 0);
             return 1;
         }
     }
-    /* Rate limit: per key when the request carries one, else per client address. */
-    if (srv->rl && !(route->flags & (EPP_HTTP__ROUTE_NO_RATELIMIT | EPP_HTTP_ROUTE_PUBLIC))) {
-        epp_http__addr_key_t key = req->conn->key;
-        if (key_idx >= 0) {
-            memset(&key, 0, sizeof(key));
-            key.b[0] = 1;
-            memcpy(key.b + 1, &key_idx, sizeof(key_idx));
-        }
-        unsigned wait = buckets_take(srv->rl, &key, 1);
+    if (srv->rl && !req->auth_pending &&
+        !(route->flags & (EPP_HTTP__ROUTE_NO_RATELIMIT | EPP_HTTP_ROUTE_PUBLIC))) {
+        unsigned wait = rate_take(req, key_idx);
         if (wait > 0) {
             epp_http__early_error(req, 429, "rate_limited", "rate limit exceeded", wait);
             return 1;

@@ -119,10 +119,10 @@ struct epp_http_req {
     _Atomic unsigned state;
     epp_http_req_t *resume_next; /* a worker's resume stack */
     int suspend_requested;
-    int stock_503;   /* destroy's reply: fixed headers, req->hdrs ignored */
-    int cors_ok;     /* the Origin is on the allow-list: the reply carries ACAO */
-    int authed;      /* presented a valid key in its headers (or keys are off) */
-    int close_after; /* the connection closes once this reply is written */
+    int stock_503;    /* destroy's reply: fixed headers, req->hdrs ignored */
+    int cors_ok;      /* the Origin is on the allow-list: the reply carries ACAO */
+    int auth_pending; /* EPP_HTTP_ROUTE_SELF_AUTH, keys set, none in a header: epp_http_auth_key */
+    int close_after;  /* the connection closes once this reply is written */
     int method_idx;
     const char *method; /* the request line's parts, NUL-terminated in the read buffer */
     const char *url;    /* the path, without the query */

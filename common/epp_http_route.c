@@ -264,8 +264,10 @@ static void preflight(epp_http_req_t *req, const char *allow)
     epp_http__fill_reply(req, 204, NULL, NULL, 0);
     if (req->cors_ok) {
         epp_http__hdr_add(req, "Access-Control-Allow-Methods", allow);
-        epp_http__hdr_add(req, "Access-Control-Allow-Headers",
-                          "Content-Type, Content-Encoding, Authorization, X-API-Key, traceparent");
+        epp_http__hdr_add(
+            req, "Access-Control-Allow-Headers",
+            "Content-Type, Content-Encoding, Authorization, X-API-Key, X-Retry-Count, "
+            "traceparent");
         epp_http__hdr_add(req, "Access-Control-Max-Age", "600");
     }
     atomic_fetch_or(&req->state, EPP_HTTP__ST_READY);

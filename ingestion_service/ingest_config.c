@@ -56,7 +56,8 @@ const epp_conf_opt_t ingest_conf_table[] = {
                  shutdown_timeout_ms,
                  "On SIGTERM, longest wait for in-flight deliveries before answering 503"),
     EPP_CONF_SECRET_STR("api-keys", "INGEST_API_KEYS", NULL, T, api_keys,
-                        "Comma-separated API keys (Bearer, X-API-Key or Basic); unset: auth off"),
+                        "Comma-separated API keys (Bearer, X-API-Key, HTTP Basic user name, or /v1 "
+                        "writeKey); unset: auth off"),
     EPP_CONF_STR("cors-origins", "CORS_ORIGINS", NULL, T, cors_origins,
                  "Comma-separated CORS allow-list, or *; unset: CORS off"),
     EPP_CONF_DBL("rate-limit-rps", "RATE_LIMIT_RPS", "0", 0, 1e9, T, rate_limit_rps,

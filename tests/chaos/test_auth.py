@@ -15,6 +15,7 @@ The dashboard's static routes (/dashboard, /dashboard/assets/*, /openapi.json, /
 the analytics service's design (they hold no data; the page asks for a key to call the API):
 they are reported, not failed.
 """
+import base64
 import http.client
 import json
 import os
@@ -93,7 +94,9 @@ def main():
         ing, ana = h.ingest.port, h.analytics.port
         ev = json.dumps({"user_id": "auth", "event_name": "check"}).encode()
         batch = json.dumps([{"user_id": "auth", "event_name": "check"}]).encode()
+        seg = json.dumps({"batch": [{"type": "track", "userId": "auth", "event": "check"}]}).encode()
         ingest_routes = [("POST", "/events", ev), ("POST", "/events/batch", batch),
+                         ("POST", "/v1/batch", seg), ("POST", "/v1/t", seg),
                          ("GET", "/ready", None), ("GET", "/metrics", None)]
         analytics_routes = [("GET", "/analytics/events/count?from_ts=0&to_ts=4102444800", None),
                             ("GET", "/analytics/events/timeseries?from_ts=0&to_ts=86400"
@@ -148,6 +151,18 @@ def main():
             check(st == 200, "analytics /metrics with %s -> %s" % (list(hdrs)[0], st))
         st, _, _ = request(ing, "GET", "/metrics", {"X-API-Key": WRITE_KEY})
         check(st == 200, "ingest /metrics with the key -> %s" % st)
+        # The Segment libraries' forms: the key as HTTP Basic user name (any route), or as
+        # writeKey in a /v1 body -- where a wrong or read key is refused like a header's.
+        basic = {"Authorization": "Basic " + base64.b64encode((WRITE_KEY + ":").encode()).decode()}
+        st, _, _ = request(ing, "POST", "/events", basic, ev)
+        check(st == 202, "ingest POST /events with Basic base64(key:) -> %s (want 202)" % st)
+        st, _, _ = request(ing, "POST", "/v1/batch", basic, seg)
+        check(st == 200, "ingest POST /v1/batch with Basic base64(key:) -> %s (want 200)" % st)
+        for key, want in ((WRITE_KEY2, 200), (READ_KEY, 401), ("", 401), (WRITE_KEY[:-1], 401)):
+            body = json.dumps(dict(json.loads(seg), writeKey=key)).encode()
+            st, _, _ = request(ing, "POST", "/v1/batch", {}, body)
+            check(st == want, "ingest POST /v1/batch with writeKey %r... -> %s (want %s)" %
+                  (key[:4], st, want))
 
         # A read key cannot write; a write key cannot read.
         for hdrs in ({"Authorization": "Bearer " + READ_KEY}, {"X-API-Key": READ_KEY}):

@@ -367,6 +367,55 @@ class Suite:
         got.append("CL+chunked: %s closed=%s" % (st, closed))
         return ok, "; ".join(got)
 
+    def segment_bodies(self, svc):
+        """Hostile bodies on the Segment routes (/v1): each gets a prompt JSON refusal of bounded
+        size, never a 200; a body can neither make the service work long nor answer with much
+        more than it was sent."""
+        import gzip
+        msgs = lambda n, m: json.dumps({"batch": [m] * n}).encode()  # noqa: E731
+        cases = {
+            # 10 MB of zeros, ~10 KB on the wire: inflation stops at 500 KiB.
+            "gzip bomb": ("/v1/batch", gzip.compress(b"0" * (10 * 1024 * 1024)), True, 400),
+            "deep nesting": ("/v1/batch", b'{"batch":[' + b"[" * 5000 + b"]" * 5000 + b"]}",
+                             False, 400),
+            # 100,000 messages in 300 KB: refused as a whole (at most MAX_BATCH_EVENTS).
+            "100k tiny messages": ("/v1/batch", msgs(100000, 1), False, 400),
+            # 1000 invalid messages, each echoing a 400-byte messageId: the reply names each but
+            # echoes at most 256 bytes of it.
+            "1000 invalid, long ids": ("/v1/batch",
+                                       msgs(1000, {"type": "track", "messageId": "m" * 400}),
+                                       False, 400),
+            # The write key is part of the message: over 32 KiB.
+            "huge writeKey": ("/v1/track", json.dumps({"writeKey": "k" * 400000, "userId": "u",
+                                                       "event": "e"}).encode(), False, 400),
+            "500 KiB string": ("/v1/track", json.dumps({"userId": "u", "event": "e",
+                                                        "properties": {"p": "x" * 600000}}).encode(),
+                               False, 400),
+            "NUL in a string": ("/v1/track", b'{"userId":"u\u0000","event":"e"}', False, 400),
+            "lone surrogate": ("/v1/track", b'{"userId":"\ud800","event":"e"}', False, 400),
+            "invalid UTF-8": ("/v1/track", b'{"userId":"\xff\xfe","event":"e"}', False, 400),
+        }
+        got, ok = [], True
+        for name, (path, body, gz, want) in cases.items():
+            headers = {"Content-Type": "application/json"}
+            if gz:
+                headers["Content-Encoding"] = "gzip"
+            t0 = time.monotonic()
+            st, _, reply = t.http_request("POST", svc.url(path), body=body, headers=headers,
+                                          timeout=30)
+            el = time.monotonic() - t0
+            try:
+                parsed = json.loads(reply)
+            except ValueError:
+                parsed = None
+            good = (st == want and isinstance(parsed, dict) and el < 5 and
+                    len(reply) < max(2 * len(body), 64 * 1024) and
+                    (st == 200 or "error" in parsed))
+            ok = ok and good
+            got.append("%s: %s in %.2fs, %d-byte reply%s" % (name, st, el, len(reply),
+                                                           "" if good else " (BAD)"))
+        return ok, "; ".join(got)
+
     def long_url(self, svc):
         got, ok = [], True
         for name, path in (("20 KiB path", "/" + "a" * 20000),
@@ -582,6 +631,8 @@ def main():
                                                 *s.content_length_lies(short, SHORT_TIMEOUT_S))),
             ("long_url", lambda: s.record("very long URL / query", h.ingest,
                                           *s.long_url(h.ingest))),
+            ("segment", lambda: s.record("hostile Segment /v1 bodies", h.ingest,
+                                         *s.segment_bodies(h.ingest))),
             ("long_url", lambda: s.record("very long URL / query", h.analytics,
                                           *s.long_url(h.analytics))),
             ("sql_injection", lambda: s.record("SQL injection, every parameter", h.analytics,

@@ -138,24 +138,7 @@ def consume_with_headers(env, topic, count=None, timeout=60.0, idle_timeout=None
     return out
 
 
-def metric_value(svc, name, labels=None, headers=None):
-    status, _, body = t.http_request("GET", svc.url("/metrics"), headers=headers)
-    t.check(status == 200, "GET /metrics: %s" % status)
-    total = 0.0
-    found = False
-    for line in body.decode().splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        if labels:
-            lab = m.group(2) or ""
-            if not all('%s="%s"' % kv in lab for kv in labels.items()):
-                continue
-        total += float(m.group(3))
-        found = True
-    return total if found else None
+metric_value = t.metric_value
 
 
 def ev(i, **kw):

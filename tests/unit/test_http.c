@@ -150,6 +150,17 @@ static void h_echo(epp_http_req_t *req, void *ud)
     epp_http_reply(req, 200, "application/octet-stream", b, len);
 }
 
+/* A self-authenticating route: the body is the key (as Segment's writeKey is in its body). */
+static void h_selfauth(epp_http_req_t *req, void *ud)
+{
+    (void)ud;
+    size_t len;
+    const char *b = epp_http_body(req, &len);
+    if (epp_http_auth_key(req, len ? b : NULL, len) < 0)
+        return; /* answered 401 or 429 */
+    epp_http_reply(req, 200, "text/plain", "in", 2);
+}
+
 /* Async: the handler suspends and queues the request; replier threads answer it. */
 #define QCAP 4096
 typedef struct {
@@ -250,7 +261,8 @@ static epp_http_server_t *start(epp_http_opts_t *o)
         epp_http_route(s, "PUT", "/echo", h_echo, NULL, 0) != 0 ||
         epp_http_route(s, "POST", "/async", h_async, NULL, 0) != 0 ||
         epp_http_route(s, "GET", "/open", h_echo, NULL, EPP_HTTP_ROUTE_PUBLIC) != 0 ||
-        epp_http_route(s, "GET", "/slow", h_slow, NULL, 0) != 0) {
+        epp_http_route(s, "GET", "/slow", h_slow, NULL, 0) != 0 ||
+        epp_http_route(s, "POST", "/selfauth", h_selfauth, NULL, EPP_HTTP_ROUTE_SELF_AUTH) != 0) {
         epp_http_destroy(s);
         return NULL;
     }
@@ -658,6 +670,133 @@ static void test_auth(void)
     epp_http_destroy(s);
 }
 
+/* HTTP Basic with the key as user name (the Segment SDKs' form), and routes whose handler finds
+ * the key in the body (EPP_HTTP_ROUTE_SELF_AUTH). */
+static void test_auth_basic_self(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.service = "epp-auth";
+    o.max_body = 4096;
+    o.api_keys = "k1,secret-two-is-longer";
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    resp_t r;
+    char longbasic[600] = "Authorization: Basic ";
+    memset(longbasic + 21, 'a', 404); /* base64 of a 303-byte user name: longer than any key */
+    const char *cases[][3] = {
+        /* header, path, body -> status */
+        {"Authorization: Basic azE6", "/echo", "200"},                         /* k1: */
+        {"Authorization: Basic azE=", "/echo", "200"},                         /* k1 (no colon) */
+        {"Authorization: Basic azE6cHc=", "/echo", "200"},                     /* k1:pw */
+        {"Authorization: basic c2VjcmV0LXR3by1pcy1sb25nZXI6", "/echo", "200"}, /* case */
+        {"Authorization: Basic Omsx", "/echo", "401"},                         /* :k1 */
+        {"Authorization: Basic d3Jvbmc6", "/echo", "401"},                     /* wrong: */
+        {"Authorization: Basic !!!!", "/echo", "401"},                         /* not base64 */
+        {"Authorization: Basic ", "/echo", "401"},
+        {longbasic, "/echo", "401"},
+        /* The body's key, when no header presents one. */
+        {NULL, "/selfauth:k1", "200"},
+        {NULL, "/selfauth:secret-two-is-longer", "200"},
+        {NULL, "/selfauth:wrong", "401"},
+        {NULL, "/selfauth:", "401"},
+        /* A key in a header settles it: a right one wins over the body, a wrong one is refused
+         * before the handler runs. */
+        {"Authorization: Basic azE6", "/selfauth:wrong", "200"},
+        {"Authorization: Basic d3Jvbmc6", "/selfauth:k1", "401"},
+        {"X-API-Key: nope", "/selfauth:k1", "401"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *h[] = {cases[i][0], NULL};
+        const char *path = cases[i][1], *colon = strchr(path, ':');
+        char p[32];
+        snprintf(p, sizeof p, "%.*s", colon ? (int)(colon - path) : (int)strlen(path), path);
+        const char *body = colon ? colon + 1 : "x";
+        http(port, "POST", p, cases[i][0] ? h : NULL, body, strlen(body), 0, &r);
+        if (r.status != atol(cases[i][2]))
+            fprintf(stderr, "case %zu: %.40s %s\n", i, cases[i][0] ? cases[i][0] : "-", path);
+        CHECK_INT_EQ(r.status, atol(cases[i][2]));
+        if (r.status == 401)
+            CHECK(strstr(r.body.data, "\"code\":\"unauthorized\"") != NULL);
+        resp_free(&r);
+    }
+    epp_http_destroy(s);
+
+    /* Keys off: any key, or none, is accepted in the body as in headers. */
+    epp_http_opts_default(&o);
+    s = start(&o);
+    CHECK(s != NULL);
+    port = epp_http_port(s);
+    http(port, "POST", "/selfauth", NULL, "anything", 8, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    const char *hb[] = {"Authorization: Basic d3Jvbmc6", NULL};
+    http(port, "POST", "/selfauth", hb, "", 0, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    epp_http_destroy(s);
+}
+
+/* Failed authentications draw from the client address's bucket, wherever the key came from:
+ * guessing is throttled (429) while a valid key keeps its own bucket. */
+static void test_auth_rate_limit(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.rate_limit_rps = 0.5;
+    o.rate_limit_burst = 4;
+    o.api_keys = "a";
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    resp_t r;
+    char v[64];
+    const char *wrong[] = {"X-API-Key: b", NULL};
+    const char *basic_wrong[] = {"Authorization: Basic Yjo=", NULL}; /* b: */
+    const char *good[] = {"X-API-Key: a", NULL};
+    int st[6];
+    http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+    st[0] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/echo", basic_wrong, "x", 1, 0, &r);
+    st[1] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/selfauth", NULL, "b", 1, 0, &r);
+    st[2] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/selfauth", NULL, NULL, 0, 0, &r);
+    st[3] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/selfauth", NULL, "c", 1, 0, &r);
+    st[4] = r.status;
+    CHECK_STR_EQ(resp_header(&r, "Retry-After", v, sizeof(v)), "2");
+    CHECK(strstr(r.body.data, "\"code\":\"rate_limited\"") != NULL);
+    resp_free(&r);
+    http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+    st[5] = r.status;
+    resp_free(&r);
+    CHECK_INT_EQ(st[0], 401);
+    CHECK_INT_EQ(st[1], 401);
+    CHECK_INT_EQ(st[2], 401);
+    CHECK_INT_EQ(st[3], 401);
+    CHECK_INT_EQ(st[4], 429);
+    CHECK_INT_EQ(st[5], 429);
+    /* The valid key, in a header or in the body, is limited on its own bucket. */
+    http(port, "POST", "/echo", good, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < 3; i++) {
+        http(port, "POST", "/selfauth", NULL, "a", 1, 0, &r);
+        CHECK_INT_EQ(r.status, 200);
+        resp_free(&r);
+    }
+    http(port, "POST", "/selfauth", NULL, "a", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    resp_free(&r);
+    epp_http_destroy(s);
+}
+
 static void test_rate_limit(void)
 {
     epp_http_opts_t o;
@@ -762,10 +901,10 @@ static int tcp_connect(int port)
     return fd;
 }
 
-/* Regression: libmicrohttpd's own epoll loop stalled (until the 30 s connection timeout) when
- * a multiple of 128 connections became ready at once on one thread (it waits again with the
- * full timeout after a full batch of events). One worker is kept busy by a slow request while
- * 256 connections send theirs, so that all of them are ready when it looks again. */
+/* Regression (from the libmicrohttpd days): its own epoll loop stalled (until the 30 s connection
+ * timeout) when a multiple of 128 connections became ready at once on one thread (it waits again
+ * with the full timeout after a full batch of events). One worker is kept busy by a slow request
+ * while 256 connections send theirs, so that all of them are ready when it looks again. */
 static void test_many_ready_at_once(void)
 {
     epp_http_opts_t o;
@@ -972,24 +1111,9 @@ static int read_status(int fd, char *buf, size_t bufsz)
     return atoi(buf + 9);
 }
 
-static void h_authinfo(epp_http_req_t *req, void *ud)
-{
-    epp_http_server_t *srv = ud;
-    const char *k = epp_http_header(req, "X-Body-Key");
-    int ok = k && epp_http_key_ok(srv, k, strlen(k));
-    if (!epp_http_authenticated(req) && !ok) {
-        epp_http_auth_failed(req);
-        epp_http_reply_error(req, 401, "unauthorized", "no key in the body either", NULL, 0);
-        return;
-    }
-    char out[64];
-    snprintf(out, sizeof(out), "{\"headers\":%d,\"body\":%d}", epp_http_authenticated(req), ok);
-    epp_http_reply_json(req, 200, out, strlen(out));
-}
-
 /* Issue 19, defect 6: wrong keys are throttled per client before any key is compared (so
- * guessing runs at the throttle's rate); requests without a key and public routes are not;
- * Basic auth with the key as user name; routes whose handler checks the key itself. */
+ * guessing runs at the throttle's rate), wherever they are presented (a header, or the body of
+ * a self-authenticating route); requests without a key and public routes are not. */
 static void test_auth_throttle(void)
 {
     epp_http_opts_t o;
@@ -1025,56 +1149,36 @@ static void test_auth_throttle(void)
     http(port, "GET", "/health", NULL, NULL, 0, 0, &r);
     CHECK_INT_EQ(r.status, 200);
     resp_free(&r);
+    /* A key in the body of a self-authenticating route is a guess like any other. */
+    http(port, "POST", "/selfauth", NULL, "k1", 2, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    CHECK(strstr(r.body.data, "\"code\":\"too_many_auth_failures\"") != NULL);
+    resp_free(&r);
     epp_http_destroy(s);
 
-    /* Basic: base64("k1:") is the key; anything else presented through Basic is refused. */
+    /* Guesses in bodies fill the bucket too; without the throttle nothing is refused early. */
+    s = start(&o);
+    CHECK(s != NULL);
+    port = epp_http_port(s);
+    for (int i = 0; i < 3; i++) {
+        http(port, "POST", "/selfauth", NULL, "guess", 5, 0, &r);
+        CHECK_INT_EQ(r.status, 401);
+        resp_free(&r);
+    }
+    http(port, "POST", "/echo", right, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    resp_free(&r);
+    epp_http_destroy(s);
     o.auth_fail_rps = 0;
     s = start(&o);
     CHECK(s != NULL);
     port = epp_http_port(s);
-    const char *cases[][2] = {
-        {"Authorization: Basic azE6", "200"},     /* "k1:" */
-        {"Authorization: Basic azE=", "401"},     /* "k1" (no colon) */
-        {"Authorization: Basic azE6eA==", "401"}, /* "k1:x" (a password) */
-        {"Authorization: Basic azI6", "401"},     /* "k2:" */
-        {"Authorization: Basic !!!!", "401"},
-    };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *h[] = {cases[i][0], NULL};
-        http(port, "POST", "/echo", h, "x", 1, 0, &r);
-        if (r.status != atol(cases[i][1]))
-            fprintf(stderr, "case %s -> %ld\n", cases[i][0], r.status);
-        CHECK_INT_EQ(r.status, atol(cases[i][1]));
+    for (int i = 0; i < 5; i++) {
+        http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+        CHECK_INT_EQ(r.status, 401);
         resp_free(&r);
     }
-    CHECK_INT_EQ(epp_http_key_ok(s, "k1", 2), 1);
-    CHECK_INT_EQ(epp_http_key_ok(s, "k12", 3), 0);
-    CHECK_INT_EQ(epp_http_key_ok(s, "", 0), 0);
     epp_http_destroy(s);
-
-    /* A route whose handler checks the key itself. */
-    epp_http_server_t *s2 = epp_http_create(&o, v, sizeof(v));
-    CHECK(s2 != NULL);
-    o.bind_address = "127.0.0.1";
-    CHECK_INT_EQ(epp_http_route(s2, "GET", "/self", h_authinfo, s2, EPP_HTTP_ROUTE_HANDLER_AUTH),
-                 0);
-    char err[128];
-    CHECK_INT_EQ(epp_http_start(s2, err, sizeof(err)), 0);
-    port = epp_http_port(s2);
-    http(port, "GET", "/self", NULL, NULL, 0, 0, &r);
-    CHECK_INT_EQ(r.status, 401);
-    CHECK(strstr(r.body.data, "body either") != NULL);
-    resp_free(&r);
-    const char *body_key[] = {"X-Body-Key: k1", NULL};
-    http(port, "GET", "/self", body_key, NULL, 0, 0, &r);
-    CHECK_INT_EQ(r.status, 200);
-    CHECK_STR_EQ(r.body.data, "{\"headers\":0,\"body\":1}");
-    resp_free(&r);
-    http(port, "GET", "/self", right, NULL, 0, 0, &r);
-    CHECK_INT_EQ(r.status, 200);
-    CHECK_STR_EQ(r.body.data, "{\"headers\":1,\"body\":0}");
-    resp_free(&r);
-    epp_http_destroy(s2);
 }
 
 /* Issue 19, defect 6: IPv6 clients share a bucket per /64; IPv4-mapped addresses are IPv4. */
@@ -1307,6 +1411,8 @@ int main(void)
     EPP_RUN(test_async_many);
     EPP_RUN(test_async_client_gone);
     EPP_RUN(test_auth);
+    EPP_RUN(test_auth_basic_self);
+    EPP_RUN(test_auth_rate_limit);
     EPP_RUN(test_rate_limit);
     EPP_RUN(test_destroy_pending);
     EPP_RUN(test_many_ready_at_once);
