@@ -46,10 +46,15 @@ class Stack:
         self.db_url = t.create_database(self.env, self.name)
         t.create_topic(self.env, self.topic, partitions=self.partitions)
         t.create_topic(self.env, self.dlq_topic, partitions=1)
-        # The consumer first: it applies the migrations the analytics service reads.
+        # The consumer first: it applies the migrations the analytics service and the tests
+        # read. Its /health answers as soon as it listens; /ready only once its writers (which
+        # apply the migrations) and its Kafka handle are up.
         for svc in ("consumer", "ingest", "analytics"):
             if svc in self.services:
-                self.start_service(svc)
+                p = self.start_service(svc)
+                if svc == "consumer":
+                    t.wait_for(lambda: t.http_request("GET", p.url("/ready"), timeout=3)[0] == 200,
+                               timeout=60, interval=0.1, msg="epp-consumer /ready (migrations)")
         return self
 
     def start_service(self, svc, port=None, extra_env=None):
