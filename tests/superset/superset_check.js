@@ -44,6 +44,10 @@ function recordChartData(page, out) {
     out.push({
       chart_id: id, status: resp.status(), body,
       rows: results.map((r) => r.rowcount),
+      // A big number's value: the page has drawn it once its last line shows these digits
+      // (before that, it can show an earlier render's text for a moment).
+      first_value: results.length && results[0].data && results[0].data.length ?
+        Object.values(results[0].data[0]).find((v) => typeof v === "number") : undefined,
       errors: results.map((r) => r.error).filter(Boolean).concat(
         answer && answer.message ? [answer.message] : [],
         answer && answer.errors ? answer.errors.map((e) => e.message) : []),
@@ -87,8 +91,14 @@ async function loadDashboard(page, requests) {
   while (Date.now() - t0 < TIMEOUT) {
     states = await chartStates(page);
     const answered = new Set(requests.slice(from).map((r) => r.chart_id));
+    const last = new Map(requests.slice(from).map((r) => [r.chart_id, r]));
+    const bigDrawn = (s) => {
+      const v = last.get(s.id) && last.get(s.id).first_value;
+      const shown = (s.text.split("\n").pop() || "").replace(/\D/g, "");
+      return v === undefined ? shown !== "" : shown === String(Math.round(v));
+    };
     done = states.length > 0 && states.every((s) => answered.has(s.id) && !s.spinner &&
-      (s.alert || s.empty || s.drawn_pixels > 0 || (s.viz === "big_number_total" && /\d/.test(s.text))));
+      (s.alert || s.empty || s.drawn_pixels > 0 || (s.viz === "big_number_total" && bigDrawn(s))));
     if (done) break;
     await page.waitForTimeout(25);
   }
