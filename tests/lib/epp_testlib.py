@@ -534,13 +534,16 @@ class KafkaCluster:
         with t.KafkaCluster(env, nodes=3) as kc:      # kc.env: env with this bootstrap
             kc.kill(2); kc.start_node(2)
 
-    .env is a copy of env with KAFKA_BOOTSTRAP_SERVERS pointing at this cluster."""
+    .env is a copy of env with KAFKA_BOOTSTRAP_SERVERS pointing at this cluster.
+    dir: where its data goes (default: a fresh temporary directory); config: broker settings
+    added to every node's server.properties (kafka.sh start --config)."""
 
-    def __init__(self, env, nodes=1):
+    def __init__(self, env, nodes=1, dir=None, config=None):
         import tempfile
         self.base_env = env
         self.nodes = nodes
-        self.dir = tempfile.mkdtemp(prefix="kafka-")
+        self.dir = dir or tempfile.mkdtemp(prefix="kafka-")
+        self.config = dict(config or {})
         self.env = None
 
     def sh(self, *args, check_rc=True):
@@ -552,7 +555,10 @@ class KafkaCluster:
         return r
 
     def start(self):
-        r = self.sh("start", self.dir, "--nodes", str(self.nodes))
+        args = ["start", self.dir, "--nodes", str(self.nodes)]
+        for k, v in sorted(self.config.items()):
+            args += ["--config", "%s=%s" % (k, v)]
+        r = self.sh(*args)
         bootstrap = r.stdout.strip().splitlines()[-1].split("=", 1)[1]
         self.env = dict(self.base_env, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
         self.env.pop("EPP_DEVBROKER_CONTROL", None)
