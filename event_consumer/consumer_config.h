@@ -1,5 +1,5 @@
 /* The Event Consumer's configuration: one table (consumer_conf_opts) drives environment
- * variables, --flags, --help and the table in event_consumer/README.md (SPEC section 11). */
+ * variables, --flags, --help and the table in event_consumer/README.md (docs/contract.md §11). */
 #ifndef CONSUMER_CONFIG_H
 #define CONSUMER_CONFIG_H
 

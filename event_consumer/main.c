@@ -1,5 +1,5 @@
 /* epp-consumer: reads the events topic as a consumer group and stores each event exactly once
- * in Postgres (SPEC section 5). See event_consumer/README.md for the design. */
+ * in Postgres (docs/contract.md §5). See event_consumer/README.md for the design. */
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>

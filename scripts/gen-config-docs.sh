@@ -24,5 +24,6 @@ OUT=${2:-docs/configuration.md}
     echo "## epp-admin"
     echo
     echo "Each subcommand has its own options (\`epp-admin COMMAND --help\`)."
+    # shellcheck disable=SC2016 # the backquotes are Markdown, matched literally
     "$BUILD/bin/epp-admin" --markdown | sed 's/^`\(epp-admin .*\)`$/### \1/'
 } >"$OUT"
