@@ -87,7 +87,7 @@ class _Topics:
         except Exception as e:  # noqa: BLE001 - a leftover topic costs disk, not correctness
             log("could not delete %s: %r" % (h.topic, e))
 
-    def restore(self, h):
+    def resume(self, h):
         pass
 
     def check(self, h):
@@ -120,7 +120,7 @@ class Dev:
         h.broker.proc.__class__ = Proc   # dies with the harness too
         return h.broker.start().env
 
-    def restore(self, h):
+    def resume(self, h):
         pass
 
     def check(self, h):
@@ -207,7 +207,7 @@ class Cluster(_Topics):
             if k not in self.down and self.pid(k) is None:
                 h.problem("kafka node %d died without a planned kill; log tail:\n%s" %
                           (k, self.node_log_tail(k)))
-                self.down.add(k)    # restarted by restore(), reported once
+                self.down.add(k)    # reported once; the next scenario starts it
 
     def kill(self, h, k):
         self.check(h)
@@ -317,28 +317,35 @@ class Cluster(_Topics):
         self.wait_serving()
 
     # -- between scenarios --------------------------------------------------------------------
-    def restore(self, h):
-        """Resumes and restarts what the scenario left stopped, and checks no node crashed."""
+    def resume(self, h):
+        """Resumes nodes the scenario left frozen (before the check reads the topic), and checks
+        that no node crashed. Nodes left down stay down until the next scenario needs them."""
         self.check(h)
         for k in sorted(self.frozen):
             h.note("node %d was still frozen at the end: SIGCONT" % k)
             self.thaw(h, k)
-        if self.down:
-            h.note("nodes %s were still down at the end: started" % sorted(self.down))
-            self.start_down(h, sorted(self.down))
+
+    def begin(self, h):
+        """Starts the nodes an earlier scenario left down (a restart costs a JVM start, so the
+        last scenario of a run does not pay it), then the topics."""
+        if self.down or self.frozen:
+            try:
+                for k in sorted(self.frozen):
+                    self.thaw(h, k)
+                log("starting nodes %s, left down by the previous scenario" % sorted(self.down))
+                self.start_down(h, sorted(self.down))
+            except Exception as e:  # noqa: BLE001 - this scenario needs a healthy cluster
+                log("the cluster did not recover (%r): starting a fresh one" % e)
+                self.stop()
+                self.down.clear()
+                self.frozen.clear()
+                self.start()
+        return _Topics.begin(self, h)
 
     def end(self, h):
-        try:
-            self.restore(h)
-            self.wait_serving(60)
-        except Exception as e:  # noqa: BLE001 - the next scenario needs a healthy cluster
-            log("the cluster did not recover (%r): starting a fresh one" % e)
-            self.stop()
-            self.down.clear()
-            self.frozen.clear()
-            self.start()
-            return
-        self.delete_topics(h)
+        self.resume(h)
+        if len(self.down) < 2:       # with two nodes down the topics cannot be deleted
+            self.delete_topics(h)
 
 
 class Context:

@@ -586,8 +586,8 @@ class Harness:
         return check.finish(self)
 
     def ensure_up(self):
-        """Every service the scenario left stopped (SIGSTOP) is resumed, and every Kafka node
-        restarted, so that the drain can complete (a crash is still reported by the check)."""
+        """Every service and Kafka node the scenario left stopped (SIGSTOP) is resumed, so that
+        the drain can complete (a crash is still reported by the check)."""
         for s in self.services():
             if s.proc is None:
                 continue
@@ -595,7 +595,7 @@ class Harness:
                 s.proc.proc.send_signal(signal.SIGCONT)
             except Exception:  # noqa: BLE001
                 pass
-        self.kafka.restore(self)
+        self.kafka.resume(self)
 
     def stop(self):
         self.stop_load()

@@ -8,7 +8,9 @@ replaced by a fake HTTP server, under the usual load, with a fault window marked
              because no event is acknowledged or refused after the resends, and there is no
              acknowledgement before or after the fault.
     drop202  the fake answers 202 (with the event_id) and stores nothing: the scenario must
-             FAIL with every acknowledged event lost.
+             FAIL with every acknowledged event lost. In the same run the consumer dies on its
+             own (a SIGKILL the scenario did not plan) and is then killed and restarted as
+             planned: the check must still count it as a crash, not a planned death.
 
     test_check.py BUILD_DIR
 """
@@ -16,6 +18,7 @@ replaced by a fake HTTP server, under the usual load, with a fault window marked
 import http.server
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -90,7 +93,7 @@ class FakeIngest:
         self.server.server_close()
 
 
-def run_with_fake(env, pg, mode):
+def run_with_fake(env, pg, mode, unplanned_death=False):
     fake = FakeIngest(mode)
     h = H.Harness(env, pg, "check_" + mode)
     h.make_ingest = lambda: fake
@@ -101,6 +104,11 @@ def run_with_fake(env, pg, mode):
         time.sleep(2)
         with h.fault("nothing (the fake ingest is the fault)"):
             time.sleep(1)
+            if unplanned_death:
+                os.kill(h.consumer.proc.proc.pid, signal.SIGKILL)   # behind the harness's back
+                time.sleep(1)
+                h.consumer.kill()                                   # then a planned kill
+                h.consumer.start()
         time.sleep(2)
         r = h.finish()
     finally:
@@ -125,13 +133,18 @@ def main():
                      "sent after the last fault were acknowledged"):
             t.check(want in probs, "503 only: the problems name %r:\n%s" % (want, probs))
 
-        r = run_with_fake(env, pg, "drop202")
+        r = run_with_fake(env, pg, "drop202", unplanned_death=True)
         t.check(not r["passed"] and r["lost"] > 0 and r["lost"] == r["final_ok"],
                 "202 without storing: every acknowledged event is lost (%d of %d)" %
                 (r["lost"], r["final_ok"]))
+        t.check(r["crashed"] == ["consumer0"] and
+                any("consumer0 died without a planned kill" in p and "before a planned kill" in p
+                    for p in r["problems"]),
+                "a consumer that died between planned kills is a crash: %s" % r["crashed"])
     finally:
         pg.destroy()
-    print("ok: the check fails a 503-only ingest and a 202-and-drop ingest")
+    print("ok: the check fails a 503-only ingest, a 202-and-drop ingest, and a service that "
+          "died between planned kills")
 
 
 if __name__ == "__main__":
