@@ -66,10 +66,22 @@ def _admin(bootstrap):
                         "log_level": 2})
 
 
-class _Topics:
-    """Per-scenario topics on a shared Apache Kafka (the cluster or the fixture node)."""
+class _Backend:
+    """What the Harness asks of its Kafka: begin (returns the env for the services), resume
+    (anything frozen, before the check), check (crashes), end."""
 
     kind = None
+
+    def resume(self, h):
+        pass
+
+    def check(self, h):
+        pass
+
+
+class _Topics(_Backend):
+    """Per-scenario topics on a shared Apache Kafka (the cluster or the fixture node)."""
+
     env = None
 
     def begin(self, h):
@@ -87,12 +99,6 @@ class _Topics:
         except Exception as e:  # noqa: BLE001 - a leftover topic costs disk, not correctness
             log("could not delete %s: %r" % (h.topic, e))
 
-    def resume(self, h):
-        pass
-
-    def check(self, h):
-        pass
-
     def end(self, h):
         self.delete_topics(h)
 
@@ -107,7 +113,7 @@ class Fixture(_Topics):
         self.env = dict(base_env)
 
 
-class Dev:
+class Dev(_Backend):
     """A private epp-devbroker per scenario; the topics are the services' own `events` and
     `events.dlq` (a fresh broker each time)."""
 
@@ -119,12 +125,6 @@ class Dev:
                                log_name="%s-devbroker" % h.name)
         h.broker.proc.__class__ = Proc   # dies with the harness too
         return h.broker.start().env
-
-    def resume(self, h):
-        pass
-
-    def check(self, h):
-        pass
 
     def end(self, h):
         if h.broker:

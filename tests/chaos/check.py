@@ -28,6 +28,7 @@ are counted (topic_dups) and are no failure: the consumer must absorb them.
 
 import json
 import os
+import time
 
 import epp_rollups
 import epp_testlib as t
@@ -96,17 +97,22 @@ def check_windows(h, res):
 
 def finish(h):
     """Stops the load, resends unknowns, waits for the drain, checks. Returns the result."""
+    t0 = time.monotonic()
     h.stop_load()
     h.ensure_up()
     h.retry_unknown()
+    t1 = time.monotonic()
     topic_counts, topic_msgs = h.read_topic()
     marks = t.topic_offsets(h.kenv, h.topic)
+    t2 = time.monotonic()
     dropped = sum(lo for lo, _ in marks.values())
     if dropped and not h.expect_gap:
         h.note("the broker's retention dropped %d messages (low watermarks %s): events among "
                "them that were not stored yet cannot be seen in the topic" %
                (dropped, {p: lo for p, (lo, _) in marks.items()}))
     rows = h.count_rows() if h.expect_gap else h.wait_drained(len(topic_counts))
+    h.note("check: load stop and resends %.1fs, topic read %.1fs, drain %.1fs" %
+           (t1 - t0, t2 - t1, time.monotonic() - t2))
     if h.watcher:
         h.watcher.stop()
     db = h.db_rows()
