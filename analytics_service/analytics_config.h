@@ -21,6 +21,8 @@ typedef struct {
     char *api_keys;
     double rate_limit_rps;
     double rate_limit_burst;
+    double auth_failure_rps;
+    double auth_failure_burst;
     char *cors_origins;
     int64_t http_threads;
     int64_t db_pool_size; /* 0: same as http_threads */

@@ -123,6 +123,8 @@ int main(int argc, char **argv)
     hopts.api_keys = conf.api_keys;
     hopts.rate_limit_rps = conf.rate_limit_rps;
     hopts.rate_limit_burst = conf.rate_limit_burst;
+    hopts.auth_fail_rps = conf.auth_failure_rps;
+    hopts.auth_fail_burst = conf.auth_failure_burst;
     hopts.timeout_s = (unsigned)conf.http_timeout_s;
     hopts.max_per_ip = (unsigned)conf.max_per_ip;
     hopts.cors_origins = conf.cors_origins;

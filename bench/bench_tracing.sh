@@ -10,6 +10,9 @@
 # Env: EPP_BUILD_DIR (./build), BENCH_DURATION (5 s per wrk run), BENCH_ROUNDS, BENCH_CONNECTIONS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
+BENCH_NAME=bench_tracing
 BUILD=${EPP_BUILD_DIR:-build}
 DUR=${BENCH_DURATION:-5}
 ROUNDS=${BENCH_ROUNDS:-3}
@@ -30,18 +33,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-wait_ready() {
-    for _ in $(seq 1 200); do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/ready" || true)" = 200 ] &&
-            return 0
-        sleep 0.05
-    done
-    echo "bench_tracing: epp-ingest on $1 not ready"
-    return 1
-}
 
 BODY='{"user_id":"user-000042","event_name":"page_view","metadata":{"path":"/pricing","n":12}}'
 printf 'wrk.method = "POST"\nwrk.body = %s\nwrk.headers["Content-Type"] = "application/json"\n' \
@@ -80,12 +71,14 @@ for v in off closed hang; do
     esac
     env "${ENVS[@]}" "$BUILD/bin/epp-ingest" 2>"$TMP/ingest-$v.log" &
     PIDS+=($!)
-    wait_ready "${PORT[$v]}"
+    wait_ready "http://127.0.0.1:${PORT[$v]}/ready"
 done
 
 : >"$TMP/rounds"
+ORDERS=("off closed hang" "closed hang off" "hang off closed")
 for r in $(seq 1 "$ROUNDS"); do
-    for v in off closed hang; do
+    # Each round starts with another variant (the machine's load drifts within a round).
+    for v in ${ORDERS[$(((r - 1) % 3))]}; do
         wrk -t1 -c"$CONNS" -d"${DUR}s" -s "$TMP/post.lua" "http://127.0.0.1:${PORT[$v]}/events" \
             >"$TMP/wrk.out" 2>&1
         rps=$(awk '/Requests\/sec:/ { print $2 }' "$TMP/wrk.out")
@@ -95,12 +88,13 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 
-median() { awk -v v="$1" '$1 == v { print $2 }' "$TMP/rounds" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
-OFF=$(median off)
+median_of() { awk -v v="$1" '$1 == v { print $2 }' "$TMP/rounds" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+OFF=$(median_of off)
 status=0
+echo "median of $ROUNDS rounds, wrk -t1 -c$CONNS -d${DUR}s; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'tracing off:                         %8.0f req/s\n' "$OFF"
 for v in closed hang; do
-    m=$(median "$v")
+    m=$(median_of "$v")
     dropped=$(curl -s "http://127.0.0.1:${PORT[$v]}/metrics" |
         awk '/^epp_otel_spans_dropped_total/ { s += $2 } END { print s + 0 }')
     label=$([ "$v" = closed ] && echo "collector on a closed port:" || echo "collector that never answers:")

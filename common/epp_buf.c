@@ -38,11 +38,6 @@ int epp_buf_append_str(epp_buf_t *buf, const char *s)
     return epp_buf_append(buf, s, strlen(s));
 }
 
-int epp_buf_append_char(epp_buf_t *buf, char c)
-{
-    return epp_buf_append(buf, &c, 1);
-}
-
 int epp_buf_vprintf(epp_buf_t *buf, const char *fmt, va_list ap)
 {
     va_list ap2;

@@ -17,7 +17,15 @@ typedef struct {
 int epp_buf_reserve(epp_buf_t *buf, size_t extra);
 int epp_buf_append(epp_buf_t *buf, const void *data, size_t len);
 int epp_buf_append_str(epp_buf_t *buf, const char *s);
-int epp_buf_append_char(epp_buf_t *buf, char c);
+/* Inline: the serialisers (epp_json, epp_event) call it for every bracket, comma and colon. */
+static inline int epp_buf_append_char(epp_buf_t *buf, char c)
+{
+    if (buf->len + 2 > buf->cap && epp_buf_reserve(buf, 1))
+        return -2; /* EPP_ENOMEM (epp_error.h) */
+    buf->data[buf->len++] = c;
+    buf->data[buf->len] = '\0';
+    return 0;
+}
 int epp_buf_printf(epp_buf_t *buf, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int epp_buf_vprintf(epp_buf_t *buf, const char *fmt, va_list ap);
 /* Empties the buffer and keeps its memory. */

@@ -155,6 +155,68 @@ static int key_is(const epp_json_member_t *m, const char *name, size_t len)
 
 #define KEY_IS(m, lit) key_is((m), lit, sizeof lit - 1)
 
+/* Appends the members as one compact JSON object. 0 or EPP_ENOMEM. */
+static int write_members(epp_buf_t *out, const epp_json_member_t *m, size_t n)
+{
+    if (epp_buf_append_char(out, '{'))
+        return EPP_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if ((i && epp_buf_append_char(out, ',')) ||
+            epp_json_write_string(out, m[i].key, m[i].key_len) || epp_buf_append_char(out, ':') ||
+            epp_json_serialize(m[i].value, out))
+            return EPP_ENOMEM;
+    }
+    return epp_buf_append_char(out, '}') ? EPP_ENOMEM : 0;
+}
+
+/* Copies everything the event points to into its own storage: user_id, event_name and the
+ * metadata text (metadata, else the object of the n members, else {}), each NUL-terminated,
+ * and applies the metadata size limit. Pointers are set once the buffer stops moving. The
+ * other fields of ev are left for the caller. */
+static int event_store(epp_event_t *ev, const epp_json_value_t *user_id,
+                       const epp_json_value_t *event_name, const epp_json_value_t *metadata,
+                       const epp_json_member_t *members, size_t n, epp_event_error_t *err)
+{
+    epp_buf_t *st = &ev->storage;
+    size_t uid_len = user_id->u.s.len, name_len = event_name->u.s.len;
+    if (epp_buf_reserve(st, uid_len + name_len + 3 + 64))
+        goto nomem;
+    size_t uid_off = st->len;
+    epp_buf_append(st, user_id->u.s.text, uid_len + 1);
+    size_t name_off = st->len;
+    epp_buf_append(st, event_name->u.s.text, name_len + 1);
+    size_t meta_off = st->len;
+    if (metadata) {
+        if (epp_json_serialize(metadata, st))
+            goto nomem;
+    } else if (members) {
+        if (write_members(st, members, n))
+            goto nomem;
+    } else if (epp_buf_append(st, "{}", 2)) {
+        goto nomem;
+    }
+    size_t meta_len = st->len - meta_off;
+    if (meta_len > EPP_EVENT_MAX_METADATA) {
+        set_err(err, "payload_too_large", "metadata",
+                "metadata is %zu bytes of compact JSON, more than the limit of %d", meta_len,
+                EPP_EVENT_MAX_METADATA);
+        epp_buf_reset(st);
+        return EPP_ETOOBIG;
+    }
+    ev->user_id = st->data + uid_off;
+    ev->user_id_len = uid_len;
+    ev->event_name = st->data + name_off;
+    ev->event_name_len = name_len;
+    ev->metadata = st->data + meta_off;
+    ev->metadata_len = meta_len;
+    return 0;
+
+nomem:
+    set_err(err, "invalid_json", "", "out of memory");
+    epp_buf_reset(st);
+    return EPP_ENOMEM;
+}
+
 int epp_event_from_value(const epp_json_value_t *v, epp_event_mode_t mode, int64_t now_us,
                          epp_event_t *ev, epp_event_error_t *err)
 {
@@ -261,48 +323,62 @@ int epp_event_from_value(const epp_json_value_t *v, epp_event_mode_t mode, int64
         return EPP_EINVAL;
     }
 
-    /* Copy everything the event points to into its own storage: user_id, event_name and the
-     * metadata text, each NUL-terminated. Pointers are set once the buffer stops moving. */
-    epp_buf_t *st = &ev->storage;
-    size_t uid_len = user_id->u.s.len, name_len = event_name->u.s.len;
-    if (epp_buf_reserve(st, uid_len + name_len + 3 + 64))
-        goto nomem;
-    size_t uid_off = st->len;
-    epp_buf_append(st, user_id->u.s.text, uid_len + 1);
-    size_t name_off = st->len;
-    epp_buf_append(st, event_name->u.s.text, name_len + 1);
-    size_t meta_off = st->len;
-    if (metadata) {
-        if (epp_json_serialize(metadata, st))
-            goto nomem;
-    } else if (epp_buf_append(st, "{}", 2)) {
-        goto nomem;
-    }
-    size_t meta_len = st->len - meta_off;
-    if (meta_len > EPP_EVENT_MAX_METADATA) {
-        set_err(err, "payload_too_large", "metadata",
-                "metadata is %zu bytes of compact JSON, more than the limit of %d", meta_len,
-                EPP_EVENT_MAX_METADATA);
-        epp_buf_reset(st);
-        return EPP_ETOOBIG;
-    }
-    ev->user_id = st->data + uid_off;
-    ev->user_id_len = uid_len;
-    ev->event_name = st->data + name_off;
-    ev->event_name_len = name_len;
-    ev->metadata = st->data + meta_off;
-    ev->metadata_len = meta_len;
-
+    rc = event_store(ev, user_id, event_name, metadata, NULL, 0, err);
+    if (rc)
+        return rc;
     if (!event_id) {
         epp_uuid_v7(&ev->event_id);
         ev->event_id_generated = 1;
     }
     return 0;
+}
 
-nomem:
-    set_err(err, "invalid_json", "", "out of memory");
-    epp_buf_reset(st);
-    return EPP_ENOMEM;
+int epp_event_instant(const epp_json_value_t *v, int64_t *us)
+{
+    return parse_instant(v, 1, us);
+}
+
+int epp_event_from_parts(const epp_event_parts_t *p, int64_t now_us, epp_event_t *ev,
+                         epp_event_error_t *err)
+{
+    event_reset(ev);
+    int rc = check_name(p->user_id, p->user_id_field, err);
+    if (!rc)
+        rc = check_name(p->event_name, p->event_name_field, err);
+    if (rc)
+        return rc;
+    if (p->timestamp_us < 0 || p->timestamp_us > MAX_EPOCH_MS * 1000) {
+        set_err(err, "invalid_field", p->timestamp_field,
+                "%s is outside 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z",
+                p->timestamp_field);
+        return EPP_EINVAL;
+    }
+    if (p->timestamp_us - now_us > EPP_EVENT_MAX_FUTURE_US) {
+        set_err(err, "invalid_field", p->timestamp_field, "%s is more than 24 h in the future",
+                p->timestamp_field);
+        return EPP_EINVAL;
+    }
+    for (size_t i = 0; i < p->metadata_n; i++) {
+        const epp_json_value_t *v = p->metadata[i].value;
+        /* The metadata object is level 1, so its members' values are level 2. */
+        if (max_depth(v, v->depth - 1, EPP_EVENT_MAX_DEPTH) > EPP_EVENT_MAX_DEPTH) {
+            set_err(err, "invalid_field", p->metadata[i].key, "%s nesting exceeds %d levels",
+                    p->metadata[i].key, EPP_EVENT_MAX_DEPTH - 1);
+            return EPP_EINVAL;
+        }
+    }
+    rc = event_store(ev, p->user_id, p->event_name, NULL, p->metadata, p->metadata_n, err);
+    if (rc)
+        return rc;
+    ev->received_at_us = now_us;
+    ev->timestamp_us = p->timestamp_us;
+    if (p->event_id) {
+        ev->event_id = *p->event_id;
+    } else {
+        epp_uuid_v7(&ev->event_id);
+        ev->event_id_generated = 1;
+    }
+    return 0;
 }
 
 int epp_event_parse(const char *buf, size_t len, epp_event_mode_t mode, int64_t now_us,

@@ -70,6 +70,32 @@ int epp_event_parse(const char *buf, size_t len, epp_event_mode_t mode, int64_t 
 int epp_event_from_value(const epp_json_value_t *v, epp_event_mode_t mode, int64_t now_us,
                          epp_event_t *ev, epp_event_error_t *err);
 
+/* An event assembled from values the caller picked out of another document (the Segment routes
+ * of epp-ingest), under the rules of a client event: user_id and event_name as in
+ * docs/contract.md §4 (reported under the caller's field names), the timestamp between 1970 and
+ * 9999 and at most 24 h after now_us, the metadata object (the given members, in order) at most 32
+ * KiB of compact JSON and EPP_EVENT_MAX_DEPTH deep. Every pointer is borrowed for the call. */
+typedef struct {
+    const epp_json_value_t *user_id; /* NULL: missing */
+    const char *user_id_field;       /* its name in errors, e.g. "userId" */
+    const epp_json_value_t *event_name;
+    const char *event_name_field;
+    const epp_json_member_t *metadata; /* the members of the metadata object */
+    size_t metadata_n;
+    const epp_uuid_t *event_id; /* NULL: a new UUIDv7 */
+    int64_t timestamp_us;
+    const char *timestamp_field;
+} epp_event_parts_t;
+
+/* Builds ev (received_at = now_us) from parts. 0, or EPP_EINVAL / EPP_ETOOBIG / EPP_ENOMEM with
+ * err filled; ev owns copies of everything. */
+int epp_event_from_parts(const epp_event_parts_t *parts, int64_t now_us, epp_event_t *ev,
+                         epp_event_error_t *err);
+
+/* The timestamp rule of a client event for one value: an RFC 3339 string or a JSON integer of
+ * epoch milliseconds, between 1970 and 9999. 0 with *us set, or EPP_EINVAL. */
+int epp_event_instant(const epp_json_value_t *v, int64_t *us);
+
 /* Appends the canonical JSON of ev to out. 0 or EPP_ENOMEM. */
 int epp_event_serialize(const epp_event_t *ev, epp_buf_t *out);
 

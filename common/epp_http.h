@@ -1,37 +1,47 @@
-/* epp_http: a thin layer over libmicrohttpd shared by every epp service.
+/* epp_http: the HTTP/1.1 server every epp service is built on (our own, over epoll; the
+ * machinery is described in epp_http_internal.h and docs/architecture.md).
  *
  * It gives: routing by method and path pattern ("/analytics/users/{user_id}/events"), request
  * bodies accumulated up to a cap (413 beyond it), JSON error replies in the docs/contract.md §4
  * shape, 404 and 405 (with Allow), per-connection time limits, connection limits, API keys
- * (Bearer or X-API-Key, constant-time compare; every route but /health when keys are set), a
- * per-key or per-IP token-bucket rate limit (429 + Retry-After), a CORS allow-list with
+ * (Bearer, HTTP Basic with the key as user name, or X-API-Key; constant-time compare; every
+ * route but /health when keys are set), a throttle on failed authentications per client (429
+ * before any key is compared), a per-key or per-client token-bucket rate limit that failed
+ * attempts also draw from (429 + Retry-After; IPv6 clients are bucketed by /64), a budget of
+ * request bodies in flight (503 + Retry-After beyond it), a CORS allow-list with
  * preflight, request metrics, and the built-in routes GET /health, GET /ready and GET /metrics.
  *
  * Asynchronous replies: a handler may return without replying after calling
- * epp_http_suspend(); any thread may later call one of the epp_http_reply*() functions, which
- * resumes the connection and sends the reply. This is how ingestion answers after the Kafka
- * acknowledgement without holding a thread.
+ * epp_http_suspend(); any thread may later call one of the epp_http_reply*() functions. A reply
+ * made on the worker thread that owns the connection (typically from the loop hook, see
+ * epp_http_set_loop_hook) is written by that thread without any hand-off; one made elsewhere is
+ * handed to the owner through a lock-free stack and at most one eventfd write per burst. This is
+ * how ingestion answers after the Kafka acknowledgement without holding a thread.
  *
  * Threads: handlers run on the server's worker threads (opts.threads of them, each running one
- * libmicrohttpd daemon). Every request gets exactly one reply; a reply function may be called
- * exactly once per request.
+ * epoll loop over its own connections). Every request gets exactly one reply; a reply function
+ * may be called exactly once per request.
  *
  * Request lifetime (async replies): the request object stays valid from the handler call until
- * the reply call returns -- even when the client disconnected meanwhile (libmicrohttpd notices
- * only after the reply resumes the connection; the reply is then discarded). A suspended request
- * MUST eventually get a reply, or epp_http_destroy() answers it 503. After a reply call returns,
- * the caller must not touch the request again: the object is reused for the next request on the
- * connection. A reply racing with epp_http_destroy() is safe (one of them wins, the other gets
- * EPP_ESTATE) until destroy returns.
+ * the reply call returns -- even when the client disconnected meanwhile (the reply is then
+ * discarded). A suspended request MUST eventually get a reply, or epp_http_destroy() answers it
+ * 503. After a reply call returns, the caller must not touch the request again: the object is
+ * reused for the next request on the connection. A reply racing with epp_http_destroy() is safe
+ * (one of them wins, the other gets EPP_ESTATE) until destroy returns.
  *
  * Time limits: timeout_s closes a connection idle for that long (no byte received); a request
  * body must arrive within 4 * timeout_s in total, however it dribbles in, and so must the request
  * line and headers (counted from the connection's start or the end of its previous request;
- * checked about once a second: the connection is then closed without a reply). Slowloris
- * clients are also bounded by max_per_ip / max_connections. Sizes: request line and headers share
- * a 16 KiB per-connection buffer (about 14 KiB of headers; 431 beyond); bodies are capped by
- * max_body (413; an oversized chunked body is read and dropped up to 4 * max_body + 1 MiB, then
- * the connection is closed). Connections over max_per_ip are closed at accept. */
+ * checked twice a second: the connection is then closed without a reply). A suspended request
+ * is not timed out (the application's own timeout answers it). Slowloris clients are also
+ * bounded by max_per_ip / max_connections. Sizes: request line and headers share 16 KiB (431
+ * beyond, 414 when the request line alone is longer); at most 100 headers; bodies are capped by
+ * max_body (413, answered as soon as the size is known; the rest of the body is read and dropped
+ * up to 4 * max_body + 1 MiB before the connection closes). Memory: a connection holds at most
+ * ~34 KiB of its own (16 KiB of head, a body up to 16 KiB, the reply); a larger body reserves
+ * its size from max_body_inflight (server-wide) and max_body_inflight_per_ip (per client), and a
+ * request that does not fit is answered 503 + Retry-After before its body is read. Connections
+ * over max_per_ip or max_connections are closed at accept. */
 #ifndef EPP_HTTP_H
 #define EPP_HTTP_H
 
@@ -52,17 +62,22 @@ typedef void (*epp_http_handler_t)(epp_http_req_t *req, void *ud);
 typedef int (*epp_http_ready_fn)(void *ud, char *reason, size_t reason_size);
 
 typedef struct {
-    const char *service;      /* "epp-ingest": logs, metrics, error JSON; borrowed */
-    const char *bind_address; /* NULL or "0.0.0.0": all interfaces; "127.0.0.1": loopback */
-    int port;                 /* 0: pick a free port (see epp_http_port) */
-    unsigned threads;         /* worker threads (>= 1) */
-    unsigned max_connections; /* total; beyond it connections are refused */
-    unsigned max_per_ip;      /* 0: no per-IP limit */
-    unsigned timeout_s;       /* idle/slow connection timeout (slowloris bound) */
-    size_t max_body;          /* request body cap in bytes; larger bodies get 413 */
+    const char *service;             /* "epp-ingest": logs, metrics, error JSON; borrowed */
+    const char *bind_address;        /* NULL or "0.0.0.0": all interfaces; "127.0.0.1": loopback */
+    int port;                        /* 0: pick a free port (see epp_http_port) */
+    unsigned threads;                /* worker threads (>= 1) */
+    unsigned max_connections;        /* total; beyond it connections are refused */
+    unsigned max_per_ip;             /* 0: no per-IP limit (IPv6: per /64) */
+    unsigned timeout_s;              /* idle/slow connection timeout (slowloris bound) */
+    size_t max_body;                 /* request body cap in bytes; larger bodies get 413 */
+    size_t max_body_inflight;        /* bytes of bodies over 16 KiB in flight, server-wide (503) */
+    size_t max_body_inflight_per_ip; /* the same per client (IPv6: per /64); 0: no own share */
     const char *api_keys;     /* comma-separated; NULL or "": auth off (a warning is logged) */
     double rate_limit_rps;    /* per key (or per client IP without keys); 0: off */
     double rate_limit_burst;  /* bucket size; 0: same as rate_limit_rps */
+    double auth_fail_rps;     /* failed authentications a client may make per second (429
+                                 beyond, before any key is compared); 0: no throttle */
+    double auth_fail_burst;   /* that bucket's size; 0: same as auth_fail_rps */
     const char *cors_origins; /* comma-separated allow-list, "*" for any; NULL: CORS off */
     epp_metrics_t *metrics;   /* request metrics are registered here; borrowed; may be NULL */
     epp_http_ready_fn ready;  /* NULL: /ready is always 200 */
@@ -70,7 +85,8 @@ typedef struct {
 } epp_http_opts_t;
 
 /* Fills opts with defaults: threads 2, max_connections 10000, timeout 30 s, max_body 1 MiB,
- * port 8000, everything else off/NULL. */
+ * max_body_inflight 64 MiB (16 MiB per client), failed authentications 1 per second with a
+ * burst of 20, port 8000, everything else off/NULL. */
 void epp_http_opts_default(epp_http_opts_t *opts);
 
 /* Creates a server (not listening yet). Copies what it needs from opts. NULL on failure with a
@@ -80,6 +96,11 @@ epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_
 enum {
     EPP_HTTP_ROUTE_PUBLIC = 1 << 0,  /* no API key needed (only /health is public by default) */
     EPP_HTTP_ROUTE_NO_BODY = 1 << 1, /* a body is refused with 413 (GET-like routes) */
+    /* The key may also come in the request body (Segment's writeKey): when keys are set and no
+     * Authorization/X-API-Key header is presented, the handler runs with authentication pending
+     * and must call epp_http_auth_key() before it acts on the request. A key presented in a
+     * header is checked (and a wrong one refused) before the handler, as on any route. */
+    EPP_HTTP_ROUTE_SELF_AUTH = 1 << 2,
 };
 
 /* Adds a route before epp_http_start(). method: "GET", "POST", ... pattern: a path whose
@@ -138,6 +159,15 @@ int64_t epp_http_start_us(const epp_http_req_t *req);
 /* Per-request user data for async handlers (not freed by the layer). */
 void epp_http_set_data(epp_http_req_t *req, void *data);
 void *epp_http_get_data(const epp_http_req_t *req);
+
+/* Settles authentication pending on an EPP_HTTP_ROUTE_SELF_AUTH route with key (len bytes; NULL:
+ * none found), compared against the configured keys in constant time, then applies the per-key
+ * rate limit. Returns 0 when the request may proceed -- always when nothing was pending (keys
+ * off, or a valid key in a header) --; otherwise the request has been answered and the handler
+ * must not reply: EPP_EINVAL (401) or EPP_EAGAIN (429: the rate limit, which a failed key also
+ * draws from, per client address, as a wrong key in a header does; or the client's
+ * failed-authentication throttle, checked before the key is compared). Handler thread. */
+int epp_http_auth_key(epp_http_req_t *req, const char *key, size_t len);
 
 /* --- Replies: exactly one per request; any thread when the request is suspended. --- */
 

@@ -269,7 +269,8 @@ static int prescan(const unsigned char *s, size_t len, epp_json_error_t *err)
 
 typedef struct {
     epp_json_value_t *value;
-    size_t start; /* index of its first child on the pending stack */
+    size_t start;  /* index of its first child on the pending stack */
+    size_t offset; /* input offset of its opening bracket */
 } frame_t;
 
 #define INLINE_FRAMES  32
@@ -389,6 +390,7 @@ static epp_json_value_t *new_value(builder_t *b, epp_json_type_t type)
         return NULL;
     v->type = type;
     v->depth = (unsigned)b->nframes + 1;
+    v->raw_len = 0;
     return v;
 }
 
@@ -486,6 +488,8 @@ static int cb_open(builder_t *b, epp_json_type_t type)
         return fail_nomem(b);
     b->frames[b->nframes].value = v;
     b->frames[b->nframes].start = b->npending;
+    /* yajl calls back right after the bracket, so the bytes consumed end with it. */
+    b->frames[b->nframes].offset = yajl_get_bytes_consumed(b->yh) - 1;
     b->nframes++;
     return 1;
 }
@@ -525,6 +529,7 @@ static int cb_close(void *ctx)
             v->u.arr.n = n;
         }
     }
+    v->raw_len = yajl_get_bytes_consumed(b->yh) - f->offset;
     b->npending = f->start;
     b->nframes--;
     return 1;
@@ -671,35 +676,101 @@ static const char escape_char[256] = {
     [0x1E] = 'u', [0x1F] = 'u', ['"'] = '"',  ['\\'] = '\\',
 };
 
+/* The number of leading bytes of s[0..len) that need no escape (none below 0x20, no '"', no
+ * '\\'), tested eight at a time: strings are mostly plain, and this is the serialisers' inner
+ * loop. Each word test is exact: (x - 0x2020..) & ~x & 0x8080.. is non-zero exactly when some
+ * byte of x is below 0x20 (the bound being at most 0x80), and the same test with 0x0101.. on
+ * x ^ c exactly when some byte equals c. */
+static size_t plain_prefix(const char *s, size_t len)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t x, q, b;
+        memcpy(&x, s + i, 8);
+        q = x ^ (ones * '"');
+        b = x ^ (ones * '\\');
+        if (((x - ones * 0x20) & ~x & highs) | ((q - ones) & ~q & highs) |
+            ((b - ones) & ~b & highs))
+            break;
+    }
+    while (i < len && !escape_char[(unsigned char)s[i]])
+        i++;
+    return i;
+}
+
 int epp_json_write_string(epp_buf_t *out, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
+    /* Room for the quotes and every byte unescaped; each escape makes room for its extra. */
     if (epp_buf_reserve(out, len + 2))
         return EPP_ENOMEM;
-    out->data[out->len++] = '"';
-    size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
+    char *d = out->data + out->len;
+    *d++ = '"';
+    size_t i = 0;
+    for (;;) {
+        size_t n = plain_prefix(s + i, len - i);
+        memcpy(d, s + i, n);
+        d += n;
+        i += n;
+        if (i == len)
+            break;
+        unsigned char c = (unsigned char)s[i++];
         char e = escape_char[c];
-        if (!e)
-            continue;
-        if (epp_buf_append(out, s + run, i - run))
+        out->len = (size_t)(d - out->data);
+        if (epp_buf_reserve(out, 6 + (len - i) + 1))
             return EPP_ENOMEM;
-        char esc[6] = {'\\', e};
-        size_t n = 2;
+        d = out->data + out->len;
+        *d++ = '\\';
+        *d++ = e;
         if (e == 'u') {
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
+            *d++ = '0';
+            *d++ = '0';
+            *d++ = hex[c >> 4];
+            *d++ = hex[c & 15];
         }
-        if (epp_buf_append(out, esc, n))
-            return EPP_ENOMEM;
-        run = i + 1;
     }
-    if (epp_buf_append(out, s + run, len - run) || epp_buf_append_char(out, '"'))
-        return EPP_ENOMEM;
+    *d++ = '"';
+    *d = '\0';
+    out->len = (size_t)(d - out->data);
+    return 0;
+}
+
+size_t epp_json_compact_size(const epp_json_value_t *v)
+{
+    size_t n = 0;
+    switch (v->type) {
+    case EPP_JSON_NULL:
+    case EPP_JSON_TRUE:
+        return 4;
+    case EPP_JSON_FALSE:
+        return 5;
+    case EPP_JSON_NUMBER:
+        return v->u.s.len;
+    case EPP_JSON_STRING:
+        n = v->u.s.len + 2;
+        for (size_t i = 0; i < v->u.s.len; i++) {
+            char e = escape_char[(unsigned char)v->u.s.text[i]];
+            n += e == 0 ? 0 : e == 'u' ? 5 : 1;
+        }
+        return n;
+    case EPP_JSON_ARRAY:
+        n = 2 + (v->u.arr.n ? v->u.arr.n - 1 : 0);
+        for (size_t i = 0; i < v->u.arr.n; i++)
+            n += epp_json_compact_size(v->u.arr.items[i]);
+        return n;
+    case EPP_JSON_OBJECT:
+        n = 2 + (v->u.obj.n ? v->u.obj.n - 1 : 0);
+        for (size_t i = 0; i < v->u.obj.n; i++) {
+            const epp_json_member_t *m = &v->u.obj.members[i];
+            epp_json_value_t key;
+            key.type = EPP_JSON_STRING;
+            key.u.s.text = m->key;
+            key.u.s.len = m->key_len;
+            n += epp_json_compact_size(&key) + 1 + epp_json_compact_size(m->value);
+        }
+        return n;
+    }
     return 0;
 }
 

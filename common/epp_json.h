@@ -36,6 +36,10 @@ struct epp_json_value {
     epp_json_type_t type;
     /* Nesting depth: the root is 1, its children 2, ... */
     unsigned depth;
+    /* ARRAY, OBJECT: bytes of input from the opening bracket to the closing one, which bounds
+     * epp_json_compact_size() from above without walking the value (0: not known, e.g. for a
+     * value not made by epp_json_parse). */
+    size_t raw_len;
     union {
         struct {
             const char *text; /* NUMBER: source text; STRING: decoded UTF-8; NUL-terminated */
@@ -85,6 +89,9 @@ const epp_json_value_t *epp_json_get(const epp_json_value_t *obj, const char *ke
 /* Appends v as compact JSON: no whitespace, members in source order, numbers in their source
  * text, strings re-escaped by epp_json_write_string(). 0 or EPP_ENOMEM. */
 int epp_json_serialize(const epp_json_value_t *v, epp_buf_t *out);
+
+/* The number of bytes epp_json_serialize() would append for v, without writing them. */
+size_t epp_json_compact_size(const epp_json_value_t *v);
 
 /* Appends s (UTF-8, len bytes) as a quoted JSON string: escapes '"', '\\', and control
  * characters (\n, \t, ..., \u00XX); everything else is copied as UTF-8. 0 or EPP_ENOMEM. */

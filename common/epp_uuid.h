@@ -1,4 +1,4 @@
-/* UUIDs: parsing, formatting and UUIDv7 generation (RFC 9562). Thread-safe. */
+/* UUIDs: parsing, formatting, UUIDv7 generation and name-based UUIDv5 (RFC 9562). Thread-safe. */
 #ifndef EPP_UUID_H
 #define EPP_UUID_H
 
@@ -21,6 +21,10 @@ void epp_uuid_format(const epp_uuid_t *u, char *out);
 /* A new UUIDv7: 48-bit Unix milliseconds, then a counter/random tail. Values made by one
  * process are strictly increasing (monotonic even when the clock steps back), from any thread. */
 void epp_uuid_v7(epp_uuid_t *out);
+
+/* The UUIDv5 of name (len bytes, any content) in namespace ns: the same (ns, name) always gives
+ * the same UUID, on every machine. */
+void epp_uuid_v5(const epp_uuid_t *ns, const void *name, size_t len, epp_uuid_t *out);
 
 /* The version nibble (7 for v7, 4 for v4...). */
 int epp_uuid_version(const epp_uuid_t *u);

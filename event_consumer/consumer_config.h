@@ -37,4 +37,8 @@ typedef struct {
 
 extern const epp_conf_opt_t consumer_conf_opts[];
 
+/* Test-only fault points: 1 when name is one of the comma-separated names in the environment
+ * variable EPP_FAILPOINT (event_consumer/README.md lists them and what each does). Any thread. */
+int consumer_failpoint(const char *name);
+
 #endif

@@ -12,10 +12,7 @@
 #include "epp_gzip.h"
 #include "epp_json.h"
 
-static void fail_set(ingest_fail_t *fail, unsigned status, const char *code, const char *field,
-                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void fail_set(ingest_fail_t *fail, unsigned status, const char *code, const char *field,
+void ingest_fail_set(ingest_fail_t *fail, unsigned status, const char *code, const char *field,
                      const char *fmt, ...)
 {
     va_list ap;
@@ -56,6 +53,8 @@ ingest_media_t ingest_media_type(const char *content_type)
         media = INGEST_MEDIA_NDJSON;
     else if ((q = match_token(p, end, "application/ndjson")) != NULL)
         media = INGEST_MEDIA_NDJSON;
+    else if ((q = match_token(p, end, "text/plain")) != NULL)
+        media = INGEST_MEDIA_TEXT;
     else
         return INGEST_MEDIA_OTHER;
     p = skip_ws(q, end);
@@ -97,15 +96,15 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
             enc = NULL;
         } else if (!(((size_t)(end - enc) == 4 && strncasecmp(enc, "gzip", 4) == 0) ||
                      ((size_t)(end - enc) == 6 && strncasecmp(enc, "x-gzip", 6) == 0))) {
-            fail_set(fail, 415, "unsupported_media_type", NULL,
-                     "Content-Encoding must be gzip or identity");
+            ingest_fail_set(fail, 415, "unsupported_media_type", NULL,
+                            "Content-Encoding must be gzip or identity");
             return EPP_EUNSUPP;
         }
     }
     if (!enc) {
         if (len > max_bytes) {
-            fail_set(fail, 413, "payload_too_large", NULL, "request body exceeds %zu bytes",
-                     max_bytes);
+            ingest_fail_set(fail, 413, "payload_too_large", NULL, "request body exceeds %zu bytes",
+                            max_bytes);
             return EPP_ETOOBIG;
         }
         *out = body;
@@ -115,12 +114,12 @@ int ingest_body_decode(const char *body, size_t len, const char *content_encodin
     epp_buf_reset(scratch);
     int rc = epp_gzip_inflate(body, len, max_bytes, scratch);
     if (rc == EPP_ETOOBIG) {
-        fail_set(fail, 413, "payload_too_large", NULL,
-                 "decompressed request body exceeds %zu bytes", max_bytes);
+        ingest_fail_set(fail, 413, "payload_too_large", NULL,
+                        "decompressed request body exceeds %zu bytes", max_bytes);
         return rc;
     }
     if (rc < 0) {
-        fail_set(fail, 400, "invalid_encoding", NULL, "request body is not valid gzip");
+        ingest_fail_set(fail, 400, "invalid_encoding", NULL, "request body is not valid gzip");
         return rc;
     }
     *out = scratch->data ? scratch->data : "";
@@ -151,14 +150,14 @@ static int parse_ndjson(const char *body, size_t len, size_t max_events, int64_t
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         const char *le = nl ? nl : end;
         if (!line_blank(p, le) && ++n > max_events) {
-            fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events",
-                     max_events);
+            ingest_fail_set(fail, 413, "payload_too_large", NULL,
+                            "a batch holds at most %zu events", max_events);
             return EPP_ETOOBIG;
         }
         p = nl ? nl + 1 : end;
     }
     if (n == 0) {
-        fail_set(fail, 400, "invalid_field", NULL, "the batch holds no events");
+        ingest_fail_set(fail, 400, "invalid_field", NULL, "the batch holds no events");
         return EPP_EINVAL;
     }
     int rc = vis->begin(n, vis->ud);
@@ -182,47 +181,52 @@ static int parse_ndjson(const char *body, size_t len, size_t max_events, int64_t
     return rc;
 }
 
+int ingest_body_json(const char *body, size_t len, epp_json_doc_t **doc, ingest_fail_t *fail)
+{
+    /* No depth limit beyond the parser's own: an event whose metadata is too deep is then
+     * rejected on its own instead of failing its whole batch. */
+    epp_json_limits_t limits = {.max_depth = 0, .max_size = 0};
+    epp_json_error_t jerr = {0};
+    int rc = epp_json_parse(body, len, &limits, doc, &jerr);
+    if (rc == EPP_ENOMEM)
+        ingest_fail_set(fail, 503, "out_of_memory", NULL, "out of memory");
+    else if (rc < 0)
+        ingest_fail_set(fail, 400, "invalid_json", NULL, "%s", jerr.message);
+    return rc;
+}
+
 static int parse_json(const char *body, size_t len, size_t max_events, int64_t now_us,
                       const ingest_batch_visitor_t *vis, ingest_fail_t *fail)
 {
-    /* No depth limit beyond the parser's own: an event whose metadata is too deep is then
-     * rejected by index instead of failing its whole batch. */
-    epp_json_limits_t limits = {.max_depth = 0, .max_size = 0};
     epp_json_doc_t *doc = NULL;
-    epp_json_error_t jerr = {0};
-    int rc = epp_json_parse(body, len, &limits, &doc, &jerr);
-    if (rc < 0) {
-        if (rc == EPP_ENOMEM)
-            fail_set(fail, 503, "out_of_memory", NULL, "out of memory");
-        else
-            fail_set(fail, 400, "invalid_json", NULL, "%s", jerr.message);
+    int rc = ingest_body_json(body, len, &doc, fail);
+    if (rc < 0)
         return rc;
-    }
     const epp_json_value_t *root = epp_json_root(doc), *arr = root;
     if (root->type == EPP_JSON_OBJECT) {
         arr = epp_json_get(root, "events");
         if (!arr || root->u.obj.n != 1) {
-            fail_set(fail, 400, arr ? "unknown_field" : "missing_field", "events",
-                     "a batch object must have exactly one member, \"events\"");
+            ingest_fail_set(fail, 400, arr ? "unknown_field" : "missing_field", "events",
+                            "a batch object must have exactly one member, \"events\"");
             epp_json_doc_destroy(doc);
             return EPP_EINVAL;
         }
     }
     if (arr->type != EPP_JSON_ARRAY) {
-        fail_set(fail, 400, "invalid_json", arr == root ? NULL : "events",
-                 "a batch is a JSON array of events, {\"events\": [...]}, or NDJSON");
+        ingest_fail_set(fail, 400, "invalid_json", arr == root ? NULL : "events",
+                        "a batch is a JSON array of events, {\"events\": [...]}, or NDJSON");
         epp_json_doc_destroy(doc);
         return EPP_EINVAL;
     }
     size_t n = arr->u.arr.n;
     if (n > max_events) {
-        fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events",
-                 max_events);
+        ingest_fail_set(fail, 413, "payload_too_large", NULL, "a batch holds at most %zu events",
+                        max_events);
         epp_json_doc_destroy(doc);
         return EPP_ETOOBIG;
     }
     if (n == 0) {
-        fail_set(fail, 400, "invalid_field", NULL, "the batch holds no events");
+        ingest_fail_set(fail, 400, "invalid_field", NULL, "the batch holds no events");
         epp_json_doc_destroy(doc);
         return EPP_EINVAL;
     }

@@ -14,11 +14,14 @@
 
 #include "epp_buf.h"
 #include "epp_event.h"
+#include "epp_json.h"
 
 typedef enum {
     INGEST_MEDIA_OTHER = 0, /* anything else: 415 */
     INGEST_MEDIA_JSON,      /* application/json, optionally ;charset=utf-8 */
     INGEST_MEDIA_NDJSON,    /* application/x-ndjson (or application/ndjson), charset as above */
+    INGEST_MEDIA_TEXT, /* text/plain, charset as above: JSON sent by analytics.js (the /v1 routes)
+                        */
 } ingest_media_t;
 
 /* Classifies a Content-Type header value (NULL: INGEST_MEDIA_OTHER). Case-insensitive; the only
@@ -34,6 +37,10 @@ typedef struct {
     char field[64];
 } ingest_fail_t;
 
+/* Fills fail (status, static code, field or NULL, printf-style message). */
+void ingest_fail_set(ingest_fail_t *fail, unsigned status, const char *code, const char *field,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* Decodes the body according to Content-Encoding (NULL or "identity": none; "gzip": inflated
  * with at most max_bytes of output). On success *out and *out_len point either at body itself or at
  * scratch, which receives the inflated bytes (the caller frees scratch). Returns 0, or a
@@ -41,6 +48,11 @@ typedef struct {
  * invalid_encoding (corrupt gzip), 415 unsupported_media_type (another encoding). */
 int ingest_body_decode(const char *body, size_t len, const char *content_encoding, size_t max_bytes,
                        epp_buf_t *scratch, const char **out, size_t *out_len, ingest_fail_t *fail);
+
+/* Parses a batch body as one JSON document (no depth limit beyond the parser's own, so that a
+ * too-deep member is refused with its event, not with the batch). 0 with *doc set (caller
+ * destroys), or a negative code with fail filled: 400 invalid_json, 503 out_of_memory. */
+int ingest_body_json(const char *body, size_t len, epp_json_doc_t **doc, ingest_fail_t *fail);
 
 /* The HTTP status for an event that failed validation: 413 for a size limit (EPP_ETOOBIG),
  * 503 when memory ran out (EPP_ENOMEM: retrying may work), else 400. */

@@ -29,6 +29,8 @@ typedef struct {
     int64_t http_max_per_ip;
     int64_t http_timeout_s;
     int64_t max_body_bytes;
+    int64_t max_body_inflight;        /* bytes of large bodies in flight, server-wide */
+    int64_t max_body_inflight_per_ip; /* the same per client */
     int64_t max_batch_events;
     int64_t shutdown_timeout_ms;
     /* Security */
@@ -36,6 +38,8 @@ typedef struct {
     char *cors_origins;
     double rate_limit_rps;
     double rate_limit_burst;
+    double auth_failure_rps;
+    double auth_failure_burst;
     /* Logs and telemetry */
     char *log_level;
     char *log_format;

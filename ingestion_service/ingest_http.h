@@ -5,7 +5,7 @@
  * from the poll thread when the last of its events has a delivery report, so no thread waits
  * for Kafka. Request-level counters live here too (epp_ingest_events_*).
  *
- * Threads: handlers run on libmicrohttpd's threads, ingest_http_on_delivery() on the producer's
+ * Threads: handlers run on the HTTP worker threads, ingest_http_on_delivery() on the producer's
  * poll thread; the per-request countdown (an atomic) decides which of them replies. */
 #ifndef INGEST_HTTP_H
 #define INGEST_HTTP_H

@@ -176,6 +176,10 @@ int main(int argc, char **argv)
     hopts.api_keys = conf.api_keys;
     hopts.rate_limit_rps = conf.rate_limit_rps;
     hopts.rate_limit_burst = conf.rate_limit_burst;
+    hopts.auth_fail_rps = conf.auth_failure_rps;
+    hopts.auth_fail_burst = conf.auth_failure_burst;
+    hopts.max_body_inflight = (size_t)conf.max_body_inflight;
+    hopts.max_body_inflight_per_ip = (size_t)conf.max_body_inflight_per_ip;
     hopts.cors_origins = conf.cors_origins;
     hopts.metrics = metrics;
     hopts.ready = ingest_app_ready;

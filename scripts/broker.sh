@@ -23,15 +23,12 @@ usage() {
     exit 2
 }
 
+# shellcheck source=scripts/lib/pidfile.sh
+. "$REPO/scripts/lib/pidfile.sh"
+
 # Prints the pid recorded in DIR when that process is a live epp-devbroker.
 live_pid() {
-    local pid
-    pid=$(cat "$1/devbroker.pid" 2>/dev/null) || return 1
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [ -r "/proc/$pid/cmdline" ] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q epp-devbroker || return 1
-    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
-    echo "$pid"
+    pidfile_live "$1/devbroker.pid" epp-devbroker
 }
 
 cmd_start() {
@@ -69,23 +66,7 @@ cmd_start() {
 
 cmd_stop() {
     [ $# -ge 1 ] || usage
-    local dir=$1 pid
-    pid=$(live_pid "$dir") || {
-        rm -f "$dir/devbroker.pid"
-        return 0
-    }
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        live_pid "$dir" >/dev/null || break
-        sleep 0.1
-    done
-    if live_pid "$dir" >/dev/null; then
-        echo "broker.sh: epp-devbroker $pid ignored SIGTERM: SIGKILL" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-        while live_pid "$dir" >/dev/null; do sleep 0.05; done
-    fi
-    rm -f "$dir/devbroker.pid"
-    echo "broker.sh: stopped epp-devbroker $pid"
+    pidfile_stop "$1/devbroker.pid" epp-devbroker broker.sh epp-devbroker 10
 }
 
 cmd_status() {

@@ -28,11 +28,11 @@ if [ ${#targets[@]} -eq 0 ]; then
     exit 0
 fi
 
-pkgs="libmicrohttpd rdkafka libpq yajl libcurl zlib"
+pkgs="rdkafka libpq yajl libcurl zlib"
 # shellcheck disable=SC2086
 pkg_cflags=$(pkg-config --cflags $pkgs 2>/dev/null || true)
 # shellcheck disable=SC2086
-pkg_libs=$(pkg-config --libs $pkgs 2>/dev/null || echo "-lmicrohttpd -lrdkafka -lpq -lyajl -lcurl -lz")
+pkg_libs=$(pkg-config --libs $pkgs 2>/dev/null || echo "-lrdkafka -lpq -lyajl -lcurl -lz")
 # shellcheck disable=SC2206,SC2054
 cflags=(-std=c17 -D_GNU_SOURCE '-DEPP_VERSION="fuzz"' -g -O1 -fno-omit-frame-pointer
         -fsanitize=address,undefined -fno-sanitize-recover=undefined "-I$root/common" $pkg_cflags)

@@ -7,6 +7,7 @@ set -euo pipefail
 PACKAGES=(
     # build
     build-essential cmake pkg-config
+    libh2o-evloop-dev # bench/designs.sh only: the h2o design measured against epp_http
     libmicrohttpd-dev librdkafka-dev libpq-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
     # run and test
     postgresql postgresql-contrib prometheus kcat wrk nginx-light
@@ -14,7 +15,7 @@ PACKAGES=(
     openjdk-17-jre-headless maven
     clang clang-format libclang-rt-14-dev valgrind
     docker-compose chromium
-    python3 python3-psycopg2 python3-confluent-kafka python3-yaml
+    python3 python3-psycopg2 python3-confluent-kafka python3-yaml python3-venv
     curl git ca-certificates
 )
 

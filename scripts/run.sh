@@ -7,16 +7,17 @@
 # single-node Apache Kafka (data in $EPP_RUN_DIR/kafka, kept across runs: events accepted while
 # the consumer was down are stored at the next run; port 9092 or the next free one), then
 # whichever services are built in BUILD_DIR/bin: epp-consumer first (it applies the migrations
-# and creates the topics), then epp-ingest and epp-analytics. Prints the URLs and waits. Ctrl-C
-# (SIGINT) or SIGTERM stops everything in order -- services, broker, Postgres -- and leaves
-# nothing behind.
+# and creates the topics), then epp-ingest and epp-analytics, and Prometheus scraping them
+# (scripts/prometheus.sh). Prints the URLs and waits. Ctrl-C (SIGINT) or SIGTERM stops everything
+# in order -- Prometheus, services, broker, Postgres -- and leaves nothing behind.
 #
 # Overrides (environment): EPP_RUN_DIR (default .run), EPP_PG_PORT (default 5432; when busy, the
 # next free port is used and printed), EPP_KAFKA_PORT (default 9092, likewise), INGEST_PORT
 # (8001), ANALYTICS_PORT (8002), CONSUMER_PORT (8003), EPP_BROKER=dev (librdkafka's in-memory
 # mock cluster instead of Kafka, for a machine without Java; it keeps only ~5 MiB per partition
 # and nothing across runs), EPP_BROKER_ARGS (extra epp-devbroker flags, e.g. "--brokers 3"),
-# LOG_LEVEL, LOG_FORMAT. Service logs: $EPP_RUN_DIR/logs/<program>.log; Kafka's:
+# LOG_LEVEL, LOG_FORMAT, PROMETHEUS_PORT (9090; when busy, the next free one), EPP_PROMETHEUS=0
+# (no Prometheus). Service logs: $EPP_RUN_DIR/logs/<program>.log; Kafka's:
 # $EPP_RUN_DIR/kafka/node-1/kafka.log.
 set -euo pipefail
 
@@ -59,6 +60,7 @@ SVC_NAMES=()
 SVC_PIDS=()
 PG_STARTED=0
 BROKER_STARTED=0
+PROM_STARTED=0
 STOPPING=0
 
 stop_all() {
@@ -67,6 +69,9 @@ stop_all() {
     trap '' INT TERM
     echo
     local i pid name
+    if [ "$PROM_STARTED" = 1 ]; then
+        bash "$REPO/scripts/prometheus.sh" stop "$RUN_DIR/prometheus" | sed 's/^prometheus.sh: /run: /' || true
+    fi
     for ((i = ${#SVC_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${SVC_PIDS[$i]}
         name=${SVC_NAMES[$i]}
@@ -134,6 +139,7 @@ fi
 bash "$REPO/scripts/broker.sh" stop "$RUN_DIR" >/dev/null || true
 bash "$REPO/scripts/kafka.sh" stop "$RUN_DIR/kafka" >/dev/null || true
 bash "$REPO/scripts/pg.sh" stop "$RUN_DIR/pg" >/dev/null || true
+bash "$REPO/scripts/prometheus.sh" stop "$RUN_DIR/prometheus" >/dev/null || true
 
 # ----------------------------------------------------------------------------------------------
 # Postgres
@@ -216,6 +222,16 @@ if [ -n "$CONSUMER_LOG_FROM" ] && [[ ${LOG_LEVEL:-info} =~ ^(debug|info)$ ]]; th
     wait_consumer_assigned "$LOGS/epp-consumer.log" "$CONSUMER_LOG_FROM"
 fi
 
+# Prometheus scraping the services: docker/prometheus.yml with these targets (scripts/prometheus.sh)
+PROM_LINE=
+if [ "${EPP_PROMETHEUS:-1}" != 0 ]; then
+    PROM_STARTED=1
+    bash "$REPO/scripts/prometheus.sh" start "$RUN_DIR/prometheus" "${PROMETHEUS_PORT:-9090}" \
+        "epp-ingest=127.0.0.1:$INGEST_PORT" "epp-consumer=127.0.0.1:$CONSUMER_PORT" \
+        "epp-analytics=127.0.0.1:$ANALYTICS_PORT" | sed 's/^prometheus.sh: /run: /'
+    PROM_LINE=$'\n'"    prometheus         $(cat "$RUN_DIR/prometheus/prometheus.url")  (/alerts, /targets)"
+fi
+
 cat <<EOF
 
   epp is running (logs in $LOGS/):
@@ -224,7 +240,7 @@ cat <<EOF
     dashboard          http://localhost:$ANALYTICS_PORT/dashboard
     consumer metrics   http://localhost:$CONSUMER_PORT/metrics
     postgres           $DATABASE_URL
-    $BROKER_LINE
+    $BROKER_LINE${PROM_LINE}
 
   Press Ctrl-C to stop everything.
 EOF

@@ -3,7 +3,7 @@
 //   node dashboard_check.js BASE_URL EXPECTED_TOTAL SCREENSHOT USER_DATA_DIR [API_KEY]
 // With API_KEY, the service has keys on: the page must ask for one, and work once given it.
 "use strict";
-const { chromium } = require("playwright-core");
+const { launch } = require("../lib/epp_chromium");
 
 const [base, expectedTotal, screenshot, userDataDir, apiKey] = process.argv.slice(2);
 // DASH_TIMEOUT_MS: how long to wait for the expected total (default 20 s).
@@ -19,13 +19,7 @@ function rgbCount(data, rgb, tol) {
 
 (async () => {
   const out = { requests: [], foreign: [], console_errors: [] };
-  const ctx = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: "/usr/bin/chromium",
-    headless: true,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-    viewport: { width: 1280, height: 1000 },
-  });
+  const ctx = await launch(userDataDir, { width: 1280, height: 1000 });
   try {
     const page = ctx.pages()[0] || (await ctx.newPage());
     const origin = new URL(base).origin;

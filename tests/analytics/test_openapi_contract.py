@@ -212,12 +212,32 @@ def main():
             call("postEvent", ib, "POST", "/events", body={"user_id": "u1", "event": "x"}, want_status=400)
             call("postEventBatch", ib, "POST", "/events/batch", body=[ev, {"user_id": ""}], want_status=202)
             call("postEventBatch", ib, "POST", "/events/batch", body=[{"user_id": ""}], want_status=400)
+            # The Segment-compatible routes (docs/segment.md).
+            seg = {"userId": "u1", "messageId": "contract-1"}
+            call("segmentTrack", ib, "POST", "/v1/track", body=dict(seg, event="view"), want_status=200)
+            call("segmentTrack", ib, "POST", "/v1/track", body=seg, want_status=400)
+            call("segmentTrack", ib, "POST", "/v1/track", body=b'{"userId":"u1","event":"x"}',
+                 headers={"Content-Type": "application/xml"}, want_status=415)
+            call("segmentIdentify", ib, "POST", "/v1/identify", body=dict(seg, traits={"a": 1}), want_status=200)
+            call("segmentPage", ib, "POST", "/v1/page", body=dict(seg, name="Home"), want_status=200)
+            call("segmentScreen", ib, "POST", "/v1/screen", body=seg, want_status=200)
+            call("segmentGroup", ib, "POST", "/v1/group", body=dict(seg, groupId="g"), want_status=200)
+            call("segmentGroup", ib, "POST", "/v1/group", body=seg, want_status=400)
+            call("segmentAlias", ib, "POST", "/v1/alias", body=dict(seg, previousId="p"), want_status=200)
+            good = dict(seg, type="track", event="view")
+            call("segmentBatch", ib, "POST", "/v1/batch", body={"batch": [good]}, want_status=200)
+            call("segmentBatch", ib, "POST", "/v1/batch", body={"batch": [good, {"type": "track"}]},
+                 want_status=200)
+            call("segmentBatch", ib, "POST", "/v1/batch", body={"batch": [{"type": "track"}]}, want_status=400)
+            call("segmentBatch", ib, "POST", "/v1/batch", body={"batch": []}, want_status=400)
+            call("segmentImport", ib, "POST", "/v1/import", body={"batch": [good]}, want_status=200)
             call("getHealth", ib, "GET", "/health", want_status=200)
             call("getReady", ib, "GET", "/ready")
             call("getMetrics", ib, "GET", "/metrics", want_status=200)
         else:
             print("epp-ingest or the broker is missing: ingestion operations not called")
-            called.update({"postEvent", "postEventBatch"})
+            called.update({"postEvent", "postEventBatch"} |
+                          {o for o in op_index if o.startswith("segment")})
             failures.append("ingestion operations not exercised (epp-ingest not built or no broker)")
 
         missing = set(op_index) - called

@@ -15,6 +15,7 @@ The dashboard's static routes (/dashboard, /dashboard/assets/*, /openapi.json, /
 the analytics service's design (they hold no data; the page asks for a key to call the API):
 they are reported, not failed.
 """
+import base64
 import http.client
 import json
 import os
@@ -82,15 +83,20 @@ def main():
     build = t.build_dir_from()
     base_env = t.load_env(build)
     pg = H.PgCluster(base_env["EPP_BUILD_DIR"]).start()
+    # The failed-authentication throttle (AUTH_FAILURE_RPS) would answer most of the thousands
+    # of wrong keys below with 429; it is off here and tested on its own at the end.
     h = H.Harness(base_env, pg, "auth",
-                  ingest_env={"INGEST_API_KEYS": WRITE_KEY + "," + WRITE_KEY2},
-                  analytics_env={"ANALYTICS_API_KEYS": READ_KEY})
+                  ingest_env={"INGEST_API_KEYS": WRITE_KEY + "," + WRITE_KEY2,
+                              "AUTH_FAILURE_RPS": "0"},
+                  analytics_env={"ANALYTICS_API_KEYS": READ_KEY, "AUTH_FAILURE_RPS": "0"})
     try:
         h.start()
         ing, ana = h.ingest.port, h.analytics.port
         ev = json.dumps({"user_id": "auth", "event_name": "check"}).encode()
         batch = json.dumps([{"user_id": "auth", "event_name": "check"}]).encode()
+        seg = json.dumps({"batch": [{"type": "track", "userId": "auth", "event": "check"}]}).encode()
         ingest_routes = [("POST", "/events", ev), ("POST", "/events/batch", batch),
+                         ("POST", "/v1/batch", seg), ("POST", "/v1/t", seg),
                          ("GET", "/ready", None), ("GET", "/metrics", None)]
         analytics_routes = [("GET", "/analytics/events/count?from_ts=0&to_ts=4102444800", None),
                             ("GET", "/analytics/events/timeseries?from_ts=0&to_ts=86400"
@@ -145,6 +151,18 @@ def main():
             check(st == 200, "analytics /metrics with %s -> %s" % (list(hdrs)[0], st))
         st, _, _ = request(ing, "GET", "/metrics", {"X-API-Key": WRITE_KEY})
         check(st == 200, "ingest /metrics with the key -> %s" % st)
+        # The Segment libraries' forms: the key as HTTP Basic user name (any route), or as
+        # writeKey in a /v1 body -- where a wrong or read key is refused like a header's.
+        basic = {"Authorization": "Basic " + base64.b64encode((WRITE_KEY + ":").encode()).decode()}
+        st, _, _ = request(ing, "POST", "/events", basic, ev)
+        check(st == 202, "ingest POST /events with Basic base64(key:) -> %s (want 202)" % st)
+        st, _, _ = request(ing, "POST", "/v1/batch", basic, seg)
+        check(st == 200, "ingest POST /v1/batch with Basic base64(key:) -> %s (want 200)" % st)
+        for key, want in ((WRITE_KEY2, 200), (READ_KEY, 401), ("", 401), (WRITE_KEY[:-1], 401)):
+            body = json.dumps(dict(json.loads(seg), writeKey=key)).encode()
+            st, _, _ = request(ing, "POST", "/v1/batch", {}, body)
+            check(st == want, "ingest POST /v1/batch with writeKey %r... -> %s (want %s)" %
+                  (key[:4], st, want))
 
         # A read key cannot write; a write key cannot read.
         for hdrs in ({"Authorization": "Bearer " + READ_KEY}, {"X-API-Key": READ_KEY}):
@@ -192,11 +210,35 @@ def main():
 
         timing(ing, "ingest", WRITE_KEY, "POST", "/events", ev)
         timing(ana, "analytics", READ_KEY, "GET", analytics_routes[0][1], None)
+        throttle(h, ev)
     finally:
         h.stop()
         pg.destroy()
     print("auth: %d failures" % len(FAILURES))
     return 1 if FAILURES else 0
+
+
+def throttle(h, ev):
+    """With the default throttle (AUTH_FAILURE_RPS 1, burst 20), a client guessing keys gets 401
+    twenty times, then 429 with Retry-After -- even for the right key, which is not compared
+    while it is throttled; requests without a key are not guesses and stay 401."""
+    svc = H.Svc(h, "ingest", "ingest_throttled",
+                {"INGEST_API_KEYS": WRITE_KEY, "AUTH_FAILURE_RPS": "1",
+                 "AUTH_FAILURE_BURST": "20"}).start()
+    try:
+        sts = [request(svc.port, "POST", "/events", {"Authorization": "Bearer guess-%d" % i},
+                       ev)[0] for i in range(21)]
+        check(sts[:20] == [401] * 20 and sts[20] == 429,
+              "throttle: 21 wrong keys -> 20 x 401 then %s (want 429)" % sts[20:])
+        st, hd, _ = request(svc.port, "POST", "/events", {"Authorization": "Bearer " + WRITE_KEY},
+                            ev)
+        check(st == 429 and hd.get("retry-after") == "1",
+              "throttle: the right key while throttled -> %s, Retry-After %s (want 429, 1)" %
+              (st, hd.get("retry-after")))
+        st, _, _ = request(svc.port, "POST", "/events", {}, ev)
+        check(st == 401, "throttle: no key while throttled -> %s (want 401)" % st)
+    finally:
+        svc.terminate()
 
 
 def timing(port, name, key, method, path, body, tries=400):

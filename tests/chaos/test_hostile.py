@@ -213,6 +213,77 @@ class Suite:
                     "RSS %d -> %d -> %d KiB" % (len(socks), opened, refused, st, lat * 1000,
                                                  before, during, after))
 
+    def own_instance(self, case, fn):
+        """Runs fn on an epp-ingest of its own with the default limits (its memory must not
+        count against the suite's), then stops it."""
+        svc = H.Svc(self.h, "ingest", "ingest_" + fn.__name__, {}).start()
+        try:
+            self.record(case, svc, *fn(svc))
+        finally:
+            svc.terminate()
+
+    def large_slow_bodies(self, svc, n=16):
+        """Issue 19, defect 5: clients each declare a 5 MiB body, send 4 MiB and then trickle.
+        The bodies in flight stay within HTTP_MAX_BODY_INFLIGHT (64 MiB; 16 MiB per address by
+        default), so the service's RSS grows by less than that budget plus 16 MiB; the
+        connections over it are answered 503 with Retry-After at once; and a normal request
+        from another address is served meanwhile. Clients come from 127.0.0.2 ... so that the
+        server-wide budget, not only one address's share, is what fills up."""
+        pid = svc.proc.proc.pid
+        before = rss_kb(pid)
+        declared, sent = 5 << 20, 4 << 20
+        chunk = b"x" * 65536
+        socks, refused, held = [], 0, 0
+        for i in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.%d" % (2 + i // 3), 0))
+            s.settimeout(10)
+            s.connect(("127.0.0.1", svc.port))
+            s.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n" % declared)
+            s.settimeout(0.3)
+            try:
+                head = s.recv(4096)
+            except socket.timeout:
+                head = b""
+            if head.startswith(b"HTTP/1.1 503") and b"Retry-After" in head:
+                refused += 1
+                s.close()
+                continue
+            s.settimeout(10)
+            try:
+                for _ in range(sent // len(chunk)):
+                    s.sendall(chunk)
+                held += 1
+            except OSError:
+                pass
+            socks.append(s)
+        time.sleep(0.5)
+        # A normal request from an address of its own.
+        ok_normal = False
+        try:
+            c = socket.socket()
+            c.bind(("127.0.0.99", 0))
+            c.settimeout(10)
+            c.connect(("127.0.0.1", svc.port))
+            body = b'{"user_id":"normal","event_name":"ok"}'
+            c.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            ok_normal = c.recv(4096).startswith(b"HTTP/1.1 202")
+            c.close()
+        except OSError:
+            pass
+        during = rss_kb(pid)
+        for s in socks:
+            s.close()
+        budget_kb = 64 * 1024
+        ok = (during - before < budget_kb + 16 * 1024 and refused > 0 and held > 0 and
+              held * 5 <= 64 and ok_normal)
+        return ok, ("%d bodies held (5 MiB each), %d refused 503 + Retry-After; normal request "
+                    "from another address: %s; RSS %d -> %d KiB (bound +%d KiB)" %
+                    (held, refused, "202" if ok_normal else "NOT 202", before, during,
+                     budget_kb + 16 * 1024))
+
     # -- malformed requests ----------------------------------------------------------------------
     def huge_headers(self, svc):
         one = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 65536 + b"\r\n\r\n"
@@ -294,6 +365,55 @@ class Suite:
         good = st.count(202) <= 1 and len(st) <= 1 or all(s >= 400 for s in st[1:])
         ok = ok and good
         got.append("CL+chunked: %s closed=%s" % (st, closed))
+        return ok, "; ".join(got)
+
+    def segment_bodies(self, svc):
+        """Hostile bodies on the Segment routes (/v1): each gets a prompt JSON refusal of bounded
+        size, never a 200; a body can neither make the service work long nor answer with much
+        more than it was sent."""
+        import gzip
+        msgs = lambda n, m: json.dumps({"batch": [m] * n}).encode()  # noqa: E731
+        cases = {
+            # 10 MB of zeros, ~10 KB on the wire: inflation stops at 500 KiB.
+            "gzip bomb": ("/v1/batch", gzip.compress(b"0" * (10 * 1024 * 1024)), True, 400),
+            "deep nesting": ("/v1/batch", b'{"batch":[' + b"[" * 5000 + b"]" * 5000 + b"]}",
+                             False, 400),
+            # 100,000 messages in 300 KB: refused as a whole (at most MAX_BATCH_EVENTS).
+            "100k tiny messages": ("/v1/batch", msgs(100000, 1), False, 400),
+            # 1000 invalid messages, each echoing a 400-byte messageId: the reply names each but
+            # echoes at most 256 bytes of it.
+            "1000 invalid, long ids": ("/v1/batch",
+                                       msgs(1000, {"type": "track", "messageId": "m" * 400}),
+                                       False, 400),
+            # The write key is part of the message: over 32 KiB.
+            "huge writeKey": ("/v1/track", json.dumps({"writeKey": "k" * 400000, "userId": "u",
+                                                       "event": "e"}).encode(), False, 400),
+            "500 KiB string": ("/v1/track", json.dumps({"userId": "u", "event": "e",
+                                                        "properties": {"p": "x" * 600000}}).encode(),
+                               False, 400),
+            "NUL in a string": ("/v1/track", b'{"userId":"u\u0000","event":"e"}', False, 400),
+            "lone surrogate": ("/v1/track", b'{"userId":"\ud800","event":"e"}', False, 400),
+            "invalid UTF-8": ("/v1/track", b'{"userId":"\xff\xfe","event":"e"}', False, 400),
+        }
+        got, ok = [], True
+        for name, (path, body, gz, want) in cases.items():
+            headers = {"Content-Type": "application/json"}
+            if gz:
+                headers["Content-Encoding"] = "gzip"
+            t0 = time.monotonic()
+            st, _, reply = t.http_request("POST", svc.url(path), body=body, headers=headers,
+                                          timeout=30)
+            el = time.monotonic() - t0
+            try:
+                parsed = json.loads(reply)
+            except ValueError:
+                parsed = None
+            good = (st == want and isinstance(parsed, dict) and el < 5 and
+                    len(reply) < max(2 * len(body), 64 * 1024) and
+                    (st == 200 or "error" in parsed))
+            ok = ok and good
+            got.append("%s: %s in %.2fs, %d-byte reply%s" % (name, st, el, len(reply),
+                                                           "" if good else " (BAD)"))
         return ok, "; ".join(got)
 
     def long_url(self, svc):
@@ -463,9 +583,16 @@ def main():
 
         # The analytics idle timeout is 30 s: watched in the background while the rest runs.
         bg = {}
+        started = set()
 
         def bg_case(key, fn, *args):
-            bg[key] = fn(*args)
+            # A case that raises is a failed case, not a missing row (issue 19, item 10).
+            try:
+                bg[key] = fn(*args)
+            except Exception as e:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
+                bg[key] = (False, "raised %r" % e)
         ths = []
         for key, fn, on in (("idle", s.idle_close, "idle_close"),
                             ("garbage", s.pipelined_garbage, "pipelined_garbage"),
@@ -473,8 +600,10 @@ def main():
             if (only and on not in only) or (key == "slowloris" and not FULL):
                 continue
             th = threading.Thread(target=bg_case, args=(key, fn, h.analytics,
-                                                        ANALYTICS_TIMEOUT_S), daemon=True)
+                                                        ANALYTICS_TIMEOUT_S), daemon=True,
+                                  name=on)
             th.start()
+            started.add(key)
             ths.append(th)
 
         cases = [
@@ -488,6 +617,8 @@ def main():
                                            *s.many_idle(h.ingest, n_idle))),
             ("many_idle", lambda: s.record("%d idle connections" % (n_idle // 2), h.analytics,
                                            *s.many_idle(h.analytics, n_idle // 2))),
+            ("large_slow_bodies", lambda: s.own_instance("large bodies held, trickling",
+                                                         s.large_slow_bodies)),
             ("huge_headers", lambda: s.record("huge headers", h.ingest, *s.huge_headers(h.ingest))),
             ("huge_headers", lambda: s.record("huge headers", h.analytics,
                                               *s.huge_headers(h.analytics))),
@@ -500,6 +631,8 @@ def main():
                                                 *s.content_length_lies(short, SHORT_TIMEOUT_S))),
             ("long_url", lambda: s.record("very long URL / query", h.ingest,
                                           *s.long_url(h.ingest))),
+            ("segment", lambda: s.record("hostile Segment /v1 bodies", h.ingest,
+                                         *s.segment_bodies(h.ingest))),
             ("long_url", lambda: s.record("very long URL / query", h.analytics,
                                           *s.long_url(h.analytics))),
             ("sql_injection", lambda: s.record("SQL injection, every parameter", h.analytics,
@@ -519,9 +652,15 @@ def main():
                 print("case %-34s FAIL (raised %r)" % (name, e), flush=True)
         for th in ths:
             th.join(ANALYTICS_TIMEOUT_S * 6)
+        for th in ths:
+            if th.is_alive():
+                s.results.append((th.name, "analytics", False, "still running"))
+                print("case %-34s FAIL (background case still running)" % th.name, flush=True)
         for key, case in (("idle", "idle connection"),
                           ("garbage", "pipelined garbage, TLS hello"),
                           ("slowloris", "slowloris (1 byte/s headers)")):
+            if key in started and key not in bg:
+                bg[key] = (False, "no result")
             if key in bg:
                 s.record(case, h.analytics, *bg[key])
         for svc in (h.ingest, short, h.analytics):

@@ -4,7 +4,7 @@
  *
  * Input: the first byte picks the route (and a small or the default max_points; 0xff: the raw
  * planner mode of fuzz_raw()); the rest is a
- * query string "name=value&..." decoded like libmicrohttpd does (%XX and '+'). For the routes
+ * query string "name=value&..." decoded like epp_http does (%XX and '+'). For the routes
  * with a path parameter, "user_id" / "event_id" in the query string stand for the path segment.
  *
  * Beyond "no crash, no sanitizer report" it checks what the SQL layer relies on:
@@ -29,14 +29,7 @@
 #include "../../analytics_service/analytics_plan.c"
 #include "epp_json.h"
 #include "epp_time.h"
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz_check.h"
 
 #define MAX_ARGS 32
 
@@ -58,7 +51,7 @@ static int hexdigit(char c)
 }
 
 /* In-place URL decoding of a NUL-terminated string (a %00 ends it, as it does for a C
- * string handed out by libmicrohttpd). */
+ * string; epp_http refuses a %00 in a query with 400). */
 static void url_decode(char *s)
 {
     char *out = s;

@@ -17,14 +17,7 @@
 #include "epp_json.h"
 #include "epp_pgcopy.h"
 #include "epp_time.h"
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#include "fuzz_check.h"
 
 static void check_copy(const epp_event_t *ev)
 {

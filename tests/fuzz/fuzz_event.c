@@ -14,17 +14,10 @@
 #include "epp_event.h"
 #include "epp_json.h"
 #include "epp_time.h"
+#include "fuzz_check.h"
 
 /* 2026-11-27T08:31:45Z: a fixed "now" keeps runs reproducible. */
 #define NOW_US (1795768305LL * EPP_USEC_PER_SEC)
-
-#define REQUIRE(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "property failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__);           \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 static void check_json_roundtrip(const char *data, size_t size)
 {

@@ -138,24 +138,7 @@ def consume_with_headers(env, topic, count=None, timeout=60.0, idle_timeout=None
     return out
 
 
-def metric_value(svc, name, labels=None, headers=None):
-    status, _, body = t.http_request("GET", svc.url("/metrics"), headers=headers)
-    t.check(status == 200, "GET /metrics: %s" % status)
-    total = 0.0
-    found = False
-    for line in body.decode().splitlines():
-        if line.startswith("#"):
-            continue
-        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        if labels:
-            lab = m.group(2) or ""
-            if not all('%s="%s"' % kv in lab for kv in labels.items()):
-                continue
-        total += float(m.group(3))
-        found = True
-    return total if found else None
+metric_value = t.metric_value
 
 
 def ev(i, **kw):
@@ -886,7 +869,57 @@ def tracing(env):
     t.check(rc == 0, "exit code %s" % rc)
 
 
-TESTS = {"e2e": e2e, "tracing": tracing, "bad_input": bad_input, "brokers_down": brokers_down,
+def http_limits(env):
+    """Issue 19, item 10: HTTP_MAX_PER_IP and HTTP_MAX_CONNECTIONS refuse (close at accept,
+    without a reply) the connections over them, count them in
+    epp_http_connections_refused_total, and make room again when a connection closes."""
+    import socket
+    topic = t.unique_name("limits")
+    t.create_topic(env, topic)
+    svc = start_ingest(env, topic, {"HTTP_MAX_PER_IP": "3", "HTTP_MAX_CONNECTIONS": "5"})
+    try:
+        wait_ready(svc)
+
+        def conn(src):
+            s = socket.socket()
+            s.bind((src, 0))
+            s.settimeout(3)
+            s.connect(("127.0.0.1", svc.port))
+            return s
+
+        def served(s):
+            try:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                return s.recv(4096).startswith(b"HTTP/1.1 200")
+            except OSError:
+                return False
+
+        held = [conn("127.0.0.2") for _ in range(3)]
+        t.check(all(served(s) for s in held), "3 connections from one address are served")
+        fourth = conn("127.0.0.2")
+        t.check(not served(fourth), "a 4th connection from 127.0.0.2 is closed without a reply "
+                "(HTTP_MAX_PER_IP=3)")
+        fourth.close()
+        other = [conn("127.0.0.3") for _ in range(2)]
+        t.check(all(served(s) for s in other), "connections 4 and 5 from another address are served")
+        sixth = conn("127.0.0.4")
+        t.check(not served(sixth), "a 6th connection is closed without a reply "
+                "(HTTP_MAX_CONNECTIONS=5)")
+        sixth.close()
+        held[0].close()
+        time.sleep(0.3)
+        again = conn("127.0.0.4")
+        t.check(served(again), "after one closes, a new connection is served")
+        for s in held[1:] + other + [again]:
+            s.close()
+        time.sleep(0.3)
+        refused = metric_value(svc, "epp_http_connections_refused_total")
+        t.check(refused == 2, "epp_http_connections_refused_total == 2 (got %s)" % refused)
+    finally:
+        svc.stop()
+
+
+TESTS = {"http_limits": http_limits, "e2e": e2e, "tracing": tracing, "bad_input": bad_input, "brokers_down": brokers_down,
          "retriable": retriable, "sigterm": sigterm, "fatal": fatal}
 
 

@@ -20,7 +20,10 @@ static void test_media_type(void)
     CHECK_INT_EQ(ingest_media_type("application/ndjson; charset=utf-8"), INGEST_MEDIA_NDJSON);
     CHECK_INT_EQ(ingest_media_type(NULL), INGEST_MEDIA_OTHER);
     CHECK_INT_EQ(ingest_media_type(""), INGEST_MEDIA_OTHER);
-    CHECK_INT_EQ(ingest_media_type("text/plain"), INGEST_MEDIA_OTHER);
+    CHECK_INT_EQ(ingest_media_type("text/plain"), INGEST_MEDIA_TEXT);
+    CHECK_INT_EQ(ingest_media_type("text/plain;charset=UTF-8"), INGEST_MEDIA_TEXT);
+    CHECK_INT_EQ(ingest_media_type("text/plainx"), INGEST_MEDIA_OTHER);
+    CHECK_INT_EQ(ingest_media_type("text/html"), INGEST_MEDIA_OTHER);
     CHECK_INT_EQ(ingest_media_type("application/jsonx"), INGEST_MEDIA_OTHER);
     CHECK_INT_EQ(ingest_media_type("application/json; charset=latin1"), INGEST_MEDIA_OTHER);
     CHECK_INT_EQ(ingest_media_type("application/json; boundary=x"), INGEST_MEDIA_OTHER);

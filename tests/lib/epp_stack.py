@@ -52,13 +52,31 @@ class Stack:
                 self.start_service(svc)
         return self
 
-    def start_service(self, svc):
-        port = t.free_port()
-        p = t.ServiceProcess(self.env, "epp-" + svc, port=port, extra_env=self.service_environ(svc),
-                             log_name="%s-%s" % (self.name, svc))
-        p.start()
+    def start_service(self, svc, port=None, extra_env=None):
+        """Starts svc on port (default: a free one) with extra_env on top of service_environ."""
+        env = self.service_environ(svc)
+        env.update(extra_env or {})
+        for attempt in range(40):
+            p = t.ServiceProcess(self.env, "epp-" + svc, port=port or t.free_port(),
+                                 extra_env=env, log_name="%s-%s" % (self.name, svc))
+            try:
+                p.start()
+                break
+            except t.TestFailure:
+                # The port given may still be held a moment by the process just stopped.
+                p.stop()
+                if port is None or attempt == 39 or "in use" not in p.log_tail(5):
+                    raise
+                time.sleep(0.25)
         self.procs[svc] = p
         return p
+
+    def restart_service(self, svc, extra_env=None):
+        """Stops svc (when running) and starts it again on the same port, so that clients and
+        scrapers keep its address; extra_env as for start_service."""
+        p = self.procs[svc]
+        p.stop()
+        return self.start_service(svc, port=p.port, extra_env=extra_env)
 
     def url(self, svc):
         return self.procs[svc].url("")

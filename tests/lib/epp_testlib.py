@@ -50,7 +50,7 @@ __all__ = [
     "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
     "pg_sessions_in_transaction", "freeze_outside_transaction",
-    "http_request", "http_json", "broker_control", "create_topic", "kafka_producer",
+    "http_request", "http_json", "metric_value", "broker_control", "create_topic", "kafka_producer",
     "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process", "DevBroker",
     "KafkaCluster",
 ]
@@ -303,6 +303,28 @@ def http_json(method, url, body=None, headers=None, timeout=10.0):
         except ValueError:
             pass
     return status, hdrs, parsed
+
+
+def metric_value(svc_or_url, name, labels=None, headers=None):
+    """The value of metric `name` on a service's /metrics (a ServiceProcess or a base URL),
+    summed over the series whose labels include `labels` (a dict); None when no series matches."""
+    import re
+    base = svc_or_url.url("") if hasattr(svc_or_url, "url") else svc_or_url.rstrip("/")
+    status, _, body = http_request("GET", base + "/metrics", headers=headers)
+    check(status == 200, "GET /metrics: %s" % status)
+    total = 0.0
+    found = False
+    for line in body.decode().splitlines():
+        if line.startswith("#"):
+            continue
+        m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
+        if not m or m.group(1) != name:
+            continue
+        if labels and not all('%s="%s"' % kv in (m.group(2) or "") for kv in labels.items()):
+            continue
+        total += float(m.group(3))
+        found = True
+    return total if found else None
 
 
 def broker_control(env, method, path, timeout=10.0):

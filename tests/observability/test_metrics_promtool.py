@@ -1,6 +1,7 @@
 """Every service's /metrics after traffic passes `promtool check metrics`, carries the process
-metrics and epp_build_info, and the example alert rules (docker/prometheus/alerts.yml) pass
-`promtool check rules` and only use metrics some service exports.
+metrics and epp_build_info, and the alert and recording rules (docker/prometheus/alerts.yml,
+recording.yml) pass `promtool check rules` and only use metrics some service exports (or a
+recording rule records).
 
 The stack (tests/lib/epp_stack.py: the services of build/bin on a fresh database and topic)
 gets: single events and a batch, a bad event (400), an undecodable Kafka message (dead-lettered
@@ -29,7 +30,7 @@ from otlp_receiver import OtlpReceiver  # noqa: E402
 
 PROCESS_METRICS = ["process_cpu_seconds_total", "process_resident_memory_bytes",
                    "process_open_fds", "process_start_time_seconds", "epp_build_info"]
-ALERTS = os.path.join(REPO, "docker", "prometheus", "alerts.yml")
+RULE_FILES = [os.path.join(REPO, "docker", "prometheus", n) for n in ("alerts.yml", "recording.yml")]
 # Series Prometheus makes itself (not exported by any service).
 PROMETHEUS_OWN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 PROMQL_WORDS = {
@@ -137,6 +138,20 @@ def send_traffic(env, stack):
         expect(st == 200, "dashboard: %s" % st)
 
 
+def check_dead_letters_at_zero(url):
+    """Before any dead letter, epp-consumer exports epp_consumer_dead_lettered_total at 0 for
+    every reason: a series first seen at 1 looks like no increase to Prometheus, and the
+    EppConsumerDeadLetters alert (increase over 15m) would miss the first dead letter."""
+    st, _, body = t.http_request("GET", url + "/metrics")
+    zero = set(re.findall(r'^epp_consumer_dead_lettered_total\{reason="([a-z_]+)"\} 0$',
+                          body.decode(), re.M))
+    want = {"invalid_json", "invalid_field", "missing_field", "unknown_field",
+            "payload_too_large", "db_rejected"}
+    expect(st == 200 and want <= zero,
+           "epp-consumer exports the dead-letter reasons at 0 from start-up: missing %s"
+           % sorted(want - zero))
+
+
 def check_scrape(name, url, tool, logs):
     st, hdrs, body = t.http_request("GET", url + "/metrics")
     expect(st == 200, "%s /metrics: %s" % (name, st))
@@ -161,22 +176,24 @@ def check_scrape(name, url, tool, logs):
 
 
 def check_rules(tool, all_fams):
-    p = subprocess.run([tool, "check", "rules", ALERTS], capture_output=True, timeout=60)
-    expect(p.returncode == 0, "promtool check rules %s: %s" % (ALERTS, (p.stdout + p.stderr).decode()))
+    p = subprocess.run([tool, "check", "rules"] + RULE_FILES, capture_output=True, timeout=60)
+    expect(p.returncode == 0, "promtool check rules %s: %s" % (RULE_FILES, (p.stdout + p.stderr).decode()))
     import yaml  # noqa: E402 - only here, the rest of the test needs no yaml
-    with open(ALERTS) as f:
-        doc = yaml.safe_load(f)
+    rules = []
+    for path in RULE_FILES:
+        with open(path) as f:
+            rules += [r for g in yaml.safe_load(f).get("groups", []) for r in g.get("rules", [])]
+    recorded = {r["record"] for r in rules if "record" in r}
     missing = {}
-    for group in doc.get("groups", []):
-        for rule in group.get("rules", []):
-            for name in alert_metric_names(str(rule.get("expr", ""))):
-                if name in PROMETHEUS_OWN or exported(name, all_fams):
-                    continue
-                missing.setdefault(name, []).append(rule.get("alert") or rule.get("record"))
-    for name, rules in sorted(missing.items()):
-        print("alert rules use %s (%s), which no service exports" % (name, ", ".join(rules)),
+    for rule in rules:
+        for name in alert_metric_names(str(rule.get("expr", ""))):
+            if name in PROMETHEUS_OWN or name in recorded or exported(name, all_fams):
+                continue
+            missing.setdefault(name, []).append(rule.get("alert") or rule.get("record"))
+    for name, users in sorted(missing.items()):
+        print("rules use %s (%s), which no service exports" % (name, ", ".join(users)),
               file=sys.stderr)
-    expect(not missing, "alert rules use metrics no service exports: %s" % sorted(missing))
+    expect(not missing, "rules use metrics no service exports: %s" % sorted(missing))
 
 
 def main():
@@ -192,6 +209,8 @@ def main():
     with OtlpReceiver() as rx, Stack(env, name="obs_metrics", services=services,
                                      extra_env={"HTTP_BIND_ADDRESS": "127.0.0.1",
                                                 "OTEL_EXPORTER_OTLP_ENDPOINT": rx.endpoint}) as stack:
+        if "consumer" in stack.procs:
+            check_dead_letters_at_zero(stack.consumer_url)
         send_traffic(env, stack)
         time.sleep(1.5)  # gauges sampled on a timer (lag, pool) catch up; spans are exported
         for svc in services:

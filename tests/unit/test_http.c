@@ -14,6 +14,7 @@
 
 #include "epp_error.h"
 #include "epp_http.h"
+#include "epp_http_internal.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
 #include "epp_test.h"
@@ -149,6 +150,17 @@ static void h_echo(epp_http_req_t *req, void *ud)
     epp_http_reply(req, 200, "application/octet-stream", b, len);
 }
 
+/* A self-authenticating route: the body is the key (as Segment's writeKey is in its body). */
+static void h_selfauth(epp_http_req_t *req, void *ud)
+{
+    (void)ud;
+    size_t len;
+    const char *b = epp_http_body(req, &len);
+    if (epp_http_auth_key(req, len ? b : NULL, len) < 0)
+        return; /* answered 401 or 429 */
+    epp_http_reply(req, 200, "text/plain", "in", 2);
+}
+
 /* Async: the handler suspends and queues the request; replier threads answer it. */
 #define QCAP 4096
 typedef struct {
@@ -249,7 +261,8 @@ static epp_http_server_t *start(epp_http_opts_t *o)
         epp_http_route(s, "PUT", "/echo", h_echo, NULL, 0) != 0 ||
         epp_http_route(s, "POST", "/async", h_async, NULL, 0) != 0 ||
         epp_http_route(s, "GET", "/open", h_echo, NULL, EPP_HTTP_ROUTE_PUBLIC) != 0 ||
-        epp_http_route(s, "GET", "/slow", h_slow, NULL, 0) != 0) {
+        epp_http_route(s, "GET", "/slow", h_slow, NULL, 0) != 0 ||
+        epp_http_route(s, "POST", "/selfauth", h_selfauth, NULL, EPP_HTTP_ROUTE_SELF_AUTH) != 0) {
         epp_http_destroy(s);
         return NULL;
     }
@@ -657,6 +670,133 @@ static void test_auth(void)
     epp_http_destroy(s);
 }
 
+/* HTTP Basic with the key as user name (the Segment SDKs' form), and routes whose handler finds
+ * the key in the body (EPP_HTTP_ROUTE_SELF_AUTH). */
+static void test_auth_basic_self(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.service = "epp-auth";
+    o.max_body = 4096;
+    o.api_keys = "k1,secret-two-is-longer";
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    resp_t r;
+    char longbasic[600] = "Authorization: Basic ";
+    memset(longbasic + 21, 'a', 404); /* base64 of a 303-byte user name: longer than any key */
+    const char *cases[][3] = {
+        /* header, path, body -> status */
+        {"Authorization: Basic azE6", "/echo", "200"},                         /* k1: */
+        {"Authorization: Basic azE=", "/echo", "200"},                         /* k1 (no colon) */
+        {"Authorization: Basic azE6cHc=", "/echo", "200"},                     /* k1:pw */
+        {"Authorization: basic c2VjcmV0LXR3by1pcy1sb25nZXI6", "/echo", "200"}, /* case */
+        {"Authorization: Basic Omsx", "/echo", "401"},                         /* :k1 */
+        {"Authorization: Basic d3Jvbmc6", "/echo", "401"},                     /* wrong: */
+        {"Authorization: Basic !!!!", "/echo", "401"},                         /* not base64 */
+        {"Authorization: Basic ", "/echo", "401"},
+        {longbasic, "/echo", "401"},
+        /* The body's key, when no header presents one. */
+        {NULL, "/selfauth:k1", "200"},
+        {NULL, "/selfauth:secret-two-is-longer", "200"},
+        {NULL, "/selfauth:wrong", "401"},
+        {NULL, "/selfauth:", "401"},
+        /* A key in a header settles it: a right one wins over the body, a wrong one is refused
+         * before the handler runs. */
+        {"Authorization: Basic azE6", "/selfauth:wrong", "200"},
+        {"Authorization: Basic d3Jvbmc6", "/selfauth:k1", "401"},
+        {"X-API-Key: nope", "/selfauth:k1", "401"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *h[] = {cases[i][0], NULL};
+        const char *path = cases[i][1], *colon = strchr(path, ':');
+        char p[32];
+        snprintf(p, sizeof p, "%.*s", colon ? (int)(colon - path) : (int)strlen(path), path);
+        const char *body = colon ? colon + 1 : "x";
+        http(port, "POST", p, cases[i][0] ? h : NULL, body, strlen(body), 0, &r);
+        if (r.status != atol(cases[i][2]))
+            fprintf(stderr, "case %zu: %.40s %s\n", i, cases[i][0] ? cases[i][0] : "-", path);
+        CHECK_INT_EQ(r.status, atol(cases[i][2]));
+        if (r.status == 401)
+            CHECK(strstr(r.body.data, "\"code\":\"unauthorized\"") != NULL);
+        resp_free(&r);
+    }
+    epp_http_destroy(s);
+
+    /* Keys off: any key, or none, is accepted in the body as in headers. */
+    epp_http_opts_default(&o);
+    s = start(&o);
+    CHECK(s != NULL);
+    port = epp_http_port(s);
+    http(port, "POST", "/selfauth", NULL, "anything", 8, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    const char *hb[] = {"Authorization: Basic d3Jvbmc6", NULL};
+    http(port, "POST", "/selfauth", hb, "", 0, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    epp_http_destroy(s);
+}
+
+/* Failed authentications draw from the client address's bucket, wherever the key came from:
+ * guessing is throttled (429) while a valid key keeps its own bucket. */
+static void test_auth_rate_limit(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.rate_limit_rps = 0.5;
+    o.rate_limit_burst = 4;
+    o.api_keys = "a";
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    resp_t r;
+    char v[64];
+    const char *wrong[] = {"X-API-Key: b", NULL};
+    const char *basic_wrong[] = {"Authorization: Basic Yjo=", NULL}; /* b: */
+    const char *good[] = {"X-API-Key: a", NULL};
+    int st[6];
+    http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+    st[0] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/echo", basic_wrong, "x", 1, 0, &r);
+    st[1] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/selfauth", NULL, "b", 1, 0, &r);
+    st[2] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/selfauth", NULL, NULL, 0, 0, &r);
+    st[3] = r.status;
+    resp_free(&r);
+    http(port, "POST", "/selfauth", NULL, "c", 1, 0, &r);
+    st[4] = r.status;
+    CHECK_STR_EQ(resp_header(&r, "Retry-After", v, sizeof(v)), "2");
+    CHECK(strstr(r.body.data, "\"code\":\"rate_limited\"") != NULL);
+    resp_free(&r);
+    http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+    st[5] = r.status;
+    resp_free(&r);
+    CHECK_INT_EQ(st[0], 401);
+    CHECK_INT_EQ(st[1], 401);
+    CHECK_INT_EQ(st[2], 401);
+    CHECK_INT_EQ(st[3], 401);
+    CHECK_INT_EQ(st[4], 429);
+    CHECK_INT_EQ(st[5], 429);
+    /* The valid key, in a header or in the body, is limited on its own bucket. */
+    http(port, "POST", "/echo", good, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < 3; i++) {
+        http(port, "POST", "/selfauth", NULL, "a", 1, 0, &r);
+        CHECK_INT_EQ(r.status, 200);
+        resp_free(&r);
+    }
+    http(port, "POST", "/selfauth", NULL, "a", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    resp_free(&r);
+    epp_http_destroy(s);
+}
+
 static void test_rate_limit(void)
 {
     epp_http_opts_t o;
@@ -761,10 +901,10 @@ static int tcp_connect(int port)
     return fd;
 }
 
-/* Regression: libmicrohttpd's own epoll loop stalled (until the 30 s connection timeout) when
- * a multiple of 128 connections became ready at once on one thread (it waits again with the
- * full timeout after a full batch of events). One worker is kept busy by a slow request while
- * 256 connections send theirs, so that all of them are ready when it looks again. */
+/* Regression (from the libmicrohttpd days): its own epoll loop stalled (until the 30 s connection
+ * timeout) when a multiple of 128 connections became ready at once on one thread (it waits again
+ * with the full timeout after a full batch of events). One worker is kept busy by a slow request
+ * while 256 connections send theirs, so that all of them are ready when it looks again. */
 static void test_many_ready_at_once(void)
 {
     epp_http_opts_t o;
@@ -954,6 +1094,294 @@ static void test_hostile(void)
     resp_free(&r);
 }
 
+/* Reads one reply's head from fd (up to the blank line) into buf; its status, or 0. */
+static int read_status(int fd, char *buf, size_t bufsz)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    while (got < bufsz - 1 && !strstr(buf, "\r\n\r\n")) {
+        ssize_t n = recv(fd, buf + got, bufsz - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+    }
+    if (got < 12 || strncmp(buf, "HTTP/1.", 7) != 0)
+        return 0;
+    return atoi(buf + 9);
+}
+
+/* Issue 19, defect 6: wrong keys are throttled per client before any key is compared (so
+ * guessing runs at the throttle's rate), wherever they are presented (a header, or the body of
+ * a self-authenticating route); requests without a key and public routes are not. */
+static void test_auth_throttle(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.api_keys = "k1";
+    o.auth_fail_rps = 0.5;
+    o.auth_fail_burst = 3;
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    resp_t r;
+    char v[64];
+    const char *wrong[] = {"X-API-Key: nope", NULL};
+    const char *right[] = {"X-API-Key: k1", NULL};
+    for (int i = 0; i < 3; i++) {
+        http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+        CHECK_INT_EQ(r.status, 401);
+        resp_free(&r);
+    }
+    http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    CHECK(strstr(r.body.data, "\"code\":\"too_many_auth_failures\"") != NULL);
+    CHECK_STR_EQ(resp_header(&r, "Retry-After", v, sizeof(v)), "2");
+    resp_free(&r);
+    /* Even the right key is not compared while the client is throttled. */
+    http(port, "POST", "/echo", right, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    resp_free(&r);
+    /* No key at all: a plain 401, not a guess. Public routes: served. */
+    http(port, "POST", "/echo", NULL, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 401);
+    resp_free(&r);
+    http(port, "GET", "/health", NULL, NULL, 0, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    /* A key in the body of a self-authenticating route is a guess like any other. */
+    http(port, "POST", "/selfauth", NULL, "k1", 2, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    CHECK(strstr(r.body.data, "\"code\":\"too_many_auth_failures\"") != NULL);
+    resp_free(&r);
+    epp_http_destroy(s);
+
+    /* Guesses in bodies fill the bucket too; without the throttle nothing is refused early. */
+    s = start(&o);
+    CHECK(s != NULL);
+    port = epp_http_port(s);
+    for (int i = 0; i < 3; i++) {
+        http(port, "POST", "/selfauth", NULL, "guess", 5, 0, &r);
+        CHECK_INT_EQ(r.status, 401);
+        resp_free(&r);
+    }
+    http(port, "POST", "/echo", right, "x", 1, 0, &r);
+    CHECK_INT_EQ(r.status, 429);
+    resp_free(&r);
+    epp_http_destroy(s);
+    o.auth_fail_rps = 0;
+    s = start(&o);
+    CHECK(s != NULL);
+    port = epp_http_port(s);
+    for (int i = 0; i < 5; i++) {
+        http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
+        CHECK_INT_EQ(r.status, 401);
+        resp_free(&r);
+    }
+    epp_http_destroy(s);
+}
+
+/* Issue 19, defect 6: IPv6 clients share a bucket per /64; IPv4-mapped addresses are IPv4. */
+static void test_addr_key(void)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6}, b = a, c = a, d = a;
+    inet_pton(AF_INET6, "2001:db8:1:2::1", &a.sin6_addr);
+    inet_pton(AF_INET6, "2001:db8:1:2:ffff:ffff:ffff:fffe", &b.sin6_addr);
+    inet_pton(AF_INET6, "2001:db8:1:3::1", &c.sin6_addr);
+    inet_pton(AF_INET6, "::ffff:10.1.2.3", &d.sin6_addr);
+    struct sockaddr_in e = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "10.1.2.3", &e.sin_addr);
+    epp_http__addr_key_t ka, kb, kc, kd, ke;
+    epp_http__addr_key((struct sockaddr *)&a, &ka);
+    epp_http__addr_key((struct sockaddr *)&b, &kb);
+    epp_http__addr_key((struct sockaddr *)&c, &kc);
+    epp_http__addr_key((struct sockaddr *)&d, &kd);
+    epp_http__addr_key((struct sockaddr *)&e, &ke);
+    CHECK(memcmp(&ka, &kb, sizeof(ka)) == 0);
+    CHECK(memcmp(&ka, &kc, sizeof(ka)) != 0);
+    CHECK(memcmp(&kd, &ke, sizeof(kd)) == 0);
+}
+
+/* Opens a connection and sends a POST head declaring len body bytes plus `send` of them. */
+static int post_partial(int port, size_t len, size_t send_n, int chunked)
+{
+    int fd = tcp_connect(port);
+    if (fd < 0)
+        return -1;
+    char head[256];
+    int n = chunked
+                ? snprintf(head, sizeof(head),
+                           "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                : snprintf(head, sizeof(head),
+                           "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", len);
+    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    char *body = malloc(send_n + 32);
+    memset(body, 'b', send_n);
+    size_t off = 0;
+    if (chunked) {
+        char sz[32];
+        int k = snprintf(sz, sizeof(sz), "%zx\r\n", send_n);
+        send(fd, sz, (size_t)k, MSG_NOSIGNAL);
+    }
+    while (off < send_n) {
+        ssize_t w = send(fd, body + off, send_n - off, MSG_NOSIGNAL);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    free(body);
+    return fd;
+}
+
+/* Issue 19, defect 5: bodies over 16 KiB reserve their size from a server-wide budget and a
+ * per-client share; a request that does not fit is answered 503 + Retry-After at once (before
+ * its body is read); small bodies always pass; a finished request gives its share back. */
+static void test_body_budget(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.max_body = 1024 * 1024;
+    o.max_body_inflight = 1024 * 1024;
+    o.max_body_inflight_per_ip = 200 * 1024;
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    char buf[1024];
+    /* The per-client share: 150 KiB held, 100 KiB more refused. */
+    int a = post_partial(port, 150 * 1024, 10, 0);
+    CHECK(a >= 0);
+    usleep(100000);
+    int b = post_partial(port, 100 * 1024, 0, 0);
+    CHECK(b >= 0);
+    CHECK_INT_EQ(read_status(b, buf, sizeof(buf)), 503);
+    CHECK(strstr(buf, "Retry-After: 1") != NULL);
+    close(b);
+    /* A small body is part of the connection's own allowance. */
+    resp_t r;
+    char small[2000];
+    memset(small, 's', sizeof(small));
+    http(port, "POST", "/echo", NULL, small, sizeof(small), 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    close(a);
+    usleep(200000);
+    /* Given back: the same 100 KiB now fits. */
+    char *big = malloc(100 * 1024);
+    memset(big, 'x', 100 * 1024);
+    http(port, "POST", "/echo", NULL, big, 100 * 1024, 0, &r);
+    CHECK_INT_EQ(r.status, 200);
+    CHECK_INT_EQ(r.body.len, 100 * 1024);
+    resp_free(&r);
+    epp_http_destroy(s);
+
+    /* The server-wide budget, and a chunked body that grows past it. */
+    o.max_body_inflight = 200 * 1024;
+    o.max_body_inflight_per_ip = 0;
+    s = start(&o);
+    CHECK(s != NULL);
+    port = epp_http_port(s);
+    a = post_partial(port, 150 * 1024, 10, 0);
+    usleep(100000);
+    b = post_partial(port, 100 * 1024, 0, 0);
+    CHECK_INT_EQ(read_status(b, buf, sizeof(buf)), 503);
+    CHECK(strstr(buf, "\"code\":\"server_busy\"") != NULL || strstr(buf, "Retry-After") != NULL);
+    close(b);
+    int c = post_partial(port, 0, 120 * 1024, 1);
+    CHECK_INT_EQ(read_status(c, buf, sizeof(buf)), 503);
+    close(c);
+    close(a);
+    usleep(200000);
+    http(port, "POST", "/echo", NULL, big, 100 * 1024, 1, &r);
+    CHECK_INT_EQ(r.status, 200);
+    resp_free(&r);
+    free(big);
+    epp_http_destroy(s);
+}
+
+/* Issue 19, item 10: connections over max_connections are closed without a reply; closing one
+ * makes room again. */
+static void test_max_connections(void)
+{
+    epp_http_opts_t o;
+    epp_http_opts_default(&o);
+    o.max_connections = 3;
+    epp_http_server_t *s = start(&o);
+    CHECK(s != NULL);
+    int port = epp_http_port(s);
+    int fds[3];
+    char buf[512];
+    const char req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 3; i++) {
+        fds[i] = tcp_connect(port);
+        CHECK(fds[i] >= 0);
+        CHECK(send(fds[i], req, sizeof(req) - 1, MSG_NOSIGNAL) > 0);
+        CHECK_INT_EQ(read_status(fds[i], buf, sizeof(buf)), 200);
+    }
+    int extra = tcp_connect(port);
+    CHECK(extra >= 0);
+    ssize_t w = send(extra, req, sizeof(req) - 1, MSG_NOSIGNAL);
+    (void)w;
+    CHECK_INT_EQ(read_status(extra, buf, sizeof(buf)), 0);
+    close(extra);
+    close(fds[0]);
+    usleep(200000);
+    int again = tcp_connect(port);
+    CHECK(send(again, req, sizeof(req) - 1, MSG_NOSIGNAL) > 0);
+    CHECK_INT_EQ(read_status(again, buf, sizeof(buf)), 200);
+    close(again);
+    close(fds[1]);
+    close(fds[2]);
+    epp_http_destroy(s);
+}
+
+/* The wire: pipelined requests answered in order, HTTP/1.0 closes unless asked, 100-continue,
+ * and a line ending that is not CRLF is refused. */
+static void test_wire(void)
+{
+    char buf[4096];
+    int fd = tcp_connect(P);
+    const char two[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\none"
+                       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\ntwo";
+    CHECK(send(fd, two, sizeof(two) - 1, MSG_NOSIGNAL) > 0);
+    size_t got = 0;
+    while (got < sizeof(buf) - 1) {
+        ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "two"))
+            break;
+    }
+    close(fd);
+    CHECK(strstr(buf, "one") && strstr(buf, "two") && strstr(buf, "one") < strstr(buf, "two"));
+
+    fd = tcp_connect(P);
+    const char old[] = "GET /health HTTP/1.0\r\n\r\n";
+    CHECK(send(fd, old, sizeof(old) - 1, MSG_NOSIGNAL) > 0);
+    CHECK_INT_EQ(read_status(fd, buf, sizeof(buf)), 200);
+    CHECK(strstr(buf, "Connection: close") != NULL);
+    close(fd);
+
+    fd = tcp_connect(P);
+    const char cont[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: "
+                        "100-continue\r\n\r\n";
+    CHECK(send(fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) > 0);
+    CHECK_INT_EQ(read_status(fd, buf, sizeof(buf)), 100);
+    CHECK(send(fd, "hi", 2, MSG_NOSIGNAL) == 2);
+    CHECK_INT_EQ(read_status(fd, buf, sizeof(buf)), 200);
+    close(fd);
+
+    const char bare_lf[] = "GET /health HTTP/1.1\nHost: x\n\n";
+    CHECK_INT_EQ(raw_status(P, bare_lf, sizeof(bare_lf) - 1), 400);
+    const char smuggle[] = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                           "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    CHECK_INT_EQ(raw_status(P, smuggle, sizeof(smuggle) - 1), 400);
+}
+
 int main(void)
 {
     epp_log_init("test_http", EPP_LOG_ERROR, 1);
@@ -983,11 +1411,18 @@ int main(void)
     EPP_RUN(test_async_many);
     EPP_RUN(test_async_client_gone);
     EPP_RUN(test_auth);
+    EPP_RUN(test_auth_basic_self);
+    EPP_RUN(test_auth_rate_limit);
     EPP_RUN(test_rate_limit);
     EPP_RUN(test_destroy_pending);
     EPP_RUN(test_many_ready_at_once);
     EPP_RUN(test_connection_limits);
     EPP_RUN(test_quiesce);
+    EPP_RUN(test_auth_throttle);
+    EPP_RUN(test_addr_key);
+    EPP_RUN(test_body_budget);
+    EPP_RUN(test_max_connections);
+    EPP_RUN(test_wire);
 
     epp_http_destroy(S);
     epp_metrics_destroy(M);

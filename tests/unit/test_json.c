@@ -391,6 +391,85 @@ static void test_write_string(void)
     epp_buf_free(&b);
 }
 
+/* epp_json_write_string() against a byte-at-a-time reference, with every kind of byte at every
+ * position around the eight-byte words it scans. */
+static void test_write_string_positions(void)
+{
+    static const unsigned char specials[] = {0x00, 0x01, 0x08, 0x0a, 0x1f, '"',  '\\',
+                                             0x20, 0x21, 0x5b, 0x7f, 0x80, 0xc3, 0xff};
+    char in[40], want[300];
+    for (size_t len = 0; len <= sizeof in; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (size_t k = 0; k < sizeof specials; k++) {
+                for (size_t i = 0; i < len; i++)
+                    in[i] = (char)('a' + i % 26);
+                in[pos] = (char)specials[k];
+                if (pos + 9 < len)
+                    in[pos + 9] = '"';
+                size_t w = 0;
+                want[w++] = '"';
+                for (size_t i = 0; i < len; i++) {
+                    unsigned char c = (unsigned char)in[i];
+                    if (c == '"' || c == '\\') {
+                        want[w++] = '\\';
+                        want[w++] = (char)c;
+                    } else if (c < 0x20) {
+                        const char *named = c == '\b'   ? "b"
+                                            : c == '\f' ? "f"
+                                            : c == '\n' ? "n"
+                                            : c == '\r' ? "r"
+                                            : c == '\t' ? "t"
+                                                        : NULL;
+                        w += named ? (size_t)snprintf(want + w, 8, "\\%s", named)
+                                   : (size_t)snprintf(want + w, 8, "\\u%04x", c);
+                    } else {
+                        want[w++] = (char)c;
+                    }
+                }
+                want[w++] = '"';
+                epp_buf_t out = {0};
+                CHECK_INT_EQ(epp_json_write_string(&out, in, len), 0);
+                CHECK_MEM_EQ(out.data, out.len, want, w);
+                epp_buf_free(&out);
+            }
+        }
+    }
+}
+
+/* epp_json_compact_size() is the length epp_json_serialize() writes, escapes included; raw_len
+ * is the container's source text. */
+static void test_compact_size(void)
+{
+    static const char *docs[] = {
+        "null",
+        "true",
+        "false",
+        "-12.5e3",
+        "\"\"",
+        "\"a\\\"b\\\\c\\n\\u0001\\u001f\\u007f\"",
+        "\"\\u00e9\\ud83d\\ude00 \\/\"",
+        "[]",
+        "{}",
+        "[1, [2, [3]], {\"k\": []}]",
+        "{\"a\\nb\": {\"x\": \"y\", \"n\": 12345678901234567890}, \"\": null}",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        epp_json_doc_t *doc = NULL;
+        CHECK_INT_EQ(epp_json_parse(docs[i], strlen(docs[i]), NULL, &doc, NULL), 0);
+        epp_buf_t out = {0};
+        CHECK_INT_EQ(epp_json_serialize(epp_json_root(doc), &out), 0);
+        if (epp_json_compact_size(epp_json_root(doc)) != out.len)
+            fprintf(stderr, "doc %zu: %.*s\n", i, (int)out.len, out.data);
+        CHECK_INT_EQ((int)epp_json_compact_size(epp_json_root(doc)), (int)out.len);
+        /* The source text of a container bounds its compact form. */
+        const epp_json_value_t *root = epp_json_root(doc);
+        if (root->type == EPP_JSON_ARRAY || root->type == EPP_JSON_OBJECT)
+            CHECK(root->raw_len == strlen(docs[i]) && root->raw_len >= out.len);
+        epp_buf_free(&out);
+        epp_json_doc_destroy(doc);
+    }
+}
+
 int main(void)
 {
     EPP_RUN(test_numbers_exact);
@@ -404,5 +483,7 @@ int main(void)
     EPP_RUN(test_large_document);
     EPP_RUN(test_long_escaped_strings);
     EPP_RUN(test_write_string);
+    EPP_RUN(test_write_string_positions);
+    EPP_RUN(test_compact_size);
     return EPP_TEST_RESULT();
 }
