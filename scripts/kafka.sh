@@ -2,9 +2,10 @@
 # Apache Kafka (KRaft) from Maven Central, run as plain processes on Debian's Java 17.
 #
 #   scripts/kafka.sh fetch                         get the pinned broker jars (once), verify them
-#   scripts/kafka.sh start DIR [--nodes N] [--port P]
+#   scripts/kafka.sh start DIR [--nodes N] [--port P] [--config KEY=VALUE]...
 #                                                  start N (1 or 3) nodes; last line of output is
-#                                                  KAFKA_BOOTSTRAP_SERVERS=host:port[,...]
+#                                                  KAFKA_BOOTSTRAP_SERVERS=host:port[,...];
+#                                                  --config adds a broker setting (kept in DIR)
 #   scripts/kafka.sh stop DIR                      SIGTERM every node, SIGKILL after 20 s
 #   scripts/kafka.sh status DIR                    exit 0 when every node runs
 #   scripts/kafka.sh bootstrap DIR                 print the bootstrap servers
@@ -45,7 +46,7 @@ die() {
 say() { echo "kafka.sh: $*"; }
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -193,6 +194,11 @@ share.coordinator.state.topic.min.isr=$isr
 group.initial.rebalance.delay.ms=0
 unclean.leader.election.enable=false
 EOF
+    # Settings given with start --config (the chaos suite's retention check interval, which a
+    # broker cannot change at run time); later lines win over the ones above.
+    if [ -f "$dir/extra.properties" ]; then
+        cat "$dir/extra.properties" >>"$dir/node-$k/server.properties"
+    fi
 }
 
 start_jvm() {
@@ -243,17 +249,25 @@ wait_listed() {
 
 cmd_start() {
     [ $# -ge 1 ] || usage
-    local dir=$1 nodes="" port="" k cp
+    local dir=$1 nodes="" port="" k cp extra=()
     shift
     while [ $# -gt 0 ]; do
         case "$1" in
         --nodes) nodes=${2:?--nodes needs a value}; shift 2 ;;
         --port) port=${2:?--port needs a value}; shift 2 ;;
+        --config)
+            [[ "${2:-}" =~ ^[a-z][a-z0-9._-]*=[^[:space:]]*$ ]] || die "--config wants KEY=VALUE, got '${2:-}'"
+            extra+=("$2")
+            shift 2
+            ;;
         *) usage ;;
         esac
     done
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd -P)
+    if [ ${#extra[@]} -gt 0 ]; then
+        printf '%s\n' "# start --config" "${extra[@]}" >"$dir/extra.properties"
+    fi
     command -v kcat >/dev/null || die "kcat not found (scripts/install-deps.sh installs it)"
     cp=$(classpath)
 

@@ -2,46 +2,38 @@
 """epp's fault-injection harness: the whole local stack under load, one fault per scenario, and a
 loss / phantom / duplicate check against Postgres afterwards.
 
-    harness.py BUILD_DIR [--full] [--group G | --scenarios a,b,...] [--results FILE] [--list]
+    harness.py BUILD_DIR [--full] [--kafka cluster|fixture|dev] [--group G | --scenarios a,b]
+               [--results FILE] [--list] [--table RESULTS]
 
 Every scenario runs on its OWN stack: a private Postgres cluster (one per harness process, created
-with scripts/pg.sh under BUILD_DIR/chaos/, so restarting it never disturbs other tests), a private
-epp-devbroker (faults are never injected into the shared fixture broker), a fresh database, and
-epp-consumer, epp-ingest and epp-analytics on free ports.
+with scripts/pg.sh under BUILD_DIR/chaos/, so restarting it never disturbs other tests), its own
+Kafka topics, a fresh database, and epp-consumer, epp-ingest and epp-analytics on free ports.
+Kafka (brokers.py): scenarios that fault brokers run on a private 3-node Apache Kafka cluster
+shared by the harness process; mock-only scenarios on a private epp-devbroker; the others where
+--kafka says (the private cluster by default; `fixture`, the CTest fixture's node, for the short
+suite, which may never be faulted and is not).
 
-Traffic: Python threads with keep-alive http.client connections POST single events and batches;
-every event carries a client-chosen event_id, and a few percent are invalid on purpose (they must
-be refused and must never be stored). Each event's outcome is recorded:
-    ok       202 (a single event) or a per-index result with an event_id and no error
-    failed   a definite refusal: a 4xx, or a per-index validation error
-    unknown  a timeout, a 5xx (503 kafka_unavailable / queue_full), a connection refused or reset
-Once the fault is over, every unknown event is resent ONCE with the same event_id, as a client
-would (idempotent retry); a 202 then makes it ok (a promise like any other).
+Traffic (traffic.py): Python threads POST single events and batches, each event with a
+client-chosen event_id, a few percent invalid on purpose; each event's answer is ok, failed or
+unknown. Each scenario marks its fault windows (Harness.fault). Once the faults are over, every
+unknown event is resent with the same event_id, as a client would, until it is acknowledged or
+refused (check.py: an event still unknown after that fails the scenario).
 
-After the consumer has drained (every distinct event_id in the topic is a row, or the row count
-stopped moving), the check:
-    lost        ok event_ids missing from public.events
-    expired     (only where the scenario expects a retention gap) the missing ok events that the
-                broker's retention deleted before they were read, or that wait behind that gap in
-                the stalled partition -- reported loudly by the consumer, not lost by epp
-    phantom     failed event_ids present, plus rows whose event_id was never sent
-    duplicated  event_ids stored more than once (the PK makes it impossible; checked anyway)
-    rollups     epp_rollup_minute/hour/day and epp_user_day equal GROUP BY over public.events
-    corrupted   ok rows whose user_id / event_name differ from what was sent
-    crashes     a service that died without being killed by the scenario
-Duplicates in the TOPIC are expected where a produce ack was lost and the producer resent (the
-mock broker stores a resend twice): they are counted (topic_dups) and are no failure.
+The check (check.py) then requires: no acknowledged event lost, no refused or foreign event
+stored, none stored twice, rollups exact, no row corrupted, no service or Kafka node dead without
+a planned kill, every event acknowledged or definitely refused, acknowledgements before the first
+fault and after the last, and the stored offsets never moving backwards.
 
 Output: one line per scenario
     scenario requests ok failed unknown lost phantom duplicated passed|failed
-followed by a '#' line with the details. Exit status 1 when any scenario failed.
+followed by '#' lines with the details. Exit status 1 when any scenario failed.
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
-import random
 import re
 import signal
 import subprocess
@@ -49,13 +41,14 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "tests", "lib"))
 import epp_testlib as t  # noqa: E402
-import epp_rollups  # noqa: E402
+import check  # noqa: E402
+from brokers import Context, Dev, Proc  # noqa: E402
+from traffic import Loader, Outcomes, send_events  # noqa: E402
 
 PG_BINDIR = os.environ.get("EPP_PG_BINDIR", "/usr/lib/postgresql/15/bin")
 FULL = os.environ.get("EPP_TEST_FULL") == "1"
@@ -146,244 +139,13 @@ class PgCluster:
 
 
 # ---------------------------------------------------------------------------------------------
-# Outcomes
+# The services
 # ---------------------------------------------------------------------------------------------
-
-class Outcomes:
-    """Every event sent, and what the service answered for it. Thread-safe."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.events = {}      # event_id -> (user_id, event_name, valid, event dict)
-        self.state = {}       # event_id -> "ok" | "failed" | "unknown"
-        self.requests = 0
-        self.statuses = {}    # HTTP status (or exception name) -> count
-        self.max_latency = 0.0
-        self.first = {"ok": 0, "failed": 0, "unknown": 0}   # first answer per event
-        self.how = {}         # event_id -> [(path, status, sent at (epoch s), latency s)]
-
-    def record_request(self, status, latency):
-        with self.lock:
-            self.requests += 1
-            self.statuses[status] = self.statuses.get(status, 0) + 1
-            if latency > self.max_latency:
-                self.max_latency = latency
-
-    def set(self, eid, outcome, retry=False):
-        with self.lock:
-            prev = self.state.get(eid)
-            if not retry:
-                self.first[outcome] += 1
-            # ok (a promise) and failed (a definite refusal) are final; unknown can be upgraded.
-            if prev in (None, "unknown"):
-                self.state[eid] = outcome
-            elif prev != outcome and outcome != "unknown":
-                # A retry of an unknown event that is now refused (e.g. it was valid and the
-                # retry got 400?) would be a contradiction worth seeing.
-                self.state[eid] = prev
-
-    def ids(self, outcome):
-        with self.lock:
-            return {e for e, s in self.state.items() if s == outcome}
-
-
-_NAMES = ["page_view", "click", "signup", "purchase", "search", "logout", "add_to_cart"]
-
-
-def make_event(valid=True, ts_spread_s=3 * 86400, pad=0):
-    eid = str(uuid.uuid4())
-    now_ms = int(time.time() * 1000)
-    ev = {
-        "event_id": eid,
-        "user_id": "u%d" % random.randrange(300),
-        "event_name": random.choice(_NAMES),
-        "metadata": {"n": random.randrange(1 << 30), "big": 12345678901234567890, "x": 0.1,
-                     "s": "é😀"},
-    }
-    ts = now_ms - random.randrange(ts_spread_s * 1000)
-    if random.random() < 0.5:
-        ev["timestamp"] = ts
-    else:
-        ev["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts / 1000)) + \
-            ".%03dZ" % (ts % 1000)
-    if pad:
-        ev["metadata"]["pad"] = "p" * pad
-    if not valid:
-        kind = random.randrange(3)
-        if kind == 0:
-            ev["timestamp"] = now_ms + 3 * 86400 * 1000     # far future: 400
-        elif kind == 1:
-            ev["event_name"] = ""                           # empty: 400
-        else:
-            ev["evnt"] = "typo"                              # unknown field: 400
-    return ev
-
-
-_KAFKA_CODES = ("kafka_unavailable", "queue_full", "out_of_memory", "shutting_down",
-                "unavailable", "internal")
-
-
-class Loader:
-    """Threads POSTing events to epp-ingest at a steady rate until stop().
-
-    port_fn() gives the current ingest port (it survives restarts on the same port)."""
-
-    def __init__(self, outcomes, port_fn, rps=200, threads=4, batch_frac=0.25, batch_size=20,
-                 invalid_frac=0.03, timeout=15.0, pad=0, ts_spread_s=3 * 86400):
-        self.o = outcomes
-        self.port_fn = port_fn
-        self.rps = rps
-        self.nthreads = threads
-        self.batch_frac = batch_frac
-        self.batch_size = batch_size
-        self.invalid_frac = invalid_frac
-        self.timeout = timeout
-        self.pad = pad
-        self.ts_spread_s = ts_spread_s
-        self.stop_ev = threading.Event()
-        self.threads = []
-        self.errors = []
-
-    def start(self):
-        for i in range(self.nthreads):
-            th = threading.Thread(target=self._run, args=(i,), daemon=True)
-            th.start()
-            self.threads.append(th)
-        return self
-
-    def stop(self):
-        self.stop_ev.set()
-        for th in self.threads:
-            th.join(self.timeout + 10)
-        self.threads = []
-
-    def _events(self, n):
-        evs = [make_event(random.random() >= self.invalid_frac, self.ts_spread_s, self.pad)
-               for _ in range(n)]
-        with self.o.lock:
-            for ev in evs:
-                self.o.events[ev["event_id"]] = ev
-        return evs
-
-    def _run(self, idx):
-        period = self.nthreads / float(self.rps)
-        conn = None
-        next_t = time.monotonic() + random.random() * period
-        while not self.stop_ev.is_set():
-            now = time.monotonic()
-            if next_t > now:
-                time.sleep(min(next_t - now, 0.2))
-                continue
-            next_t += period
-            if next_t < now - 1.0:          # fell behind (an outage): do not burst afterwards
-                next_t = now
-            batch = random.random() < self.batch_frac
-            evs = self._events(self.batch_size if batch else 1)
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.port_fn(),
-                                                      timeout=self.timeout)
-                conn = send_events(self.o, conn, evs, batch)
-            except Exception as e:  # noqa: BLE001
-                self.errors.append(repr(e))
-                conn = None
-
-
-def send_events(o, conn, evs, batch, retry=False):
-    """POSTs evs (one event, or a batch) on conn and records each outcome. Returns the
-    connection to reuse (None when it must be reopened)."""
-    if batch:
-        path, body = "/events/batch", json.dumps(evs).encode()
-    else:
-        path, body = "/events", json.dumps(evs[0]).encode()
-    t0 = time.monotonic()
-    try:
-        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        raw = resp.read()
-        status = resp.status
-        keep = not resp.will_close
-    except Exception as e:  # noqa: BLE001 - timeout, refused, reset: all unknown
-        o.record_request(type(e).__name__, time.monotonic() - t0)
-        for ev in evs:
-            o.set(ev["event_id"], "unknown", retry)
-        try:
-            conn.close()
-        except Exception:  # noqa: BLE001
-            pass
-        if isinstance(e, (ConnectionRefusedError, ConnectionResetError)):
-            time.sleep(0.05)
-        return None
-    lat = time.monotonic() - t0
-    o.record_request(status, lat)
-    with o.lock:
-        for i, ev in enumerate(evs):
-            o.how.setdefault(ev["event_id"], []).append(
-                ("%s[%d]" % (path, i) if batch else path, status, round(time.time() - lat, 3),
-                 round(lat, 3)))
-    try:
-        parsed = json.loads(raw) if raw else None
-    except ValueError:
-        parsed = None
-    if batch and isinstance(parsed, dict) and isinstance(parsed.get("results"), list) \
-            and len(parsed["results"]) == len(evs):
-        for ev, r in zip(evs, parsed["results"]):
-            err = r.get("error") if isinstance(r, dict) else None
-            if err is None and r.get("event_id") == ev["event_id"]:
-                o.set(ev["event_id"], "ok", retry)
-            elif err is not None and err.get("code") in _KAFKA_CODES:
-                o.set(ev["event_id"], "unknown", retry)
-            elif err is not None and status < 500:
-                o.set(ev["event_id"], "failed", retry)
-            else:
-                o.set(ev["event_id"], "unknown", retry)
-    else:
-        if status == 202 and not batch:
-            out = "ok" if isinstance(parsed, dict) and \
-                parsed.get("event_id") == evs[0]["event_id"] else "unknown"
-        elif 400 <= status < 500:
-            out = "failed"
-        else:
-            out = "unknown"
-        for ev in evs:
-            o.set(ev["event_id"], out, retry)
-    if not keep:
-        conn.close()
-        return None
-    return conn
-
-
-# ---------------------------------------------------------------------------------------------
-# The stack of one scenario
-# ---------------------------------------------------------------------------------------------
-
-def _die_with_parent():
-    """In the child: SIGKILL when the harness dies (a CTest timeout kills it with SIGKILL, and
-    orphaned services would hold ports and CPU)."""
-    import ctypes
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
-class Proc(t.ServiceProcess):
-    """t.ServiceProcess whose child dies with the harness."""
-
-    def start(self, wait_healthy=True):
-        t.check(os.access(self.program, os.X_OK), "not built: %s" % self.program)
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([self.program] + self.args, env=self.child_env,
-                                     stdin=subprocess.DEVNULL, stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=self.cwd,
-                                     preexec_fn=_die_with_parent)
-        if wait_healthy and self.port is not None:
-            self.wait_healthy()
-        return self
-
 
 class Svc:
-    """A service that the scenario may kill, stop and restart on the same port."""
+    """A service that the scenario may kill, stop and restart on the same port. A death the
+    scenario did not cause is a crash, whenever it is noticed: at the next planned kill or
+    restart (a service that died between two planned kills), or at the end."""
 
     def __init__(self, h, kind, name, extra):
         self.h, self.kind, self.name, self.extra = h, kind, name, dict(extra)
@@ -391,13 +153,26 @@ class Svc:
         self.proc = None
         self.killed_on_purpose = False
         self.starts = 0
+        self.crashes = []     # one message per unplanned death
+
+    def check_unplanned(self, before):
+        """Records a crash when the process is dead and the scenario did not kill it."""
+        p = self.proc
+        if p is None or p.proc is None or self.killed_on_purpose or p.proc.poll() is None:
+            return
+        msg = "%s died without a planned kill (exit %s), noticed %s; log tail:\n%s" % (
+            self.name, p.proc.returncode, before, p.log_tail(15))
+        self.crashes.append(msg)
+        self.h.problem(msg)
+        self.killed_on_purpose = True     # reported once
 
     def start(self, wait=True, timeout=30.0):
+        self.check_unplanned("before a restart")
         env = self.h.service_env(self.kind)
         env.update(self.extra)
         self.proc = Proc(self.h.kenv, "epp-" + self.kind, port=self.port,
-                                     extra_env=env, log_name="%s-%s" % (self.h.name, self.name),
-                                     start_timeout=timeout)
+                         extra_env=env, log_name="%s-%s" % (self.h.name, self.name),
+                         start_timeout=timeout)
         self.starts += 1
         for attempt in range(20):
             try:
@@ -415,15 +190,18 @@ class Svc:
         return "http://127.0.0.1:%d%s" % (self.port, path)
 
     def signal(self, sig):
+        self.check_unplanned("before a planned signal")
         if sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
             self.killed_on_purpose = True
         self.proc.send_signal(sig)
 
     def kill(self):
+        self.check_unplanned("before a planned kill")
         self.killed_on_purpose = True
         return self.proc.kill()
 
     def terminate(self, timeout=30.0):
+        self.check_unplanned("before a planned stop")
         self.killed_on_purpose = True
         return self.proc.stop(timeout=timeout)
 
@@ -454,30 +232,102 @@ class Svc:
         return total
 
 
-class Harness:
-    """One scenario's stack and traffic. Scenario functions drive it; finish() checks."""
+class OffsetWatcher:
+    """Samples the consumer group's stored offsets (public.epp_consumer_offsets) every 0.1 s for
+    the whole scenario: any offset that moves backwards is recorded, and advanced() tells which
+    partitions some consumer stored progress for within a time window."""
 
-    def __init__(self, base_env, pg, name, full=False, brokers=1, partitions=4, consumers=1,
-                 ingest_env=None, consumer_env=None, analytics=True, analytics_env=None):
+    def __init__(self, db_url, group, topic, interval=0.1):
+        self.db_url, self.group, self.topic, self.interval = db_url, group, topic, interval
+        self.samples = []        # (wall-clock s, {partition: next_offset})
+        self.backwards = []      # (partition, before, after, wall-clock s)
+        self.stop_ev = threading.Event()
+        self.th = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.th.start()
+        return self
+
+    def stop(self):
+        self.stop_ev.set()
+        if self.th.is_alive():
+            self.th.join(10)
+
+    def _run(self):
+        conn, high = None, {}
+        while not self.stop_ev.is_set():
+            try:
+                if conn is None:
+                    conn = t.pg_connect(self.db_url)
+                with conn.cursor() as cur:
+                    cur.execute("SELECT partition, next_offset FROM public.epp_consumer_offsets "
+                                "WHERE group_id = %s AND topic = %s", (self.group, self.topic))
+                    now = dict(cur.fetchall())
+                when = time.time()
+                for p, off in now.items():
+                    if off < high.get(p, -1):
+                        self.backwards.append((p, high[p], off, when))
+                    high[p] = max(off, high.get(p, -1))
+                self.samples.append((when, now))
+            except Exception:  # noqa: BLE001 - Postgres may be restarting
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        conn.close()
+                conn = None
+            self.stop_ev.wait(self.interval)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    def at(self, when):
+        """The last sample taken at or before `when` ({} before the first)."""
+        last = {}
+        for ts, offs in list(self.samples):
+            if ts > when:
+                break
+            last = offs
+        return last
+
+    def advanced(self, t0, t1):
+        """Partitions whose stored offset grew between t0 and t1."""
+        a, b = self.at(t0), self.at(t1)
+        return {p for p, off in b.items() if off > a.get(p, -1)}
+
+
+# ---------------------------------------------------------------------------------------------
+# One scenario's stack and traffic
+# ---------------------------------------------------------------------------------------------
+
+class Harness:
+    """One scenario's stack and traffic. Scenario functions drive it; finish() checks.
+
+    kafka: a backend from brokers.py (Context.backend); None means a private dev broker, as the
+    hostile-HTTP and API-key tests use."""
+
+    def __init__(self, base_env, pg, name, full=False, brokers=1, partitions=None, consumers=1,
+                 ingest_env=None, consumer_env=None, analytics=True, analytics_env=None,
+                 kafka=None, topic_config=None):
         self.base_env = base_env
         self.pg = pg
         self.name = t.unique_name(name)[:48]
         self.scenario = name
         self.full = full
         self.brokers = brokers
+        self.kafka = kafka if kafka is not None else Dev()
+        if partitions is None:
+            # The mock keeps ~5 MiB per partition: the full load (~60,000 events of ~350 bytes)
+            # would overflow 4 partitions whenever the consumer lags (after a kill, during a
+            # rebalance) and messages would expire unread. 12 partitions keep it all. Apache
+            # Kafka keeps everything: 6 partitions, two led by each node of the cluster.
+            partitions = (12 if full else 4) if self.kafka.kind == "dev" else 6
         self.partitions = partitions
-        self.topic = "events"
-        self.dlq = "events.dlq"
+        self.topic_config = dict(topic_config or {})
+        self.topic = self.dlq = None
         self.group = self.name + "_g"
         self.ingest_env = dict(ingest_env or {})
         self.consumer_env = dict(consumer_env or {})
         self.analytics_env = dict(analytics_env or {})
         self.ncons = consumers
-        if full and partitions == 4:
-            # The mock keeps ~5 MiB per partition: the full load (~60,000 events of ~350 bytes)
-            # would overflow 4 partitions whenever the consumer lags (after a kill, during a
-            # rebalance) and messages would expire unread. 12 partitions keep it all.
-            self.partitions = 12
         self.want_analytics = analytics
         self.o = Outcomes()
         self.notes = []
@@ -489,7 +339,12 @@ class Harness:
         self.consumers = []
         self.ingest = None
         self.analytics = None
+        self.watcher = None
         self.expect_gap = False
+        self.faults = []          # (start, end, description), wall-clock seconds
+        self.external = None      # traffic the Loader did not send (scenarios_kafka.node_kill_load)
+        self.retry_patience = 90.0   # seconds of resending unknown events after the faults
+        self.t0 = time.time()
 
     # -- set-up --------------------------------------------------------------------------------
     def service_env(self, kind):
@@ -499,10 +354,12 @@ class Harness:
             "KAFKA_TOPIC": self.topic,
             "KAFKA_DLQ_TOPIC": self.dlq,
             "KAFKA_GROUP_ID": self.group,
+            "KAFKA_TOPIC_PARTITIONS": str(self.partitions),
             "LOG_LEVEL": "info",
         }
         if kind == "consumer":
-            e["KAFKA_SESSION_TIMEOUT_MS"] = "4000"
+            # Apache Kafka refuses sessions shorter than group.min.session.timeout.ms (6 s).
+            e["KAFKA_SESSION_TIMEOUT_MS"] = "4000" if self.kafka.kind == "dev" else "6000"
             e["RETRY_MAX_BACKOFF_MS"] = "1000"
             e["PG_CONNECT_TIMEOUT_S"] = "2"
             e.update(self.consumer_env)
@@ -520,16 +377,22 @@ class Harness:
             e.update(self.analytics_env)
         return e
 
+    @property
+    def session_timeout_s(self):
+        return int(self.service_env("consumer")["KAFKA_SESSION_TIMEOUT_MS"]) / 1000.0
+
+    def make_ingest(self):
+        """The ingest service; test_check.py replaces it with a fake to test the check."""
+        return Svc(self, "ingest", "ingest", {}).start()
+
     def start(self):
-        self.broker = t.DevBroker(self.base_env, brokers=self.brokers, partitions=self.partitions,
-                                  log_name="%s-devbroker" % self.name)
-        self.broker.proc.__class__ = Proc   # dies with the harness too
-        self.kenv = self.broker.start().env
+        self.kenv = self.kafka.begin(self)
         self.db_url = t.create_database(self.pg.env(self.base_env), self.name)
         for i in range(self.ncons):
             self.consumers.append(Svc(self, "consumer", "consumer%d" % i, {}).start())
         t.wait_for(self.schema_ready, 30, msg="the consumer's migrations (public.events)")
-        self.ingest = Svc(self, "ingest", "ingest", {}).start()
+        self.watcher = OffsetWatcher(self.db_url, self.group, self.topic).start()
+        self.ingest = self.make_ingest()
         hdrs = {}
         if self.ingest_env.get("INGEST_API_KEYS"):
             hdrs["Authorization"] = "Bearer " + self.ingest_env["INGEST_API_KEYS"].split(",")[0]
@@ -560,26 +423,48 @@ class Harness:
         self.loader = Loader(self.o, lambda: self.ingest.port, **kw).start()
         return self.loader
 
+    def wait_acks(self, n=200, since=None, timeout=60.0):
+        """Waits until n events sent at or after `since` (default: now) were acknowledged on
+        their first answer: the traffic is flowing, however slow the machine is today."""
+        since = time.time() if since is None else since
+        try:
+            t.wait_for(lambda: self.o.acks(sent_from=since) >= n, timeout, interval=0.2,
+                       msg="%d acknowledgements" % n)
+        except t.TestFailure:
+            self.problem("fewer than %d events acknowledged within %.0fs (statuses %s)" %
+                         (n, timeout, self.o.statuses))
+
     def stop_load(self):
         if self.loader:
             self.loader.stop()
 
-    def retry_unknown(self, attempts=3):
-        """Resends every unknown (valid) event once more with its event_id, like a client."""
-        for _ in range(attempts):
+    def retry_unknown(self):
+        """Resends every unknown event with its event_id, like a client, in rounds a second
+        apart, until each is acknowledged or refused or retry_patience seconds have passed."""
+        deadline = time.monotonic() + self.retry_patience
+        rounds = 0
+        while time.monotonic() < deadline:
             unknown = sorted(self.o.ids("unknown"))
             if not unknown:
-                return
+                break
+            rounds += 1
             evs = [self.o.events[e] for e in unknown]
             conn = None
             for i in range(0, len(evs), 100):
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", self.ingest.port, timeout=30)
-                conn = send_events(self.o, conn, evs[i:i + 100], True, retry=True)
+                try:
+                    if conn is None:
+                        conn = http.client.HTTPConnection("127.0.0.1", self.ingest.port,
+                                                          timeout=30)
+                    conn = send_events(self.o, conn, evs[i:i + 100], True, retry=True)
+                except OSError:
+                    conn = None
             if conn:
                 conn.close()
             if self.o.ids("unknown"):
                 time.sleep(1.0)
+        if rounds:
+            self.note("resent unknown events in %d round(s); %d still unknown" %
+                      (rounds, len(self.o.ids("unknown"))))
 
     def sleep(self, s):
         time.sleep(s * (3 if self.full else 1))
@@ -590,7 +475,21 @@ class Harness:
     def note(self, msg):
         self.notes.append(msg)
 
-    # -- the check -----------------------------------------------------------------------------
+    def clock(self):
+        """Seconds since the harness object was made, for notes."""
+        return "t+%.1fs" % (time.time() - self.t0)
+
+    @contextlib.contextmanager
+    def fault(self, what):
+        """Marks a fault window: `with h.fault("SIGKILL node 2"): ...`. The check requires
+        acknowledgements before the first window and after the last (check.py)."""
+        start = time.time()
+        try:
+            yield start
+        finally:
+            self.faults.append((start, time.time(), what))
+
+    # -- reading the outcome -------------------------------------------------------------------
     def read_topic(self, topic=None, timeout=60.0):
         """{event_id: count} over every message now in the topic (low to high watermark)."""
         from confluent_kafka import Consumer, TopicPartition, KafkaError
@@ -682,139 +581,13 @@ class Harness:
             time.sleep(0.25)
         return last
 
-    def split_expired(self, missing, topic_counts, marks):
-        """For a scenario where the broker's retention deleted unread messages (expect_gap):
-        splits the ok events missing from public.events into (lost, expired). Expired events are
-        the broker's doing, reported loudly by the consumer, not epp's loss: the ones still in
-        the topic wait behind the gap of a partition whose stored offset is below the low
-        watermark, and the ones gone from the topic number at most the gaps' total size.
-        Anything else is lost."""
-        conn = t.pg_connect(self.db_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT partition, next_offset FROM public.epp_consumer_offsets "
-                            "WHERE topic = %s", (self.topic,))
-                stored = dict(cur.fetchall())
-        finally:
-            conn.close()
-        gaps = {p: lo - stored.get(p, 0) for p, (lo, _) in marks.items()
-                if lo > stored.get(p, 0)}
-        if not gaps:
-            self.problem("events are missing but no partition has a retention gap "
-                         "(stored offsets %s, watermarks %s)" % (stored, marks))
-            return missing, []
-        held = [e for e in missing if e in topic_counts]
-        gone = [e for e in missing if e not in topic_counts]
-        if len(gone) > sum(gaps.values()):
-            self.problem("%d missing events are gone from the topic, more than the %d messages "
-                         "the retention deleted" % (len(gone), sum(gaps.values())))
-            return missing, []
-        self.note("expired %d: %d deleted by the broker's retention before they were read "
-                  "(gaps %s: stored offset -> low watermark), %d behind the gap in the "
-                  "stalled partition" %
-                  (len(missing), len(gone),
-                   {p: "%d->%d" % (stored.get(p, 0), marks[p][0]) for p in gaps}, len(held)))
-        return [], missing
-
     def finish(self):
-        """Stops the load, resends unknowns, waits for the drain, checks. Returns the result."""
-        self.stop_load()
-        self.ensure_up()
-        self.retry_unknown()
-        topic_counts, topic_msgs = self.read_topic()
-        marks = t.topic_offsets(self.kenv, self.topic)
-        expired = sum(lo for lo, _ in marks.values())
-        if expired:
-            self.note("the dev broker's retention dropped %d messages (low watermarks %s): "
-                      "events among them that were not stored yet cannot be seen in the topic" %
-                      (expired, {p: lo for p, (lo, _) in marks.items()}))
-        if self.expect_gap:
-            rows = self.count_rows()
-        else:
-            rows = self.wait_drained(len(topic_counts))
-        db = self.db_rows()
-        ok, failed, unknown = self.o.ids("ok"), self.o.ids("failed"), self.o.ids("unknown")
-        lost = sorted(e for e in ok if e not in db)
-        expired = []
-        if self.expect_gap and lost:
-            lost, expired = self.split_expired(lost, topic_counts, marks)
-        phantom = sorted(e for e in failed if e in db)
-        strangers = sorted(e for e in db if e not in self.o.events)
-        duplicated = sum(n - 1 for n, _, _ in db.values() if n > 1)
-        corrupted = [e for e in ok if e in db and
-                     (db[e][1], db[e][2]) != (self.o.events[e]["user_id"],
-                                              self.o.events[e]["event_name"])]
-        not_in_topic = sum(1 for e in ok if e not in topic_counts)
-        topic_dups = sum(n - 1 for n in topic_counts.values() if n > 1)
-        conn = t.pg_connect(self.db_url)
-        try:
-            rollup_problems = epp_rollups.check(conn)
-        finally:
-            conn.close()
-        dlq_counts, _ = self.read_topic(self.dlq, timeout=20)
-        crashed = [s.name for s in self.services() if not s.alive() and not s.killed_on_purpose]
-        for s in self.consumers:
-            if s.alive():
-                vals = {m: s.metric("epp_consumer_" + m) for m in
-                        ("retries_total", "duplicates_skipped_total", "commit_unknown_total",
-                         "offset_reset_errors_total")}
-                self.note("%s (since its last start): %s" % (s.name, ", ".join(
-                    "%s=%d" % (k, v) for k, v in vals.items() if v)))
-        res = {
-            "scenario": self.scenario,
-            "requests": self.o.requests,
-            "ok": self.o.first["ok"], "failed": self.o.first["failed"],
-            "unknown": self.o.first["unknown"],
-            "final_ok": len(ok), "final_unknown": len(unknown),
-            "lost": len(lost), "phantom": len(phantom) + len(strangers),
-            "duplicated": duplicated, "expired": len(expired),
-            "rows": rows, "topic_msgs": topic_msgs, "topic_dups": topic_dups,
-            "not_in_topic": not_in_topic, "dlq": sum(dlq_counts.values()),
-            "rollups": "exact" if not rollup_problems else "DIFF(%d)" % len(rollup_problems),
-            "corrupted": len(corrupted), "crashed": crashed,
-            "max_latency_s": round(self.o.max_latency, 2),
-            "statuses": {str(k): v for k, v in sorted(self.o.statuses.items(),
-                                                      key=lambda kv: str(kv[0]))},
-            "notes": list(self.notes), "problems": list(self.problems),
-        }
-        if lost:
-            self.problem("lost (first 5): %s; %d of the lost are not in the topic either; "
-                         "details in %s" % (lost[:5], sum(1 for e in lost if e not in topic_counts),
-                                            self.dump(lost, "lost", topic_counts)))
-        if phantom:
-            self.problem("phantom (first 5): %s" % phantom[:5])
-        if strangers:
-            self.problem("rows never sent (first 5): %s" % strangers[:5])
-        if duplicated:
-            self.problem("%d duplicate rows" % duplicated)
-        if rollup_problems:
-            self.problem("rollups differ: " + "; ".join(rollup_problems[:5]))
-        if corrupted:
-            self.problem("corrupted rows (first 5): %s" % corrupted[:5])
-        if crashed:
-            for s in self.services():
-                if s.name in crashed:
-                    self.problem("%s crashed (exit %s); log tail:\n%s" %
-                                 (s.name, s.proc.proc.returncode, s.proc.log_tail(15)))
-        if res["dlq"]:
-            self.problem("%d messages in the DLQ (ingest validated them all)" % res["dlq"])
-        res["problems"] = list(self.problems)
-        res["passed"] = not self.problems
-        return res
-
-    def dump(self, ids, what, topic_counts=None):
-        """Writes what is known about these events to BUILD/chaos/<name>-<what>.json."""
-        path = os.path.join(self.base_env["EPP_BUILD_DIR"], "chaos",
-                            "%s-%s.json" % (self.name, what))
-        with open(path, "w") as f:
-            json.dump([{"event": self.o.events.get(e), "requests": self.o.how.get(e),
-                        "in_topic": (topic_counts or {}).get(e, 0)}
-                       for e in ids], f, indent=1)
-        return path
+        """Stops the load, resends unknowns, waits for the drain, checks (check.py)."""
+        return check.finish(self)
 
     def ensure_up(self):
-        """Every service the scenario left stopped (SIGSTOP) or dead is resumed / restarted, so
-        that the drain can complete (a crash is still reported by finish())."""
+        """Every service and Kafka node the scenario left stopped (SIGSTOP) is resumed, so that
+        the drain can complete (a crash is still reported by the check)."""
         for s in self.services():
             if s.proc is None:
                 continue
@@ -822,9 +595,12 @@ class Harness:
                 s.proc.proc.send_signal(signal.SIGCONT)
             except Exception:  # noqa: BLE001
                 pass
+        self.kafka.resume(self)
 
     def stop(self):
         self.stop_load()
+        if self.watcher:
+            self.watcher.stop()
         for s in [self.ingest, self.analytics] + self.consumers:
             if s is not None and s.proc is not None:
                 try:
@@ -832,8 +608,8 @@ class Harness:
                 except Exception:  # noqa: BLE001
                     pass
                 s.proc.stop(timeout=20)
-        if self.broker:
-            self.broker.stop()
+        if self.kenv is not None:
+            self.kafka.end(self)
         if self.db_url and not os.environ.get("EPP_TEST_KEEP_DB"):
             try:
                 t.drop_database(self.pg.env(self.base_env), self.db_url)
@@ -841,55 +617,13 @@ class Harness:
                 pass
 
 
-def format_line(r):
-    return "%-28s %8d %8d %7d %8d %5d %8d %11d  %s" % (
-        r["scenario"], r["requests"], r["ok"], r["failed"], r["unknown"], r["lost"], r["phantom"],
-        r["duplicated"], "passed" if r["passed"] else "failed")
-
-
-HEADER = "%-28s %8s %8s %7s %8s %5s %8s %11s  %s" % (
-    "scenario", "requests", "ok", "failed", "unknown", "lost", "phantom", "duplicated", "result")
-
-
-def format_details(r):
-    d = ("# rows=%d topic_msgs=%d topic_dups=%d expired=%d rollups=%s retried_ok=%d "
-         "still_unknown=%d max_latency=%.2fs statuses=%s" %
-         (r["rows"], r["topic_msgs"], r["topic_dups"], r.get("expired", 0), r["rollups"],
-          r["final_ok"] - r["ok"], r["final_unknown"], r["max_latency_s"],
-          json.dumps(r["statuses"], separators=(",", ":"))))
-    for n in r["notes"]:
-        d += "\n#   note: " + n
-    for p in r["problems"]:
-        d += "\n#   PROBLEM: " + p
-    return d
-
-
 SKIP = 77   # CTest SKIP_RETURN_CODE
 
 
-def markdown_table(path):
-    last = {}
-    with open(path) as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                last[(r.get("mode", "short"), r["scenario"])] = r
-    print("| mode | scenario | requests | ok | failed | unknown | lost | phantom | duplicated "
-          "| expired | topic dups | rollups | s | result |")
-    print("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|---|")
-    for (mode, name), r in sorted(last.items(), key=lambda kv: (kv[0][0] != "short",)):
-        print("| %s | %s | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %s | %s |" % (
-            mode, name, r["requests"], r["ok"], r["failed"], r["unknown"], r["lost"],
-            r["phantom"], r["duplicated"], r.get("expired", "-"), r.get("topic_dups", "-"),
-            r.get("rollups", "-"),
-            r.get("seconds", "-"), "passed" if r["passed"] else "**failed**"))
-    return 0
-
-
 def full_requested():
-    """The heavy versions are registered in CTest with label chaos-full; `make test` runs every
-    label, so they only run when asked for: EPP_TEST_FULL=1, or a ctest parent process whose
-    command line selects the chaos-full label (`make chaos` = ctest -L chaos-full)."""
+    """The heavy versions are registered in CTest with label chaos-full; they only run when
+    asked for: EPP_TEST_FULL=1, or a ctest parent process whose command line selects the
+    chaos-full label (`make chaos` = ctest -L chaos-full)."""
     if os.environ.get("EPP_TEST_FULL") == "1":
         return True
     try:
@@ -907,13 +641,18 @@ def full_requested():
     return False
 
 
-# Scenarios live in scenarios.py; imported here so that `harness.py` is the one entry point.
+# Scenarios live in scenarios.py and scenarios_kafka.py; imported here so that `harness.py` is
+# the one entry point.
 def main(argv=None):
     import scenarios
+    import scenarios_kafka  # noqa: F401 - registers the real-Kafka scenarios
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("build_dir")
     ap.add_argument("--full", action="store_true", default=FULL,
                     help="heavy versions (longer, more faults); also EPP_TEST_FULL=1")
+    ap.add_argument("--kafka", choices=("cluster", "fixture", "dev"), default="cluster",
+                    help="where scenarios that fault no broker run: the private 3-node cluster "
+                    "(default), the CTest fixture's node, or a private dev broker each")
     ap.add_argument("--group", help="run the scenarios of one group: " +
                     ", ".join(sorted(scenarios.GROUPS)))
     ap.add_argument("--scenarios", help="comma-separated scenario names")
@@ -924,10 +663,11 @@ def main(argv=None):
                     "scenario and mode) and exit")
     a = ap.parse_args(argv)
     if a.table:
-        return markdown_table(a.table)
+        return check.markdown_table(a.table)
     if a.list:
         for g, names in sorted(scenarios.GROUPS.items()):
-            print("%s: %s" % (g, " ".join(names)))
+            print("%s: %s" % (g, " ".join("%s(%s)" % (n, scenarios.ALL[n].need)
+                                          for n in names)))
         return 0
     if a.full and not full_requested():
         print("chaos: the full versions run with `make chaos` (ctest -L chaos-full) or "
@@ -940,6 +680,7 @@ def main(argv=None):
         names = a.scenarios.split(",")
     base_env = t.load_env(a.build_dir)
     pg = PgCluster(base_env["EPP_BUILD_DIR"]).start()
+    ctx = Context(base_env, pg, a.full, a.kafka)
     results = []
     try:
         for n in names:
@@ -947,7 +688,7 @@ def main(argv=None):
             t0 = time.monotonic()
             log("scenario %s (%s) ..." % (n, "full" if a.full else "short"))
             try:
-                r = fn(base_env, pg, a.full)
+                r = fn(ctx)
             except Exception as e:  # noqa: BLE001 - a scenario that blew up is a failed one
                 traceback.print_exc()
                 r = {"scenario": n, "requests": 0, "ok": 0, "failed": 0, "unknown": 0,
@@ -955,11 +696,13 @@ def main(argv=None):
                      "problems": ["scenario raised: %r" % e], "notes": []}
             r["seconds"] = round(time.monotonic() - t0, 1)
             r["mode"] = "full" if a.full else "short"
+            r["kafka"] = fn.need if fn.need != "any" else a.kafka
             results.append(r)
-            print(HEADER if len(results) == 1 else "", end="\n" if len(results) == 1 else "")
-            print(format_line(r), flush=True)
+            if len(results) == 1:
+                print(check.HEADER)
+            print(check.format_line(r), flush=True)
             if "rows" in r:
-                print(format_details(r), flush=True)
+                print(check.format_details(r), flush=True)
             else:
                 for p in r["problems"]:
                     print("#   PROBLEM: " + p)
@@ -969,11 +712,14 @@ def main(argv=None):
             if not pg.is_up():   # a scenario that left Postgres down must not fail the next
                 pg.start()
     finally:
+        if ctx._cluster is not None:
+            log("the 3-node cluster took %.1fs to start" % ctx._cluster.start_s)
+        ctx.close()
         pg.destroy()
     print()
-    print(HEADER)
+    print(check.HEADER)
     for r in results:
-        print(format_line(r))
+        print(check.format_line(r))
     return 0 if all(r["passed"] for r in results) else 1
 
 

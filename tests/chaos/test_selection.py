@@ -10,8 +10,8 @@ import re
 import subprocess
 import sys
 
-MUST_RUN = ("chaos.ingest", "chaos.kafka", "chaos.consumer", "chaos.postgres",
-            "chaos.hostile_http", "chaos.auth")
+MUST_RUN = ("chaos.ingest", "chaos.kafka", "chaos.consumer", "chaos.postgres", "chaos.mock",
+            "chaos.check", "chaos.hostile_http", "chaos.auth")
 
 
 def label_filters(repo):

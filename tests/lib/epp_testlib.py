@@ -49,6 +49,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 __all__ = [
     "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
+    "pg_sessions_in_transaction", "freeze_outside_transaction",
     "http_request", "http_json", "metric_value", "broker_control", "create_topic", "kafka_producer",
     "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process", "DevBroker",
     "KafkaCluster",
@@ -181,6 +182,68 @@ def drop_database(env, name_or_url):
             cur.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
     finally:
         conn.close()
+
+
+def _tcp_ports_to(pid, remote_port):
+    """Local ports of the TCP connections process pid has open to remote_port (its sockets'
+    inodes matched against /proc/PID/net/tcp and tcp6)."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:["):-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            cols = row.split()
+            if cols[9] in inodes and int(cols[2].rsplit(":", 1)[1], 16) == remote_port:
+                ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def pg_sessions_in_transaction(url, pid):
+    """The Postgres sessions of process pid (found by their client ports) that are inside a
+    transaction: [(client_port, state)], state 'active' or 'idle in transaction'. Tests that
+    freeze a consumer use it to tell whether the frozen process holds row locks."""
+    port = urllib.parse.urlsplit(url).port or 5432
+    ports = sorted(_tcp_ports_to(pid, port))
+    if not ports:
+        return []
+    conn = pg_connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT client_port, state FROM pg_stat_activity WHERE client_port = "
+                        "ANY(%s) AND state <> 'idle'", (ports,))
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def freeze_outside_transaction(proc, url, tries=40):
+    """SIGSTOPs proc (a ServiceProcess, e.g. epp-consumer) at a moment when none of its
+    Postgres sessions on url's server is inside a transaction: a consumer frozen inside one keeps
+    row locks that the other members of its group wait for, so nothing can be taken over from it
+    (docs/reliability.md, Findings). Freezes, looks 0.3 s later, and resumes at once to try
+    again when it caught one. Returns (the time.time() of the freeze that held, how many tries
+    caught a transaction); (None, tries) when every try did (proc is then running)."""
+    import random
+    for i in range(tries):
+        proc.send_signal(_signal.SIGSTOP)
+        t0 = time.time()
+        time.sleep(0.3)
+        if not pg_sessions_in_transaction(url, proc.proc.pid):
+            return t0, i
+        proc.send_signal(_signal.SIGCONT)
+        time.sleep(random.uniform(0.1, 0.6))
+    return None, tries
 
 
 def apply_migrations(url, sql_dir=None):
@@ -556,13 +619,16 @@ class KafkaCluster:
         with t.KafkaCluster(env, nodes=3) as kc:      # kc.env: env with this bootstrap
             kc.kill(2); kc.start_node(2)
 
-    .env is a copy of env with KAFKA_BOOTSTRAP_SERVERS pointing at this cluster."""
+    .env is a copy of env with KAFKA_BOOTSTRAP_SERVERS pointing at this cluster.
+    dir: where its data goes (default: a fresh temporary directory); config: broker settings
+    added to every node's server.properties (kafka.sh start --config)."""
 
-    def __init__(self, env, nodes=1):
+    def __init__(self, env, nodes=1, dir=None, config=None):
         import tempfile
         self.base_env = env
         self.nodes = nodes
-        self.dir = tempfile.mkdtemp(prefix="kafka-")
+        self.dir = dir or tempfile.mkdtemp(prefix="kafka-")
+        self.config = dict(config or {})
         self.env = None
 
     def sh(self, *args, check_rc=True):
@@ -574,7 +640,10 @@ class KafkaCluster:
         return r
 
     def start(self):
-        r = self.sh("start", self.dir, "--nodes", str(self.nodes))
+        args = ["start", self.dir, "--nodes", str(self.nodes)]
+        for k, v in sorted(self.config.items()):
+            args += ["--config", "%s=%s" % (k, v)]
+        r = self.sh(*args)
         bootstrap = r.stdout.strip().splitlines()[-1].split("=", 1)[1]
         self.env = dict(self.base_env, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
         self.env.pop("EPP_DEVBROKER_CONTROL", None)
