@@ -50,6 +50,8 @@ class Stack:
         for svc in ("consumer", "ingest", "analytics"):
             if svc in self.services:
                 self.start_service(svc)
+                if svc == "consumer":
+                    t.wait_schema(self.db_url)
         return self
 
     def start_service(self, svc):
