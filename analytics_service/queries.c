@@ -35,6 +35,17 @@ enum {
 static analytics_stmt_t stmts[ST_N];
 static epp_buf_t sql_text[ST_N];
 
+/* Appends " AND " the retention guard (sql/041) of the range piece [$p, $p+1): the statement
+ * fails with SQLSTATE ANALYTICS_SQLSTATE_RETENTION instead of answering from a range whose raw
+ * rows ("raw") or rollup buckets ("rollup") retention has dropped. Evaluated once per piece,
+ * inside the statement that reads it, so with the same snapshot. */
+static void guard(epp_buf_t *b, const char *kind, int p)
+{
+    epp_buf_printf(b,
+                   " AND public.epp_retention_guard('%s', $%d::timestamptz, $%d::timestamptz)",
+                   kind, p, p + 1);
+}
+
 /* Appends the exact count of events in a planned range whose 14 span bounds are parameters
  * $p .. $p+13 (see plan_values), optionally filtered by event_name = $ev (ev 0: no filter). */
 static void count_expr(epp_buf_t *b, int p, int ev)
@@ -52,16 +63,22 @@ static void count_expr(epp_buf_t *b, int p, int ev)
         "public.epp_rollup_minute_total"};
     const char *const *tables = ev ? by_name : totals;
     epp_buf_append_str(b, "(");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         epp_buf_printf(b,
                        "(SELECT coalesce(sum(n), 0) FROM %s WHERE bucket >= $%d::timestamptz "
-                       "AND bucket < $%d::timestamptz%s) + ",
+                       "AND bucket < $%d::timestamptz%s",
                        tables[i], p + 2 * i, p + 2 * i + 1, evf);
-    for (int i = 5; i < 7; i++)
+        guard(b, "rollup", p + 2 * i);
+        epp_buf_append_str(b, ") + ");
+    }
+    for (int i = 5; i < 7; i++) {
         epp_buf_printf(b,
                        "(SELECT count(*) FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz%s)%s",
-                       p + 2 * i, p + 2 * i + 1, evf, i == 5 ? " + " : "");
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz%s",
+                       p + 2 * i, p + 2 * i + 1, evf);
+        guard(b, "raw", p + 2 * i);
+        epp_buf_append_str(b, i == 5 ? ") + " : ")");
+    }
     epp_buf_append_str(b, ")::int8");
 }
 
@@ -73,8 +90,10 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
     epp_buf_printf(b,
                    "SELECT (extract(epoch FROM bucket) * 1000000)::int8, n FROM ("
                    "SELECT bucket, sum(n)::int8 AS n FROM %s WHERE bucket >= $1::timestamptz "
-                   "AND bucket < $2::timestamptz%s GROUP BY bucket",
+                   "AND bucket < $2::timestamptz%s",
                    table, evf);
+    guard(b, "rollup", 1);
+    epp_buf_append_str(b, " GROUP BY bucket");
     for (int e = 0; e < 2; e++) {
         int p = 3 + e * (1 + PLAN_PARAMS);
         epp_buf_printf(b, " UNION ALL SELECT $%d::timestamptz, ", p);
@@ -109,11 +128,13 @@ int analytics_queries_init(void)
     epp_buf_append_str(&sql_text[ST_COUNT_USER],
                        "SELECT count(*) FROM public.events WHERE user_id = $1::text "
                        "AND \"timestamp\" >= $2::timestamptz AND \"timestamp\" < $3::timestamptz");
+    guard(&sql_text[ST_COUNT_USER], "raw", 2);
     set_stmt(ST_COUNT_USER, "count_user", 3, "count_user");
     epp_buf_append_str(&sql_text[ST_COUNT_USER_EV],
                        "SELECT count(*) FROM public.events WHERE user_id = $1::text "
                        "AND \"timestamp\" >= $2::timestamptz AND \"timestamp\" < $3::timestamptz "
                        "AND event_name = $4::text");
+    guard(&sql_text[ST_COUNT_USER_EV], "raw", 2);
     set_stmt(ST_COUNT_USER_EV, "count_user_ev", 4, "count_user");
 
     static const char *const tables[] = {"public.epp_rollup_minute", "public.epp_rollup_hour",
@@ -135,17 +156,22 @@ int analytics_queries_init(void)
     static const char *const top_tables[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
                                              "public.epp_rollup_hour", "public.epp_rollup_minute",
                                              "public.epp_rollup_minute"};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         epp_buf_printf(b,
                        "SELECT event_name, n FROM %s WHERE bucket >= $%d::timestamptz AND "
-                       "bucket < $%d::timestamptz UNION ALL ",
+                       "bucket < $%d::timestamptz",
                        top_tables[i], 1 + 2 * i, 2 + 2 * i);
-    for (int i = 5; i < 7; i++)
+        guard(b, "rollup", 1 + 2 * i);
+        epp_buf_append_str(b, " UNION ALL ");
+    }
+    for (int i = 5; i < 7; i++) {
         epp_buf_printf(b,
                        "SELECT event_name, count(*) FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz GROUP BY "
-                       "event_name%s",
-                       1 + 2 * i, 2 + 2 * i, i == 5 ? " UNION ALL " : "");
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
+                       1 + 2 * i, 2 + 2 * i);
+        guard(b, "raw", 1 + 2 * i);
+        epp_buf_append_str(b, i == 5 ? " GROUP BY event_name UNION ALL " : " GROUP BY event_name");
+    }
     epp_buf_printf(b,
                    ") t GROUP BY event_name HAVING sum(n) > 0 "
                    "ORDER BY sum(n) DESC, event_name COLLATE \"C\" ASC LIMIT $%d::int8",
@@ -155,14 +181,19 @@ int analytics_queries_init(void)
     /* Distinct users: the whole days' sets from epp_user_day (a set of (day, user) pairs since
      * sql/004: a pair is there exactly when the user has an event that day), the partial days'
      * users from public.events, and UNION (not UNION ALL) removes the duplicates across them. */
-    epp_buf_append_str(&sql_text[ST_ACTIVE],
-                       "SELECT count(*) FROM ("
-                       "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
-                       "AND bucket < $2::timestamptz "
-                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$3::timestamptz AND \"timestamp\" < $4::timestamptz "
-                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$5::timestamptz AND \"timestamp\" < $6::timestamptz) u");
+    b = &sql_text[ST_ACTIVE];
+    epp_buf_append_str(b, "SELECT count(*) FROM ("
+                          "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
+                          "AND bucket < $2::timestamptz");
+    guard(b, "rollup", 1);
+    for (int p = 3; p <= 5; p += 2) {
+        epp_buf_printf(b,
+                       " UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
+                       p, p + 1);
+        guard(b, "raw", p);
+    }
+    epp_buf_append_str(b, ") u");
     set_stmt(ST_ACTIVE, "active", 6, "active_users");
 
 #define ROW_COLUMNS                                                                                \
@@ -176,8 +207,12 @@ int analytics_queries_init(void)
                        "AND (\"timestamp\", event_id) < ($2::timestamptz, $3::uuid) "
                        "ORDER BY e.\"timestamp\" DESC, e.event_id DESC LIMIT $4::int8");
     set_stmt(ST_USER_EVENTS, "user_events", 4, "user_events");
+    /* The timestamp from epp_event_ids (sql/040) prunes the day partitions to one at run time:
+     * event_id alone would probe the key of every partition. */
     epp_buf_append_str(&sql_text[ST_EVENT],
-                       "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid");
+                       "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid "
+                       "AND \"timestamp\" = (SELECT i.\"timestamp\" FROM public.epp_event_ids i "
+                       "WHERE i.event_id = $1::uuid)");
     set_stmt(ST_EVENT, "event", 1, "event");
 #undef ROW_COLUMNS
 

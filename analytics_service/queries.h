@@ -5,6 +5,12 @@
  * sub-minute edges from public.events (see query_plan.h). Every statement is one round trip,
  * so each answer is taken from one snapshot of the database.
  *
+ * Retention (docs/scaling.md): every range piece read from the rollups or from public.events is
+ * guarded by public.epp_retention_guard (sql/041), so a question that needs rows or buckets that
+ * retention dropped fails with SQLSTATE ANALYTICS_SQLSTATE_RETENTION (the caller answers 409)
+ * instead of answering a smaller number. Whole days, hours and minutes keep being answered from
+ * the rollups after their raw rows are gone.
+ *
  * All SQL is parameterised; user input only ever travels as statement parameters.
  * Threads: any thread, with a connection it holds from the pool. */
 #ifndef ANALYTICS_QUERIES_H
@@ -16,6 +22,9 @@
 #include <libpq-fe.h>
 
 #include "db_pool.h"
+
+/* The SQLSTATE of a question that needs data retention dropped (sql/041). */
+#define ANALYTICS_SQLSTATE_RETENTION "EPP01"
 
 /* Builds the statement table once at start-up (before any other thread). 0 or EPP_ENOMEM. */
 int analytics_queries_init(void);
