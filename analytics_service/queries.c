@@ -35,7 +35,7 @@ enum {
 static analytics_stmt_t stmts[ST_N];
 static epp_buf_t sql_text[ST_N];
 
-/* Appends " AND " the retention guard (sql/041) of the range piece [$p, $p+1): the statement
+/* Appends " AND " the retention guard (sql/040) of the range piece [$p, $p+1): the statement
  * fails with SQLSTATE ANALYTICS_SQLSTATE_RETENTION instead of answering from a range whose raw
  * rows ("raw") or rollup buckets ("rollup") retention has dropped. Evaluated once per piece,
  * inside the statement that reads it, so with the same snapshot. */
@@ -207,7 +207,7 @@ int analytics_queries_init(void)
                        "AND (\"timestamp\", event_id) < ($2::timestamptz, $3::uuid) "
                        "ORDER BY e.\"timestamp\" DESC, e.event_id DESC LIMIT $4::int8");
     set_stmt(ST_USER_EVENTS, "user_events", 4, "user_events");
-    /* The timestamp from epp_event_ids (sql/040) prunes the day partitions to one at run time:
+    /* The timestamp from epp_event_ids (sql/041) prunes the day partitions to one at run time:
      * event_id alone would probe the key of every partition. */
     epp_buf_append_str(&sql_text[ST_EVENT],
                        "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid "

@@ -6,7 +6,7 @@
  * so each answer is taken from one snapshot of the database.
  *
  * Retention (docs/scaling.md): every range piece read from the rollups or from public.events is
- * guarded by public.epp_retention_guard (sql/041), so a question that needs rows or buckets that
+ * guarded by public.epp_retention_guard (sql/040), so a question that needs rows or buckets that
  * retention dropped fails with SQLSTATE ANALYTICS_SQLSTATE_RETENTION (the caller answers 409)
  * instead of answering a smaller number. Whole days, hours and minutes keep being answered from
  * the rollups after their raw rows are gone.
@@ -23,7 +23,7 @@
 
 #include "db_pool.h"
 
-/* The SQLSTATE of a question that needs data retention dropped (sql/041). */
+/* The SQLSTATE of a question that needs data retention dropped (sql/040). */
 #define ANALYTICS_SQLSTATE_RETENTION "EPP01"
 
 /* Builds the statement table once at start-up (before any other thread). 0 or EPP_ENOMEM. */

@@ -1,4 +1,4 @@
-/* Partition and retention maintenance runs; see epp_maintain.h for the contract and sql/041 for
+/* Partition and retention maintenance runs; see epp_maintain.h for the contract and sql/040 for
  * what each step does. */
 #include "epp_maintain.h"
 

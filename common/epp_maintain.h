@@ -1,4 +1,4 @@
-/* epp_maintain: the partition and retention maintenance of public.events (sql/040, sql/041),
+/* epp_maintain: the partition and retention maintenance of public.events (sql/041, sql/040),
  * shared by epp-consumer (a background thread, every MAINTENANCE_INTERVAL_S) and
  * `epp-admin retention [--dry-run]`.
  *

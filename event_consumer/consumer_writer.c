@@ -106,7 +106,7 @@ static const char begin_sql[] =
 
 static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
 
-/* Uniqueness of event_id across the day partitions of public.events (sql/040). The primary key
+/* Uniqueness of event_id across the day partitions of public.events (sql/041). The primary key
  * of a partitioned table must contain the partition key, so it is (event_id, "timestamp");
  * event_id alone is unique through public.epp_event_ids, which a trigger keeps in the same
  * statement. The fast path needs nothing here: a COPY of an event_id already stored fails with

@@ -647,7 +647,7 @@ static int load_staging(PGconn *conn, const char *path, backup_format_t fmt, int
 
 /* Inserts the staged rows that are not stored yet and counts exactly those into the rollups,
  * in one statement (data-modifying CTEs all see the INSERT's RETURNING). "Stored" is by
- * event_id alone, whatever the timestamp: public.epp_event_ids (sql/040) holds every stored id,
+ * event_id alone, whatever the timestamp: public.epp_event_ids (sql/041) holds every stored id,
  * since the partitioned table's own key is (event_id, "timestamp"). */
 static const char RESTORE_SQL[] =
     "WITH ins AS ("

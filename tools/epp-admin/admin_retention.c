@@ -1,5 +1,5 @@
 /* epp-admin retention: shows (--dry-run) or runs, once, the partition and retention maintenance
- * that epp-consumer runs every MAINTENANCE_INTERVAL_S (common/epp_maintain.h, sql/041): day
+ * that epp-consumer runs every MAINTENANCE_INTERVAL_S (common/epp_maintain.h, sql/040): day
  * partitions created ahead, those past EVENTS_RETENTION dropped with their event ids, old rows
  * of events_default purged, rollups past ROLLUP_RETENTION purged. */
 #include <inttypes.h>

@@ -1,11 +1,11 @@
--- 040: public.events partitioned by day, with event_id unique across all partitions.
+-- 041: public.events partitioned by day, with event_id unique across all partitions.
 --
 -- Why and what it costs: docs/scaling.md ("Time partitions"). In short:
 --  * public.events is PARTITION BY RANGE ("timestamp"), one partition per UTC day named
 --    events_pYYYYMMDD ([day 00:00Z, next day 00:00Z)), plus events_default for rows no day
 --    partition takes (a day not created yet, or one retention dropped). Dropping a day is a
 --    DROP TABLE instead of a DELETE of a million rows, and the indexes a day writes into stay
---    small. Partitions are created ahead and dropped by age by the maintenance (sql/041,
+--    small. Partitions are created ahead and dropped by age by the maintenance (sql/040,
 --    run by epp-consumer and `epp-admin retention`).
 --  * A unique index on a partitioned table must contain the partition key, so the primary key
 --    becomes (event_id, "timestamp"). event_id alone stays unique through public.epp_event_ids
@@ -28,69 +28,6 @@ CREATE TABLE IF NOT EXISTS public.epp_event_ids (
     event_id    uuid        NOT NULL,
     "timestamp" timestamptz NOT NULL
 );
-
--- What retention has dropped (one row): raw events before raw_from and rollup buckets before
--- rollups_from may be gone (NULL: nothing dropped). Only ever moves forward; analytics refuses
--- answers that would need what is below them (public.epp_retention_guard, sql/041).
-CREATE TABLE IF NOT EXISTS public.epp_retention (
-    id           boolean     PRIMARY KEY DEFAULT true CHECK (id), -- one row
-    raw_from     timestamptz,
-    rollups_from timestamptz,
-    updated_at   timestamptz NOT NULL DEFAULT now()
-);
-INSERT INTO public.epp_retention (id) VALUES (true) ON CONFLICT (id) DO NOTHING;
-
--- The bounds of every day partition of public.events, parsed from the catalog (the literals
--- carry their UTC offset, so the session's TimeZone does not matter).
-CREATE OR REPLACE FUNCTION public.epp_events_partitions()
-RETURNS TABLE (name text, lo timestamptz, hi timestamptz)
-LANGUAGE sql STABLE AS $$
-    SELECT c.relname::text, b[1]::timestamptz, b[2]::timestamptz
-    FROM pg_inherits i
-    JOIN pg_class c ON c.oid = i.inhrelid
-    CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
-                                    '^FOR VALUES FROM \(''([^'']*)''\) TO \(''([^'']*)''\)$') b
-    WHERE i.inhparent = 'public.events'::regclass
-    ORDER BY 2
-$$;
-
--- Creates the partition of UTC day `day` unless a partition already overlaps it. Returns the
--- number of rows moved into it from events_default (rows of that day that arrived while it had
--- no partition), or -1 when there was a partition already. Created as a plain table and then
--- attached: ATTACH PARTITION takes only SHARE UPDATE EXCLUSIVE on public.events (readers and
--- writers go on), where CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE. It does lock
--- events_default exclusively until COMMIT: that table is empty unless rows arrived for days
--- without a partition, so the lock is brief.
-CREATE OR REPLACE FUNCTION public.epp_events_partition_create(day date) RETURNS bigint
-LANGUAGE plpgsql AS $$
-DECLARE
-    day_lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
-    day_hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
-    part text := 'events_p' || to_char(day, 'YYYYMMDD');
-    moved bigint := 0;
-BEGIN
-    -- One creator at a time (several consumers' maintenance, epp-admin).
-    PERFORM pg_advisory_xact_lock(x'6570707061727431'::bigint); -- "eppparti"
-    IF EXISTS (SELECT 1 FROM public.epp_events_partitions() p WHERE p.lo < day_hi AND p.hi > day_lo) THEN
-        RETURN -1;
-    END IF;
-    EXECUTE format('CREATE TABLE public.%I (LIKE public.events INCLUDING DEFAULTS'
-                   ' INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)', part);
-    -- The partition constraint as a CHECK first: ATTACH then trusts it instead of scanning.
-    EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK ("timestamp" >= %L AND'
-                   ' "timestamp" < %L)', part, part || '_range', day_lo, day_hi);
-    IF to_regclass('public.events_default') IS NOT NULL THEN
-        LOCK TABLE public.events_default IN ACCESS EXCLUSIVE MODE;
-        EXECUTE format('WITH m AS (DELETE FROM public.events_default WHERE "timestamp" >= $1'
-                       ' AND "timestamp" < $2 RETURNING *) INSERT INTO public.%I SELECT * FROM m',
-                       part) USING day_lo, day_hi;
-        GET DIAGNOSTICS moved = ROW_COUNT;
-    END IF;
-    EXECUTE format('ALTER TABLE public.events ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
-                   part, day_lo, day_hi);
-    EXECUTE format('ALTER TABLE public.%I DROP CONSTRAINT %I', part, part || '_range');
-    RETURN moved;
-END $$;
 
 -- Keeps public.epp_event_ids equal to the (event_id, "timestamp") pairs of public.events. One
 -- statement per triggering statement (transition tables), never a call per row.
@@ -258,7 +195,7 @@ BEGIN
 END $$;
 
 -- epp_event_ids' indexes after its rows (a fresh database: empty; a converted one: every id).
--- The BRIN index on "timestamp" lets retention delete the ids of one day (sql/041) without
+-- The BRIN index on "timestamp" lets retention delete the ids of one day (sql/040) without
 -- scanning them all; rows arrive roughly in time order, so its block ranges are narrow, and
 -- it costs next to nothing per insert (a B-tree on "timestamp" would cost as much as the key).
 DO $$
@@ -271,18 +208,19 @@ END $$;
 CREATE INDEX IF NOT EXISTS epp_event_ids_timestamp_brin ON public.epp_event_ids
     USING brin ("timestamp") WITH (autosummarize = on);
 
-DROP TRIGGER IF EXISTS epp_event_ids_ins ON public.events;
-CREATE TRIGGER epp_event_ids_ins AFTER INSERT ON public.events
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_event_ids_apply();
-DROP TRIGGER IF EXISTS epp_event_ids_upd ON public.events;
-CREATE TRIGGER epp_event_ids_upd AFTER UPDATE ON public.events
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_event_ids_apply();
-DROP TRIGGER IF EXISTS epp_event_ids_del ON public.events;
-CREATE TRIGGER epp_event_ids_del AFTER DELETE ON public.events
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_event_ids_apply();
-DROP TRIGGER IF EXISTS epp_event_ids_truncate ON public.events;
-CREATE TRIGGER epp_event_ids_truncate AFTER TRUNCATE ON public.events
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_event_ids_apply();
+-- One trigger per kind of statement (a trigger with transition tables takes one event).
+DO $$
+DECLARE
+    ev text;
+BEGIN
+    FOREACH ev IN ARRAY ARRAY['insert', 'update', 'delete', 'truncate'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON public.events', 'epp_event_ids_' || ev);
+        EXECUTE format('CREATE TRIGGER %I AFTER %s ON public.events %s FOR EACH STATEMENT'
+                       ' EXECUTE FUNCTION public.epp_event_ids_apply()', 'epp_event_ids_' || ev,
+                       upper(ev), CASE ev
+                           WHEN 'insert' THEN 'REFERENCING NEW TABLE AS new_rows'
+                           WHEN 'update' THEN 'REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows'
+                           WHEN 'delete' THEN 'REFERENCING OLD TABLE AS old_rows'
+                           ELSE '' END);
+    END LOOP;
+END $$;

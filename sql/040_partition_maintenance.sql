@@ -1,4 +1,5 @@
--- 041: maintenance of the day partitions (sql/040) and retention, as data-driven steps.
+-- 040: maintenance of the day partitions of public.events (sql/041) and retention, as
+-- data-driven steps, and the record of what retention dropped.
 --
 -- epp_maintenance_plan() lists what is to be done now; epp_maintenance_apply() does one step.
 -- epp-consumer runs every step of the plan periodically (MAINTENANCE_INTERVAL_S), each in its
@@ -15,6 +16,69 @@
 -- events_keep. NULL keep intervals keep everything. Each step that removes data moves
 -- public.epp_retention forward in its own transaction, so analytics never answers from a
 -- partly dropped range (epp_retention_guard below).
+
+-- What retention has dropped (one row): raw events before raw_from and rollup buckets before
+-- rollups_from may be gone (NULL: nothing dropped). Only ever moves forward; analytics refuses
+-- answers that would need what is below them (public.epp_retention_guard below).
+CREATE TABLE IF NOT EXISTS public.epp_retention (
+    id           boolean     PRIMARY KEY DEFAULT true CHECK (id), -- one row
+    raw_from     timestamptz,
+    rollups_from timestamptz,
+    updated_at   timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO public.epp_retention (id) VALUES (true) ON CONFLICT (id) DO NOTHING;
+
+-- The bounds of every day partition of public.events, parsed from the catalog (the literals
+-- carry their UTC offset, so the session's TimeZone does not matter).
+CREATE OR REPLACE FUNCTION public.epp_events_partitions()
+RETURNS TABLE (name text, lo timestamptz, hi timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT c.relname::text, b[1]::timestamptz, b[2]::timestamptz
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),
+                                    '^FOR VALUES FROM \(''([^'']*)''\) TO \(''([^'']*)''\)$') b
+    WHERE i.inhparent = 'public.events'::regclass
+    ORDER BY 2
+$$;
+
+-- Creates the partition of UTC day `day` unless a partition already overlaps it. Returns the
+-- number of rows moved into it from events_default (rows of that day that arrived while it had
+-- no partition), or -1 when there was a partition already. Created as a plain table and then
+-- attached: ATTACH PARTITION takes only SHARE UPDATE EXCLUSIVE on public.events (readers and
+-- writers go on), where CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE. It does lock
+-- events_default exclusively until COMMIT: that table is empty unless rows arrived for days
+-- without a partition, so the lock is brief.
+CREATE OR REPLACE FUNCTION public.epp_events_partition_create(day date) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    day_lo timestamptz := day::timestamp AT TIME ZONE 'UTC';
+    day_hi timestamptz := (day + 1)::timestamp AT TIME ZONE 'UTC';
+    part text := 'events_p' || to_char(day, 'YYYYMMDD');
+    moved bigint := 0;
+BEGIN
+    -- One creator at a time (several consumers' maintenance, epp-admin).
+    PERFORM pg_advisory_xact_lock(x'6570707061727431'::bigint); -- "eppparti"
+    IF EXISTS (SELECT 1 FROM public.epp_events_partitions() p WHERE p.lo < day_hi AND p.hi > day_lo) THEN
+        RETURN -1;
+    END IF;
+    EXECUTE format('CREATE TABLE public.%I (LIKE public.events INCLUDING DEFAULTS'
+                   ' INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION)', part);
+    -- The partition constraint as a CHECK first: ATTACH then trusts it instead of scanning.
+    EXECUTE format('ALTER TABLE public.%I ADD CONSTRAINT %I CHECK ("timestamp" >= %L AND'
+                   ' "timestamp" < %L)', part, part || '_range', day_lo, day_hi);
+    IF to_regclass('public.events_default') IS NOT NULL THEN
+        LOCK TABLE public.events_default IN ACCESS EXCLUSIVE MODE;
+        EXECUTE format('WITH m AS (DELETE FROM public.events_default WHERE "timestamp" >= $1'
+                       ' AND "timestamp" < $2 RETURNING *) INSERT INTO public.%I SELECT * FROM m',
+                       part) USING day_lo, day_hi;
+        GET DIAGNOSTICS moved = ROW_COUNT;
+    END IF;
+    EXECUTE format('ALTER TABLE public.events ATTACH PARTITION public.%I FOR VALUES FROM (%L) TO (%L)',
+                   part, day_lo, day_hi);
+    EXECUTE format('ALTER TABLE public.%I DROP CONSTRAINT %I', part, part || '_range');
+    RETURN moved;
+END $$;
 
 -- The UTC midnight on or before t.
 CREATE OR REPLACE FUNCTION public.epp_utc_day(t timestamptz) RETURNS timestamptz
@@ -91,7 +155,7 @@ BEGIN
         RETURN -1; -- gone already (another maintenance run)
     END IF;
     -- The ids of exactly this partition's rows: those with a "timestamp" in its bounds (BRIN
-    -- index of sql/040; events_default never holds rows of a range that has a partition).
+    -- index of sql/041; events_default never holds rows of a range that has a partition).
     DELETE FROM public.epp_event_ids
     WHERE "timestamp" >= p.lo AND "timestamp" < p.hi;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -108,6 +172,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     n bigint := 0;
     k bigint;
+    t text;
 BEGIN
     IF action = 'create' THEN
         RETURN public.epp_events_partition_create((lo AT TIME ZONE 'UTC')::date);
@@ -127,22 +192,15 @@ BEGIN
         -- Consumers cache the epp_user_day pairs they know stored: deleting pairs bumps the
         -- generation first (the protocol of sql/004), so that they forget them.
         UPDATE public.epp_rollup_generation SET generation = generation + 1;
-        DELETE FROM public.epp_user_day WHERE bucket < hi;
-        GET DIAGNOSTICS k = ROW_COUNT;
-        n := n + k;
-        DELETE FROM public.epp_rollup_minute WHERE bucket < hi;
-        GET DIAGNOSTICS k = ROW_COUNT;
-        n := n + k;
-        DELETE FROM public.epp_rollup_hour WHERE bucket < hi;
-        GET DIAGNOSTICS k = ROW_COUNT;
-        n := n + k;
-        DELETE FROM public.epp_rollup_day WHERE bucket < hi;
-        GET DIAGNOSTICS k = ROW_COUNT;
-        n := n + k;
-        -- The totals triggers (sql/011) brought these to zero; the rows themselves go too.
-        DELETE FROM public.epp_rollup_minute_total WHERE bucket < hi;
-        DELETE FROM public.epp_rollup_hour_total WHERE bucket < hi;
-        DELETE FROM public.epp_rollup_day_total WHERE bucket < hi;
+        -- The by-name rollups first: their totals triggers (sql/011) bring the totals of those
+        -- buckets to zero, and the total rows themselves go after them.
+        FOREACH t IN ARRAY ARRAY['epp_user_day', 'epp_rollup_minute', 'epp_rollup_hour',
+                                 'epp_rollup_day', 'epp_rollup_minute_total',
+                                 'epp_rollup_hour_total', 'epp_rollup_day_total'] LOOP
+            EXECUTE format('DELETE FROM public.%I WHERE bucket < $1', t) USING hi;
+            GET DIAGNOSTICS k = ROW_COUNT;
+            n := n + CASE WHEN t LIKE '%\_total' THEN 0 ELSE k END;
+        END LOOP;
         UPDATE public.epp_retention
         SET rollups_from = greatest(rollups_from, hi), updated_at = now();
         RETURN n;
