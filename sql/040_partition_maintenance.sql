@@ -28,6 +28,17 @@ CREATE TABLE IF NOT EXISTS public.epp_retention (
 );
 INSERT INTO public.epp_retention (id) VALUES (true) ON CONFLICT (id) DO NOTHING;
 
+-- Until sql/041 partitions public.events, event_id is its primary key, and this view answers
+-- for the table sql/041 puts in its place: the readers of public.epp_event_ids (the consumer's
+-- and epp-admin restore's skipping of stored ids, analytics' event lookup) are right on either
+-- layout, also while the conversion runs.
+DO $$
+BEGIN
+    IF to_regclass('public.epp_event_ids') IS NULL THEN
+        CREATE VIEW public.epp_event_ids AS SELECT event_id, "timestamp" FROM public.events;
+    END IF;
+END $$;
+
 -- The bounds of every day partition of public.events, parsed from the catalog (the literals
 -- carry their UTC offset, so the session's TimeZone does not matter).
 CREATE OR REPLACE FUNCTION public.epp_events_partitions()
@@ -96,6 +107,9 @@ DECLARE
     raw_h timestamptz := public.epp_utc_day(at - events_keep);
     roll_h timestamptz := public.epp_utc_day(at - rollups_keep);
 BEGIN
+    IF (SELECT relkind FROM pg_class WHERE oid = 'public.events'::regclass) <> 'p' THEN
+        RETURN; -- not partitioned yet (sql/041): nothing to maintain
+    END IF;
     -- Days to create: yesterday .. today + ahead when missing, and the days waiting in
     -- events_default (not those about to be purged).
     RETURN QUERY

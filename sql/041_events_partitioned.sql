@@ -24,11 +24,6 @@
 -- recreated, with their owners, privileges and comments, as are the table's own. Downtime
 -- measured on 1M rows: docs/scaling.md ("Migrating an existing database").
 
-CREATE TABLE IF NOT EXISTS public.epp_event_ids (
-    event_id    uuid        NOT NULL,
-    "timestamp" timestamptz NOT NULL
-);
-
 -- Keeps public.epp_event_ids equal to the (event_id, "timestamp") pairs of public.events. One
 -- statement per triggering statement (transition tables), never a call per row.
 CREATE OR REPLACE FUNCTION public.epp_event_ids_apply() RETURNS trigger
@@ -100,9 +95,20 @@ BEGIN
     CREATE INDEX epp_events_new_timestamp_idx ON public.epp_events_new ("timestamp");
     CREATE INDEX epp_events_new_user_timestamp_idx
         ON public.epp_events_new (user_id, "timestamp" DESC, event_id DESC);
-    TRUNCATE public.epp_event_ids;
-    INSERT INTO public.epp_event_ids (event_id, "timestamp")
+    -- event_id's own uniqueness: a table of every stored (event_id, "timestamp"), which
+    -- replaces the view sql/040 put in its place. The BRIN index on "timestamp" lets retention
+    -- delete the ids of one day (sql/040) without scanning them all; rows arrive roughly in
+    -- time order, so its block ranges stay narrow, and it costs next to nothing per insert (a
+    -- B-tree on "timestamp" would cost as much as the key).
+    CREATE TABLE public.epp_event_ids_new (
+        event_id    uuid        NOT NULL,
+        "timestamp" timestamptz NOT NULL
+    );
+    INSERT INTO public.epp_event_ids_new (event_id, "timestamp")
         SELECT event_id, "timestamp" FROM public.events;
+    ALTER TABLE public.epp_event_ids_new ADD CONSTRAINT epp_event_ids_pkey PRIMARY KEY (event_id);
+    CREATE INDEX epp_event_ids_timestamp_brin ON public.epp_event_ids_new
+        USING brin ("timestamp") WITH (autosummarize = on);
 
     -- Views that read public.events (directly or through other views) are dropped and
     -- recreated from their definitions, which name public.events and so bind to the new table.
@@ -118,7 +124,8 @@ BEGIN
         SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS qname, c.relkind,
                pg_get_viewdef(c.oid) AS def, pg_get_userbyid(c.relowner) AS owner, c.relacl,
                obj_description(c.oid, 'pg_class') AS comment, c.reloptions
-        FROM dep JOIN pg_class c ON c.oid = dep.oid JOIN pg_namespace n ON n.oid = c.relnamespace;
+        FROM dep JOIN pg_class c ON c.oid = dep.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid IS DISTINCT FROM to_regclass('public.epp_event_ids');
     FOR v IN SELECT * FROM epp_saved_views ORDER BY oid DESC LOOP
         EXECUTE format('DROP %s IF EXISTS %s CASCADE',
                        CASE v.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END, v.qname);
@@ -140,6 +147,8 @@ BEGIN
     -- The swap: ACCESS EXCLUSIVE from here to COMMIT, a few milliseconds.
     ALTER TABLE public.events RENAME TO epp_events_unpartitioned;
     ALTER TABLE public.epp_events_new RENAME TO events;
+    DROP VIEW IF EXISTS public.epp_event_ids;
+    ALTER TABLE public.epp_event_ids_new RENAME TO epp_event_ids;
     -- The old table's owner, comments and privileges.
     EXECUTE format('ALTER TABLE public.events OWNER TO %I', pg_get_userbyid(
         (SELECT relowner FROM pg_class WHERE oid = old_rel)));
@@ -193,20 +202,6 @@ BEGIN
     RAISE NOTICE 'public.events partitioned by day: % rows moved in % s', rows,
         round(extract(epoch FROM clock_timestamp() - t0)::numeric, 2);
 END $$;
-
--- epp_event_ids' indexes after its rows (a fresh database: empty; a converted one: every id).
--- The BRIN index on "timestamp" lets retention delete the ids of one day (sql/040) without
--- scanning them all; rows arrive roughly in time order, so its block ranges are narrow, and
--- it costs next to nothing per insert (a B-tree on "timestamp" would cost as much as the key).
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                   WHERE conrelid = 'public.epp_event_ids'::regclass AND contype = 'p') THEN
-        ALTER TABLE public.epp_event_ids ADD CONSTRAINT epp_event_ids_pkey PRIMARY KEY (event_id);
-    END IF;
-END $$;
-CREATE INDEX IF NOT EXISTS epp_event_ids_timestamp_brin ON public.epp_event_ids
-    USING brin ("timestamp") WITH (autosummarize = on);
 
 -- One trigger per kind of statement (a trigger with transition tables takes one event).
 DO $$
