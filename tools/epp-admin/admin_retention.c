@@ -41,8 +41,7 @@ static void report(void *ud, const epp_maintain_step_t *s, int rc, int64_t rows,
     if (rc != 0) {
         t->failed++;
         fprintf(stderr, "epp-admin: retention: %s %s failed: %s%s%s%s\n", s->action, s->object,
-                pe->message, pe->sqlstate[0] ? " (" : "", pe->sqlstate,
-                pe->sqlstate[0] ? ")" : "");
+                pe->message, pe->sqlstate[0] ? " (" : "", pe->sqlstate, pe->sqlstate[0] ? ")" : "");
         return;
     }
     print_step("  done ", s, rows, "rows");

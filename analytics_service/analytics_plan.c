@@ -1,5 +1,5 @@
-/* Range decomposition; see query_plan.h for the contract. */
-#include "query_plan.h"
+/* Range decomposition; see analytics_plan.h for the contract. */
+#include "analytics_plan.h"
 
 int64_t analytics_floor(int64_t t, int64_t width)
 {

@@ -1,6 +1,6 @@
-/* SQL for the analytics questions; see queries.h. The statement texts are composed once at
- * start-up from fixed fragments (never from request data) and prepared on every connection. */
-#include "queries.h"
+/* SQL for the analytics questions; see analytics_queries.h. The statement texts are composed once
+ * at start-up from fixed fragments (never from request data) and prepared on every connection. */
+#include "analytics_queries.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_time.h"
-#include "query_plan.h"
+#include "analytics_plan.h"
 
 enum {
     ST_COUNT,
@@ -41,8 +41,7 @@ static epp_buf_t sql_text[ST_N];
  * inside the statement that reads it, so with the same snapshot. */
 static void guard(epp_buf_t *b, const char *kind, int p)
 {
-    epp_buf_printf(b,
-                   " AND public.epp_retention_guard('%s', $%d::timestamptz, $%d::timestamptz)",
+    epp_buf_printf(b, " AND public.epp_retention_guard('%s', $%d::timestamptz, $%d::timestamptz)",
                    kind, p, p + 1);
 }
 

@@ -1,8 +1,8 @@
 /* The analytics questions as prepared SQL over the rollups and public.events.
  *
- * Each function answers one SPEC section 7 question exactly for [from, to) (microseconds,
+ * Each function answers one docs/contract.md §7 question exactly for [from, to) (microseconds,
  * from < to): whole days, hours and minutes come from epp_rollup_day/hour/minute, the
- * sub-minute edges from public.events (see query_plan.h). Every statement is one round trip,
+ * sub-minute edges from public.events (see analytics_plan.h). Every statement is one round trip,
  * so each answer is taken from one snapshot of the database.
  *
  * Retention (docs/scaling.md): every range piece read from the rollups or from public.events is
@@ -21,7 +21,7 @@
 
 #include <libpq-fe.h>
 
-#include "db_pool.h"
+#include "analytics_pool.h"
 
 /* The SQLSTATE of a question that needs data retention dropped (sql/040). */
 #define ANALYTICS_SQLSTATE_RETENTION "EPP01"
