@@ -152,9 +152,8 @@ static int lock_key_exec(PGconn *conn, const char *fn, int *got, epp_pg_error_t 
     return 0;
 }
 
-int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, int lock_timeout_ms,
-                     const volatile sig_atomic_t *stop, epp_maintain_report_fn report, void *ud,
-                     size_t *done, epp_pg_error_t *pe)
+int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, const volatile sig_atomic_t *stop,
+                     epp_maintain_report_fn report, void *ud, size_t *done, epp_pg_error_t *pe)
 {
     if (done != NULL)
         *done = 0;
@@ -169,7 +168,7 @@ int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, int lock_timeou
         return pe->code = EPP_EAGAIN;
     }
     char timeout[64];
-    snprintf(timeout, sizeof timeout, "SET lock_timeout = %d", lock_timeout_ms);
+    snprintf(timeout, sizeof timeout, "SET lock_timeout = %d", EPP_MAINTAIN_LOCK_TIMEOUT_MS);
     epp_maintain_step_t *steps = NULL;
     size_t n = 0;
     rc = epp_pg_exec(conn, timeout, pe);

@@ -36,6 +36,12 @@
                  partitions_ahead, "Day partitions of public.events created ahead of today")
 /* clang-format on */
 
+/* How long a maintenance statement waits for its lock. Short on purpose: while a DROP or an
+ * ATTACH waits for ACCESS EXCLUSIVE on public.events or events_default, every reader and writer
+ * that comes after it queues behind it; a step that cannot get its lock this fast is tried again
+ * (twice, half a second apart) and then left for the next run. */
+#define EPP_MAINTAIN_LOCK_TIMEOUT_MS 200
+
 /* The advisory lock key of a maintenance run ("eppmaint"). */
 #define EPP_MAINTAIN_LOCK_KEY 0x657070686d61696eLL
 
@@ -73,13 +79,12 @@ typedef void (*epp_maintain_report_fn)(void *ud, const epp_maintain_step_t *s, i
 
 /* One maintenance run: takes the advisory lock (without waiting: EPP_EAGAIN when another run
  * holds it), plans, and applies every step in its own transaction with lock_timeout
- * lock_timeout_ms, trying a step that timed out on its lock up to three times. A failed step is
- * reported and the run goes on with the next one (the next run retries it). *stop (may be NULL)
- * is checked between steps. Returns 0 when every step succeeded, the first step's error
- * otherwise (EPP_EIO when the connection was lost: the caller reconnects). *done (may be NULL)
- * receives how many steps succeeded. */
-int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, int lock_timeout_ms,
-                     const volatile sig_atomic_t *stop, epp_maintain_report_fn report, void *ud,
-                     size_t *done, epp_pg_error_t *pe);
+ * EPP_MAINTAIN_LOCK_TIMEOUT_MS, trying a step that timed out on its lock up to three times. A
+ * failed step is reported and the run goes on with the next one (the next run retries it). *stop
+ * (may be NULL) is checked between steps. Returns 0 when every step succeeded, the first step's
+ * error otherwise (EPP_EIO when the connection was lost: the caller reconnects). *done (may be
+ * NULL) receives how many steps succeeded. */
+int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, const volatile sig_atomic_t *stop,
+                     epp_maintain_report_fn report, void *ud, size_t *done, epp_pg_error_t *pe);
 
 #endif

@@ -13,10 +13,6 @@
 #include "epp_pg.h"
 #include "epp_time.h"
 
-/* Maintenance statements wait at most this long for their lock on public.events: longer, and
- * every reader and writer queued behind the waiting DROP would wait as long. */
-#define LOCK_TIMEOUT_MS 2000
-
 struct consumer_maintain {
     const consumer_conf_t *conf;
     const epp_maintain_opts_t *opts;
@@ -92,7 +88,7 @@ static void run_once(consumer_maintain_t *cm)
         cm->cancel = PQgetCancel(conn);
         pthread_mutex_unlock(&cm->mu);
         size_t done = 0;
-        rc = epp_maintain_run(conn, cm->opts, LOCK_TIMEOUT_MS, &cm->stop, report, cm, &done, &pe);
+        rc = epp_maintain_run(conn, cm->opts, &cm->stop, report, cm, &done, &pe);
         pthread_mutex_lock(&cm->mu);
         PQfreeCancel(cm->cancel);
         cm->cancel = NULL;

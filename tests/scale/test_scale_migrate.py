@@ -185,9 +185,9 @@ def main():
         tb = time.time()
         b.start()
         t.wait_schema(s.db_url, timeout=600 if FULL else 180)
-        applied = [ln for ln in b.log_text().splitlines()
-                   if "migration applied" in ln and "041_" in ln]
-        t.check(applied, "consumer B did not apply 041:\n" + b.log_tail())
+        applied = t.wait_for(lambda: [ln for ln in b.log_text().splitlines()
+                                      if "migration applied" in ln and "041_" in ln],
+                             timeout=10, msg="consumer B's log of 041")
         migrate_s = log_ts(applied[0]) - tb
         time.sleep(3)
         sender.done.set()

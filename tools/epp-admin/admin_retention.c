@@ -15,9 +15,6 @@
 #include "epp_pg.h"
 #include "epp_time.h"
 
-/* Statements wait at most this long for their lock on public.events (as the consumer's). */
-#define LOCK_TIMEOUT_MS 2000
-
 typedef struct {
     int64_t steps, failed;
 } totals_t;
@@ -98,7 +95,7 @@ int admin_retention(const admin_conf_t *c)
         free(steps);
     } else {
         totals_t t = {0, 0};
-        int rc = epp_maintain_run(conn, &o, LOCK_TIMEOUT_MS, NULL, report, &t, NULL, &pe);
+        int rc = epp_maintain_run(conn, &o, NULL, report, &t, NULL, &pe);
         if (rc == EPP_EAGAIN && t.steps == 0) {
             fprintf(stderr, "epp-admin: retention: %s; try again later\n", pe.message);
         } else if (rc != 0 && t.steps == 0) {
