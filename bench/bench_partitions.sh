@@ -13,12 +13,14 @@
 #   monthly  the same with one partition per calendar month.
 # Then, per layout:
 #   insert   the consumer's write: 40 COPY batches of 5,000 rows of the last day, one transaction
-#            each, rows/s (and, for the partitioned layouts, the same without the epp_event_ids
-#            trigger: what event_id's uniqueness across partitions costs);
-#   queries  median of 21 executions of prepared statements (generic plans after the fifth, as
-#            epp-analytics' pool runs them), in ms: a 30 s raw edge count, a user's count over 7
-#            days, a user's newest 50 events, one event by id, distinct users of a 30 s edge;
-#            and the planning time of the raw edge count;
+#            each: rows/s, and the backend's CPU µs per row (steadier on a shared machine); the
+#            second 20 batches without the epp_event_ids trigger for the partitioned layouts
+#            (what event_id's uniqueness across partitions costs);
+#   queries  1001 executions of prepared statements with generic plans, in the forms and with the
+#            session settings of epp-analytics' pool: the median wall time and the backend's CPU per
+#            execution, in ms, of a 30 s raw edge count, a user's count over 7 days, a user's
+#            newest 50 events, one event by id, distinct users of a 30 s edge; and the planning
+#            time of the raw edge count (a custom plan);
 #   drop     removing the oldest day (retention): DROP of its partition with its ids (daily),
 #            DELETE of its rows and ids (monthly: a month can only be dropped whole; none);
 #   size     table + indexes (+ epp_event_ids), GB.
@@ -54,6 +56,7 @@ import psycopg2
 base, sizes, layouts, days, repo = sys.argv[1], [int(x) for x in sys.argv[2].split()], \
     sys.argv[3].split(), int(sys.argv[4]), sys.argv[5]
 END = datetime.datetime(2026, 11, 1, tzinfo=datetime.timezone.utc)
+RUNS = 1001  # executions of each query (the median skips the first 5: caches warming)
 START = END - datetime.timedelta(days=days)
 NAMES = ("ARRAY['page_view','click','search','add_to_cart','purchase','signup','login','logout',"
          "'share','comment','like','follow','scroll','video_play','video_pause','download',"
@@ -148,72 +151,99 @@ def copy_batches(rnd, k, n=5000):
     return out
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(cur):
+    """CPU seconds the connection's backend process has used (this machine is shared: CPU time
+    moves much less with the load than wall time does)."""
+    cur.execute("SELECT pg_backend_pid()")
+    with open("/proc/%d/stat" % cur.fetchone()[0]) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
 def insert_rate(db, batches, with_ids=True):
+    """(rows/s, backend CPU µs per row) of COPY batches, one transaction each."""
     c = connect(db)
     c.autocommit = False
     cur = c.cursor()
     if not with_ids:
         cur.execute("ALTER TABLE public.events DISABLE TRIGGER epp_event_ids_insert")
         c.commit()
+    cpu0 = backend_cpu(cur)
+    c.commit()
     t0 = time.perf_counter()
     for b in batches:
         cur.copy_expert('COPY public.events (event_id, user_id, event_name, metadata, '
                         '"timestamp") FROM STDIN', io.StringIO(b))
         c.commit()
     secs = time.perf_counter() - t0
+    cpu = backend_cpu(cur) - cpu0
+    c.commit()
     if not with_ids:
         cur.execute("ALTER TABLE public.events ENABLE TRIGGER epp_event_ids_insert")
         c.commit()
     c.close()
-    return sum(b.count("\n") for b in batches) / secs
+    rows = sum(b.count("\n") for b in batches)
+    return rows / secs, cpu * 1e6 / rows
 
 
 def query_times(db, layout, rnd, n):
     c = connect(db)
     cur = c.cursor()
     cur.execute("SET TIME ZONE 'UTC'")
+    # The session settings of epp-analytics' pool (analytics_service/README.md).
+    cur.execute("SET plan_cache_mode = force_generic_plan; SET jit = off;"
+                " SET max_parallel_workers_per_gather = 0")
     cur.execute("SELECT event_id FROM public.events TABLESAMPLE SYSTEM (%s) LIMIT 50",
                 (max(0.01, min(100.0, 2e6 / n)),))
     ids = [r[0] for r in cur.fetchall()]
     lookup = ("SELECT * FROM public.events WHERE event_id = $1" if layout == "none" else
               'SELECT * FROM public.events WHERE event_id = $1 AND "timestamp" = '
               '(SELECT i."timestamp" FROM public.epp_event_ids i WHERE i.event_id = $1)')
+    # The statements in the forms epp-analytics sends (analytics_queries.c): both bounds of a
+    # range are parameters, so partitions are pruned at executor start-up in a generic plan.
     qs = {
         "edge count 30s": ('SELECT count(*) FROM public.events WHERE "timestamp" >= $1 '
-                           'AND "timestamp" < $1 + interval \'30 seconds\'', "ts"),
-        "user count 7d": ('SELECT count(*) FROM public.events WHERE user_id = $2 AND '
-                          '"timestamp" >= $1 AND "timestamp" < $1 + interval \'7 days\'', "ts,user"),
+                           'AND "timestamp" < $2', "ts,ts30"),
+        "user count 7d": ('SELECT count(*) FROM public.events WHERE user_id = $3 AND '
+                          '"timestamp" >= $1 AND "timestamp" < $2', "ts,ts7d,user"),
         "user newest 50": ('SELECT event_id FROM public.events WHERE user_id = $1 '
                            'ORDER BY "timestamp" DESC, event_id DESC LIMIT 50', "user"),
         "event by id": (lookup, "id"),
         "edge users 30s": ('SELECT count(DISTINCT user_id) FROM public.events WHERE '
-                           '"timestamp" >= $1 AND "timestamp" < $1 + interval \'30 seconds\'', "ts"),
+                           '"timestamp" >= $1 AND "timestamp" < $2', "ts,ts30"),
     }
     out = {}
+    types = {"ts": "timestamptz", "ts30": "timestamptz", "ts7d": "timestamptz", "user": "text",
+             "id": "uuid"}
     for name, (sql, kinds) in qs.items():
-        types = {"ts": "timestamptz", "user": "text", "id": "uuid"}
-        cur.execute("PREPARE q (%s) AS %s" % (", ".join(types[k] for k in kinds.split(",")), sql))
+        kinds = kinds.split(",")
+        cur.execute("PREPARE q (%s) AS %s" % (", ".join(types[k] for k in kinds), sql))
         times = []
-        for i in range(21):
+        cpu0 = backend_cpu(cur)
+        for i in range(RUNS):
+            lo = START + datetime.timedelta(seconds=rnd.uniform(86400, (days - 8) * 86400))
             args = []
-            for k in kinds.split(","):
-                if k == "ts":
-                    args.append(START + datetime.timedelta(seconds=rnd.uniform(86400, (days - 8) * 86400)))
-                elif k == "user":
-                    args.append("user-%d" % rnd.randrange(5000))
-                else:
-                    args.append(ids[i % len(ids)])
+            for k in kinds:
+                args.append({"ts": lo, "ts30": lo + datetime.timedelta(seconds=30),
+                             "ts7d": lo + datetime.timedelta(days=7),
+                             "user": "user-%d" % rnd.randrange(5000),
+                             "id": ids[i % len(ids)]}[k])
             t0 = time.perf_counter()
             cur.execute("EXECUTE q (%s)" % ", ".join(["%s"] * len(args)), args)
             cur.fetchall()
             times.append((time.perf_counter() - t0) * 1000)
+        cpu = backend_cpu(cur) - cpu0
         cur.execute("DEALLOCATE q")
-        out[name] = statistics.median(times[5:])
+        out[name + " ms"] = statistics.median(times[5:])
+        out[name + " cpu ms"] = cpu * 1000 / RUNS
     cur.execute('EXPLAIN (ANALYZE, SUMMARY) SELECT count(*) FROM public.events WHERE '
                 '"timestamp" >= %s AND "timestamp" < %s',
                 (END - datetime.timedelta(days=2), END - datetime.timedelta(days=2, seconds=-30)))
     plan = [r[0] for r in cur.fetchall()]
-    out["planning (custom)"] = float([l for l in plan if l.startswith("Planning Time")][0].split()[2])
+    out["planning ms (custom)"] = float([l for l in plan if l.startswith("Planning Time")][0].split()[2])
     c.close()
     return out
 
@@ -265,11 +295,9 @@ for n in sizes:
         a.execute("CREATE DATABASE %s" % db)
         r = {"load s": load(db, layout, n)}
         r["size GB"] = size_gb(db)
-        r["insert rows/s"] = insert_rate(db, batches[:20])
-        if layout != "none":
-            r["insert rows/s, no ids"] = insert_rate(db, batches[20:], with_ids=False)
-        else:
-            r["insert rows/s, no ids"] = insert_rate(db, batches[20:])
+        r["insert rows/s"], r["insert cpu us/row"] = insert_rate(db, batches[:20])
+        r["insert rows/s, no ids"], r["insert cpu us/row, no ids"] = insert_rate(
+            db, batches[20:], with_ids=layout == "none")
         r.update(query_times(db, layout, random.Random(7), n))
         r["drop oldest day s"] = drop_oldest_day(db, layout)
         results[layout] = r
