@@ -57,22 +57,8 @@ N = int(os.environ.get("BENCH_SCALE_EVENTS", "600000"))
 DUR = int(os.environ.get("BENCH_DURATION", "10"))
 TMP = os.environ["BENCH_TMP"]
 admin = os.environ["BENCH_PG_ADMIN"]
-TICK = os.sysconf("SC_CLK_TCK")
 env = t.load_env()
 env["EPP_TEST_PG_URL"] = admin
-
-
-def cpu_s(pids):
-    """CPU seconds (user + system) of these processes so far; gone ones count 0."""
-    total = 0
-    for pid in pids:
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return total / TICK
 
 
 def pg_pids():
@@ -100,7 +86,7 @@ def consumer_round(kc, topic, k):
          "KAFKA_GROUP_ID": "bench_scale_%d_%s" % (k, uuid.uuid4().hex[:6]), "LOG_LEVEL": "warn"}
     procs = []
     brokers = [kc.pid(n) for n in (1, 2, 3)]
-    pg0, br0 = cpu_s(pg_pids()), cpu_s(brokers)
+    pg0, br0 = t.cpu_seconds(pg_pids()), t.cpu_seconds(brokers)
     for i in range(k):
         p = t.ServiceProcess(kc.env, "epp-consumer", port=t.free_port(), extra_env=e,
                              log_name="bench-scale-consumer%d-%d" % (k, i))
@@ -119,8 +105,8 @@ def consumer_round(kc, topic, k):
         if seen >= N:
             last = now
         time.sleep(0.2)
-    pgc, brc = cpu_s(pg_pids()) - pg0, cpu_s(brokers) - br0
-    cc = cpu_s([p.proc.pid for p in procs])
+    pgc, brc = t.cpu_seconds(pg_pids()) - pg0, t.cpu_seconds(brokers) - br0
+    cc = t.cpu_seconds([p.proc.pid for p in procs])
     for p in procs:
         p.stop()
     t.drop_database(env, url)
@@ -160,11 +146,11 @@ def ingest_round(kc, topic, k, script, path, per_request):
             "user_id": "warm", "event_name": "warm"}, timeout=30)[0] == 202, timeout=60,
             msg="a 202 from ingest")
     brokers = [kc.pid(n) for n in (1, 2, 3)]
-    br0, ic0 = cpu_s(brokers), cpu_s([p.proc.pid for p in procs])
+    br0, ic0 = t.cpu_seconds(brokers), t.cpu_seconds([p.proc.pid for p in procs])
     runs = [wrk(procs[i % k].url(path), script, DUR) for i in range(2)]
     outs = [r.communicate()[0] for r in runs]
-    brc = cpu_s(brokers) - br0
-    ic = cpu_s([p.proc.pid for p in procs]) - ic0
+    brc = t.cpu_seconds(brokers) - br0
+    ic = t.cpu_seconds([p.proc.pid for p in procs]) - ic0
     for p in procs:
         p.stop()
     rates = [wrk_rate(o) for o in outs]

@@ -49,7 +49,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 __all__ = [
     "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
-    "wait_schema",
+    "wait_schema", "cpu_seconds",
     "http_request", "http_json", "broker_control", "create_topic", "kafka_producer",
     "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process", "DevBroker",
     "KafkaCluster",
@@ -418,6 +418,22 @@ def topic_offsets(env_or_bootstrap, topic, timeout=10.0):
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
+
+def cpu_seconds(pids):
+    """CPU seconds (user + system) the processes pids have used so far, from /proc (processes
+    gone count 0). Benchmarks on shared machines report CPU per unit of work next to rates: it
+    moves much less with the machine's load than wall time does."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
 
 class ServiceProcess:
     """Runs a build/bin program (or any executable path) with env and args, captures its
