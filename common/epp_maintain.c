@@ -136,11 +136,12 @@ static int apply_step(PGconn *conn, const epp_maintain_step_t *s, int64_t *rows,
     return 0;
 }
 
-static int lock_key_exec(PGconn *conn, const char *fn, int *got, epp_pg_error_t *pe)
+/* Runs a one-parameter statement with the run's advisory lock key; *got (may be NULL) receives
+ * whether its boolean result was true. */
+static int lock_key_exec(PGconn *conn, const char *sql, int *got, epp_pg_error_t *pe)
 {
-    char key[32], sql[64];
+    char key[32];
     snprintf(key, sizeof key, "%lld", (long long)EPP_MAINTAIN_LOCK_KEY);
-    snprintf(sql, sizeof sql, "SELECT %s($1::bigint)", fn);
     const char *values[1] = {key};
     PGresult *res = NULL;
     int rc = epp_pg_exec_params(conn, sql, 1, values, 0, &res, pe);
@@ -158,7 +159,7 @@ int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, const volatile 
     if (done != NULL)
         *done = 0;
     int got = 0;
-    int rc = lock_key_exec(conn, "pg_try_advisory_lock", &got, pe);
+    int rc = lock_key_exec(conn, "SELECT pg_try_advisory_lock($1::bigint)", &got, pe);
     if (rc != 0)
         return rc;
     if (!got) {
@@ -167,11 +168,13 @@ int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, const volatile 
         pe->sqlstate[0] = '\0';
         return pe->code = EPP_EAGAIN;
     }
-    char timeout[64];
-    snprintf(timeout, sizeof timeout, "SET lock_timeout = %d", EPP_MAINTAIN_LOCK_TIMEOUT_MS);
+    char timeout[32];
+    snprintf(timeout, sizeof timeout, "%dms", EPP_MAINTAIN_LOCK_TIMEOUT_MS);
+    const char *values[1] = {timeout};
     epp_maintain_step_t *steps = NULL;
     size_t n = 0;
-    rc = epp_pg_exec(conn, timeout, pe);
+    rc = epp_pg_exec_params(conn, "SELECT set_config('lock_timeout', $1, false)", 1, values, 0,
+                            NULL, pe);
     if (rc == 0)
         rc = epp_maintain_plan(conn, o, &steps, &n, pe);
     int first_err = rc;
@@ -201,7 +204,7 @@ int epp_maintain_run(PGconn *conn, const epp_maintain_opts_t *o, const volatile 
     free(steps);
     if (PQstatus(conn) == CONNECTION_OK) {
         epp_pg_exec(conn, "RESET lock_timeout", NULL);
-        lock_key_exec(conn, "pg_advisory_unlock", NULL, NULL);
+        lock_key_exec(conn, "SELECT pg_advisory_unlock($1::bigint)", NULL, NULL);
     }
     return first_err;
 }
