@@ -52,6 +52,8 @@ echo "load: $(uptime | sed 's/.*load average/load average/')"
 $PY - "postgresql://postgres:postgres@127.0.0.1:$PG_PORT" "$SIZES" "$LAYOUTS" "$DAYS" "$REPO" <<'PYEOF'
 import datetime, io, os, random, statistics, sys, time, uuid
 import psycopg2
+sys.path.insert(0, os.path.join(os.getcwd(), "tests", "lib"))
+import epp_testlib as t
 
 base, sizes, layouts, days, repo = sys.argv[1], [int(x) for x in sys.argv[2].split()], \
     sys.argv[3].split(), int(sys.argv[4]), sys.argv[5]
@@ -151,16 +153,11 @@ def copy_batches(rnd, k, n=5000):
     return out
 
 
-TICK = os.sysconf("SC_CLK_TCK")
-
-
 def backend_cpu(cur):
     """CPU seconds the connection's backend process has used (this machine is shared: CPU time
     moves much less with the load than wall time does)."""
     cur.execute("SELECT pg_backend_pid()")
-    with open("/proc/%d/stat" % cur.fetchone()[0]) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return t.cpu_seconds([cur.fetchone()[0]])
 
 
 def insert_rate(db, batches, with_ids=True):
