@@ -200,12 +200,15 @@ int analytics_queries_init(void)
     "(extract(epoch FROM \"timestamp\") * 1000000)::int8, "                                        \
     "(extract(epoch FROM processed_at) * 1000000)::int8"
     /* Keyset pagination in the order of events_user_timestamp_idx. ORDER BY names the table's
-     * columns (e.event_id, a uuid), not the output column of the same name (its text). */
+     * columns (e.event_id, a uuid), not the output column of the same name (its text). The plain
+     * bounds on "timestamp" ($5 <= timestamp <= $2) repeat what the keyset says in a form that
+     * prunes the day partitions (sql/041); see analytics_q_user_events for $5. */
     epp_buf_append_str(&sql_text[ST_USER_EVENTS],
                        "SELECT " ROW_COLUMNS " FROM public.events e WHERE user_id = $1::text "
+                       "AND \"timestamp\" >= $5::timestamptz AND \"timestamp\" <= $2::timestamptz "
                        "AND (\"timestamp\", event_id) < ($2::timestamptz, $3::uuid) "
                        "ORDER BY e.\"timestamp\" DESC, e.event_id DESC LIMIT $4::int8");
-    set_stmt(ST_USER_EVENTS, "user_events", 4, "user_events");
+    set_stmt(ST_USER_EVENTS, "user_events", 5, "user_events");
     /* The timestamp from epp_event_ids (sql/041) prunes the day partitions to one at run time:
      * event_id alone would probe the key of every partition. */
     epp_buf_append_str(&sql_text[ST_EVENT],
@@ -380,16 +383,28 @@ int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int64_t
     return single_int(conn, ST_ACTIVE, values, users, err);
 }
 
+/* How far back each attempt of a user's listing looks, from the cursor (or now); 0: all the
+ * way. The newest `limit` events before the cursor are the same in any window that holds at
+ * least `limit` of them, and a window reads only its own day partitions -- where one statement
+ * over all of them would read the newest rows of every day partition of the user's index
+ * (bench/README.md, bench_partitions, "user newest 50"). An
+ * active user's page is found in the first window; one with no event in 32 days costs the last,
+ * full, statement more. */
+static const int64_t listing_windows_us[] = {ANALYTICS_US_DAY, 8 * ANALYTICS_US_DAY,
+                                             32 * ANALYTICS_US_DAY, 0};
+
 int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t before_us,
                             const char *before_id, int limit, PGresult **out, epp_pg_error_t *err)
 {
-    ts_text_t ts;
+    ts_text_t ts, lo;
     char lim[24];
-    const char *values[4];
+    const char *values[5];
+    int64_t ref = before_us;
     values[0] = user_id;
     if (before_us == INT64_MAX) {
         values[1] = "infinity";
         values[2] = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+        ref = epp_time_now_us();
     } else {
         values[1] = ts_param(before_us, ts);
         /* Timestamp only: every event of an earlier instant, none at before_us itself. */
@@ -397,7 +412,17 @@ int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t
     }
     snprintf(lim, sizeof(lim), "%d", limit);
     values[3] = lim;
-    return analytics_conn_exec(conn, ST_USER_EVENTS, values, out, err);
+    size_t n = sizeof listing_windows_us / sizeof listing_windows_us[0];
+    for (size_t i = 0; i < n; i++) {
+        int64_t w = listing_windows_us[i];
+        values[4] = w == 0 ? "-infinity" : ts_param(ref - w, lo);
+        int rc = analytics_conn_exec(conn, ST_USER_EVENTS, values, out, err);
+        if (rc < 0 || w == 0 || PQntuples(*out) >= limit)
+            return rc;
+        PQclear(*out);
+        *out = NULL;
+    }
+    return 0;
 }
 
 int analytics_q_event(analytics_conn_t *conn, const char *event_id, PGresult **out,

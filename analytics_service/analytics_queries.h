@@ -64,7 +64,10 @@ enum {
 
 /* A user's events newest first ("timestamp" DESC, event_id DESC) strictly before the keyset
  * position (before_us, before_id); before_id NULL means every event before before_us;
- * before_us INT64_MAX means from the newest. At most limit rows. Caller PQclear()s. */
+ * before_us INT64_MAX means from the newest. At most limit rows. Caller PQclear()s. The rows
+ * come from one statement (one snapshot), possibly after narrower ones that found fewer than
+ * limit rows: each looks back a longer window, so that an active user's page reads only the
+ * newest day partitions. */
 int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t before_us,
                             const char *before_id, int limit, PGresult **out, epp_pg_error_t *err);
 

@@ -8,7 +8,10 @@
 - any SQL writer gets unique_violation for such a resend;
 - an event of a day without a partition waits in events_default; a maintenance run gives that
   day its partition, moves the row in, and the id still guards it;
-- a deleted event's id is freed (a resend is stored again).
+- a deleted event's id is freed (a resend is stored again);
+- a user's listing (GET /analytics/users/{id}/events), which looks back in widening windows so
+  that an active user's page reads only the newest day partitions, pages through events an hour,
+  days, weeks and months old exactly as SQL orders them.
 """
 import datetime
 import os
@@ -16,6 +19,7 @@ import re
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -62,7 +66,7 @@ def main():
     env = t.load_env()
     now = datetime.datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # what iso() sends
-    with epp_stack.Stack(env, "scale_parts", services=("consumer", "ingest")) as s:
+    with epp_stack.Stack(env, "scale_parts") as s:
         conn = s.db()
         cur = conn.cursor()
         cur.execute("SELECT relkind FROM pg_class WHERE oid = 'public.events'::regclass")
@@ -130,6 +134,30 @@ def main():
         t.check(cur.fetchone()[0] == 0, "the deleted event's id is still held")
         post(s, x, now)
         t.wait_for(lambda: rows_of(s, x), timeout=30, msg="x stored again after its delete")
+
+        # A user's listing across the windows it looks back (1 day, 8, 32, all): ages from an
+        # hour to 100 days, paged two at a time, equals SQL's order.
+        lister = "lister-" + uuid.uuid4().hex[:6]
+        for age_h in (1, 2, 30, 75, 24 * 5, 24 * 20, 24 * 40, 24 * 100, 24 * 100 + 1):
+            post(s, str(uuid.uuid4()), now - datetime.timedelta(hours=age_h), user=lister)
+        t.wait_for(lambda: s.count_rows("user_id = %s", (lister,)) == 9, timeout=30,
+                   msg="the lister's events")
+        cur.execute('SELECT event_id::text FROM public.events WHERE user_id = %s'
+                    ' ORDER BY "timestamp" DESC, event_id DESC', (lister,))
+        want = [r[0] for r in cur.fetchall()]
+        got, cursor = [], None
+        for _ in range(10):
+            q = {"limit": 2}
+            if cursor:
+                q["before"] = cursor
+            st, _, body = t.http_json("GET", s.analytics_url + "/analytics/users/%s/events?%s" %
+                                      (lister, urllib.parse.urlencode(q)))
+            t.check(st == 200, "listing -> %s %r" % (st, body))
+            got += [e["event_id"] for e in body["events"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        t.check(got == want, "listing pages %r, SQL %r" % (got, want))
 
         cur.execute("SELECT (SELECT count(*) FROM public.events),"
                     " (SELECT count(DISTINCT event_id) FROM public.events),"
