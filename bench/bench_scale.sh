@@ -7,9 +7,9 @@
 #    (scripts/kafka.sh; topics with replication factor 3, min.insync.replicas 2).
 # 2. Consumer: BENCH_SCALE_EVENTS canonical events (default 600,000) produced once to a
 #    12-partition topic; then, for 1, 2 and 3 epp-consumer processes in one group, each round on
-#    a fresh database: events/s from the first stored row to the last, and CPU seconds per
-#    million events of the consumers, of Postgres (every process of the cluster) and of the
-#    Kafka brokers (the JVMs), read from /proc.
+#    a fresh database: events/s from the first stored row to the last, CPU seconds per million
+#    events of the consumers, of Postgres (every process of the cluster) and of the Kafka brokers
+#    (the JVMs), read from /proc, and Postgres' WAL bytes per event.
 # 3. Ingest: for 1 and 2 epp-ingest processes, BENCH_DURATION seconds (default 10) of wrk load:
 #    two wrk processes (-t1 -c64 each), spread over the ingests, POSTing one ~160-byte event per
 #    request, then 100 events per request (/events/batch); requests/s and events/s (every 202
@@ -68,6 +68,24 @@ def pg_pids():
     return [pm] + [int(x) for x in out.stdout.split()]
 
 
+def wal_lsn():
+    c = t.pg_connect(admin)
+    with c.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn()::text")
+        v = cur.fetchone()[0]
+    c.close()
+    return v
+
+
+def wal_bytes_since(lsn):
+    c = t.pg_connect(admin)
+    with c.cursor() as cur:
+        cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (lsn,))
+        v = float(cur.fetchone()[0])
+    c.close()
+    return v
+
+
 def count(url):
     c = t.pg_connect(url)
     try:
@@ -86,6 +104,7 @@ def consumer_round(kc, topic, k):
          "KAFKA_GROUP_ID": "bench_scale_%d_%s" % (k, uuid.uuid4().hex[:6]), "LOG_LEVEL": "warn"}
     procs = []
     brokers = [kc.pid(n) for n in (1, 2, 3)]
+    wal0 = wal_lsn()
     pg0, br0 = t.cpu_seconds(pg_pids()), t.cpu_seconds(brokers)
     for i in range(k):
         p = t.ServiceProcess(kc.env, "epp-consumer", port=t.free_port(), extra_env=e,
@@ -107,13 +126,14 @@ def consumer_round(kc, topic, k):
         time.sleep(0.2)
     pgc, brc = t.cpu_seconds(pg_pids()) - pg0, t.cpu_seconds(brokers) - br0
     cc = t.cpu_seconds([p.proc.pid for p in procs])
+    wal = wal_bytes_since(wal0)
     for p in procs:
         p.stop()
     t.drop_database(env, url)
     if last is None:
         sys.exit("bench_scale: %d consumers stored %d of %d events" % (k, seen, N))
     rate = (N - first[1]) / max(last - first[0], 1e-3)
-    return rate, cc, pgc, brc
+    return rate, cc, pgc, brc, wal
 
 
 def wrk(url, script, dur):
@@ -192,15 +212,16 @@ try:
     print("produced %d events in %.1fs" % (N, time.monotonic() - t0))
 
     print("\nconsumer: %d events from a 12-partition topic (RF 3) into Postgres" % N)
-    print("%-10s %12s %8s %18s %18s %18s" % ("processes", "events/s", "vs 1",
-                                              "consumer CPU s/M", "Postgres CPU s/M",
-                                              "brokers CPU s/M"))
+    print("%-10s %12s %8s %18s %18s %18s %16s" % ("processes", "events/s", "vs 1",
+                                                   "consumer CPU s/M", "Postgres CPU s/M",
+                                                   "brokers CPU s/M", "WAL bytes/event"))
     base_rate = None
     for k in (1, 2, 3):
-        rate, cc, pgc, brc = consumer_round(kc, topic, k)
+        rate, cc, pgc, brc, wal = consumer_round(kc, topic, k)
         base_rate = base_rate or rate
-        print("%-10d %12.0f %7.2fx %18.1f %18.1f %18.1f" %
-              (k, rate, rate / base_rate, cc * 1e6 / N, pgc * 1e6 / N, brc * 1e6 / N), flush=True)
+        print("%-10d %12.0f %7.2fx %18.1f %18.1f %18.1f %16.0f" %
+              (k, rate, rate / base_rate, cc * 1e6 / N, pgc * 1e6 / N, brc * 1e6 / N, wal / N),
+              flush=True)
 
     batch_lua(os.path.join(TMP, "batch.lua"))
     for label, script, path, per in (
