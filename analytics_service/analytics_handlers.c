@@ -44,6 +44,16 @@ static void reply_error(call_t *c, unsigned status, const char *code, const char
 
 static void reply_db_error(call_t *c, int rc, const epp_pg_error_t *err)
 {
+    if (strcmp(err->sqlstate, ANALYTICS_SQLSTATE_RETENTION) == 0) {
+        /* Not a server fault and not bad syntax: the range is fine, the data is gone. */
+        char msg[sizeof err->message + 160];
+        snprintf(msg, sizeof msg,
+                 "%s; counts over whole UTC minutes, hours and days (no user_id) still come from "
+                 "the rollups",
+                 err->message);
+        reply_error(c, 409, "retention_expired", msg, "from_ts", 0);
+        return;
+    }
     switch (rc) {
     case EPP_EAGAIN:
         reply_error(c, 503, "database_unavailable",

@@ -35,6 +35,16 @@ enum {
 static analytics_stmt_t stmts[ST_N];
 static epp_buf_t sql_text[ST_N];
 
+/* Appends " AND " the retention guard (sql/040) of the range piece [$p, $p+1): the statement
+ * fails with SQLSTATE ANALYTICS_SQLSTATE_RETENTION instead of answering from a range whose raw
+ * rows ("raw") or rollup buckets ("rollup") retention has dropped. Evaluated once per piece,
+ * inside the statement that reads it, so with the same snapshot. */
+static void guard(epp_buf_t *b, const char *kind, int p)
+{
+    epp_buf_printf(b, " AND public.epp_retention_guard('%s', $%d::timestamptz, $%d::timestamptz)",
+                   kind, p, p + 1);
+}
+
 /* Appends the exact count of events in a planned range whose 14 span bounds are parameters
  * $p .. $p+13 (see plan_values), optionally filtered by event_name = $ev (ev 0: no filter). */
 static void count_expr(epp_buf_t *b, int p, int ev)
@@ -52,16 +62,22 @@ static void count_expr(epp_buf_t *b, int p, int ev)
         "public.epp_rollup_minute_total"};
     const char *const *tables = ev ? by_name : totals;
     epp_buf_append_str(b, "(");
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         epp_buf_printf(b,
                        "(SELECT coalesce(sum(n), 0) FROM %s WHERE bucket >= $%d::timestamptz "
-                       "AND bucket < $%d::timestamptz%s) + ",
+                       "AND bucket < $%d::timestamptz%s",
                        tables[i], p + 2 * i, p + 2 * i + 1, evf);
-    for (int i = 5; i < 7; i++)
+        guard(b, "rollup", p + 2 * i);
+        epp_buf_append_str(b, ") + ");
+    }
+    for (int i = 5; i < 7; i++) {
         epp_buf_printf(b,
                        "(SELECT count(*) FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz%s)%s",
-                       p + 2 * i, p + 2 * i + 1, evf, i == 5 ? " + " : "");
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz%s",
+                       p + 2 * i, p + 2 * i + 1, evf);
+        guard(b, "raw", p + 2 * i);
+        epp_buf_append_str(b, i == 5 ? ") + " : ")");
+    }
     epp_buf_append_str(b, ")::int8");
 }
 
@@ -73,8 +89,10 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
     epp_buf_printf(b,
                    "SELECT (extract(epoch FROM bucket) * 1000000)::int8, n FROM ("
                    "SELECT bucket, sum(n)::int8 AS n FROM %s WHERE bucket >= $1::timestamptz "
-                   "AND bucket < $2::timestamptz%s GROUP BY bucket",
+                   "AND bucket < $2::timestamptz%s",
                    table, evf);
+    guard(b, "rollup", 1);
+    epp_buf_append_str(b, " GROUP BY bucket");
     for (int e = 0; e < 2; e++) {
         int p = 3 + e * (1 + PLAN_PARAMS);
         epp_buf_printf(b, " UNION ALL SELECT $%d::timestamptz, ", p);
@@ -109,11 +127,13 @@ int analytics_queries_init(void)
     epp_buf_append_str(&sql_text[ST_COUNT_USER],
                        "SELECT count(*) FROM public.events WHERE user_id = $1::text "
                        "AND \"timestamp\" >= $2::timestamptz AND \"timestamp\" < $3::timestamptz");
+    guard(&sql_text[ST_COUNT_USER], "raw", 2);
     set_stmt(ST_COUNT_USER, "count_user", 3, "count_user");
     epp_buf_append_str(&sql_text[ST_COUNT_USER_EV],
                        "SELECT count(*) FROM public.events WHERE user_id = $1::text "
                        "AND \"timestamp\" >= $2::timestamptz AND \"timestamp\" < $3::timestamptz "
                        "AND event_name = $4::text");
+    guard(&sql_text[ST_COUNT_USER_EV], "raw", 2);
     set_stmt(ST_COUNT_USER_EV, "count_user_ev", 4, "count_user");
 
     static const char *const tables[] = {"public.epp_rollup_minute", "public.epp_rollup_hour",
@@ -135,17 +155,22 @@ int analytics_queries_init(void)
     static const char *const top_tables[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
                                              "public.epp_rollup_hour", "public.epp_rollup_minute",
                                              "public.epp_rollup_minute"};
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; i < 5; i++) {
         epp_buf_printf(b,
                        "SELECT event_name, n FROM %s WHERE bucket >= $%d::timestamptz AND "
-                       "bucket < $%d::timestamptz UNION ALL ",
+                       "bucket < $%d::timestamptz",
                        top_tables[i], 1 + 2 * i, 2 + 2 * i);
-    for (int i = 5; i < 7; i++)
+        guard(b, "rollup", 1 + 2 * i);
+        epp_buf_append_str(b, " UNION ALL ");
+    }
+    for (int i = 5; i < 7; i++) {
         epp_buf_printf(b,
                        "SELECT event_name, count(*) FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz GROUP BY "
-                       "event_name%s",
-                       1 + 2 * i, 2 + 2 * i, i == 5 ? " UNION ALL " : "");
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
+                       1 + 2 * i, 2 + 2 * i);
+        guard(b, "raw", 1 + 2 * i);
+        epp_buf_append_str(b, i == 5 ? " GROUP BY event_name UNION ALL " : " GROUP BY event_name");
+    }
     epp_buf_printf(b,
                    ") t GROUP BY event_name HAVING sum(n) > 0 "
                    "ORDER BY sum(n) DESC, event_name COLLATE \"C\" ASC LIMIT $%d::int8",
@@ -155,14 +180,19 @@ int analytics_queries_init(void)
     /* Distinct users: the whole days' sets from epp_user_day (a set of (day, user) pairs since
      * sql/004: a pair is there exactly when the user has an event that day), the partial days'
      * users from public.events, and UNION (not UNION ALL) removes the duplicates across them. */
-    epp_buf_append_str(&sql_text[ST_ACTIVE],
-                       "SELECT count(*) FROM ("
-                       "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
-                       "AND bucket < $2::timestamptz "
-                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$3::timestamptz AND \"timestamp\" < $4::timestamptz "
-                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$5::timestamptz AND \"timestamp\" < $6::timestamptz) u");
+    b = &sql_text[ST_ACTIVE];
+    epp_buf_append_str(b, "SELECT count(*) FROM ("
+                          "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
+                          "AND bucket < $2::timestamptz");
+    guard(b, "rollup", 1);
+    for (int p = 3; p <= 5; p += 2) {
+        epp_buf_printf(b,
+                       " UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
+                       p, p + 1);
+        guard(b, "raw", p);
+    }
+    epp_buf_append_str(b, ") u");
     set_stmt(ST_ACTIVE, "active", 6, "active_users");
 
 #define ROW_COLUMNS                                                                                \
@@ -170,14 +200,21 @@ int analytics_queries_init(void)
     "(extract(epoch FROM \"timestamp\") * 1000000)::int8, "                                        \
     "(extract(epoch FROM processed_at) * 1000000)::int8"
     /* Keyset pagination in the order of events_user_timestamp_idx. ORDER BY names the table's
-     * columns (e.event_id, a uuid), not the output column of the same name (its text). */
+     * columns (e.event_id, a uuid), not the output column of the same name (its text). The plain
+     * bounds on "timestamp" ($5 <= timestamp <= $2) repeat what the keyset says in a form that
+     * prunes the day partitions (sql/041); see analytics_q_user_events for $5. */
     epp_buf_append_str(&sql_text[ST_USER_EVENTS],
                        "SELECT " ROW_COLUMNS " FROM public.events e WHERE user_id = $1::text "
+                       "AND \"timestamp\" >= $5::timestamptz AND \"timestamp\" <= $2::timestamptz "
                        "AND (\"timestamp\", event_id) < ($2::timestamptz, $3::uuid) "
                        "ORDER BY e.\"timestamp\" DESC, e.event_id DESC LIMIT $4::int8");
-    set_stmt(ST_USER_EVENTS, "user_events", 4, "user_events");
+    set_stmt(ST_USER_EVENTS, "user_events", 5, "user_events");
+    /* The timestamp from epp_event_ids (sql/041) prunes the day partitions to one at run time:
+     * event_id alone would probe the key of every partition. */
     epp_buf_append_str(&sql_text[ST_EVENT],
-                       "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid");
+                       "SELECT " ROW_COLUMNS " FROM public.events WHERE event_id = $1::uuid "
+                       "AND \"timestamp\" = (SELECT i.\"timestamp\" FROM public.epp_event_ids i "
+                       "WHERE i.event_id = $1::uuid)");
     set_stmt(ST_EVENT, "event", 1, "event");
 #undef ROW_COLUMNS
 
@@ -346,16 +383,28 @@ int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int64_t
     return single_int(conn, ST_ACTIVE, values, users, err);
 }
 
+/* How far back each attempt of a user's listing looks, from the cursor (or now); 0: all the
+ * way. The newest `limit` events before the cursor are the same in any window that holds at
+ * least `limit` of them, and a window reads only its own day partitions -- where one statement
+ * over all of them would read the newest rows of every day partition of the user's index
+ * (bench/README.md, bench_partitions, "user newest 50"). An
+ * active user's page is found in the first window; one with no event in 32 days costs the last,
+ * full, statement more. */
+static const int64_t listing_windows_us[] = {ANALYTICS_US_DAY, 8 * ANALYTICS_US_DAY,
+                                             32 * ANALYTICS_US_DAY, 0};
+
 int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t before_us,
                             const char *before_id, int limit, PGresult **out, epp_pg_error_t *err)
 {
-    ts_text_t ts;
+    ts_text_t ts, lo;
     char lim[24];
-    const char *values[4];
+    const char *values[5];
+    int64_t ref = before_us;
     values[0] = user_id;
     if (before_us == INT64_MAX) {
         values[1] = "infinity";
         values[2] = "ffffffff-ffff-ffff-ffff-ffffffffffff";
+        ref = epp_time_now_us();
     } else {
         values[1] = ts_param(before_us, ts);
         /* Timestamp only: every event of an earlier instant, none at before_us itself. */
@@ -363,7 +412,17 @@ int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t
     }
     snprintf(lim, sizeof(lim), "%d", limit);
     values[3] = lim;
-    return analytics_conn_exec(conn, ST_USER_EVENTS, values, out, err);
+    size_t n = sizeof listing_windows_us / sizeof listing_windows_us[0];
+    for (size_t i = 0; i < n; i++) {
+        int64_t w = listing_windows_us[i];
+        values[4] = w == 0 ? "-infinity" : ts_param(ref - w, lo);
+        int rc = analytics_conn_exec(conn, ST_USER_EVENTS, values, out, err);
+        if (rc < 0 || w == 0 || PQntuples(*out) >= limit)
+            return rc;
+        PQclear(*out);
+        *out = NULL;
+    }
+    return 0;
 }
 
 int analytics_q_event(analytics_conn_t *conn, const char *event_id, PGresult **out,

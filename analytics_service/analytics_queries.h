@@ -5,6 +5,12 @@
  * sub-minute edges from public.events (see analytics_plan.h). Every statement is one round trip,
  * so each answer is taken from one snapshot of the database.
  *
+ * Retention (docs/scaling.md): every range piece read from the rollups or from public.events is
+ * guarded by public.epp_retention_guard (sql/040), so a question that needs rows or buckets that
+ * retention dropped fails with SQLSTATE ANALYTICS_SQLSTATE_RETENTION (the caller answers 409)
+ * instead of answering a smaller number. Whole days, hours and minutes keep being answered from
+ * the rollups after their raw rows are gone.
+ *
  * All SQL is parameterised; user input only ever travels as statement parameters.
  * Threads: any thread, with a connection it holds from the pool. */
 #ifndef ANALYTICS_QUERIES_H
@@ -16,6 +22,9 @@
 #include <libpq-fe.h>
 
 #include "analytics_pool.h"
+
+/* The SQLSTATE of a question that needs data retention dropped (sql/040). */
+#define ANALYTICS_SQLSTATE_RETENTION "EPP01"
 
 /* Builds the statement table once at start-up (before any other thread). 0 or EPP_ENOMEM. */
 int analytics_queries_init(void);
@@ -55,7 +64,10 @@ enum {
 
 /* A user's events newest first ("timestamp" DESC, event_id DESC) strictly before the keyset
  * position (before_us, before_id); before_id NULL means every event before before_us;
- * before_us INT64_MAX means from the newest. At most limit rows. Caller PQclear()s. */
+ * before_us INT64_MAX means from the newest. At most limit rows. Caller PQclear()s. The rows
+ * come from one statement (one snapshot), possibly after narrower ones that found fewer than
+ * limit rows: each looks back a longer window, so that an active user's page reads only the
+ * newest day partitions. */
 int analytics_q_user_events(analytics_conn_t *conn, const char *user_id, int64_t before_us,
                             const char *before_id, int limit, PGresult **out, epp_pg_error_t *err);
 

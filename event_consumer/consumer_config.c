@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "epp_maintain.h"
+
 const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_CONF_STR("kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",
                  consumer_conf_t, bootstrap, "Kafka bootstrap servers (host:port,...)"),
@@ -66,6 +68,11 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  "are written (split between the writers; 0: off, every pair is sent)"),
     EPP_CONF_STR("sql-dir", "EPP_SQL_DIR", NULL, consumer_conf_t, sql_dir,
                  "Read migrations from this directory instead of those built in"),
+    EPP_MAINTAIN_CONF_OPTS(consumer_conf_t),
+    EPP_CONF_INT("maintenance-interval-s", "MAINTENANCE_INTERVAL_S", "3600", 1, 86400,
+                 consumer_conf_t, maintenance_interval_s,
+                 "Seconds between runs of the partition and retention maintenance (the first "
+                 "run is at start-up; one consumer of several runs it at a time)"),
     EPP_CONF_END,
 };
 

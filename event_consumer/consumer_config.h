@@ -33,6 +33,10 @@ typedef struct {
     int64_t writers;             /* parallel database writers; partition p goes to p % writers */
     int64_t user_day_cache;      /* (day, user) pairs remembered as stored, all writers; 0: off */
     char *sql_dir;               /* NULL: the migrations embedded in the binary */
+    char *events_retention;      /* EPP_MAINTAIN_CONF_OPTS (common/epp_maintain.h) */
+    char *rollup_retention;
+    int64_t partitions_ahead;
+    int64_t maintenance_interval_s;
 } consumer_conf_t;
 
 extern const epp_conf_opt_t consumer_conf_opts[];

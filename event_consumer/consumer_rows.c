@@ -10,6 +10,35 @@
 
 static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
 
+/* Uniqueness of event_id across the day partitions of public.events (sql/041). The primary key
+ * of a partitioned table must contain the partition key, so it is (event_id, "timestamp");
+ * event_id alone is unique through public.epp_event_ids, which a trigger keeps in the same
+ * statement. The fast path needs nothing here: a COPY of an event_id already stored fails with
+ * unique_violation from that trigger, as it did from the old primary key. The paths that skip
+ * stored rows check epp_event_ids first (a resend with another timestamp is no conflict of the
+ * partitioned key) and keep ON CONFLICT DO NOTHING for the same row being written by another
+ * writer right now. */
+static const char insert_new_from_stage_sql[] =
+    "INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\")"
+    " SELECT s.event_id, s.user_id, s.event_name, s.metadata, s.\"timestamp\" FROM epp_stage s"
+    " WHERE NOT EXISTS (SELECT 1 FROM public.epp_event_ids i WHERE i.event_id = s.event_id)"
+    " ON CONFLICT DO NOTHING RETURNING event_id";
+
+static const char insert_new_row_sql[] =
+    "INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\")"
+    " SELECT $1::uuid, $2::text, $3::text, $4::jsonb, $5::timestamptz"
+    " WHERE NOT EXISTS (SELECT 1 FROM public.epp_event_ids WHERE event_id = $1::uuid)"
+    " ON CONFLICT DO NOTHING RETURNING event_id";
+
+/* A row-by-row insert failed with unique_violation: another writer stored the same event_id
+ * with another timestamp and committed while this statement waited for it (had it rolled back,
+ * the insert would have gone through). The event is stored: the row is a duplicate, not a
+ * value Postgres rejects. */
+static int stored_by_another_writer(const epp_pg_error_t *pe)
+{
+    return strcmp(pe->sqlstate, EPP_PG_UNIQUE_VIOLATION) == 0;
+}
+
 /* COPY sql FROM STDIN with data then tail. */
 static int copy_in(PGconn *conn, const char *sql, const char *data, size_t len, const char *tail,
                    size_t tail_len, epp_pg_error_t *pe)
@@ -62,12 +91,7 @@ int consumer_rows_insert_staged(PGconn *conn, consumer_batch_t *b, epp_pg_error_
     if (rc != 0)
         return rc;
     PGresult *res = NULL;
-    rc = epp_pg_exec_params(conn,
-                            "INSERT INTO public.events (event_id, user_id, event_name, metadata,"
-                            " \"timestamp\") SELECT event_id, user_id, event_name, metadata,"
-                            " \"timestamp\" FROM epp_stage ON CONFLICT (event_id) DO NOTHING"
-                            " RETURNING event_id",
-                            0, NULL, 1, &res, pe);
+    rc = epp_pg_exec_params(conn, insert_new_from_stage_sql, 0, NULL, 1, &res, pe);
     if (rc != 0)
         return rc;
     for (int r = 0; r < PQntuples(res); r++) {
@@ -86,9 +110,6 @@ int consumer_rows_insert_staged(PGconn *conn, consumer_batch_t *b, epp_pg_error_
 int consumer_rows_insert_each(PGconn *conn, consumer_batch_t *b, epp_buf_t *scratch,
                               epp_pg_error_t *pe)
 {
-    static const char sql[] =
-        "INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\")"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
     for (size_t i = 0; i < b->n; i++) {
         consumer_row_t *row = &b->rows[i];
         if (row->state != CONSUMER_ROW_OK)
@@ -107,11 +128,18 @@ int consumer_rows_insert_each(PGconn *conn, consumer_batch_t *b, epp_buf_t *scra
                                  (const char *)ts};
         int lengths[5] = {16, (int)r.user_id_len, (int)r.event_name_len, (int)scratch->len, 8};
         int formats[5] = {1, 1, 1, 1, 1};
-        PGresult *res = PQexecParams(conn, sql, 5, NULL, values, lengths, formats, 1);
+        PGresult *res =
+            PQexecParams(conn, insert_new_row_sql, 5, NULL, values, lengths, formats, 1);
         rc = epp_pg_result_error(conn, res, pe);
         if (rc == 0 && PQntuples(res) == 1)
             row->inserted = 1;
         PQclear(res);
+        if (rc != 0 && stored_by_another_writer(pe)) {
+            rc = epp_pg_exec(conn, "ROLLBACK TO SAVEPOINT epp_row", pe);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         if (rc != 0) {
             if (!epp_pg_is_data_error(pe->sqlstate) || PQstatus(conn) != CONNECTION_OK)
                 return rc;

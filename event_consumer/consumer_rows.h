@@ -3,11 +3,13 @@
  *  - consumer_rows_copy: COPY of the batch's encoded rows (b->copy, the rows in state OK) into a
  *    table -- public.events on the fast path, the temporary epp_stage on the slow one;
  *  - consumer_rows_insert_staged: the slow path, for a batch replaying stored rows: COPY into
- *    epp_stage, then INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id, marking
+ *    epp_stage, then INSERT of the rows whose event_id public.epp_event_ids does not hold
+ *    (sql/041: stored with any timestamp), ON CONFLICT DO NOTHING, RETURNING event_id, marking
  *    the rows returned as inserted;
  *  - consumer_rows_insert_each: the isolation path, for a batch holding a value Postgres
- *    rejects: one INSERT per row under a savepoint; a row rejected for its data becomes BAD
- *    (db_rejected, to be dead-lettered), the others are inserted.
+ *    rejects: one INSERT per row under a savepoint, skipping stored event_ids the same way; a
+ *    row rejected for its data becomes BAD (db_rejected, to be dead-lettered), the others are
+ *    inserted.
  * Each returns 0 or an EPP_E* code with pe filled (SQLSTATE included when Postgres answered).
  *
  * Threads: the caller's (the writer's); conn is used by one thread at a time. */

@@ -9,7 +9,7 @@
  *     transaction rolls back, nothing is stored, and the writer is broken (below);
  *  2. fast path: COPY the rows straight into public.events. A unique_violation (the batch
  *     replays rows already stored) rolls back and retries on the slow path: COPY into a
- *     temporary staging table, INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING event_id.
+ *     temporary staging table, INSERT of the rows whose event_id is not stored (consumer_rows.h).
  *     A data error (a value Postgres rejects) retries row by row under savepoints, so that the
  *     offending rows alone are dead-lettered;
  *  3. rollup deltas, aggregated in C over the rows actually inserted, COPYed into a temporary

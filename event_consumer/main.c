@@ -16,6 +16,7 @@
 #include "consumer_dlq.h"
 #include "consumer_kafka.h"
 #include "consumer_lag.h"
+#include "consumer_maintain.h"
 #include "consumer_metrics.h"
 #include "consumer_pipeline.h"
 #include "consumer_positions.h"
@@ -55,6 +56,8 @@ typedef struct {
     epp_http_server_t *http;
     epp_tracer_t *tracer; /* NULL: tracing off */
     rd_kafka_t *rk;
+    epp_maintain_opts_t maintain_opts;
+    consumer_maintain_t *maintain; /* the partition and retention maintenance thread */
     lane_t lanes[MAX_LANES];
     size_t nlanes;
     consumer_positions_t *pos; /* read positions, for the writers' gap check */
@@ -294,6 +297,7 @@ static void app_destroy(app_t *a)
     /* The lag thread reads the Kafka handle and the pipelines. */
     consumer_lag_stop(a->lag);
     a->lag = NULL;
+    consumer_maintain_destroy(a->maintain);
     for (size_t i = 0; i < MAX_LANES; i++) {
         lane_t *l = &a->lanes[i];
         consumer_pipeline_destroy(l->pipe);
@@ -344,6 +348,13 @@ int main(int argc, char **argv)
         fmt = EPP_PGCOPY_TEXT;
     } else {
         fprintf(stderr, "epp-consumer: CONSUMER_COPY_FORMAT must be binary or text\n");
+        epp_config_free(consumer_conf_opts, &a->conf);
+        return 2;
+    }
+    if (epp_maintain_opts_init(&a->maintain_opts, a->conf.events_retention,
+                               a->conf.rollup_retention, a->conf.partitions_ahead, err,
+                               sizeof err) != 0) {
+        fprintf(stderr, "epp-consumer: %s\n", err);
         epp_config_free(consumer_conf_opts, &a->conf);
         return 2;
     }
@@ -427,6 +438,11 @@ int main(int argc, char **argv)
         exit_code = rc == EPP_ESTATE ? 0 : 1;
         if (rc == EPP_ESTATE)
             EPP_INFO("stopped while waiting for Postgres at start-up (nothing was in hand)");
+        goto out;
+    }
+    a->maintain = consumer_maintain_create(&a->conf, &a->maintain_opts, a->reg);
+    if (a->maintain == NULL || consumer_maintain_start(a->maintain) != 0) {
+        EPP_ERROR("cannot start the maintenance thread");
         goto out;
     }
     consumer_kafka_hooks_t hooks = {on_assign, on_revoke, a};

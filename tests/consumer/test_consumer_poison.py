@@ -38,7 +38,7 @@ def main():
     svc = c.consumer(env, url, topic, group=group)
     svc.start()
     try:
-        t.wait_for(lambda: c.count_rows(url) >= 0, timeout=20, msg="schema")
+        t.wait_schema(url)
         conn = t.pg_connect(url)
         with conn.cursor() as cur:
             cur.execute("ALTER TABLE public.events ADD CONSTRAINT test_reject "

@@ -49,7 +49,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 __all__ = [
     "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
-    "pg_sessions_in_transaction", "freeze_outside_transaction",
+    "pg_sessions_in_transaction", "freeze_outside_transaction", "wait_schema", "cpu_seconds",
     "http_request", "http_json", "metric_value", "broker_control", "create_topic", "kafka_producer",
     "produce", "consume_all", "topic_offsets", "ServiceProcess", "start_process", "DevBroker",
     "KafkaCluster",
@@ -259,6 +259,25 @@ def apply_migrations(url, sql_dir=None):
                         cur.execute(fh.read())
     finally:
         conn.close()
+
+
+def wait_schema(url, timeout=60.0, sql_dir=None):
+    """Waits until the database at url has every migration of sql/ applied (epp-consumer applies
+    them at start-up, after its /health already answers): a test that changes the schema itself
+    (a CHECK constraint on public.events) must not race a migration that rebuilds a table."""
+    sql_dir = sql_dir or os.path.join(REPO, "sql")
+    newest = max(int(f.split("_", 1)[0]) for f in os.listdir(sql_dir)
+                 if f.endswith(".sql") and f.split("_", 1)[0].isdigit())
+
+    def applied():
+        conn = pg_connect(url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT coalesce(max(version), 0) FROM public.epp_schema_migrations")
+                return cur.fetchone()[0] >= newest
+        finally:
+            conn.close()
+    wait_for(applied, timeout=timeout, interval=0.1, msg="migrations up to %03d" % newest)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -483,6 +502,22 @@ def topic_offsets(env_or_bootstrap, topic, timeout=10.0):
 # ---------------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------------
+
+def cpu_seconds(pids):
+    """CPU seconds (user + system) the processes pids have used so far, from /proc (processes
+    gone count 0). Benchmarks on shared machines report CPU per unit of work next to rates: it
+    moves much less with the machine's load than wall time does."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
 
 class ServiceProcess:
     """Runs a build/bin program (or any executable path) with env and args, captures its

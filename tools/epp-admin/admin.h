@@ -32,6 +32,9 @@ typedef struct {
     double timeout_s;
     char *sql_dir;
     char *log_level;
+    char *events_retention; /* EPP_MAINTAIN_CONF_OPTS (common/epp_maintain.h) */
+    char *rollup_retention;
+    int64_t partitions_ahead;
     /* Positional arguments after the options (restore FILE). Borrowed from argv. */
     char **args;
     int n_args;
@@ -41,6 +44,7 @@ int admin_backup(const admin_conf_t *conf);
 int admin_restore(const admin_conf_t *conf);
 int admin_delete_test(const admin_conf_t *conf);
 int admin_migrate(const admin_conf_t *conf);
+int admin_retention(const admin_conf_t *conf);
 int admin_dlq_list(const admin_conf_t *conf);
 int admin_dlq_replay(const admin_conf_t *conf);
 

@@ -646,14 +646,18 @@ static int load_staging(PGconn *conn, const char *path, backup_format_t fmt, int
 }
 
 /* Inserts the staged rows that are not stored yet and counts exactly those into the rollups,
- * in one statement (data-modifying CTEs all see the INSERT's RETURNING). */
+ * in one statement (data-modifying CTEs all see the INSERT's RETURNING). "Stored" is by
+ * event_id alone, whatever the timestamp: public.epp_event_ids (sql/041) holds every stored id,
+ * since the partitioned table's own key is (event_id, "timestamp"). */
 static const char RESTORE_SQL[] =
     "WITH ins AS ("
     "  INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\", "
     "processed_at)"
-    "  SELECT event_id, user_id, event_name, coalesce(metadata, '{}'), \"timestamp\", "
-    "coalesce(processed_at, now()) FROM epp_restore"
-    "  ON CONFLICT (event_id) DO NOTHING"
+    "  SELECT DISTINCT ON (event_id) event_id, user_id, event_name, coalesce(metadata, '{}'), "
+    "\"timestamp\", coalesce(processed_at, now()) FROM epp_restore r"
+    "  WHERE NOT EXISTS (SELECT 1 FROM public.epp_event_ids i WHERE i.event_id = r.event_id)"
+    "  ORDER BY event_id, \"timestamp\""
+    "  ON CONFLICT DO NOTHING"
     "  RETURNING \"timestamp\" AS ts, event_name, user_id),"
     " m AS (INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
     "  SELECT date_trunc('minute', ts, 'UTC'), event_name, count(*) FROM ins GROUP BY 1, 2 "

@@ -7,6 +7,7 @@
 #include "admin.h"
 #include "epp_config.h"
 #include "epp_log.h"
+#include "epp_maintain.h"
 
 #define OPT_DB                                                                                     \
     EPP_CONF_SECRET_STR("database-url", "DATABASE_URL",                                            \
@@ -88,6 +89,15 @@ static const epp_conf_opt_t migrate_opts[] = {
     EPP_CONF_END,
 };
 
+static const epp_conf_opt_t retention_opts[] = {
+    OPT_DB,
+    EPP_MAINTAIN_CONF_OPTS(admin_conf_t),
+    EPP_CONF_BOOL("dry-run", NULL, "false", admin_conf_t, dry_run,
+                  "show the partitions and rows that would go (and be created); change nothing"),
+    OPT_LOG,
+    EPP_CONF_END,
+};
+
 static const epp_conf_opt_t dlq_list_opts[] = {
     OPT_BOOTSTRAP,
     OPT_DLQ,
@@ -133,6 +143,8 @@ static const command_t commands[] = {
     {"delete-test", delete_opts, admin_delete_test,
      "Delete the rows marked as test data, after backing them up, keeping rollups exact.", false},
     {"migrate", migrate_opts, admin_migrate, "Apply the schema migrations to DATABASE_URL.", false},
+    {"retention", retention_opts, admin_retention,
+     "Run (or --dry-run: show) the partition and retention maintenance once.", false},
     {"dlq list", dlq_list_opts, admin_dlq_list,
      "Show the dead letters in the DLQ topic with the reasons they were dead-lettered.", false},
     {"dlq replay", dlq_replay_opts, admin_dlq_replay,
