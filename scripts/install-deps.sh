@@ -8,6 +8,7 @@ PACKAGES=(
     # build
     build-essential cmake pkg-config
     libmicrohttpd-dev librdkafka-dev libpq-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
+    libroaring-dev
     # run and test
     postgresql postgresql-contrib prometheus kcat wrk nginx-light
     # Apache Kafka (scripts/kafka.sh): Java 17 runs the broker, Maven fetches its jars
