@@ -60,6 +60,11 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  consumer_conf_t, user_day_cache,
                  "(day, user) pairs remembered as stored in epp_user_day, so that only new ones "
                  "are written (split between the writers; 0: off, every pair is sent)"),
+    EPP_CONF_INT("consumer-user-cache", "CONSUMER_USER_CACHE", "500000", 0, 100000000,
+                 consumer_conf_t, user_cache,
+                 "user_id -> uid entries of the user dictionary remembered, so that only new "
+                 "users are looked up (split between the writers; 0: off, every user is looked "
+                 "up)"),
     EPP_CONF_STR("sql-dir", "EPP_SQL_DIR", NULL, consumer_conf_t, sql_dir,
                  "Read migrations from this directory instead of those built in"),
     EPP_CONF_END,

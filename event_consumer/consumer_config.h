@@ -32,6 +32,7 @@ typedef struct {
     bool pipeline;               /* decode the next batch while the database writes this one */
     int64_t writers;             /* parallel database writers; partition p goes to p % writers */
     int64_t user_day_cache;      /* (day, user) pairs remembered as stored, all writers; 0: off */
+    int64_t user_cache;          /* user_id -> uid entries remembered, all writers; 0: off */
     char *sql_dir;               /* NULL: the migrations embedded in the binary */
 } consumer_conf_t;
 

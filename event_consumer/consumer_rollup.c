@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "epp_error.h"
+#include "epp_hash.h"
 #include "epp_pgcopy.h"
 
 typedef struct {
@@ -68,16 +69,8 @@ size_t consumer_rollup_size(const consumer_rollup_t *r)
 
 static uint64_t hash_key(uint8_t kind, int64_t bucket, const char *key, size_t len)
 {
-    /* FNV-1a over the key, mixed with kind and bucket; never 0 (0 marks an empty slot). */
-    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ULL);
-    h ^= (uint64_t)bucket;
-    h *= 1099511628211ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    h ^= h >> 29;
-    return h ? h : 1;
+    /* Never 0 (0 marks an empty slot). */
+    return epp_hash_bytes(((uint64_t)bucket << 2) ^ kind, key, len);
 }
 
 static entry_t *find_slot(entry_t *slots, size_t cap, uint64_t h, uint8_t kind, int64_t bucket,
@@ -167,18 +160,6 @@ static int cmp_entry(const void *a, const void *b)
     return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
-/* The array_recv header of a one-dimensional array without NULLs. */
-static int array_header(epp_buf_t *out, uint32_t elem_oid, size_t n)
-{
-    unsigned char h[20];
-    epp_pgcopy_put_be32(h, 1);
-    epp_pgcopy_put_be32(h + 4, 0);
-    epp_pgcopy_put_be32(h + 8, elem_oid);
-    epp_pgcopy_put_be32(h + 12, (uint32_t)n);
-    epp_pgcopy_put_be32(h + 16, 1);
-    return epp_buf_append(out, h, sizeof h);
-}
-
 int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
                            epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count)
 {
@@ -230,11 +211,11 @@ int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_
         return 0;
     }
     qsort(v, n, sizeof *v, cmp_entry);
-    int rc = array_header(buckets, 1184, n);
+    int rc = epp_pgcopy_array_header(buckets, EPP_PG_OID_TIMESTAMPTZ, n);
     if (rc == 0)
-        rc = array_header(keys, 25, n);
+        rc = epp_pgcopy_array_header(keys, EPP_PG_OID_TEXT, n);
     if (rc == 0 && counts != NULL)
-        rc = array_header(counts, 20, n);
+        rc = epp_pgcopy_array_header(counts, EPP_PG_OID_INT8, n);
     if (rc == 0)
         rc = epp_buf_reserve(buckets, n * 12);
     if (rc == 0 && counts != NULL)
@@ -247,11 +228,8 @@ int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_
         epp_pgcopy_put_be64(b + 4, (uint64_t)v[i]->n);
         if (rc == 0 && counts != NULL)
             rc = epp_buf_append(counts, b, 12);
-        epp_pgcopy_put_be32(b, v[i]->key_len);
         if (rc == 0)
-            rc = epp_buf_append(keys, b, 4);
-        if (rc == 0)
-            rc = epp_buf_append(keys, v[i]->key, v[i]->key_len);
+            rc = epp_pgcopy_array_elem(keys, v[i]->key, v[i]->key_len);
     }
     free(v);
     if (rc == 0)

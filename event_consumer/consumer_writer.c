@@ -1,6 +1,7 @@
 #include "consumer_writer.h"
 
 #include "consumer_udcache.h"
+#include "consumer_uidcache.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -15,6 +16,7 @@
 #include "epp_migrate.h"
 #include "epp_pg.h"
 #include "epp_time.h"
+#include "epp_users.h"
 
 typedef enum {
     MODE_FAST,    /* COPY straight into public.events */
@@ -44,6 +46,8 @@ struct consumer_writer {
     int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
     epp_tracer_t *tracer;         /* borrowed; NULL: no spans */
     consumer_udcache_t *udcache;  /* NULL: off (every user-day pair is sent) */
+    consumer_uidcache_t *uids;    /* NULL: off (every user is looked up) */
+    epp_buf_t unames;             /* the users to look up: pointers, lengths, uids */
     int ud_written;               /* this attempt wrote the batch's user-day pairs */
     size_t ud_sent;               /* of the last attempt, for the debug log */
     char span_name[160];          /* "<topic> process" */
@@ -125,6 +129,15 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
             return NULL;
         }
     }
+    if (conf->user_cache > 0) {
+        size_t per = (size_t)(conf->user_cache / (conf->writers > 0 ? conf->writers : 1));
+        w->uids = consumer_uidcache_create(per ? per : 1);
+        if (w->uids == NULL) {
+            consumer_udcache_destroy(w->udcache);
+            free(w);
+            return NULL;
+        }
+    }
     w->seed = (unsigned)(time(NULL) ^ getpid());
     /* Test-only: EPP_FAILPOINT=after_db_commit kills the process right after a batch's COMMIT
      * and before the Kafka commit (the crash window the offsets table exists for). */
@@ -150,6 +163,8 @@ void consumer_writer_destroy(consumer_writer_t *w)
         PQfinish(w->conn);
     epp_buf_free(&w->scratch2);
     consumer_udcache_destroy(w->udcache);
+    consumer_uidcache_destroy(w->uids);
+    epp_buf_free(&w->unames);
     for (int i = 0; i < 3; i++)
         epp_buf_free(&w->arr[i]);
     free(w);
@@ -457,6 +472,55 @@ static int ud_remember(void *ud, int64_t bucket_us, const char *key, size_t len)
     return consumer_udcache_add(ud, bucket_us, key, len);
 }
 
+/* The uid of every user of the counted rows (b->users): from the lane's cache, else from the
+ * user dictionary, which creates the missing ones in this transaction. */
+static int resolve_users(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
+{
+    size_t miss = 0;
+    for (size_t k = 0; k < b->nusers; k++) {
+        consumer_user_t *u = &b->users[k];
+        u->uid = consumer_uidcache_get(w->uids, consumer_row_str(b, u->off), u->len);
+        miss += u->uid < 0;
+    }
+    if (miss == 0)
+        return 0;
+    /* One allocation for the three arrays epp_users_resolve takes. */
+    epp_buf_reset(&w->unames);
+    size_t need = miss * (sizeof(const char *) + sizeof(uint32_t) + sizeof(int64_t) + 16);
+    if (epp_buf_reserve(&w->unames, need) != 0)
+        return EPP_ENOMEM;
+    const char **names = (const char **)(void *)w->unames.data;
+    int64_t *uids = (int64_t *)(void *)(names + miss);
+    uint32_t *lens = (uint32_t *)(void *)(uids + miss);
+    size_t j = 0;
+    for (size_t k = 0; k < b->nusers; k++) {
+        const consumer_user_t *u = &b->users[k];
+        if (u->uid >= 0)
+            continue;
+        names[j] = consumer_row_str(b, u->off);
+        lens[j++] = u->len;
+    }
+    int rc = epp_users_resolve(w->conn, names, lens, miss, uids, pe);
+    if (rc != 0)
+        return rc;
+    j = 0;
+    for (size_t k = 0; k < b->nusers; k++)
+        if (b->users[k].uid < 0)
+            b->users[k].uid = uids[j++];
+    return 0;
+}
+
+/* After the COMMIT: the batch's users are in the dictionary, with these uids. */
+static void remember_users(consumer_writer_t *w, const consumer_batch_t *b)
+{
+    for (size_t k = 0; k < b->nusers && w->uids != NULL; k++) {
+        const consumer_user_t *u = &b->users[k];
+        if (u->uid >= 0 &&
+            consumer_uidcache_put(w->uids, consumer_row_str(b, u->off), u->len, u->uid) != 0)
+            break;
+    }
+}
+
 static int write_rollups(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
 {
     w->ud_sent = 0;
@@ -628,6 +692,10 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
         if (!*rollup_ready && (rc = consumer_batch_aggregate(b, 1)) != 0)
             goto fail;
         *rollup_ready = 0; /* computed for this attempt only */
+        /* The dictionary before the rollups: a lane waiting for another's new dictionary row
+         * must not hold the rollup totals' lock (sql/011) meanwhile. */
+        if ((rc = resolve_users(w, b, pe)) != 0)
+            goto fail;
         int64_t tr = epp_time_mono_us();
         if ((rc = write_rollups(w, b, pe)) != 0)
             goto fail;
@@ -822,6 +890,8 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             log_pg(EPP_LOG_ERROR, "batch write failed (not a per-message error); retrying", &pe);
         backoff(w, attempt++, 1);
     }
+    /* Committed: the batch's users have these uids. */
+    remember_users(w, b);
     /* Committed: the batch's user-day pairs are stored (inserted now, or found stored). */
     if (w->udcache != NULL && w->ud_written && consumer_udcache_generation(w->udcache) >= 0) {
         if (consumer_rollup_foreach(b->rollup, CONSUMER_ROLLUP_USER_DAY, ud_remember, w->udcache) !=

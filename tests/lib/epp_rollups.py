@@ -5,6 +5,9 @@ epp_user_day is a set of (UTC day, user_id) pairs since sql/004 (no count): it m
 SELECT DISTINCT day, user_id FROM public.events -- no pair missing, none left over. (On a schema
 before 004, where it still has n, the counts are compared as for the other tables.)
 
+The user dictionary (sql/030, epp_user_ids): every user_id of public.events has a uid (the
+table's constraints make each uid unique and in 0 .. 2^32 - 1).
+
     import epp_rollups
     problems = epp_rollups.check(conn)      # [] when every rollup is exact
     epp_rollups.assert_exact(conn)          # raises AssertionError listing the differences
@@ -60,10 +63,26 @@ LIMIT 20
 """
 
 
+def _has_table(cur, table):
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", ("public." + table,))
+    return cur.fetchone()[0]
+
+
+DICT_MISSING_SQL = """
+SELECT DISTINCT e.user_id FROM public.events e
+WHERE NOT EXISTS (SELECT 1 FROM public.epp_user_ids d WHERE d.user_id = e.user_id)
+ORDER BY 1 LIMIT 20
+"""
+
+
 def check(conn):
     """Returns a list of human-readable differences (empty when every rollup is exact)."""
     problems = []
     with conn.cursor() as cur:
+        if _has_table(cur, "epp_user_ids"):
+            cur.execute(DICT_MISSING_SQL)
+            for (user,) in cur.fetchall():
+                problems.append("epp_user_ids: user %r of public.events has no uid" % user)
         for table, key, expected in ROLLUPS:
             if table == "epp_user_day" and not _has_count_column(cur, table):
                 cur.execute(SET_DIFF_SQL)

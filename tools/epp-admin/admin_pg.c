@@ -669,10 +669,16 @@ static const char RESTORE_SQL[] =
     "  ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n RETURNING 1),"
     " u AS (INSERT INTO public.epp_user_day (bucket, user_id)"
     "  SELECT date_trunc('day', ts, 'UTC'), user_id FROM ins GROUP BY 1, 2 ORDER BY 1, 2"
-    "  ON CONFLICT (bucket, user_id) DO NOTHING RETURNING 1)"
+    "  ON CONFLICT (bucket, user_id) DO NOTHING RETURNING 1),"
+    /* The user dictionary (sql/030), as common/epp_users.c fills it: only users without an id
+     * draw one, in byte order; one a concurrent writer inserts first is skipped here. */
+    " ids AS (INSERT INTO public.epp_user_ids (user_id)"
+    "  SELECT user_id FROM (SELECT DISTINCT user_id FROM ins WHERE NOT EXISTS"
+    "  (SELECT 1 FROM public.epp_user_ids k WHERE k.user_id = ins.user_id)) n"
+    "  ORDER BY user_id COLLATE \"C\" ON CONFLICT (user_id) DO NOTHING RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM epp_restore),"
     " (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM d)"
-    " + (SELECT count(*) FROM u)";
+    " + (SELECT count(*) FROM u) + (SELECT count(*) FROM ids)";
 
 static int restore_attempt(PGconn *conn, const char *path, backup_format_t fmt)
 {
