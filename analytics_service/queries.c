@@ -152,17 +152,17 @@ int analytics_queries_init(void)
                    PLAN_PARAMS + 1);
     set_stmt(ST_TOP, "top", PLAN_PARAMS + 1, "top");
 
-    /* Distinct users: the whole days' sets from epp_user_day (a set of (day, user) pairs since
-     * sql/004: a pair is there exactly when the user has an event that day), the partial days'
-     * users from public.events, and UNION (not UNION ALL) removes the duplicates across them. */
+    /* Distinct users: the union of the whole days' user bitmaps (sql/031) and of the uids of the
+     * partial days' users from public.events, counted in SQL. */
     epp_buf_append_str(&sql_text[ST_ACTIVE],
-                       "SELECT count(*) FROM ("
-                       "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
-                       "AND bucket < $2::timestamptz "
-                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$3::timestamptz AND \"timestamp\" < $4::timestamptz "
-                       "UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$5::timestamptz AND \"timestamp\" < $6::timestamptz) u");
+                       "SELECT public.epp_user_bitmap_count("
+                       "(SELECT coalesce(array_agg(bits), '{}') FROM public.epp_user_bitmap_day "
+                       "WHERE bucket >= $1::timestamptz AND bucket < $2::timestamptz) || "
+                       "(SELECT public.epp_user_bitmap(array_agg(d.uid)) FROM public.events e "
+                       "JOIN public.epp_user_ids d USING (user_id) WHERE (e.\"timestamp\" >= "
+                       "$3::timestamptz AND e.\"timestamp\" < $4::timestamptz) OR "
+                       "(e.\"timestamp\" >= $5::timestamptz AND e.\"timestamp\" < "
+                       "$6::timestamptz)))");
     set_stmt(ST_ACTIVE, "active", 6, "active_users");
 
 #define ROW_COLUMNS                                                                                \

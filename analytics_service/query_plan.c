@@ -1,12 +1,11 @@
 /* Range decomposition; see query_plan.h for the contract. */
 #include "query_plan.h"
 
+#include "epp_time.h"
+
 int64_t analytics_floor(int64_t t, int64_t width)
 {
-    int64_t q = t / width;
-    if (t % width != 0 && t < 0)
-        q--;
-    return q * width;
+    return epp_time_floor(t, width);
 }
 
 int64_t analytics_ceil(int64_t t, int64_t width)

@@ -355,7 +355,7 @@ int consumer_batch_aggregate(consumer_batch_t *b, int only_inserted)
         if (r->state != CONSUMER_ROW_OK || (only_inserted && !r->inserted))
             continue;
         rc = consumer_rollup_add(b->rollup, r->timestamp_us, b->arena.data + r->name_off,
-                                 r->name_len, b->arena.data + r->user_off, r->user_len);
+                                 r->name_len);
         if (rc == 0)
             rc = intern_user(b, r);
     }

@@ -26,7 +26,7 @@ stopped moving), the check:
                 the stalled partition -- reported loudly by the consumer, not lost by epp
     phantom     failed event_ids present, plus rows whose event_id was never sent
     duplicated  event_ids stored more than once (the PK makes it impossible; checked anyway)
-    rollups     epp_rollup_minute/hour/day and epp_user_day equal GROUP BY over public.events
+    rollups     epp_rollup_minute/hour/day and the user bitmaps equal GROUP BY over public.events
     corrupted   ok rows whose user_id / event_name differ from what was sent
     crashes     a service that died without being killed by the scenario
 Duplicates in the TOPIC are expected where a produce ack was lost and the producer resent (the
@@ -649,7 +649,7 @@ class Harness:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT to_regclass('public.events') IS NOT NULL AND "
-                            "to_regclass('public.epp_user_day') IS NOT NULL")
+                            "to_regclass('public.epp_user_bitmap_day') IS NOT NULL")
                 return cur.fetchone()[0]
         finally:
             conn.close()

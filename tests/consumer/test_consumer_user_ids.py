@@ -2,7 +2,7 @@
 transaction that stores the user's first row.
 
 1. sql/030 on a database that already holds events gives every existing user an id, 0..U-1 in
-   the order of their first event.
+   the order of their first event, and sql/031 builds their exact bitmaps (in SQL).
 2. Events whose users appear on every partition (keys are not the user_id), written by four
    lanes at once (two consumers of one group, two writers each, small batches): every user gets
    exactly one uid, and no lane waits for another in a cycle (no deadlock, no retry). (Two
@@ -93,10 +93,18 @@ def backfill(env):
                        (SELECT user_id, min("timestamp") AS first FROM public.events
                         GROUP BY 1) f JOIN public.epp_user_ids USING (user_id)""")
         rows = cur.fetchall()
-    conn.close()
     t.check(len(rows) == 50 and all(uid == rank for _, uid, rank in rows),
             "sql/030 backfill: %r" % rows[:5])
-    print("sql/030 on existing events: 50 users, ids in order of their first event")
+    # sql/031 built the bitmaps of those events (in SQL): exact, and epp_user_day is gone.
+    # (The rows were inserted without their rollups: only the users' structures are checked.)
+    problems = [p for p in c.epp_rollups.check(conn) if p.startswith("epp_user")]
+    t.check(not problems, "sql/031 backfill:\n" + "\n".join(problems))
+    with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('public.epp_user_day')")
+        t.check(cur.fetchone()[0] is None, "epp_user_day still there")
+    conn.close()
+    print("sql/030 and sql/031 on existing events: 50 users, ids in order of their first event, "
+          "bitmaps exact")
     t.drop_database(env, url)
 
 
