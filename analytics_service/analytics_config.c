@@ -1,4 +1,4 @@
-/* The option table of epp-analytics. Defaults follow SPEC sections 7, 10 and 11. */
+/* The option table of epp-analytics. Defaults follow docs/contract.md §7, 10 and 11. */
 #include "analytics_config.h"
 
 #include <stddef.h>

@@ -1,4 +1,5 @@
-/* The configuration of epp-analytics: one table (SPEC section 11) drives environment variables,
+/* The configuration of epp-analytics: one table (docs/contract.md §11) drives environment
+ * variables,
  * --flags, --help and the table in README.md (`epp-analytics --help-markdown`). */
 #ifndef ANALYTICS_CONFIG_H
 #define ANALYTICS_CONFIG_H

@@ -12,7 +12,7 @@
 #include "epp_error.h"
 #include "epp_json.h"
 #include "epp_time.h"
-#include "query_plan.h"
+#include "analytics_plan.h"
 
 int64_t analytics_params_min_time(void)
 {

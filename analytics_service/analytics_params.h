@@ -1,7 +1,7 @@
-/* Parameter validation of the analytics API (SPEC section 7): turns one request's raw query
+/* Parameter validation of the analytics API (docs/contract.md §7): turns one request's raw query
  * and path parameters into a checked request, or into the 400 answer naming the bad field.
  *
- * Pure (no I/O, no allocation): the HTTP handlers (handlers.c) and the libFuzzer target
+ * Pure (no I/O, no allocation): the HTTP handlers (analytics_handlers.c) and the libFuzzer target
  * (tests/fuzz/fuzz_analytics_params.c) run exactly the same code. An accepted request
  * satisfies: MIN_TIME <= from < to <= MAX_TIME (so every bucket bound derived from it is a
  * timestamp that RFC 3339 and Postgres both express), text filters are what ingestion could
@@ -24,7 +24,8 @@ typedef enum {
     ANALYTICS_ROUTE_EVENT,       /* /analytics/events/{event_id} */
 } analytics_route_t;
 
-#define ANALYTICS_MAX_TEXT_PARAM 256 /* user_id and event_name: the ingestion limit (SPEC 4) */
+#define ANALYTICS_MAX_TEXT_PARAM                                                                   \
+    256 /* user_id and event_name: the ingestion limit (docs/contract.md §4) */
 
 /* Looks a parameter up: its decoded value, or NULL when absent. For the routes with a path
  * parameter ({user_id}, {event_id}) the getter answers that name from the path. */

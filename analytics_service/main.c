@@ -1,8 +1,9 @@
-/* epp-analytics: the analytics API and the live dashboard (SPEC section 7).
+/* epp-analytics: the analytics API and the live dashboard (docs/contract.md §7).
  *
  * main() wires the pieces together: configuration (analytics_config.c), the Postgres pool
- * (db_pool.c) with the prepared statements (queries.c), the HTTP routes (handlers.c,
- * dashboard.c), then waits for SIGINT/SIGTERM and shuts down in order. */
+ * (analytics_pool.c) with the prepared statements (analytics_queries.c), the HTTP routes
+ * (analytics_handlers.c, analytics_dashboard.c), then waits for SIGINT/SIGTERM and shuts down in
+ * order. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -10,15 +11,15 @@
 #include <string.h>
 
 #include "analytics_config.h"
-#include "dashboard.h"
-#include "db_pool.h"
+#include "analytics_dashboard.h"
+#include "analytics_pool.h"
 #include "epp_error.h"
 #include "epp_http.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
 #include "epp_trace.h"
-#include "handlers.h"
-#include "queries.h"
+#include "analytics_handlers.h"
+#include "analytics_queries.h"
 
 static int ready(void *ud, char *reason, size_t reason_size)
 {

@@ -3,9 +3,10 @@
 # against a baseline it measures in the same run (these machines are noisy: only ratios taken
 # in one run mean anything). BENCH_ONLY=name runs one.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 BUILD=${1:-build}
-export EPP_BUILD_DIR=$(cd "$BUILD" && pwd)
+EPP_BUILD_DIR=$(cd "$BUILD" && pwd) || exit 1
+export EPP_BUILD_DIR
 status=0
 for b in bench/bench_*.sh; do
     name=$(basename "$b" .sh)

@@ -454,6 +454,73 @@ static void format_double(char *out, size_t outsz, double v)
     }
 }
 
+/* 1 when the key of a key=value item (len bytes, blanks around it ignored) names a secret: it
+ * contains "password" or "secret", or starts with "sasl." or "ssl.key" (any case). */
+static int secret_key(const char *key, size_t len)
+{
+    while (len > 0 && (*key == ' ' || *key == '\t')) {
+        key++;
+        len--;
+    }
+    while (len > 0 && (key[len - 1] == ' ' || key[len - 1] == '\t'))
+        len--;
+    char low[128];
+    if (len >= sizeof(low))
+        return 1; /* no setting has such a name: not worth the risk */
+    for (size_t i = 0; i < len; i++)
+        low[i] = (char)tolower((unsigned char)key[i]);
+    low[len] = '\0';
+    return strstr(low, "password") != NULL || strstr(low, "secret") != NULL ||
+           strncmp(low, "sasl.", 5) == 0 || strncmp(low, "ssl.key", 7) == 0;
+}
+
+/* For a string shown in the log: the value of every secret-looking key among its
+ * comma-separated key=value items (KAFKA_PRODUCER_CONFIG, KAFKA_CONSUMER_CONFIG) becomes
+ * "(set)". Returns s itself when nothing needs hiding, else a copy in *owned (caller frees), or
+ * "(not shown)" when that copy cannot be made. */
+static const char *redact_list(const char *s, char **owned)
+{
+    *owned = NULL;
+    int hide = 0;
+    for (const char *item = s; item != NULL && !hide;) {
+        const char *end = strchr(item, ',');
+        size_t len = end ? (size_t)(end - item) : strlen(item);
+        const char *eq = memchr(item, '=', len);
+        hide = eq != NULL && secret_key(item, (size_t)(eq - item));
+        item = end ? end + 1 : NULL;
+    }
+    if (!hide)
+        return s;
+    /* Each item grows by at most strlen("(set)"). */
+    size_t items = 1;
+    for (const char *p = s; *p; p++)
+        items += *p == ',';
+    char *out = malloc(strlen(s) + 5 * items + 1);
+    if (out == NULL)
+        return "(not shown)";
+    char *o = out;
+    for (const char *item = s; item != NULL;) {
+        const char *end = strchr(item, ',');
+        size_t len = end ? (size_t)(end - item) : strlen(item);
+        const char *eq = memchr(item, '=', len);
+        if (eq != NULL && secret_key(item, (size_t)(eq - item))) {
+            size_t klen = (size_t)(eq - item) + 1;
+            memcpy(o, item, klen);
+            memcpy(o + klen, "(set)", 5);
+            o += klen + 5;
+        } else {
+            memcpy(o, item, len);
+            o += len;
+        }
+        if (end)
+            *o++ = ',';
+        item = end ? end + 1 : NULL;
+    }
+    *o = '\0';
+    *owned = out;
+    return out;
+}
+
 void epp_config_log(const epp_conf_opt_t *table, const void *cfg)
 {
     if (!EPP_LOG_ON(EPP_LOG_INFO))
@@ -463,9 +530,11 @@ void epp_config_log(const epp_conf_opt_t *table, const void *cfg)
         n++;
     const char **kv = calloc(2 * n + 1, sizeof *kv);
     char(*num)[40] = calloc(n + 1, sizeof *num);
-    if (!kv || !num) {
+    char **owned = calloc(n + 1, sizeof *owned); /* redacted copies of list values */
+    if (!kv || !num || !owned) {
         free(kv);
         free(num);
+        free(owned);
         EPP_WARN("configuration not logged: out of memory");
         return;
     }
@@ -479,7 +548,7 @@ void epp_config_log(const epp_conf_opt_t *table, const void *cfg)
             if (opt->flags & EPP_CONF_SECRET)
                 kv[2 * i + 1] = s && *s ? "(set)" : "(unset)";
             else
-                kv[2 * i + 1] = s;
+                kv[2 * i + 1] = s ? redact_list(s, &owned[i]) : NULL;
             break;
         }
         case EPP_CONF_INT:
@@ -499,6 +568,9 @@ void epp_config_log(const epp_conf_opt_t *table, const void *cfg)
             kv[2 * i + 1] = "(set)";
     }
     epp_log_kv_array(EPP_LOG_INFO, "configuration", kv, n);
+    for (size_t k = 0; k < n; k++)
+        free(owned[k]);
+    free(owned);
     free(kv);
     free(num);
 }

@@ -86,7 +86,11 @@ void epp_config_print_help(FILE *out, const char *prog, const char *summary,
 /* Prints a Markdown table (| flag | env | default | description |) for the docs. */
 void epp_config_print_markdown(FILE *out, const epp_conf_opt_t *table);
 
-/* Logs the effective configuration at info level, secrets redacted. */
+/* Logs the effective configuration at info level, secrets redacted: options flagged
+ * EPP_CONF_SECRET show "(set)" or "(unset)"; in every other string, the value of each
+ * comma-separated key=value item whose key looks secret -- contains "password" or "secret", or
+ * starts with "sasl." or "ssl.key", in any case -- shows "(set)" (the librdkafka override lists
+ * KAFKA_PRODUCER_CONFIG and KAFKA_CONSUMER_CONFIG carry sasl.password and ssl.key.password). */
 void epp_config_log(const epp_conf_opt_t *table, const void *cfg);
 
 /* Frees the strings epp_config_parse allocated. Accepts a zeroed or partly filled cfg. */

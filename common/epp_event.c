@@ -1,4 +1,4 @@
-/* epp_event: SPEC section 4's event rules over an epp_json tree, and the canonical form.
+/* epp_event: docs/contract.md §4's event rules over an epp_json tree, and the canonical form.
  *
  * Per event the work is one parse (epp_json), one pass over the top-level members, and copies
  * of the two strings and the re-serialised metadata into ev->storage, whose memory is kept

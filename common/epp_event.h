@@ -1,4 +1,4 @@
-/* The event: SPEC section 4's validation rules and the canonical Kafka message form, in one
+/* The event: docs/contract.md §4's validation rules and the canonical Kafka message form, in one
  * place, so that the Ingestion Service (client input) and the Event Consumer (Kafka input)
  * agree exactly on what a storable event is.
  *

@@ -33,10 +33,11 @@
  * MHD_USE_ERROR_LOG) from its own loop, all sharing one listening socket; see "Worker threads"
  * below for why not MHD_USE_INTERNAL_POLLING_THREAD with MHD_OPTION_THREAD_POOL_SIZE (it stalls
  * for up to the connection timeout). MHD_USE_TURBO: with the internal loop it made resumed
- * connections wait for a timeout (NOTES.md: 212 req/s); with our loop it measured no better than
- * without, so it is off. Per request the layer makes no syscall of its own on the hot path; what
- * remains is libmicrohttpd's: two recv (one EAGAIN) and one sendmsg. The two epoll_ctl calls
- * libmicrohttpd makes per suspension are absorbed by the epoll shim (see "The epoll shim"). */
+ * connections wait for a timeout (docs/architecture.md: 212 req/s); with our loop it measured no
+ * better than without, so it is off. Per request the layer makes no syscall of its own on the hot
+ * path; what remains is libmicrohttpd's: two recv (one EAGAIN) and one sendmsg. The two epoll_ctl
+ * calls libmicrohttpd makes per suspension are absorbed by the epoll shim (see "The epoll shim").
+ */
 #include "epp_http.h"
 
 #include <arpa/inet.h>

@@ -1,7 +1,7 @@
 /* epp_http: a thin layer over libmicrohttpd shared by every epp service.
  *
  * It gives: routing by method and path pattern ("/analytics/users/{user_id}/events"), request
- * bodies accumulated up to a cap (413 beyond it), JSON error replies in the SPEC section 4
+ * bodies accumulated up to a cap (413 beyond it), JSON error replies in the docs/contract.md §4
  * shape, 404 and 405 (with Allow), per-connection time limits, connection limits, API keys
  * (Bearer or X-API-Key, constant-time compare; every route but /health when keys are set), a
  * per-key or per-IP token-bucket rate limit (429 + Retry-After), a CORS allow-list with

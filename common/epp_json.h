@@ -1,4 +1,4 @@
-/* epp_json: JSON over yajl, with the limits SPEC section 4 sets, behind one module.
+/* epp_json: JSON over yajl, with the limits docs/contract.md §4 sets, behind one module.
  *
  * Parsing builds a small read-only tree in an arena owned by an epp_json_doc_t. Numbers keep
  * their source text exactly (12345678901234567890 and 0.1 never pass through a double).

@@ -47,6 +47,26 @@ int epp_kafka_conf_set(rd_kafka_conf_t *conf, const char *kv, char *err, size_t 
 
 int epp_kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz)
 {
+    return epp_kafka_conf_set_list_keys(conf, list, NULL, err, errsz);
+}
+
+/* 1 when item ("key=value") passes keep; the key is what precedes the first '='. */
+static int item_kept(const char *item, int (*keep)(const char *key))
+{
+    if (keep == NULL)
+        return 1;
+    char key[256];
+    size_t klen = strcspn(item, "=");
+    if (klen >= sizeof(key))
+        return 0;
+    memcpy(key, item, klen);
+    key[klen] = '\0';
+    return keep(key);
+}
+
+int epp_kafka_conf_set_list_keys(rd_kafka_conf_t *conf, const char *list,
+                                 int (*keep)(const char *key), char *err, size_t errsz)
+{
     if (list == NULL || list[0] == '\0')
         return 0;
     char *copy = strdup(list);
@@ -61,7 +81,7 @@ int epp_kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *err, 
         size_t n = strlen(item);
         while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
             item[--n] = '\0';
-        if (n > 0)
+        if (n > 0 && item_kept(item, keep))
             rc = epp_kafka_conf_set(conf, item, err, errsz);
     }
     free(copy);
@@ -239,7 +259,7 @@ int epp_kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions, in
         return 0;
 
     int rf = brokers < 3 ? brokers : 3;
-    char isr[8], rderr[256];
+    char isr[12], rderr[256]; /* room for any int: -Wformat-truncation in Debug builds */
     snprintf(isr, sizeof isr, "%d", brokers < 2 ? brokers : 2);
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, rf, rderr, sizeof rderr);
     if (nt == NULL) {

@@ -30,6 +30,12 @@ int epp_kafka_conf_set(rd_kafka_conf_t *conf, const char *kv, char *err, size_t 
  * its own parameter above). 0, or EPP_EINVAL with a message naming the bad item. */
 int epp_kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz);
 
+/* The same, applying only the items whose key keep() accepts (keep NULL: every item). This is
+ * how a second client takes some of another client's settings -- the consumer's dead-letter
+ * producer takes the consumer's security settings. */
+int epp_kafka_conf_set_list_keys(rd_kafka_conf_t *conf, const char *list,
+                                 int (*keep)(const char *key), char *err, size_t errsz);
+
 /* rd_kafka_conf_set_log_cb() callback: syslog levels 0-3 become error, 4 warn, 5-6 info and 7
  * debug, with fields "facility" and "client". Installed by epp_kafka_conf_new. */
 void epp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);

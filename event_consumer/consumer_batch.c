@@ -123,7 +123,7 @@ static int grow_rows(consumer_batch_t *b)
     return 0;
 }
 
-static int note_partition(consumer_batch_t *b, int32_t partition, int64_t offset)
+static int note_partition(consumer_batch_t *b, int32_t partition, int64_t offset, int64_t from)
 {
     for (size_t i = 0; i < b->nparts; i++) {
         consumer_part_t *p = &b->parts[i];
@@ -143,7 +143,7 @@ static int note_partition(consumer_batch_t *b, int32_t partition, int64_t offset
         b->parts = np;
         b->parts_cap = ncap;
     }
-    b->parts[b->nparts++] = (consumer_part_t){partition, offset, offset + 1, -1};
+    b->parts[b->nparts++] = (consumer_part_t){partition, from, offset, offset + 1, -1};
     return 0;
 }
 
@@ -220,7 +220,7 @@ static int note_link(consumer_batch_t *b, rd_kafka_message_t *msg)
     return 0;
 }
 
-int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg)
+int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg, int64_t from)
 {
     if (b->n == b->cap && grow_rows(b) != 0) {
         rd_kafka_message_destroy(msg);
@@ -234,7 +234,7 @@ int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg)
     r->msg = msg;
     r->partition = msg->partition;
     r->offset = msg->offset;
-    int rc = note_partition(b, msg->partition, msg->offset);
+    int rc = note_partition(b, msg->partition, msg->offset, from);
     if (rc == 0 && b->trace)
         rc = note_link(b, msg);
     if (rc != 0)

@@ -55,10 +55,13 @@ typedef struct {
     int64_t uid;
 } consumer_user_t;
 
-/* One partition's span in the batch: offsets [first, next). stored is filled by the writer
- * (the offsets table's next_offset, -1 when none). */
+/* One partition's span in the batch: offsets [first, next). from is the partition's read
+ * position before the batch's first message of it (consumer_positions.h): every offset in
+ * [from, first) is accounted for; -1: the stream began at the log start. stored is filled by the
+ * writer (the offsets table's next_offset, -1 when none). */
 typedef struct {
     int32_t partition;
+    int64_t from;
     int64_t first;
     int64_t next;
     int64_t stored;
@@ -99,8 +102,10 @@ void consumer_batch_destroy(consumer_batch_t *b);
 void consumer_batch_reset(consumer_batch_t *b);
 
 /* Adds a message (the batch takes ownership, also on failure) and decodes it. Messages carrying
- * an error must not be added. 0 or EPP_ENOMEM. */
-int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg);
+ * an error must not be added. from is the partition's read position before msg
+ * (consumer_positions_advance); it is kept for the partition's first message in the batch.
+ * 0 or EPP_ENOMEM. */
+int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg, int64_t from);
 
 /* Decodes a message value into ev (EPP_EVENT_FROM_KAFKA). 0, or EPP_EINVAL/EPP_ETOOBIG with
  * err filled. Exposed for the fuzz target. */

@@ -1,6 +1,8 @@
 #include "consumer_config.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
 
 const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_CONF_STR("kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",
@@ -48,7 +50,9 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  pg_connect_timeout_s, "Postgres connect timeout (s)"),
     EPP_CONF_STR("kafka-consumer-config", "KAFKA_CONSUMER_CONFIG", NULL, consumer_conf_t,
                  kafka_consumer_config,
-                 "Extra librdkafka consumer properties: key=value,key=value (applied last)"),
+                 "Extra librdkafka consumer properties: key=value,key=value (applied last); its "
+                 "security.protocol, sasl.*, ssl.*, enable.ssl.* and enable.sasl.* items apply "
+                 "to the dead-letter producer too"),
     EPP_CONF_STR("consumer-copy-format", "CONSUMER_COPY_FORMAT", "binary", consumer_conf_t,
                  copy_format, "COPY format of the write path: binary or text"),
     EPP_CONF_BOOL("consumer-pipeline", "CONSUMER_PIPELINE", "true", consumer_conf_t, pipeline,
@@ -70,3 +74,17 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  "Read migrations from this directory instead of those built in"),
     EPP_CONF_END,
 };
+
+int consumer_failpoint(const char *name)
+{
+    const char *list = getenv("EPP_FAILPOINT");
+    size_t n = strlen(name);
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return 1;
+        p = end != NULL ? end + 1 : NULL;
+    }
+    return 0;
+}

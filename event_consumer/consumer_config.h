@@ -1,5 +1,5 @@
 /* The Event Consumer's configuration: one table (consumer_conf_opts) drives environment
- * variables, --flags, --help and the table in event_consumer/README.md (SPEC section 11). */
+ * variables, --flags, --help and the table in event_consumer/README.md (docs/contract.md §11). */
 #ifndef CONSUMER_CONFIG_H
 #define CONSUMER_CONFIG_H
 
@@ -37,5 +37,9 @@ typedef struct {
 } consumer_conf_t;
 
 extern const epp_conf_opt_t consumer_conf_opts[];
+
+/* Test-only fault points: 1 when name is one of the comma-separated names in the environment
+ * variable EPP_FAILPOINT (event_consumer/README.md lists them and what each does). Any thread. */
+int consumer_failpoint(const char *name);
 
 #endif

@@ -21,44 +21,105 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     consumer_dlq_t *d = opaque;
     if (m->err) {
         d->failed++;
-        EPP_LOGKV(EPP_LOG_ERROR, "dead-letter delivery failed", "error", rd_kafka_err2str(m->err));
+        char bytes[32];
+        snprintf(bytes, sizeof bytes, "%zu", m->len);
+        EPP_LOGKV(EPP_LOG_ERROR, "dead-letter delivery failed", "error", rd_kafka_err2str(m->err),
+                  "bytes", bytes);
     }
 }
 
-consumer_dlq_t *consumer_dlq_create(const char *bootstrap, const char *topic, char *err,
-                                    size_t errsz)
+/* The consumer's settings the producer takes: how to reach and authenticate to the cluster. */
+static int is_connection_key(const char *key)
 {
-    consumer_dlq_t *d = calloc(1, sizeof *d);
-    if (d == NULL) {
-        snprintf(err, errsz, "out of memory");
-        return NULL;
-    }
+    return strcmp(key, "security.protocol") == 0 || strncmp(key, "sasl.", 5) == 0 ||
+           strncmp(key, "ssl.", 4) == 0 || strncmp(key, "enable.ssl.", 11) == 0 ||
+           strncmp(key, "enable.sasl.", 12) == 0;
+}
+
+static int is_fetch_size_key(const char *key)
+{
+    return strcmp(key, "receive.message.max.bytes") == 0 || strcmp(key, "fetch.max.bytes") == 0;
+}
+
+static long long conf_int(rd_kafka_conf_t *conf, const char *key)
+{
+    char v[32];
+    size_t n = sizeof v;
+    if (rd_kafka_conf_get(conf, key, v, &n) != RD_KAFKA_CONF_OK)
+        return 0;
+    return strtoll(v, NULL, 10);
+}
+
+/* message.max.bytes for the producer: the largest fetch response the consumer accepts, plus
+ * the headers' room; a bad size setting fails the consumer itself later, with its own error. */
+static long long largest_copy(const char *consumer_config)
+{
+    rd_kafka_conf_t *probe = rd_kafka_conf_new();
+    char ignored[256];
+    (void)epp_kafka_conf_set_list_keys(probe, consumer_config, is_fetch_size_key, ignored,
+                                       sizeof ignored);
+    long long recv = conf_int(probe, "receive.message.max.bytes");
+    long long fetch = conf_int(probe, "fetch.max.bytes") + 512;
+    rd_kafka_conf_destroy(probe);
+    long long most = (recv > fetch ? recv : fetch) + CONSUMER_DLQ_HEADER_ROOM;
+    /* librdkafka's ceiling for message.max.bytes. */
+    return most < 1000000000LL ? most : 1000000000LL;
+}
+
+rd_kafka_conf_t *consumer_dlq_conf(const consumer_conf_t *conf, char *err, size_t errsz)
+{
     /* acks=all and idempotence: a dead letter is the only copy of a message we gave up on. The
      * conf logs through epp_log like every other client. */
     static const char *const settings[] = {
         "enable.idempotence=true",    "acks=all", "linger.ms=1", "message.timeout.ms=30000",
         "client.id=epp-consumer-dlq", NULL,
     };
-    d->topic = strdup(topic);
+    rd_kafka_conf_t *kc = epp_kafka_conf_new(conf->bootstrap, settings, err, errsz);
+    if (kc == NULL)
+        return NULL;
+    char detail[256];
+    if (epp_kafka_conf_set_list_keys(kc, conf->kafka_consumer_config, is_connection_key, detail,
+                                     sizeof detail) != 0) {
+        snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: %s", detail);
+        rd_kafka_conf_destroy(kc);
+        return NULL;
+    }
+    char size[32];
+    snprintf(size, sizeof size, "%lld", largest_copy(conf->kafka_consumer_config));
+    if (rd_kafka_conf_set(kc, "message.max.bytes", size, err, errsz) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(kc);
+        return NULL;
+    }
+    return kc;
+}
+
+consumer_dlq_t *consumer_dlq_create(const consumer_conf_t *conf, char *err, size_t errsz)
+{
+    consumer_dlq_t *d = calloc(1, sizeof *d);
+    if (d == NULL) {
+        snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    d->topic = strdup(conf->dlq_topic);
     if (d->topic == NULL) {
         snprintf(err, errsz, "out of memory");
         consumer_dlq_destroy(d);
         return NULL;
     }
-    rd_kafka_conf_t *conf = epp_kafka_conf_new(bootstrap, settings, err, errsz);
-    if (conf == NULL) {
+    rd_kafka_conf_t *kc = consumer_dlq_conf(conf, err, errsz);
+    if (kc == NULL) {
         consumer_dlq_destroy(d);
         return NULL;
     }
-    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
-    rd_kafka_conf_set_opaque(conf, d);
-    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errsz);
+    rd_kafka_conf_set_dr_msg_cb(kc, on_delivery);
+    rd_kafka_conf_set_opaque(kc, d);
+    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, errsz);
     if (d->rk == NULL) {
-        rd_kafka_conf_destroy(conf);
+        rd_kafka_conf_destroy(kc);
         consumer_dlq_destroy(d);
         return NULL;
     }
-    /* conf is now owned by d->rk. */
+    /* kc is now owned by d->rk. */
     return d;
 }
 

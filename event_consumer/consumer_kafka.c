@@ -16,7 +16,8 @@ typedef struct {
  * valid for the life of the handle. */
 static kafka_state_t state;
 
-static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts)
+static void log_parts(epp_log_level_t level, const char *what,
+                      const rd_kafka_topic_partition_list_t *parts)
 {
     char buf[512];
     size_t off = 0;
@@ -24,7 +25,7 @@ static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *p
     for (int i = 0; i < parts->cnt && off < sizeof buf - 32; i++)
         off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%d", i ? "," : "",
                                 (int)parts->elems[i].partition);
-    EPP_LOGKV(EPP_LOG_INFO, what, "partitions", buf);
+    EPP_LOGKV(level, what, "partitions", buf);
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -33,8 +34,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     (void)opaque;
     int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        state.hooks.on_assign(state.hooks.ud, parts);
-        log_parts("partitions assigned", parts);
+        int unknown = state.hooks.on_assign(state.hooks.ud, parts) != 0;
+        if (unknown)
+            log_parts(EPP_LOG_ERROR, "partitions assigned paused: their start offsets are unknown",
+                      parts);
+        else
+            log_parts(EPP_LOG_INFO, "partitions assigned", parts);
         rd_kafka_error_t *e = NULL;
         rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (cooperative)
@@ -47,13 +52,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         } else if (re) {
             EPP_LOGKV(EPP_LOG_ERROR, "assign failed", "error", rd_kafka_err2str(re));
         }
+        /* The group gave these partitions to us, so they are assigned (anything else leaves
+         * the group's state undefined); paused, they are never fetched. A pause racing a fetch
+         * drops what that fetch returns (librdkafka versions its fetch queue), and the writer
+         * refuses anything that does not continue the stored offsets anyway. */
+        if (unknown) {
+            re = rd_kafka_pause_partitions(rk, parts);
+            if (re)
+                EPP_LOGKV(EPP_LOG_ERROR, "pause failed", "error", rd_kafka_err2str(re));
+        }
         return;
     }
     if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         /* Finish the batch in hand while the partitions are still ours; a lost assignment
          * (session timeout) is finished too: the offsets check keeps a late write harmless. */
         state.hooks.on_revoke(state.hooks.ud, parts);
-        log_parts(rd_kafka_assignment_lost(rk) ? "partitions lost" : "partitions revoked", parts);
+        log_parts(EPP_LOG_INFO,
+                  rd_kafka_assignment_lost(rk) ? "partitions lost" : "partitions revoked", parts);
     } else {
         EPP_LOGKV(EPP_LOG_ERROR, "rebalance error", "error", rd_kafka_err2str(err));
     }

@@ -4,9 +4,10 @@
  * auto.offset.reset=error: a stored offset that fell out of the topic's retention produces an
  * error event (reported loudly by the caller) instead of silently skipping data.
  * On assignment the rebalance callback asks the caller for each partition's start offset (the
- * offsets table; RD_KAFKA_OFFSET_BEGINNING when the table has no row); on revocation it lets
- * the caller finish and commit the batch in hand before the partitions go. Both the eager and
- * the cooperative assignment protocols are handled.
+ * offsets table; RD_KAFKA_OFFSET_BEGINNING when the table has no row); when the caller cannot
+ * tell, the partitions are assigned paused, so that nothing is read from a guessed offset. On
+ * revocation it lets the caller finish and commit the batch in hand before the partitions go.
+ * Both the eager and the cooperative assignment protocols are handled.
  *
  * Threads: the callbacks run inside rd_kafka_consumer_poll(), on the polling thread. */
 #ifndef CONSUMER_KAFKA_H
@@ -19,8 +20,10 @@
 #include "consumer_config.h"
 
 typedef struct {
-    /* Fill parts->elems[i].offset for every partition. */
-    void (*on_assign)(void *ud, rd_kafka_topic_partition_list_t *parts);
+    /* Fill parts->elems[i].offset for every partition and return 0; or return non-zero when
+     * the start offsets are unknown: the partitions are then assigned paused (never resumed:
+     * they are read by their next owner). */
+    int (*on_assign)(void *ud, rd_kafka_topic_partition_list_t *parts);
     /* Finish the batch in hand; the partitions are unassigned after the call returns. */
     void (*on_revoke)(void *ud, const rd_kafka_topic_partition_list_t *parts);
     void *ud;

@@ -23,6 +23,9 @@ int consumer_metrics_init(consumer_metrics_t *m, epp_metrics_t *reg)
     COUNTER(commit_unknown, "epp_consumer_commit_unknown_total",
             "COMMITs whose outcome was unknown (connection lost), resolved from the offsets table");
     COUNTER(batches, "epp_consumer_batches_total", "Batches committed to the database");
+    COUNTER(dlq_failures, "epp_consumer_dead_letter_failures_total",
+            "Attempts to dead-letter a batch's messages that the producer or the broker refused "
+            "or did not acknowledge (the batch is retried)");
 #undef COUNTER
     epp_metric_t *h =
         epp_metrics_histogram(reg, "epp_consumer_batch_size", "Messages per batch written", NULL,
@@ -33,6 +36,11 @@ int consumer_metrics_init(consumer_metrics_t *m, epp_metrics_t *reg)
                               "Time to write one batch (all retries included)", NULL,
                               epp_metrics_latency_buckets, epp_metrics_latency_buckets_n);
     if (h == NULL || (m->write_seconds = epp_metric_default(h)) == NULL)
+        return EPP_ENOMEM;
+    epp_metric_t *g = epp_metrics_gauge(
+        reg, "epp_consumer_dead_letter_blocked",
+        "Writers whose batch waits for dead letters that could not be produced", NULL);
+    if (g == NULL || (m->dlq_blocked = epp_metric_default(g)) == NULL)
         return EPP_ENOMEM;
     m->dead_lettered = epp_metrics_counter(reg, "epp_consumer_dead_lettered_total",
                                            "Messages sent to the dead-letter topic", "reason");

@@ -13,6 +13,8 @@ typedef struct {
     epp_series_t *retries;        /* epp_consumer_retries_total */
     epp_series_t *offset_resets;  /* epp_consumer_offset_reset_errors_total */
     epp_series_t *commit_unknown; /* epp_consumer_commit_unknown_total */
+    epp_series_t *dlq_failures;   /* epp_consumer_dead_letter_failures_total */
+    epp_series_t *dlq_blocked;    /* epp_consumer_dead_letter_blocked (gauge) */
     epp_series_t *batches;        /* epp_consumer_batches_total */
     epp_series_t *batch_size;     /* epp_consumer_batch_size (histogram) */
     epp_series_t *write_seconds;  /* epp_consumer_write_duration_seconds (histogram) */

@@ -58,6 +58,8 @@ static int write_batch(consumer_pipeline_t *p, consumer_batch_t *b)
 static void *writer_main(void *arg)
 {
     consumer_pipeline_t *p = arg;
+    /* Visible in top -H and /proc/PID/task/TID/comm (consumer.lanes counts them). */
+    pthread_setname_np(pthread_self(), "epp-writer");
     pthread_mutex_lock(&p->mu);
     for (;;) {
         while (p->inflight == NULL && !p->quit)

@@ -1,5 +1,6 @@
 #include "consumer_writer.h"
 
+#include "consumer_rows.h"
 #include "consumer_uidcache.h"
 #include "consumer_users.h"
 
@@ -29,6 +30,7 @@ enum {
     NEED_SLOW = 1,
     NEED_ISOLATE = 2,
     COMMIT_UNKNOWN = 3,
+    OFFSET_GAP = 4, /* rolled back: the batch does not continue the stored offsets */
 };
 
 struct consumer_writer {
@@ -39,7 +41,10 @@ struct consumer_writer {
     int64_t stop_seen_us; /* monotonic time the stop was first noticed, 0 before */
     PGconn *conn;
     atomic_int db_ok;
+    atomic_int broken;      /* a batch did not continue the stored offsets */
+    atomic_int dlq_blocked; /* the batch in hand waits for dead letters that failed */
     int failpoint_after_commit;
+    int failpoint_load_fails;
     unsigned seed;
     epp_buf_t scratch2;           /* per-row jsonb parameter */
     epp_buf_t arr[3];             /* rollup array parameters */
@@ -103,8 +108,6 @@ static const struct {
 static const char begin_sql[] =
     "BEGIN; SELECT generation FROM public.epp_rollup_generation FOR SHARE";
 
-static const char events_columns[] = "(event_id, user_id, event_name, metadata, \"timestamp\")";
-
 consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_dlq_t *dlq,
                                           consumer_metrics_t *metrics, volatile sig_atomic_t *stop)
 {
@@ -116,6 +119,8 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     w->m = metrics;
     w->stop = stop;
     atomic_init(&w->db_ok, 0);
+    atomic_init(&w->broken, 0);
+    atomic_init(&w->dlq_blocked, 0);
     int64_t lanes = conf->writers > 0 ? conf->writers : 1;
     w->users = consumer_users_create((size_t)(conf->user_bitmap_memory_mb * 1024 * 1024 / lanes));
     if (w->users == NULL) {
@@ -134,10 +139,15 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     w->seed = (unsigned)(time(NULL) ^ getpid());
     /* Test-only: EPP_FAILPOINT=after_db_commit kills the process right after a batch's COMMIT
      * and before the Kafka commit (the crash window the offsets table exists for). */
-    const char *fp = getenv("EPP_FAILPOINT");
-    if (fp != NULL && strcmp(fp, "after_db_commit") == 0) {
+    if (consumer_failpoint("after_db_commit")) {
         w->failpoint_after_commit = 1;
         EPP_WARN("failpoint after_db_commit is armed: the process exits after its first commit");
+    }
+    /* Test-only: EPP_FAILPOINT=offsets_load_fails makes every offset load fail, as it does when
+     * a stop comes while Postgres is unreachable. */
+    if (consumer_failpoint("offsets_load_fails")) {
+        w->failpoint_load_fails = 1;
+        EPP_WARN("failpoint offsets_load_fails is armed: stored offsets are never read");
     }
     return w;
 }
@@ -166,6 +176,50 @@ void consumer_writer_destroy(consumer_writer_t *w)
 int consumer_writer_db_ok(const consumer_writer_t *w)
 {
     return atomic_load(&((consumer_writer_t *)w)->db_ok);
+}
+
+int consumer_writer_broken(const consumer_writer_t *w)
+{
+    return atomic_load(&((consumer_writer_t *)w)->broken);
+}
+
+int consumer_writer_dlq_blocked(const consumer_writer_t *w)
+{
+    return atomic_load(&((consumer_writer_t *)w)->dlq_blocked);
+}
+
+/* Marks the batch in hand as held by dead letters that could not be produced (or no longer),
+ * for /ready and epp_consumer_dead_letter_blocked. */
+static void set_dlq_blocked(consumer_writer_t *w, int blocked)
+{
+    if (atomic_exchange(&w->dlq_blocked, blocked) != blocked)
+        epp_series_add(w->m->dlq_blocked, blocked ? 1.0 : -1.0);
+}
+
+/* A dead letter of b failed (rc): counted each time; the first failure of a batch is logged at
+ * error level with the first message concerned, since the batch -- and with it every later
+ * message of its partitions -- now waits for the dead-letter topic to take it. */
+static void dlq_failed(consumer_writer_t *w, const consumer_batch_t *b, int rc)
+{
+    epp_series_inc(w->m->dlq_failures);
+    if (consumer_writer_dlq_blocked(w))
+        return;
+    set_dlq_blocked(w, 1);
+    for (size_t i = 0; i < b->n; i++) {
+        const consumer_row_t *r = &b->rows[i];
+        if (r->state != CONSUMER_ROW_BAD || r->dlq_done)
+            continue;
+        char part[16], off[32], bytes[32];
+        snprintf(part, sizeof part, "%" PRId32, r->partition);
+        snprintf(off, sizeof off, "%" PRId64, r->offset);
+        snprintf(bytes, sizeof bytes, "%zu", r->msg->len);
+        EPP_LOGKV(EPP_LOG_ERROR,
+                  "DEAD LETTER NOT PRODUCED: the batch is retried and its partitions hold until "
+                  "the dead-letter topic takes it",
+                  "partition", part, "offset", off, "bytes", bytes, "reason", r->err_code, "error",
+                  epp_strerror(rc), "dlq_topic", w->conf->dlq_topic);
+        break;
+    }
 }
 
 /* 1 when retrying must end: a stop was requested, and either there is no batch in hand (start-up,
@@ -318,127 +372,6 @@ static int read_offsets(consumer_writer_t *w, const char *sql, consumer_batch_t 
     return 0;
 }
 
-/* COPY sql FROM STDIN with data then tail. */
-static int copy_in(consumer_writer_t *w, const char *sql, const char *data, size_t len,
-                   const char *tail, size_t tail_len, epp_pg_error_t *pe)
-{
-    PGresult *res = PQexec(w->conn, sql);
-    int rc = epp_pg_result_error(w->conn, res, pe);
-    int copying = res != NULL && PQresultStatus(res) == PGRES_COPY_IN;
-    PQclear(res);
-    if (rc != 0 || !copying)
-        return rc != 0 ? rc : EPP_EIO;
-    /* Sent in slices: libpq copies each into its output buffer, so one huge call would double
-     * the memory of a large batch. */
-    const size_t slice = 256 * 1024;
-    int ok = 1;
-    for (size_t off = 0; off < len && ok; off += slice)
-        ok = PQputCopyData(w->conn, data + off, (int)(len - off < slice ? len - off : slice)) == 1;
-    if (ok && tail_len > 0)
-        ok = PQputCopyData(w->conn, tail, (int)tail_len) == 1;
-    ok = PQputCopyEnd(w->conn, ok ? NULL : "client error") == 1 && ok;
-    rc = 0;
-    while ((res = PQgetResult(w->conn)) != NULL) {
-        int r2 = epp_pg_result_error(w->conn, res, pe);
-        if (rc == 0)
-            rc = r2;
-        PQclear(res);
-    }
-    if (rc == 0 && !ok) {
-        epp_pg_copy_message(pe->message, sizeof pe->message, PQerrorMessage(w->conn));
-        pe->code = rc = EPP_EIO;
-    }
-    return rc;
-}
-
-static int copy_rows(consumer_writer_t *w, consumer_batch_t *b, const char *table,
-                     epp_pg_error_t *pe)
-{
-    char sql[160];
-    snprintf(sql, sizeof sql, "COPY %s %s FROM STDIN %s", table, events_columns,
-             epp_pgcopy_options(b->fmt));
-    epp_buf_t tail = {0};
-    epp_pgcopy_end(&tail, b->fmt);
-    int rc = copy_in(w, sql, b->copy.data, b->copy.len, tail.data, tail.len, pe);
-    epp_buf_free(&tail);
-    return rc;
-}
-
-/* Slow path: staging table, then INSERT ... ON CONFLICT DO NOTHING; marks inserted rows. */
-static int insert_via_stage(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
-{
-    int rc = copy_rows(w, b, "epp_stage", pe);
-    if (rc != 0)
-        return rc;
-    PGresult *res = NULL;
-    rc = epp_pg_exec_params(w->conn,
-                            "INSERT INTO public.events (event_id, user_id, event_name, metadata,"
-                            " \"timestamp\") SELECT event_id, user_id, event_name, metadata,"
-                            " \"timestamp\" FROM epp_stage ON CONFLICT (event_id) DO NOTHING"
-                            " RETURNING event_id",
-                            0, NULL, 1, &res, pe);
-    if (rc != 0)
-        return rc;
-    for (int r = 0; r < PQntuples(res); r++) {
-        if (PQgetlength(res, r, 0) != 16)
-            continue;
-        epp_uuid_t id;
-        memcpy(id.b, PQgetvalue(res, r, 0), 16);
-        size_t i = consumer_batch_find(b, &id);
-        if (i != (size_t)-1)
-            b->rows[i].inserted = 1;
-    }
-    PQclear(res);
-    return 0;
-}
-
-/* Isolation: each row in its own savepoint; rows Postgres rejects for their data become BAD. */
-static int insert_each(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
-{
-    static const char sql[] =
-        "INSERT INTO public.events (event_id, user_id, event_name, metadata, \"timestamp\")"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING RETURNING event_id";
-    for (size_t i = 0; i < b->n; i++) {
-        consumer_row_t *row = &b->rows[i];
-        if (row->state != CONSUMER_ROW_OK)
-            continue;
-        int rc = epp_pg_exec(w->conn, "SAVEPOINT epp_row", pe);
-        if (rc != 0)
-            return rc;
-        epp_pgcopy_row_t r;
-        consumer_batch_row(b, i, &r);
-        unsigned char ts[8];
-        epp_pgcopy_put_be64(ts, (uint64_t)(r.timestamp_us - EPP_PGCOPY_PG_EPOCH_US));
-        epp_buf_reset(&w->scratch2);
-        epp_buf_append_char(&w->scratch2, 1); /* jsonb binary version */
-        epp_buf_append(&w->scratch2, r.metadata, r.metadata_len);
-        const char *values[5] = {(const char *)r.event_id.b, r.user_id, r.event_name,
-                                 w->scratch2.data, (const char *)ts};
-        int lengths[5] = {16, (int)r.user_id_len, (int)r.event_name_len, (int)w->scratch2.len, 8};
-        int formats[5] = {1, 1, 1, 1, 1};
-        PGresult *res = PQexecParams(w->conn, sql, 5, NULL, values, lengths, formats, 1);
-        rc = epp_pg_result_error(w->conn, res, pe);
-        if (rc == 0 && PQntuples(res) == 1)
-            row->inserted = 1;
-        PQclear(res);
-        if (rc != 0) {
-            if (!epp_pg_is_data_error(pe->sqlstate) || PQstatus(w->conn) != CONNECTION_OK)
-                return rc;
-            char text[320];
-            snprintf(text, sizeof text, "%s (SQLSTATE %s)", pe->message, pe->sqlstate);
-            EPP_LOGKV(EPP_LOG_WARN, "row rejected by Postgres; dead-lettering", "error", text);
-            if (consumer_batch_mark_bad(b, i, "db_rejected", text) != 0)
-                return EPP_ENOMEM;
-            rc = epp_pg_exec(w->conn, "ROLLBACK TO SAVEPOINT epp_row", pe);
-        } else {
-            rc = epp_pg_exec(w->conn, "RELEASE SAVEPOINT epp_row", pe);
-        }
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
 /* Reads the generation the first statements returned: the lane forgets the uids it knows
  * stored when it moved. */
 static int begin_tx(consumer_writer_t *w, epp_pg_error_t *pe)
@@ -549,6 +482,7 @@ static int send_dead_letters(consumer_writer_t *w, consumer_batch_t *b, epp_pg_e
         int rc = consumer_dlq_send(w->dlq, r->msg, w->conf->topic, r->err_code,
                                    consumer_row_str(b, r->err_off));
         if (rc != 0) {
+            dlq_failed(w, b, rc);
             snprintf(pe->message, sizeof pe->message, "dead-letter produce failed");
             pe->sqlstate[0] = '\0';
             return pe->code = rc;
@@ -559,6 +493,7 @@ static int send_dead_letters(consumer_writer_t *w, consumer_batch_t *b, epp_pg_e
         return 0;
     int rc = consumer_dlq_flush(w->dlq, 30000);
     if (rc != 0) {
+        dlq_failed(w, b, rc);
         snprintf(pe->message, sizeof pe->message, "dead-letter topic did not acknowledge");
         pe->sqlstate[0] = '\0';
         return pe->code = rc;
@@ -596,6 +531,32 @@ static size_t skip_stored(consumer_batch_t *b)
     return skipped;
 }
 
+/* 1 when some partition's stored next offset lies before the offset from which this batch's
+ * messages of it are known complete: storing the batch's end would pass over messages this
+ * process never read (consumer_positions.h). Logs each such partition. Offsets between the stored
+ * one and the batch's first message that the broker did not hand over (transaction markers) are
+ * not a gap: the read position accounts for them. */
+static int has_gap(const consumer_batch_t *b)
+{
+    int gap = 0;
+    for (size_t k = 0; k < b->nparts; k++) {
+        const consumer_part_t *p = &b->parts[k];
+        if (p->from < 0 || p->stored >= p->from)
+            continue;
+        char part[16], stored[32], from[32], first[32];
+        snprintf(part, sizeof part, "%" PRId32, p->partition);
+        snprintf(stored, sizeof stored, "%" PRId64, p->stored);
+        snprintf(from, sizeof from, "%" PRId64, p->from);
+        snprintf(first, sizeof first, "%" PRId64, p->first);
+        EPP_LOGKV(EPP_LOG_ERROR,
+                  "OFFSET GAP: the batch does not continue the stored offset; nothing stored",
+                  "partition", part, "stored_next_offset", stored, "read_from", from,
+                  "batch_first_offset", first);
+        gap = 1;
+    }
+    return gap;
+}
+
 /* One attempt in one transaction. */
 static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mode,
                      int *rollup_ready, epp_pg_error_t *pe)
@@ -608,16 +569,9 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
     }
     if ((rc = read_offsets(w, lock_offsets_sql, b, pe)) != 0)
         goto fail;
-    for (size_t k = 0; k < b->nparts; k++) {
-        const consumer_part_t *p = &b->parts[k];
-        if (p->stored >= 0 && p->stored < p->first) {
-            char detail[128];
-            snprintf(detail, sizeof detail,
-                     "partition %" PRId32 ": stored %" PRId64 ", batch starts at %" PRId64,
-                     p->partition, p->stored, p->first);
-            EPP_LOGKV(EPP_LOG_ERROR, "offset gap: messages between were never stored", "detail",
-                      detail);
-        }
+    if (has_gap(b)) {
+        epp_pg_rollback(w->conn);
+        return OFFSET_GAP;
     }
     size_t skipped = skip_stored(b);
     if (skipped > 0) {
@@ -636,7 +590,7 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
         ok_rows += b->rows[i].state == CONSUMER_ROW_OK;
     if (ok_rows > 0) {
         if (mode == MODE_FAST) {
-            rc = copy_rows(w, b, "public.events", pe);
+            rc = consumer_rows_copy(w->conn, b, "public.events", pe);
             if (rc != 0 && strcmp(pe->sqlstate, EPP_PG_UNIQUE_VIOLATION) == 0) {
                 epp_pg_rollback(w->conn);
                 return NEED_SLOW;
@@ -646,10 +600,10 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
                     b->rows[i].inserted = b->rows[i].state == CONSUMER_ROW_OK;
         } else if (mode == MODE_SLOW) {
             *rollup_ready = 0; /* only the rows RETURNING names are counted */
-            rc = insert_via_stage(w, b, pe);
+            rc = consumer_rows_insert_staged(w->conn, b, pe);
         } else {
             *rollup_ready = 0;
-            rc = insert_each(w, b, pe);
+            rc = consumer_rows_insert_each(w->conn, b, &w->scratch2, pe);
         }
         if (rc != 0 && mode != MODE_ISOLATE && epp_pg_is_data_error(pe->sqlstate) &&
             PQstatus(w->conn) == CONNECTION_OK) {
@@ -808,6 +762,7 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             epp_span_set_status(span, EPP_SPAN_STATUS_ERROR,
                                 "stopping: batch left unwritten (it will be read again)");
             epp_span_end(span, 0);
+            set_dlq_blocked(w, 0);
             return EPP_ESTATE;
         }
         epp_pg_error_t pe;
@@ -827,6 +782,15 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
             if (rc == NEED_ISOLATE) {
                 mode = MODE_ISOLATE;
                 continue;
+            }
+            if (rc == OFFSET_GAP) {
+                /* Not retried: the same batch would find the same gap. The messages in between
+                 * are read again only by starting the partition at the stored offset, which the
+                 * next owner does: the caller leaves (consumer_writer_broken). */
+                atomic_store(&w->broken, 1);
+                epp_span_set_status(span, EPP_SPAN_STATUS_ERROR, "offset gap: nothing stored");
+                epp_span_end(span, 0);
+                return EPP_ESTATE;
             }
             if (rc == COMMIT_UNKNOWN) {
                 epp_series_inc(w->m->commit_unknown);
@@ -864,6 +828,10 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
         else
             log_pg(EPP_LOG_ERROR, "batch write failed (not a per-message error); retrying", &pe);
         backoff(w, attempt++, 1);
+    }
+    if (consumer_writer_dlq_blocked(w)) {
+        EPP_INFO("dead letters produced: the held partitions move again");
+        set_dlq_blocked(w, 0);
     }
     /* Committed: the batch's users have these uids, and what it stored of their bitmaps is
      * known. */
@@ -925,7 +893,7 @@ int consumer_writer_load_offsets(consumer_writer_t *w, const int32_t *parts, siz
         tmp.parts[i].partition = parts[i];
     int rc;
     for (unsigned attempt = 0;; attempt++) {
-        if (gave_up(w, 0)) {
+        if (gave_up(w, 0) || w->failpoint_load_fails) {
             rc = EPP_ESTATE;
             break;
         }

@@ -1,7 +1,8 @@
 /* epp-consumer: reads the events topic as a consumer group and stores each event exactly once
- * in Postgres (SPEC section 5). See event_consumer/README.md for the design. */
+ * in Postgres (docs/contract.md §5). See event_consumer/README.md for the design. */
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "consumer_kafka.h"
 #include "consumer_metrics.h"
 #include "consumer_pipeline.h"
+#include "consumer_positions.h"
 #include "consumer_writer.h"
 #include "epp_error.h"
 #include "epp_http.h"
@@ -54,6 +56,12 @@ typedef struct {
     rd_kafka_t *rk;
     lane_t lanes[MAX_LANES];
     size_t nlanes;
+    consumer_positions_t *pos; /* read positions, for the writers' gap check */
+    /* 1 while everything /ready reads exists: set once the lanes and the Kafka handle are up,
+     * cleared when the poll loop ends. app_destroy stops the HTTP server before it frees
+     * anything, so a probe that saw 1 finishes before what it reads goes. */
+    atomic_int serving;
+    int failpoint_assign_at_end;
     epp_series_t *lag[CONSUMER_MAX_TRACKED_PARTITIONS];
 } app_t;
 
@@ -84,7 +92,17 @@ static int flush_all(app_t *a)
     return rc;
 }
 
-static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
+/* Sets a partition's read position; without memory for it the writers' gap check cannot work,
+ * so the process stops at once (like any allocation failure in a rebalance callback). */
+static void set_position(app_t *a, int32_t partition, int64_t pos)
+{
+    if (consumer_positions_set(a->pos, partition, pos) == EPP_ENOMEM) {
+        EPP_ERROR("out of memory recording a read position");
+        abort();
+    }
+}
+
+static int on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
 {
     app_t *a = ud;
     /* Lane 0's writer is used from this thread now, so nothing may be in flight. */
@@ -99,12 +117,33 @@ static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
     for (int i = 0; i < parts->cnt; i++)
         ids[i] = parts->elems[i].partition;
     int rc = consumer_writer_load_offsets(a->lanes[0].writer, ids, (size_t)parts->cnt, next);
+    if (rc == EPP_ENOMEM) {
+        EPP_ERROR("out of memory loading offsets");
+        abort();
+    }
+    if (rc != 0) {
+        /* A stop came while Postgres could not be read: no start offset is known, and any
+         * guess skips (the end) or re-reads everything (the beginning). The partitions are
+         * assigned paused; their next owner starts them at the stored offsets. */
+        EPP_LOGKV(EPP_LOG_ERROR, "stored offsets could not be read; reading nothing", "error",
+                  epp_strerror(rc));
+        for (int i = 0; i < parts->cnt; i++) {
+            parts->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING; /* never fetched: paused */
+            set_position(a, ids[i], CONSUMER_POS_UNKNOWN);
+        }
+        free(ids);
+        free(next);
+        return -1;
+    }
     for (int i = 0; i < parts->cnt; i++) {
-        /* On a stop before the offsets could be read, start nowhere: the process is leaving. */
-        int64_t off = rc != 0        ? RD_KAFKA_OFFSET_END
-                      : next[i] >= 0 ? next[i]
-                                     : RD_KAFKA_OFFSET_BEGINNING;
-        parts->elems[i].offset = off;
+        parts->elems[i].offset = next[i] >= 0 ? next[i] : RD_KAFKA_OFFSET_BEGINNING;
+        set_position(a, ids[i], next[i] >= 0 ? next[i] : -1);
+        if (a->failpoint_assign_at_end) {
+            /* Test-only: what this callback once did on a failed load -- start at the end,
+             * telling no one -- so that a test can show the writers refuse the gap. */
+            parts->elems[i].offset = RD_KAFKA_OFFSET_END;
+            set_position(a, ids[i], CONSUMER_POS_UNKNOWN);
+        }
         consumer_pipeline_set_committed_next(lane_of(a, ids[i])->pipe, ids[i], next[i]);
         char p[16], o[32];
         snprintf(p, sizeof p, "%" PRId32, ids[i]);
@@ -114,17 +153,35 @@ static void on_assign(void *ud, rd_kafka_topic_partition_list_t *parts)
     }
     free(ids);
     free(next);
+    return 0;
 }
 
 static void on_revoke(void *ud, const rd_kafka_topic_partition_list_t *parts)
 {
-    (void)parts;
-    flush_all(ud);
+    app_t *a = ud;
+    flush_all(a);
+    /* Whatever arrives for these partitions later vouches for nothing before itself. */
+    for (int i = 0; i < parts->cnt; i++)
+        set_position(a, parts->elems[i].partition, CONSUMER_POS_UNKNOWN);
+}
+
+/* 1 when a writer found that a batch does not continue the stored offsets: this process must
+ * stop writing and leave the group, so that the partitions restart at the stored offsets. */
+static int any_writer_broken(const app_t *a)
+{
+    for (size_t i = 0; i < a->nlanes; i++)
+        if (consumer_writer_broken(a->lanes[i].writer))
+            return 1;
+    return 0;
 }
 
 static int ready(void *ud, char *reason, size_t reason_size)
 {
     app_t *a = ud;
+    if (g_stop || !atomic_load(&a->serving)) {
+        snprintf(reason, reason_size, g_stop ? "stopping" : "starting");
+        return 0;
+    }
     /* A fresh connection attempt with a short timeout, so that a probe never hangs on a
      * black-holed database host. */
     const char *keys[] = {"dbname", "connect_timeout", NULL};
@@ -136,6 +193,13 @@ static int ready(void *ud, char *reason, size_t reason_size)
     if (a->rk == NULL || !consumer_kafka_reachable(a->rk, 1000)) {
         snprintf(reason, reason_size, "kafka unreachable");
         return 0;
+    }
+    for (size_t i = 0; i < a->nlanes; i++) {
+        if (consumer_writer_dlq_blocked(a->lanes[i].writer)) {
+            snprintf(reason, reason_size,
+                     "dead letters cannot be produced: partitions held (see the log)");
+            return 0;
+        }
     }
     return 1;
 }
@@ -215,8 +279,9 @@ static int run(app_t *a)
             } else {
                 epp_series_inc(a->m.consumed);
                 lane_t *l = lane_of(a, msg->partition);
+                int64_t from = consumer_positions_advance(a->pos, msg->partition, msg->offset);
                 /* The batch owns msg from here, also when adding fails. */
-                if (consumer_batch_add(l->batch, msg) != 0) {
+                if (consumer_batch_add(l->batch, msg, from) != 0) {
                     EPP_ERROR("out of memory decoding a message");
                     return 1;
                 }
@@ -234,6 +299,12 @@ static int run(app_t *a)
             update_lag(a);
             last_lag = now;
         }
+        if (any_writer_broken(a)) {
+            EPP_ERROR("leaving: a batch did not continue the stored offsets (see OFFSET GAP); "
+                      "the partitions restart at the offsets stored in Postgres");
+            flush_all(a);
+            return 1;
+        }
     }
     EPP_INFO("stopping: writing the batch in hand");
     return flush_all(a) == 0 ? 0 : 1;
@@ -241,6 +312,11 @@ static int run(app_t *a)
 
 static void app_destroy(app_t *a)
 {
+    /* First: the HTTP handlers read the lanes and the Kafka handle (/ready) and the metrics
+     * (/metrics); destroying the server waits for the handlers running and serves no more. */
+    atomic_store(&a->serving, 0);
+    epp_http_destroy(a->http);
+    a->http = NULL;
     for (size_t i = 0; i < MAX_LANES; i++) {
         lane_t *l = &a->lanes[i];
         consumer_pipeline_destroy(l->pipe);
@@ -252,7 +328,7 @@ static void app_destroy(app_t *a)
         consumer_writer_destroy(a->lanes[i].writer);
         consumer_dlq_destroy(a->lanes[i].dlq);
     }
-    epp_http_destroy(a->http);
+    consumer_positions_destroy(a->pos);
     /* Last of what can end a span (the writer threads are gone): exports what is queued. */
     epp_tracer_destroy(a->tracer);
     epp_metrics_destroy(a->reg);
@@ -341,10 +417,19 @@ int main(int argc, char **argv)
         goto out;
     }
 
+    a->pos = consumer_positions_create();
+    if (a->pos == NULL) {
+        EPP_ERROR("out of memory");
+        goto out;
+    }
+    if (consumer_failpoint("assign_at_end")) {
+        a->failpoint_assign_at_end = 1;
+        EPP_WARN("failpoint assign_at_end is armed: partitions start at their end");
+    }
     a->nlanes = (size_t)a->conf.writers;
     for (size_t i = 0; i < a->nlanes; i++) {
         lane_t *l = &a->lanes[i];
-        l->dlq = consumer_dlq_create(a->conf.bootstrap, a->conf.dlq_topic, err, sizeof err);
+        l->dlq = consumer_dlq_create(&a->conf, err, sizeof err);
         if (l->dlq == NULL) {
             EPP_LOGKV(EPP_LOG_ERROR, "cannot create the dead-letter producer", "error", err);
             goto out;
@@ -386,7 +471,9 @@ int main(int argc, char **argv)
         }
     }
     EPP_LOGKV(EPP_LOG_INFO, "consuming", "topic", a->conf.topic, "group", a->conf.group_id);
+    atomic_store(&a->serving, 1);
     exit_code = run(a);
+    atomic_store(&a->serving, 0);
     /* Leaves the group; the revoke callback runs with nothing left in hand. */
     rd_kafka_consumer_close(a->rk);
     EPP_INFO(exit_code == 0 ? "stopped" : "stopped with the batch in hand unwritten");

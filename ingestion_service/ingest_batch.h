@@ -2,7 +2,7 @@
  * so that the fuzzer (tests/fuzz/fuzz_batch.c) links it with libepp alone.
  *
  * It covers: the media types each route accepts, gzip request bodies (Content-Encoding), the
- * three batch shapes of SPEC section 4 (a JSON array, {"events": [...]}, NDJSON) split into
+ * three batch shapes of docs/contract.md §4 (a JSON array, {"events": [...]}, NDJSON) split into
  * per-index results, and the HTTP status of each validation failure.
  *
  * Thread-safety: none needed; every object here belongs to one request on one thread. */

@@ -1,4 +1,4 @@
-/* ingest_config: epp-ingest's configuration, declared as one table (SPEC section 11) that
+/* ingest_config: epp-ingest's configuration, declared as one table (docs/contract.md §11) that
  * drives environment variables, --flags, --help and the README's configuration table.
  *
  * Not thread-safe: parsed once by main() before any other thread starts, then read-only. */

@@ -299,7 +299,7 @@ static void finish_single(ingest_req_t *r)
         req_spans_end(r, 202, 1, 0);
         return;
     }
-    /* The error shape of SPEC section 4 plus the event_id, so that a client can resend the
+    /* The error shape of docs/contract.md §4 plus the event_id, so that a client can resend the
      * event under the same id and have it stored once whatever happened to this attempt. */
     const char *code, *msg;
     unsigned retry;

@@ -1,5 +1,5 @@
-/* ingest_producer: the librdkafka producer behind POST /events, with the promise SPEC section 4
- * makes -- a delivery callback reports success only for a message Kafka acknowledged (acks=all,
+/* ingest_producer: the librdkafka producer behind POST /events, with the promise docs/contract.md
+ * §4 makes -- a delivery callback reports success only for a message Kafka acknowledged (acks=all,
  * idempotent producer).
  *
  * Threads: one poll thread per producer instance serves delivery reports and errors (so they

@@ -1,4 +1,4 @@
-/* epp-ingest: the Ingestion Service (SPEC section 4).
+/* epp-ingest: the Ingestion Service (docs/contract.md §4).
  *
  * Start-up: configuration, logging, metrics, the Kafka producer, then the HTTP server. The
  * main thread then waits for SIGTERM/SIGINT and shuts down in the order that keeps every

@@ -51,8 +51,8 @@ cmd_start() {
         </dev/null >>"$dir/devbroker.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$dir/devbroker.pid"
-    local i
-    for i in $(seq 1 200); do
+    local _
+    for _ in $(seq 1 200); do
         if [ -s "$dir/devbroker.addr" ] && [ -s "$dir/devbroker.control" ]; then
             echo "broker.sh: epp-devbroker pid $pid, bootstrap $(cat "$dir/devbroker.addr"), control $(cat "$dir/devbroker.control")"
             return 0
@@ -69,13 +69,13 @@ cmd_start() {
 
 cmd_stop() {
     [ $# -ge 1 ] || usage
-    local dir=$1 pid i
+    local dir=$1 pid
     pid=$(live_pid "$dir") || {
         rm -f "$dir/devbroker.pid"
         return 0
     }
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         live_pid "$dir" >/dev/null || break
         sleep 0.1
     done

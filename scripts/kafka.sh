@@ -64,7 +64,7 @@ verify_libs() {
     [ -d "$LIBS" ] || return 1
     local want have
     want=$(awk '{print $2}' "$SUMS" | sort)
-    have=$(cd "$LIBS" && ls -1 -- *.jar 2>/dev/null | sort)
+    have=$(find "$LIBS" -maxdepth 1 -name '*.jar' -printf '%f\n' | sort)
     if [ "$want" != "$have" ]; then
         echo "kafka.sh: the jar set in $LIBS differs from scripts/kafka/SHA256SUMS:" >&2
         diff <(echo "$want") <(echo "$have") | sed -n 's/^[<>]/  &/p' >&2 || true
@@ -377,7 +377,9 @@ node_arg() {
     local dir=$1 k=$2
     [ -f "$dir/cluster.conf" ] || die "no cluster in $dir"
     load_conf "$dir"
-    [[ "$k" =~ ^[0-9]+$ ]] && [ "$k" -ge 1 ] && [ "$k" -le "$NODES" ] || die "no node $k (1..$NODES)"
+    if ! [[ "$k" =~ ^[0-9]+$ ]] || [ "$k" -lt 1 ] || [ "$k" -gt "$NODES" ]; then
+        die "no node $k (1..$NODES)"
+    fi
 }
 
 cmd_kill() {

@@ -66,13 +66,13 @@ stop_all() {
     STOPPING=1
     trap '' INT TERM
     echo
-    local i pid name n
+    local i pid name
     for ((i = ${#SVC_PIDS[@]} - 1; i >= 0; i--)); do
         pid=${SVC_PIDS[$i]}
         name=${SVC_NAMES[$i]}
         if kill -0 "$pid" 2>/dev/null; then
             kill -TERM "$pid" 2>/dev/null || true
-            for n in $(seq 1 150); do
+            for _ in $(seq 1 150); do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
             done

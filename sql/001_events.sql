@@ -1,4 +1,4 @@
--- 001: the event store (SPEC section 6) and the consumer's bookkeeping.
+-- 001: the event store (docs/contract.md §6) and the consumer's bookkeeping.
 --
 -- public.events is the public interface: these six columns, with these names, are what
 -- Superset and users' SQL read. Everything else in this file is ours to change in later

@@ -1,4 +1,4 @@
-/* The range planner (analytics_service/query_plan.c): for many random ranges, the pieces are
+/* The range planner (analytics_service/analytics_plan.c): for many random ranges, the pieces are
  * whole aligned buckets of their level, pairwise disjoint, and cover [from, to) exactly; the
  * raw edges are shorter than a minute; series planning agrees with brute force. */
 #include <inttypes.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 
 #include "epp_test.h"
-#include "query_plan.h"
+#include "analytics_plan.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 

@@ -1,4 +1,4 @@
-"""End to end, as a person would see it after `make run` and `epp-send` (SPEC section 3): the
+"""End to end, as a person would see it after `make run` and `epp-send` (docs/contract.md §3): the
 dashboard is open in headless Chromium on an empty store; epp-send sends 300 events through
 epp-ingest, Kafka (the dev broker) and epp-consumer into Postgres; the page shows them by itself
 within seconds (auto-refresh), with both charts drawn. Screenshot: BUILD/test-artifacts/

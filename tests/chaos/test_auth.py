@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""API keys (SPEC §10) on epp-ingest and epp-analytics, with INGEST_API_KEYS and
+"""API keys (docs/contract.md §10) on epp-ingest and epp-analytics, with INGEST_API_KEYS and
 ANALYTICS_API_KEYS set:
 
 - every route except /health refuses a missing, wrong, truncated, extended, prefix-only,

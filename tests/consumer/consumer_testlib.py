@@ -63,16 +63,22 @@ def consumer(env, db_url, topic, group=None, port=None, extra_env=None, log_name
                             log_name=log_name)
 
 
-def count_rows(url):
+def pg_value(url, sql, params=()):
+    """The first column of the first row of a query."""
     conn = t.pg_connect(url)
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM public.events")
+            cur.execute(sql, params)
             return cur.fetchone()[0]
-    except Exception:  # noqa: BLE001 - the table may not exist yet, or the server restarts
-        return -1
     finally:
         conn.close()
+
+
+def count_rows(url):
+    try:
+        return pg_value(url, "SELECT count(*) FROM public.events")
+    except Exception:  # noqa: BLE001 - the table may not exist yet, or the server restarts
+        return -1
 
 
 def wait_rows(url, n, timeout=60.0, procs=()):
@@ -149,18 +155,21 @@ def elapsed(t0):
     return "%.1fs" % (time.monotonic() - t0)
 
 
-def produce_evenly(env, topic, msgs, seconds, errors, wait_when_full=False):
+def produce_evenly(env, topic, msgs, seconds, errors, wait_when_full=False, stop=None):
     """Produces msgs ((key, value) tuples) to topic evenly over about `seconds`: a chunk every
     0.1 s, then a flush. Meant as a thread's target while the test disturbs the consumer, so it
     raises nothing: every failure is appended to errors (a list the caller checks after join).
 
     With wait_when_full, a full local producer queue (BufferError) waits for deliveries and
-    retries the message instead of ending the stream with an error; large streams need it."""
+    retries the message instead of ending the stream with an error; large streams need it.
+    stop: a threading.Event that ends the stream early (what was produced is flushed)."""
     try:
         from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"], "linger.ms": 5})
         chunk = max(1, len(msgs) // max(1, int(seconds / 0.1)))
         for i in range(0, len(msgs), chunk):
+            if stop is not None and stop.is_set():
+                break
             for k, v in msgs[i:i + chunk]:
                 while True:
                     try:
@@ -194,3 +203,29 @@ def wait_caught_up(env, url, group, topic, timeout=60.0, procs=()):
         return all(got.get(p, 0) >= hi for p, hi in hw.items() if hi > 0)
     t.wait_for(done, timeout=timeout, interval=0.2, msg="offsets at the high watermarks %s" % hw)
     return hw
+
+
+def consume_dlq(env, topic, count, timeout=30):
+    """The confluent_kafka messages (headers included) of a dead-letter topic, from the
+    beginning: waits for count of them, then 2 s more for any unexpected extra one."""
+    from confluent_kafka import Consumer
+    cons = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
+                     "group.id": t.unique_name("dlqread"), "auto.offset.reset": "earliest"})
+    cons.subscribe([topic])
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is None or m.error():
+                continue
+            out.append(m)
+        # Anything more would be an unexpected extra dead letter.
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            m = cons.poll(0.2)
+            if m is not None and not m.error():
+                out.append(m)
+    finally:
+        cons.close()
+    return out

@@ -29,30 +29,6 @@ def poison_messages():
     ]
 
 
-def consume_dlq(env, topic, count, timeout=30):
-    from confluent_kafka import Consumer
-    cons = Consumer({"bootstrap.servers": env["KAFKA_BOOTSTRAP_SERVERS"],
-                     "group.id": t.unique_name("dlqread"), "auto.offset.reset": "earliest"})
-    cons.subscribe([topic])
-    out = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(out) < count and time.monotonic() < deadline:
-            m = cons.poll(0.5)
-            if m is None or m.error():
-                continue
-            out.append(m)
-        # Anything more would be an unexpected extra dead letter.
-        end = time.monotonic() + 2
-        while time.monotonic() < end:
-            m = cons.poll(0.2)
-            if m is not None and not m.error():
-                out.append(m)
-    finally:
-        cons.close()
-    return out
-
-
 def main():
     t0 = time.monotonic()
     env, url, topic = c.setup("cons_poison")
@@ -98,7 +74,7 @@ def main():
         c.check_exact(url, {c.event_id_of(v) for _, v in good})
         t.check(svc.alive(), "consumer stopped")
 
-        letters = consume_dlq(env, dlq, sum(kinds.values()))
+        letters = c.consume_dlq(env, dlq, sum(kinds.values()))
         t.check(len(letters) == sum(kinds.values()),
                 "%d dead letters, expected %d" % (len(letters), sum(kinds.values())))
         seen = {}

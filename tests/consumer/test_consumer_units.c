@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "consumer_batch.h"
+#include "consumer_dlq.h"
+#include "consumer_positions.h"
 #include "consumer_rollup.h"
 #include "consumer_uidcache.h"
 #include "epp_error.h"
@@ -251,6 +253,83 @@ static void test_bitmap_format(void)
     epp_buf_free(&out);
 }
 
+/* Read positions (the writers' gap check): a started partition vouches from its start offset, a
+ * message moves the position past it, and an unknown position vouches for nothing before the
+ * message -- but for everything after it. */
+static void test_positions(void)
+{
+    consumer_positions_t *ps = consumer_positions_create();
+    CHECK(ps != NULL);
+    CHECK_INT_EQ(consumer_positions_get(ps, 3), CONSUMER_POS_UNKNOWN);
+    CHECK_INT_EQ(consumer_positions_set(ps, 3, 100), 0);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 100), 100);
+    /* 101 was a transaction marker: the next message's position still says 101. */
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 102), 101);
+    CHECK_INT_EQ(consumer_positions_get(ps, 3), 103);
+    /* The log start. */
+    CHECK_INT_EQ(consumer_positions_set(ps, 0, -1), 0);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 0, 7), -1);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 0, 8), 8);
+    /* Unknown (revoked, or started without a loaded offset), and never seen. */
+    CHECK_INT_EQ(consumer_positions_set(ps, 3, CONSUMER_POS_UNKNOWN), 0);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 500), 500);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 3, 501), 501);
+    CHECK_INT_EQ(consumer_positions_advance(ps, 40, 9), 9);
+    CHECK_INT_EQ(consumer_positions_get(ps, 40), 10);
+    CHECK_INT_EQ(consumer_positions_set(ps, -1, 5), EPP_EINVAL);
+    consumer_positions_destroy(ps);
+}
+
+static void check_conf(rd_kafka_conf_t *kc, const char *key, const char *want)
+{
+    char v[256];
+    size_t n = sizeof v;
+    CHECK_INT_EQ(rd_kafka_conf_get(kc, key, v, &n), RD_KAFKA_CONF_OK);
+    CHECK_STR_EQ(v, want);
+}
+
+/* The dead-letter producer connects like the consumer (its security settings, nothing else of
+ * KAFKA_CONSUMER_CONFIG) and takes any message the consumer can fetch plus the headers' room. */
+static void test_dlq_conf(void)
+{
+    consumer_conf_t conf;
+    memset(&conf, 0, sizeof conf);
+    conf.bootstrap = (char *)"127.0.0.1:9";
+    conf.dlq_topic = (char *)"t.dlq";
+    conf.kafka_consumer_config =
+        (char *)"security.protocol=sasl_ssl, sasl.mechanisms=PLAIN,sasl.username=u,"
+                "sasl.password=p,enable.ssl.certificate.verification=false,"
+                "ssl.endpoint.identification.algorithm=none,fetch.min.bytes=5,client.id=other";
+    char err[256];
+    rd_kafka_conf_t *kc = consumer_dlq_conf(&conf, err, sizeof err);
+    CHECK(kc != NULL);
+    check_conf(kc, "security.protocol", "sasl_ssl");
+    check_conf(kc, "sasl.mechanisms", "PLAIN");
+    check_conf(kc, "sasl.username", "u");
+    check_conf(kc, "enable.ssl.certificate.verification", "false");
+    check_conf(kc, "ssl.endpoint.identification.algorithm", "none");
+    check_conf(kc, "fetch.min.bytes", "1"); /* a consumer setting: not taken */
+    check_conf(kc, "client.id", "epp-consumer-dlq");
+    check_conf(kc, "acks", "-1");
+    /* librdkafka's default receive.message.max.bytes (100,000,000) + 64 KiB. */
+    check_conf(kc, "message.max.bytes", "100065536");
+    rd_kafka_conf_destroy(kc);
+
+    /* fetch.max.bytes above receive.message.max.bytes: librdkafka raises the latter to
+     * fetch.max.bytes + 512 for the consumer. */
+    conf.kafka_consumer_config =
+        (char *)"receive.message.max.bytes=2000000,fetch.max.bytes=3000000";
+    kc = consumer_dlq_conf(&conf, err, sizeof err);
+    CHECK(kc != NULL);
+    check_conf(kc, "message.max.bytes", "3066048");
+    rd_kafka_conf_destroy(kc);
+
+    conf.kafka_consumer_config = (char *)"security.protocol=carrier-pigeon";
+    kc = consumer_dlq_conf(&conf, err, sizeof err);
+    CHECK(kc == NULL);
+    CHECK(strstr(err, "KAFKA_CONSUMER_CONFIG") != NULL);
+}
+
 int main(void)
 {
     EPP_RUN(test_buckets);
@@ -261,5 +340,7 @@ int main(void)
     EPP_RUN(test_linked_sampling);
     EPP_RUN(test_uidcache);
     EPP_RUN(test_bitmap_format);
+    EPP_RUN(test_positions);
+    EPP_RUN(test_dlq_conf);
     return EPP_TEST_RESULT();
 }

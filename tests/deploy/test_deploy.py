@@ -295,6 +295,42 @@ def test_config_docs(repo, build):
     check(fresh == committed, "docs/configuration.md is stale: run scripts/gen-config-docs.sh build")
 
 
+def test_references(repo):
+    """The repository stands alone: no file cites a document outside it (the product contract
+    lives in docs/contract.md), every `docs/contract.md §N` names a section that exists, and every
+    relative link in a Markdown file points at a file in the repository."""
+    files = subprocess.run(["git", "-C", repo, "ls-files"], capture_output=True,
+                           text=True).stdout.split()
+    contract = open(os.path.join(repo, "docs", "contract.md")).read()
+    sections = set(re.findall(r"^## §(\d+) ", contract, re.M))
+    outside = re.compile(r"\bSPEC(?: §| sections?\b|\.md|'s)|\bNOTES\.md|\.\./shared/|/work/shared")
+    cited = re.compile(r"docs/contract\.md §(\d+)(?: and §(\d+))?")
+    link = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+    for f in files:
+        if (f.endswith(("package-lock.json", ".png", ".zip", ".gz")) or "/corpus/" in f or
+                f == "tests/deploy/test_deploy.py"):  # this check names the patterns
+            continue
+        path = os.path.join(repo, f)
+        try:
+            text = open(path, encoding="utf-8").read()
+        except (UnicodeDecodeError, IsADirectoryError, FileNotFoundError):
+            continue
+        for m in outside.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            check(False, f"{f}:{line} cites a document outside the repository: {m.group(0)!r}")
+        for m in cited.finditer(text):
+            for n in m.groups():
+                check(n is None or n in sections, f"{f} cites docs/contract.md §{n}, which is missing")
+        if f.endswith(".md"):
+            for m in link.finditer(text):
+                target = m.group(1)
+                if re.match(r"^[a-z]+:", target):
+                    continue
+                full = os.path.normpath(os.path.join(os.path.dirname(path), target))
+                check(full.startswith(os.path.abspath(repo)) and os.path.exists(full),
+                      f"{f} links to {target}, which is not in the repository")
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -308,6 +344,7 @@ def main():
     test_superset(ARGS.repo, env, compose)
     test_readme(ARGS.repo)
     test_config_docs(ARGS.repo, ARGS.build)
+    test_references(ARGS.repo)
     test_service_readmes(ARGS.repo, ARGS.build)
     print(f"{len(failures)} failed" if failures else "deploy: all checks passed")
     sys.exit(1 if failures else 0)

@@ -1,5 +1,5 @@
 /* libFuzzer target: the analytics API's parameter checks (analytics_params_parse) and the range
- * planner they feed (query_plan.c) -- everything between an untrusted query string and the SQL
+ * planner they feed (analytics_plan.c) -- everything between an untrusted query string and the SQL
  * parameters of epp-analytics.
  *
  * Input: the first byte picks the route (and a small or the default max_points; 0xff: the raw
@@ -26,7 +26,7 @@
 #include <string.h>
 
 #include "../../analytics_service/analytics_params.c"
-#include "../../analytics_service/query_plan.c"
+#include "../../analytics_service/analytics_plan.c"
 #include "epp_json.h"
 #include "epp_time.h"
 

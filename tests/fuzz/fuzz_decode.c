@@ -3,7 +3,7 @@
  *
  * Properties checked beyond "no crash, no sanitizer report":
  *  - a rejected message has an error code and a message (they become dead-letter headers);
- *  - an accepted event is within SPEC section 4's bounds, has valid UTF-8 strings without NUL
+ *  - an accepted event is within docs/contract.md §4's bounds, has valid UTF-8 strings without NUL
  *    (what Postgres text and jsonb accept), and its canonical form parses back to the same event;
  *  - its binary COPY tuple has exactly the length the format defines (5 fields), and its text
  *    COPY line has exactly 4 field separators and one line end -- no tab, newline or carriage

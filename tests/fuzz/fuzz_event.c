@@ -1,8 +1,8 @@
 /* libFuzzer target: epp_event_parse() in client mode, the ingestion hot path for untrusted input.
  *
  * Beyond "no crash, no sanitizer report" it checks the properties the services rely on:
- *  - an accepted event has fields within SPEC section 4's bounds, and its canonical form is read
- *    back by the Kafka mode into the same event, which serialises to the same bytes;
+ *  - an accepted event has fields within docs/contract.md §4's bounds, and its canonical form is
+ * read back by the Kafka mode into the same event, which serialises to the same bytes;
  *  - every error has a code and a message that are valid UTF-8 (they go into JSON replies);
  *  - any document epp_json accepts re-serialises to JSON that parses to the same serialisation.
  * A violated property aborts, which libFuzzer reports as a crash. */

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Integration tests of epp-ingest (issue 3, SPEC section 4) against the dev broker.
+"""Integration tests of epp-ingest (issue 3, docs/contract.md §4) against the dev broker.
 
     test_ingest.py BUILD_DIR e2e            10,000 events in the topic exactly once (shared broker)
     test_ingest.py BUILD_DIR tracing        OTLP spans per request, trace context into Kafka

@@ -7,7 +7,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "backup_file.h"
+#include "admin_backup_file.h"
 #include "epp_buf.h"
 #include "epp_json.h"
 #include "epp_test.h"

@@ -9,7 +9,7 @@
 #include "epp_json.h"
 #include "epp_test.h"
 #include "epp_time.h"
-#include "evgen.h"
+#include "send_evgen.h"
 
 static void test_events_valid(void)
 {

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "epp_test.h"
-#include "hist.h"
+#include "load_hist.h"
 
 /* Every value maps to a bucket whose bounds contain it, and buckets are at most 1/64 of their
  * lower bound wide (the documented ~1% precision). */

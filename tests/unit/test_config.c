@@ -426,6 +426,48 @@ static void test_log_redacts_secrets(void)
     free(out);
 }
 
+/* Secrets inside list-valued options (librdkafka override lists): the value of every key that
+ * looks secret is "(set)", everything else of the list is shown as given. */
+typedef struct {
+    char *kafka;
+    char *plain;
+} list_conf_t;
+
+static const epp_conf_opt_t list_opts[] = {
+    EPP_CONF_STR("kafka-config", "TEST_KAFKA_CONFIG", NULL, list_conf_t, kafka, "Overrides"),
+    EPP_CONF_STR("plain", NULL, "a=b,c", list_conf_t, plain, "Nothing secret"),
+    EPP_CONF_END,
+};
+
+static void test_log_redacts_list_secrets(void)
+{
+    list_conf_t cfg;
+    char err[256];
+    setenv("TEST_KAFKA_CONFIG",
+           "linger.ms=5, sasl.username=alice,SASL.PASSWORD=pw1,ssl.key.password=pw2,"
+           "ssl.keystore.password=pw3,ssl.key.pem=-----BEGIN-PEM,"
+           "sasl.oauthbearer.client.secret=pw4,my.Secret.thing=pw5,acks=all,novalue",
+           1);
+    char *argv[] = {"prog", NULL};
+    CHECK_INT_EQ(epp_config_parse(list_opts, &cfg, 1, argv, "prog", "s", NULL, err, sizeof err), 0);
+    unsetenv("TEST_KAFKA_CONFIG");
+    epp_log_init("test", EPP_LOG_INFO, 1);
+    capture_t cap;
+    capture_begin(&cap, STDERR_FILENO);
+    epp_config_log(list_opts, &cfg);
+    char *out = capture_end(&cap);
+    epp_config_free(list_opts, &cfg);
+    static const char *const hidden[] = {"alice", "pw1", "pw2", "pw3", "BEGIN-PEM", "pw4", "pw5"};
+    for (size_t i = 0; i < sizeof hidden / sizeof hidden[0]; i++)
+        CHECK(strstr(out, hidden[i]) == NULL);
+    CHECK(strstr(out, "\"kafka-config\":\"linger.ms=5, sasl.username=(set),SASL.PASSWORD=(set),"
+                      "ssl.key.password=(set),ssl.keystore.password=(set),ssl.key.pem=(set),"
+                      "sasl.oauthbearer.client.secret=(set),my.Secret.thing=(set),acks=all,"
+                      "novalue\"") != NULL);
+    CHECK(strstr(out, "\"plain\":\"a=b,c\"") != NULL);
+    free(out);
+}
+
 static void test_free_accepts_zeroed(void)
 {
     test_conf_t cfg;
@@ -446,6 +488,7 @@ int main(void)
     EPP_RUN(test_rest_index);
     EPP_RUN(test_markdown);
     EPP_RUN(test_log_redacts_secrets);
+    EPP_RUN(test_log_redacts_list_secrets);
     EPP_RUN(test_free_accepts_zeroed);
     return EPP_TEST_RESULT();
 }

@@ -1,5 +1,5 @@
-/* Unit tests for epp_event: every SPEC section 4 rule (table-driven), the canonical form, and the
- * client -> Kafka round trip that ingestion and the consumer rely on. */
+/* Unit tests for epp_event: every docs/contract.md §4 rule (table-driven), the canonical form, and
+ * the client -> Kafka round trip that ingestion and the consumer rely on. */
 #include <stdlib.h>
 #include <string.h>
 

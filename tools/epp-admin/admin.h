@@ -1,5 +1,5 @@
-/* epp-admin: operations on a running platform (SPEC section 8). One configuration struct for
- * every sub-command; each sub-command has its own option table (admin_main.c), so --help lists
+/* epp-admin: operations on a running platform (docs/contract.md §8). One configuration struct for
+ * every sub-command; each sub-command has its own option table (main.c), so --help lists
  * exactly the options that sub-command reads.
  *
  * Every sub-command returns a process exit status: 0 success, 1 failure (reported on stderr),

@@ -22,7 +22,7 @@
 #include <libpq-fe.h>
 
 #include "admin.h"
-#include "backup_file.h"
+#include "admin_backup_file.h"
 #include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_json.h"

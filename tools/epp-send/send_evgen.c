@@ -1,4 +1,4 @@
-#include "evgen.h"
+#include "send_evgen.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
-/* Routes serving the embedded assets; see dashboard.h. */
-#include "dashboard.h"
+/* Routes serving the embedded assets; see analytics_dashboard.h. */
+#include "analytics_dashboard.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
-/* SQL for the analytics questions; see queries.h. The statement texts are composed once at
- * start-up from fixed fragments (never from request data) and prepared on every connection. */
-#include "queries.h"
+/* SQL for the analytics questions; see analytics_queries.h. The statement texts are composed once
+ * at start-up from fixed fragments (never from request data) and prepared on every connection. */
+#include "analytics_queries.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +9,7 @@
 #include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_time.h"
-#include "query_plan.h"
+#include "analytics_plan.h"
 
 enum {
     ST_COUNT,

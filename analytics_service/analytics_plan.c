@@ -1,5 +1,5 @@
-/* Range decomposition; see query_plan.h for the contract. */
-#include "query_plan.h"
+/* Range decomposition; see analytics_plan.h for the contract. */
+#include "analytics_plan.h"
 
 #include "epp_time.h"
 

@@ -1,8 +1,8 @@
 /* The analytics questions as prepared SQL over the rollups and public.events.
  *
- * Each function answers one SPEC section 7 question exactly for [from, to) (microseconds,
+ * Each function answers one docs/contract.md §7 question exactly for [from, to) (microseconds,
  * from < to): whole days, hours and minutes come from epp_rollup_day/hour/minute, the
- * sub-minute edges from public.events (see query_plan.h). Every statement is one round trip,
+ * sub-minute edges from public.events (see analytics_plan.h). Every statement is one round trip,
  * so each answer is taken from one snapshot of the database.
  *
  * All SQL is parameterised; user input only ever travels as statement parameters.
@@ -15,7 +15,7 @@
 
 #include <libpq-fe.h>
 
-#include "db_pool.h"
+#include "analytics_pool.h"
 
 /* Builds the statement table once at start-up (before any other thread). 0 or EPP_ENOMEM. */
 int analytics_queries_init(void);

@@ -1,11 +1,11 @@
-/* HTTP handlers of the analytics API (SPEC section 7): parameter checks, one pool connection
+/* HTTP handlers of the analytics API (docs/contract.md §7): parameter checks, one pool connection
  * per request, JSON answers. */
 #ifndef ANALYTICS_HANDLERS_H
 #define ANALYTICS_HANDLERS_H
 
 #include <stdint.h>
 
-#include "db_pool.h"
+#include "analytics_pool.h"
 #include "epp_http.h"
 #include "epp_trace.h"
 
@@ -13,7 +13,7 @@
 
 typedef struct analytics_ctx analytics_ctx_t;
 
-/* The user data of one route (private to handlers.c). */
+/* The user data of one route (private to analytics_handlers.c). */
 typedef struct {
     analytics_ctx_t *ctx;
     const void *route;

@@ -1,4 +1,4 @@
-#include "hist.h"
+#include "load_hist.h"
 
 #include <string.h>
 

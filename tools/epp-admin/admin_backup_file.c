@@ -1,4 +1,4 @@
-#include "backup_file.h"
+#include "admin_backup_file.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,9 +1,9 @@
 /* epp-send: sends a modest number of realistic events to the Ingestion Service and says what
- * happened to them. The quick way to see the pipeline work (SPEC section 8).
+ * happened to them. The quick way to see the pipeline work (docs/contract.md §8).
  *
  * Requests run in parallel over libcurl's multi interface (--concurrency transfers at a time,
  * reusing keep-alive connections). Every event carries a client-made UUIDv7 event_id, so a
- * retried request (transport error, 429, 5xx) can never store an event twice: SPEC section 4
+ * retried request (transport error, 429, 5xx) can never store an event twice: docs/contract.md §4
  * makes a repeated event_id idempotent.
  *
  * Exit status: 0 when every event was accepted, 1 when any was rejected or failed, 2 on bad
@@ -23,7 +23,7 @@
 #include "epp_log.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
-#include "evgen.h"
+#include "send_evgen.h"
 
 typedef struct {
     char *url;

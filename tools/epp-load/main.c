@@ -1,4 +1,4 @@
-/* epp-load: an open-loop load generator for the Ingestion Service (SPEC section 8).
+/* epp-load: an open-loop load generator for the Ingestion Service (docs/contract.md §8).
  *
  * Open loop: request i has an intended send time start + i/rps, fixed before the run. When
  * every connection is busy, due requests wait in a queue, and their latency still counts from
@@ -39,8 +39,8 @@
 #include "epp_log.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
-#include "evgen.h"
-#include "hist.h"
+#include "send_evgen.h"
+#include "load_hist.h"
 
 typedef struct {
     char *url;

@@ -1,5 +1,5 @@
-/* The Postgres connection pool; see db_pool.h for the contract. */
-#include "db_pool.h"
+/* The Postgres connection pool; see analytics_pool.h for the contract. */
+#include "analytics_pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -6,7 +6,7 @@
  * Tracing: every request is a SERVER span (see dispatch()); its context is handed to the pool
  * connection, which makes the statement a CLIENT child span. Without a tracer the span pointer
  * is NULL and every span call returns at once. */
-#include "handlers.h"
+#include "analytics_handlers.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -20,8 +20,8 @@
 #include "epp_log.h"
 #include "epp_time.h"
 #include "epp_trace.h"
-#include "queries.h"
-#include "query_plan.h"
+#include "analytics_queries.h"
+#include "analytics_plan.h"
 
 typedef struct route route_t;
 
@@ -236,7 +236,7 @@ static void h_active(call_t *c)
     reply_buf(c, &b);
 }
 
-/* One stored row as a JSON object (columns of queries.h). metadata is jsonb's text: valid
+/* One stored row as a JSON object (columns of analytics_queries.h). metadata is jsonb's text: valid
  * JSON, embedded as is. */
 static void json_row(epp_buf_t *b, const PGresult *res, int r)
 {
