@@ -54,42 +54,34 @@
 
   function chartWidth(el) { return Math.max(300, el.clientWidth || 600); }
 
-  function drawSeries(points, interval) {
+  /* A line chart of points ({ts, [key]}): updated in place when plot exists, else created. */
+  function lineChart(plot, elId, points, key, label, rgb, height) {
     var xs = points.map(function (p) { return Date.parse(p.ts) / 1000; });
-    var ys = points.map(function (p) { return p.count; });
-    var el = $("series-chart");
-    $("series-title").textContent = "Events per " + interval;
-    if (seriesPlot) {
-      seriesPlot.setData([xs, ys]);
-      return;
+    var ys = points.map(function (p) { return p[key]; });
+    if (plot) {
+      plot.setData([xs, ys]);
+      return plot;
     }
-    seriesPlot = new uPlot({
-      width: chartWidth(el), height: 260,
+    var el = $(elId);
+    return new uPlot({
+      width: chartWidth(el), height: height,
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
-      series: [{}, { label: "events", stroke: "#2563eb", width: 2, fill: "rgba(37,99,235,0.12)" }],
+      series: [{}, { label: label, stroke: "rgb(" + rgb + ")", width: 2, fill: "rgba(" + rgb + ",0.12)" }],
       axes: [{}, { size: 60 }],
       legend: { show: true }
     }, [xs, ys], el);
-    state.seriesPlot = seriesPlot;
+  }
+
+  function drawSeries(points, interval) {
+    $("series-title").textContent = "Events per " + interval;
+    seriesPlot = state.seriesPlot = lineChart(seriesPlot, "series-chart", points, "count", "events",
+                                              "37,99,235", 260);
   }
 
   /* Daily active users: one exact point per UTC day (interval=day). */
   function drawDau(points) {
-    var xs = points.map(function (p) { return Date.parse(p.ts) / 1000; });
-    var ys = points.map(function (p) { return p.unique_users; });
-    var el = $("dau-chart");
-    if (dauPlot) {
-      dauPlot.setData([xs, ys]);
-      return;
-    }
-    dauPlot = new uPlot({
-      width: chartWidth(el), height: 200,
-      scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
-      series: [{}, { label: "users", stroke: "#7c3aed", width: 2, fill: "rgba(124,58,237,0.12)" }],
-      axes: [{}, { size: 60 }],
-      legend: { show: true }
-    }, [xs, ys], el);
-    state.dauPlot = dauPlot;
+    dauPlot = state.dauPlot = lineChart(dauPlot, "dau-chart", points, "unique_users", "users",
+                                        "124,58,237", 200);
   }
 
   function drawTop(items) {
