@@ -12,7 +12,8 @@
 # ingest-24,backfill,few-partitions,fat), BENCH_CONSUMER_ROUNDS (3), BENCH_CONSUMER_FAT_SHARE
 # (0.25), BENCH_CONSUMER_BROKER (kafka|dev), BENCH_CONSUMER_NODES (1), BENCH_CONSUMER_LATENCY (1),
 # BENCH_CONSUMER_RATE (20000), BENCH_CONSUMER_SECONDS (10), BENCH_CONSUMER_ENV ("KEY=VALUE ..."
-# extra consumer settings, e.g. CONSUMER_WRITERS=3).
+# extra consumer settings, e.g. CONSUMER_WRITERS=3), BENCH_CONSUMER_PROFILE (0; 1: where the time
+# goes in Postgres, per round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -36,7 +37,20 @@ bash scripts/pg.sh start "$TMP/pg" "$PG_PORT" >/dev/null
 # Commit timestamps, for the latency phase: when each row became visible.
 psql -X -q "postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres" \
     -c "ALTER SYSTEM SET track_commit_timestamp = on" >/dev/null
+if [ "${BENCH_CONSUMER_PROFILE:-0}" = 1 ]; then
+    psql -X -q "postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres" \
+        -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" \
+        -c "ALTER SYSTEM SET log_lock_waits = on" -c "ALTER SYSTEM SET deadlock_timeout = '10ms'" \
+        >/dev/null
+fi
 bash scripts/pg.sh restart "$TMP/pg" fast >/dev/null
+if [ "${BENCH_CONSUMER_PROFILE:-0}" = 1 ]; then
+    # Statements inside the rollup totals' trigger functions too (known once the library is in).
+    psql -X -q "postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres" \
+        -c "ALTER SYSTEM SET pg_stat_statements.track = 'all'" -c "SELECT pg_reload_conf()" \
+        >/dev/null
+fi
 export BENCH_PG_ADMIN="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres"
 export BENCH_TMP=$TMP
+export BENCH_PG_LOG=$TMP/pg/server.log
 /usr/bin/python3 bench/consumer_bench.py

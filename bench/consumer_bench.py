@@ -19,6 +19,11 @@ reading the topic from the start). The consumer's rate counts from its first com
 its last (the group join is not insert time). Printed: each round's ratio, the median, the
 consumer's CPU time and peak RSS (VmHWM).
 
+With BENCH_CONSUMER_PROFILE=1 (the wrapper then loads pg_stat_statements and logs lock waits
+over 10 ms), each round also prints where the time went in Postgres: the statements by total
+time (pg_stat_statements), the WAL written per event by \\copy and by the consumer, and the lock
+waits between writers (log_lock_waits).
+
 Then (BENCH_CONSUMER_LATENCY=1) the end-to-end phase: epp-ingest and epp-consumer running,
 BENCH_CONSUMER_RATE (20,000) events/s POSTed for BENCH_CONSUMER_SECONDS (10) by 16 client
 threads; 202 -> row visible from Postgres' commit timestamps. And the burst: epp-load sends twice
@@ -47,6 +52,8 @@ FAT_SHARE = float(os.environ.get("BENCH_CONSUMER_FAT_SHARE", "0.25"))
 TMP = os.environ["BENCH_TMP"]
 ADMIN = os.environ["BENCH_PG_ADMIN"]
 EXTRA = dict(kv.split("=", 1) for kv in os.environ.get("BENCH_CONSUMER_ENV", "").split() if kv)
+PROFILE = os.environ.get("BENCH_CONSUMER_PROFILE") == "1"
+PG_LOG = os.environ.get("BENCH_PG_LOG", "")
 
 WORKLOADS = {
     "live": dict(parts=64, users=100000, days=2, scattered=False, fat=False, target=0.90),
@@ -205,14 +212,63 @@ def send_through_ingest(benv, topic, name, spec, n, tsv):
     return total
 
 
+def wal_lsn(url):
+    conn = t.pg_connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn")
+        v = int(cur.fetchone()[0])
+    conn.close()
+    return v
+
+
+def lock_waits():
+    """Lines of the server log that report a lock wait (log_lock_waits)."""
+    try:
+        with open(PG_LOG) as f:
+            return sum(1 for line in f if "still waiting for" in line)
+    except OSError:
+        return 0
+
+
+def profile_start(url):
+    if not PROFILE:
+        return None
+    conn = t.pg_connect(url)
+    with conn.cursor() as cur:
+        cur.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        cur.execute("SELECT pg_stat_statements_reset()")
+    conn.close()
+    return wal_lsn(url), lock_waits()
+
+
+def profile_report(url, start, n, what):
+    if start is None:
+        return
+    wal = wal_lsn(url) - start[0]
+    print("    %s: WAL %.0f bytes per event, %d lock waits over 10 ms" % (
+        what, wal / n, lock_waits() - start[1]))
+    conn = t.pg_connect(url)
+    with conn.cursor() as cur:
+        cur.execute("SELECT calls, total_exec_time, rows, shared_blks_hit + shared_blks_read, "
+                    "wal_bytes, regexp_replace(left(query, 90), '\\s+', ' ', 'g') "
+                    "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE "
+                    "datname = current_database()) ORDER BY total_exec_time DESC LIMIT 9")
+        for calls, ms, rows, blks, walb, q in cur.fetchall():
+            print("      %7.0f ms %6d calls %9d rows %8d blocks %8.1f MB WAL  %s" % (
+                ms, calls, rows, blks, float(walb) / 1e6, q))
+    conn.close()
+
+
 def copy_rate(tsv, n, tag):
     name = "bc_copy_" + tag
     t.create_database(env, name)
     t.apply_migrations(db_url(name))
+    prof = profile_start(db_url(name))
     t0 = time.monotonic()
     psql(db_url(name), "-c", "\\copy public.events (event_id, user_id, event_name, metadata, "
          "\"timestamp\") FROM '%s'" % tsv)
     secs = time.monotonic() - t0
+    profile_report(db_url(name), prof, n, "\\copy")
     t.drop_database(env, name)
     return n / secs
 
@@ -234,6 +290,7 @@ def proc_cpu(pid):
 def consumer_rate(benv, topic, n, total, tag):
     """Drains topic into a fresh database: (rows/s from the first commit, cpu s, peak RSS MB)."""
     url = t.create_database(env, "bc_cons_" + tag)
+    prof = profile_start(url)
     svc_env = {"DATABASE_URL": url, "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": "bench_" + tag,
                "LOG_LEVEL": "warn", "KAFKA_BOOTSTRAP_SERVERS": benv["KAFKA_BOOTSTRAP_SERVERS"]}
     svc_env.update(EXTRA)
@@ -277,6 +334,7 @@ def consumer_rate(benv, topic, n, total, tag):
         svc.stop()
     if rows != n or rolled != n:
         sys.exit("bench_consumer: %d rows, rollups count %s, expected %d" % (rows, rolled, n))
+    profile_report(url, prof, n, "epp-consumer")
     t.drop_database(env, url)
     if first[1] >= total:  # everything in one commit: no interval to measure
         return n / (end - start), cpu, rss

@@ -116,14 +116,16 @@ int main(int argc, char **argv)
         return 1;
 
     for (int a = 7; a + 1 < argc; a += 2) {
-        int64_t from = strtoll(argv[a], NULL, 10) * 1000000, to = strtoll(argv[a + 1], NULL, 10) * 1000000;
+        int64_t from = strtoll(argv[a], NULL, 10) * 1000000,
+                to = strtoll(argv[a + 1], NULL, 10) * 1000000;
         roaring_bitmap_t *u = roaring_bitmap_create();
         for (int64_t t = from; t < to; t += 60LL * 1000000) {
             int64_t m = (t - start) / (60LL * 1000000);
             if (m >= 0 && (size_t)m < nmin)
                 roaring_bitmap_or_inplace(u, mins[m]);
         }
-        printf("expect %s %s %" PRIu64 "\n", argv[a], argv[a + 1], roaring_bitmap_get_cardinality(u));
+        printf("expect %s %s %" PRIu64 "\n", argv[a], argv[a + 1],
+               roaring_bitmap_get_cardinality(u));
         roaring_bitmap_free(u);
     }
     for (size_t i = 0; i < nmin; i++)

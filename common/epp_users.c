@@ -19,10 +19,12 @@ static int fail(epp_pg_error_t *pe, int code, const char *message)
     return pe->code = code;
 }
 
-/* Known users: (index into the array parameter, 1-based; uid). */
+/* Known users: (index into the array parameter, 1-based; uid, NULL when unknown). One index
+ * probe per name, whatever the planner thinks of the table's size: as a join, a dictionary
+ * that grew since it was last analyzed was read whole by a hash join on every batch. */
 static const char select_sql[] =
-    "SELECT u.i, d.uid FROM unnest($1::text[]) WITH ORDINALITY AS u(name, i)"
-    " JOIN public.epp_user_ids d ON d.user_id = u.name";
+    "SELECT u.i, (SELECT d.uid FROM public.epp_user_ids d WHERE d.user_id = u.name)"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS u(name, i)";
 
 /* Missing users, inserted in byte order; a user another transaction inserted meanwhile is
  * skipped here (after waiting for that transaction) and read by the next select. */

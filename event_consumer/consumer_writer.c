@@ -82,24 +82,30 @@ static const char temp_tables_sql[] =
 
 /* One upsert per rollup kind, from three binary array parameters built in C (no temporary
  * table, no server-side sort). The arrays are sorted (bucket, key bytes), so every writer takes
- * row locks in one order; unnest() yields them in array order. The few hot per-day, hour and
- * minute rows, shared by every writer, are written last, right before the offsets and the
- * COMMIT, so that their locks (and the totals' advisory lock of sql/011, taken by their
- * triggers) are held briefly and the writers' transactions overlap. */
+ * row locks in one order; unnest() yields them in array order. The rollups come last, right
+ * before the offsets and the COMMIT, so that their hot rows' locks are held briefly.
+ *
+ * Minute first: the first statement's trigger takes the totals' advisory lock (sql/011), which
+ * then serialises the writers until their COMMIT. The minute upsert has the most keys (one per
+ * minute and name of the batch: thousands when catching up, every event its own when importing
+ * history); done first, its row work runs before the lock and in parallel with the other lane,
+ * and only the smaller hour and day upserts run under it. Lanes still cannot deadlock: each
+ * takes minute rows (sorted), then the lock, then hour and day rows (sorted), and a lane holding
+ * the lock needs no minute row. */
 static const struct {
     consumer_rollup_kind_t kind;
     const char *sql;
 } rollup_kinds[] = {
-    {CONSUMER_ROLLUP_DAY, "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
-                          " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
-                          " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
-    {CONSUMER_ROLLUP_HOUR, "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
-                           " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
-                           " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
     {CONSUMER_ROLLUP_MINUTE,
      "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
      " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
      " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_HOUR, "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
+                           " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                           " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_DAY, "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
+                          " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                          " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
 };
 
 /* The first statements of every transaction: the rollup generation, read FOR SHARE so that a
