@@ -60,7 +60,7 @@ const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_CONF_INT("consumer-writers", "CONSUMER_WRITERS", "2", 1, 16, consumer_conf_t, writers,
                  "Database connections writing in parallel, each its own transactions; "
                  "partition p is always written by writer p % CONSUMER_WRITERS"),
-    EPP_CONF_INT("consumer-user-bitmap-memory-mb", "CONSUMER_USER_BITMAP_MEMORY_MB", "32", 0, 4096,
+    EPP_CONF_INT("consumer-user-bitmap-memory-mb", "CONSUMER_USER_BITMAP_MEMORY_MB", "16", 0, 4096,
                  consumer_conf_t, user_bitmap_memory_mb,
                  "Memory (MiB, split between the writers) for the user ids known stored in the "
                  "per-bucket user bitmaps, so that a batch sends only new ones (0: every user id "

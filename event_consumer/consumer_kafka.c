@@ -139,10 +139,10 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
          * long runs of events -- hours of event time each, i.e. thousands of minute buckets per
          * batch, each a rollup row and a user bitmap row -- and the consumer's peak RSS passed
          * 145 MB. 64 KB per partition (grown by librdkafka for a larger message) interleaves many
-         * partitions' recent events in a batch, and 16 MB queued is still ~60,000 events ahead of
+         * partitions' recent events in a batch, and 8 MB queued is still ~30,000 events ahead of
          * the writers. */
         {"max.partition.fetch.bytes", "65536"},
-        {"queued.max.messages.kbytes", "16384"},
+        {"queued.max.messages.kbytes", "8192"},
         {"fetch.max.bytes", "8388608"},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {

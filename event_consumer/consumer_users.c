@@ -10,31 +10,36 @@
 #include "epp_hash.h"
 #include "epp_users.h"
 
-/* Buckets remembered at most (their append counts, even without known uids): 64 bytes each,
- * twice over for the table's load factor. */
-#define MAX_BUCKETS (128 * 1024)
+/* Buckets remembered at most (for their append counts, even without known uids). */
+#define MAX_BUCKETS (64 * 1024)
 
+/* What a lane remembers of one bucket between batches (32 bytes). */
 typedef struct {
     int64_t bucket;
-    uint8_t level;
+    uint32_t touched;        /* the write that last touched it, for eviction */
+    uint32_t pending;        /* its index in pending[], valid when that record is its own */
+    uint16_t appends;        /* rows appended since the lane last merged the bucket */
+    uint8_t level;           /* epp_users_level_t */
     uint8_t live;            /* slot in use */
-    uint32_t appends;        /* rows appended since the lane last merged the bucket */
-    uint64_t touched;        /* write number of the last touch, for eviction */
+    uint32_t known_bytes;    /* memory charged for known */
     roaring_bitmap_t *known; /* committed uids (NULL: none known) */
-    size_t known_bytes;
-    /* The current write (freed by committed() or by the next write): */
+} entry_t;
+
+/* What the current write does to one bucket (freed by committed() or by the next write). */
+typedef struct {
+    int64_t bucket;
+    int level;
     roaring_bitmap_t *delta;  /* uids of the batch not known */
     roaring_bitmap_t *merged; /* what a merge stored (NULL: appended, not merged) */
-} entry_t;
+} pending_t;
 
 struct consumer_users {
     entry_t *slots; /* open addressing, linear probing, load <= 1/2 */
     size_t cap, used;
     size_t memory, budget;
     int64_t gen;
-    uint64_t writes;
-    /* The current write's touched entries (indexes into slots). */
-    size_t *pending;
+    uint32_t writes;
+    pending_t *pending;
     size_t npending, pending_cap;
     size_t sent, merged;
     /* Per-call scratch: buckets and bitmaps of one level's appends and merges. */
@@ -43,6 +48,11 @@ struct consumer_users {
     size_t scratch_cap;
     epp_users_scratch_t sql;
 };
+
+int consumer_users_merge_after(int level)
+{
+    return level == EPP_USERS_MINUTE ? 32 : 8;
+}
 
 consumer_users_t *consumer_users_create(size_t memory_bytes)
 {
@@ -60,26 +70,24 @@ consumer_users_t *consumer_users_create(size_t memory_bytes)
     return u;
 }
 
-static void entry_drop_pending(entry_t *e)
+void consumer_users_abandon(consumer_users_t *u)
 {
-    epp_users_free(e->delta);
-    epp_users_free(e->merged);
-    e->delta = e->merged = NULL;
+    for (size_t k = 0; k < u->npending; k++) {
+        epp_users_free(u->pending[k].delta);
+        epp_users_free(u->pending[k].merged);
+    }
+    u->npending = 0;
 }
 
 static void clear_all(consumer_users_t *u)
 {
-    for (size_t i = 0; i < u->cap; i++) {
-        entry_t *e = &u->slots[i];
-        if (!e->live)
-            continue;
-        entry_drop_pending(e);
-        epp_users_free(e->known);
-    }
+    consumer_users_abandon(u);
+    for (size_t i = 0; i < u->cap; i++)
+        if (u->slots[i].live)
+            epp_users_free(u->slots[i].known);
     memset(u->slots, 0, u->cap * sizeof *u->slots);
     u->used = 0;
     u->memory = 0;
-    u->npending = 0;
 }
 
 void consumer_users_destroy(consumer_users_t *u)
@@ -126,8 +134,7 @@ static size_t slot_of(const entry_t *slots, size_t cap, int level, int64_t bucke
     return i;
 }
 
-/* Rebuilds the table at capacity ncap with the live entries (all of them: nothing is pending
- * when this runs). */
+/* Rebuilds the table at capacity ncap with the live entries. */
 static int rebuild(consumer_users_t *u, size_t ncap)
 {
     entry_t *ns = calloc(ncap, sizeof *ns);
@@ -142,50 +149,62 @@ static int rebuild(consumer_users_t *u, size_t ncap)
     return 0;
 }
 
-/* The entry of (level, bucket), created when absent; its slot index in *slot. */
-static int get_entry(consumer_users_t *u, int level, int64_t bucket, size_t *slot)
+/* The entry of (level, bucket), created when absent. */
+static entry_t *get_entry(consumer_users_t *u, int level, int64_t bucket)
 {
     size_t i = slot_of(u->slots, u->cap, level, bucket);
-    if (!u->slots[i].live) {
-        if ((u->used + 1) * 2 > u->cap) {
-            /* Pending indexes would move: only grow between writes. */
-            return EPP_EAGAIN;
-        }
-        u->slots[i] = (entry_t){.bucket = bucket, .level = (uint8_t)level, .live = 1};
-        u->used++;
+    if (u->slots[i].live)
+        return &u->slots[i];
+    if ((u->used + 1) * 2 > u->cap) {
+        if (rebuild(u, u->cap * 2) != 0)
+            return NULL;
+        i = slot_of(u->slots, u->cap, level, bucket);
     }
-    *slot = i;
-    return 0;
+    u->slots[i] =
+        (entry_t){.bucket = bucket, .level = (uint8_t)level, .live = 1, .pending = UINT32_MAX};
+    u->used++;
+    return &u->slots[i];
 }
 
-static int note_pending(consumer_users_t *u, size_t slot)
+/* The pending record of e for the current write, created when e was not touched yet. */
+static pending_t *get_pending(consumer_users_t *u, entry_t *e)
 {
+    if (e->pending < u->npending && u->pending[e->pending].level == e->level &&
+        u->pending[e->pending].bucket == e->bucket)
+        return &u->pending[e->pending];
     if (u->npending == u->pending_cap) {
         size_t ncap = u->pending_cap ? u->pending_cap * 2 : 256;
-        size_t *np = realloc(u->pending, ncap * sizeof *np);
+        pending_t *np = realloc(u->pending, ncap * sizeof *np);
         if (np == NULL)
-            return EPP_ENOMEM;
+            return NULL;
         u->pending = np;
         u->pending_cap = ncap;
     }
-    u->pending[u->npending++] = slot;
-    return 0;
+    e->pending = (uint32_t)u->npending;
+    u->pending[u->npending] = (pending_t){.bucket = e->bucket, .level = e->level};
+    return &u->pending[u->npending++];
+}
+
+/* Memory a known bitmap is charged: its payload (the portable size) twice over, for allocation
+ * slack and the container structures, plus the fixed cost of a small bitmap. */
+static uint32_t charge(const roaring_bitmap_t *r)
+{
+    return (uint32_t)(2 * roaring_bitmap_portable_size_in_bytes(r) + 160);
 }
 
 /* Forgets the least recently touched half of the buckets (nothing is pending). */
 static void evict(consumer_users_t *u)
 {
-    uint64_t lo = UINT64_MAX, hi = 0;
+    /* Touch numbers are write numbers: the buckets older than half the oldest's age go. */
+    uint32_t span = 0;
     for (size_t i = 0; i < u->cap; i++) {
-        if (!u->slots[i].live)
-            continue;
-        lo = u->slots[i].touched < lo ? u->slots[i].touched : lo;
-        hi = u->slots[i].touched > hi ? u->slots[i].touched : hi;
+        uint32_t age = u->writes - u->slots[i].touched;
+        if (u->slots[i].live && age > span)
+            span = age;
     }
-    uint64_t cut = lo + (hi - lo) / 2;
     for (size_t i = 0; i < u->cap; i++) {
         entry_t *e = &u->slots[i];
-        if (!e->live || e->touched > cut)
+        if (!e->live || u->writes - e->touched < span / 2)
             continue;
         epp_users_free(e->known);
         u->memory -= e->known_bytes;
@@ -212,25 +231,16 @@ static int grow_scratch(consumer_users_t *u, size_t n)
     return 0;
 }
 
-static int oom(epp_pg_error_t *pe)
+static int fail(epp_pg_error_t *pe, int code, const char *message)
 {
     memset(pe, 0, sizeof *pe);
-    snprintf(pe->message, sizeof pe->message, "out of memory");
-    return pe->code = EPP_ENOMEM;
+    snprintf(pe->message, sizeof pe->message, "%s", message);
+    return pe->code = code;
 }
 
 /* Collects the uids of the batch that are not known, per (level, bucket). */
 static int collect(consumer_users_t *u, const consumer_batch_t *b)
 {
-    /* Room for every entry the batch could create, so that no pending index moves. */
-    size_t worst = u->used + (size_t)EPP_USERS_LEVELS * b->n + 1;
-    if (worst * 2 > u->cap) {
-        size_t ncap = u->cap;
-        while (worst * 2 > ncap)
-            ncap *= 2;
-        if (rebuild(u, ncap) != 0)
-            return EPP_ENOMEM;
-    }
     for (size_t i = 0; i < b->n; i++) {
         const consumer_row_t *r = &b->rows[i];
         if (r->state != CONSUMER_ROW_OK || !r->inserted)
@@ -239,31 +249,21 @@ static int collect(consumer_users_t *u, const consumer_batch_t *b)
         if (uid < 0 || uid > EPP_USERS_MAX_UID)
             return EPP_EINVAL;
         for (int level = 0; level < EPP_USERS_LEVELS; level++) {
-            size_t slot;
-            int rc = get_entry(u, level, epp_users_bucket(level, r->timestamp_us), &slot);
-            if (rc != 0)
-                return rc;
-            entry_t *e = &u->slots[slot];
-            if (e->touched != u->writes) {
-                e->touched = u->writes;
-                if ((rc = note_pending(u, slot)) != 0)
-                    return rc;
-            }
+            entry_t *e = get_entry(u, level, epp_users_bucket(level, r->timestamp_us));
+            if (e == NULL)
+                return EPP_ENOMEM;
+            e->touched = u->writes;
             if (e->known != NULL && roaring_bitmap_contains(e->known, (uint32_t)uid))
                 continue;
-            if (e->delta == NULL && (e->delta = roaring_bitmap_create()) == NULL)
+            pending_t *p = get_pending(u, e);
+            if (p == NULL)
                 return EPP_ENOMEM;
-            roaring_bitmap_add(e->delta, (uint32_t)uid);
+            if (p->delta == NULL && (p->delta = roaring_bitmap_create()) == NULL)
+                return EPP_ENOMEM;
+            roaring_bitmap_add(p->delta, (uint32_t)uid);
         }
     }
     return 0;
-}
-
-void consumer_users_abandon(consumer_users_t *u)
-{
-    for (size_t k = 0; k < u->npending; k++)
-        entry_drop_pending(&u->slots[u->pending[k]]);
-    u->npending = 0;
 }
 
 int consumer_users_write(consumer_users_t *u, PGconn *conn, const consumer_batch_t *b,
@@ -273,34 +273,29 @@ int consumer_users_write(consumer_users_t *u, PGconn *conn, const consumer_batch
     u->sent = u->merged = 0;
     u->writes++;
     int rc = collect(u, b);
-    if (rc == EPP_EINVAL) {
-        memset(pe, 0, sizeof *pe);
-        snprintf(pe->message, sizeof pe->message, "a row's user has no valid uid");
-        return pe->code = rc;
-    }
-    if (rc != 0)
-        return oom(pe);
-    if (grow_scratch(u, u->npending) != 0)
-        return oom(pe);
+    if (rc == EPP_EINVAL)
+        return fail(pe, rc, "a row's user has no valid uid");
+    if (rc != 0 || grow_scratch(u, u->npending) != 0)
+        return fail(pe, EPP_ENOMEM, "out of memory");
     for (int level = 0; level < EPP_USERS_LEVELS && rc == 0; level++) {
-        /* Appends first, then merges (a merge reads the bucket's rows, this batch's included
-         * when it also appended -- it does not: a bucket is appended to or merged, not both). */
+        /* A bucket is appended to or merged, not both. */
         for (int merge = 0; merge < 2 && rc == 0; merge++) {
             size_t m = 0;
             for (size_t k = 0; k < u->npending; k++) {
-                entry_t *e = &u->slots[u->pending[k]];
-                if (e->level != level || e->delta == NULL)
+                pending_t *p = &u->pending[k];
+                if (p->level != level || p->delta == NULL)
                     continue;
-                if ((e->appends + 1 >= CONSUMER_USERS_MERGE_AFTER) != merge)
+                const entry_t *e = &u->slots[slot_of(u->slots, u->cap, p->level, p->bucket)];
+                if ((e->appends + 1 >= consumer_users_merge_after(level)) != merge)
                     continue;
-                u->sent += roaring_bitmap_get_cardinality(e->delta);
-                u->buckets[m] = e->bucket;
+                u->sent += roaring_bitmap_get_cardinality(p->delta);
+                u->buckets[m] = p->bucket;
                 if (merge) {
-                    if ((e->merged = roaring_bitmap_copy(e->delta)) == NULL)
-                        return oom(pe);
-                    u->bits[m++] = e->merged;
+                    if ((p->merged = roaring_bitmap_copy(p->delta)) == NULL)
+                        return fail(pe, EPP_ENOMEM, "out of memory");
+                    u->bits[m++] = p->merged;
                 } else {
-                    u->bits[m++] = e->delta;
+                    u->bits[m++] = p->delta;
                 }
             }
             if (m == 0)
@@ -319,27 +314,31 @@ int consumer_users_write(consumer_users_t *u, PGconn *conn, const consumer_batch
 void consumer_users_committed(consumer_users_t *u)
 {
     for (size_t k = 0; k < u->npending; k++) {
-        entry_t *e = &u->slots[u->pending[k]];
-        roaring_bitmap_t *add = e->merged != NULL ? e->merged : e->delta;
-        if (e->merged != NULL)
+        pending_t *p = &u->pending[k];
+        entry_t *e = &u->slots[slot_of(u->slots, u->cap, p->level, p->bucket)];
+        if (p->merged != NULL)
             e->appends = 0;
-        else if (e->delta != NULL)
+        else if (p->delta != NULL && e->appends < UINT16_MAX)
             e->appends++;
-        if (add != NULL && u->budget > 0) {
+        roaring_bitmap_t *add = p->merged != NULL ? p->merged : p->delta;
+        /* The minute level keeps no known uids: a user rarely has two events in one minute of
+         * two batches, so they would save little and cost the most memory. */
+        if (add != NULL && u->budget > 0 && p->level != EPP_USERS_MINUTE) {
             if (e->known == NULL) {
                 e->known = add;
-                if (add == e->merged)
-                    e->merged = NULL;
+                if (add == p->merged)
+                    p->merged = NULL;
                 else
-                    e->delta = NULL;
+                    p->delta = NULL;
             } else {
                 roaring_bitmap_or_inplace(e->known, add);
             }
             u->memory -= e->known_bytes;
-            e->known_bytes = roaring_bitmap_portable_size_in_bytes(e->known);
+            e->known_bytes = charge(e->known);
             u->memory += e->known_bytes;
         }
-        entry_drop_pending(e);
+        epp_users_free(p->delta);
+        epp_users_free(p->merged);
     }
     u->npending = 0;
     if (u->memory > u->budget || u->used > MAX_BUCKETS)

@@ -5,7 +5,7 @@
  * ("known": its own appends after their COMMIT, and what its merges stored) and how many rows it
  * appended since it last merged the bucket. A batch appends, per bucket, one row with the uids
  * of its counted rows that are not known (common/epp_users.c: epp_users_append), and merges a
- * bucket instead once the lane appended CONSUMER_USERS_MERGE_AFTER rows to it
+ * bucket instead once the lane appended consumer_users_merge_after(level) rows to it
  * (epp_users_merge, skipping rows another lane is merging).
  *
  * "known" is only ever a subset of what is stored, until uids are removed -- which only
@@ -28,8 +28,13 @@
 #include "consumer_batch.h"
 #include "epp_pg.h"
 
-/* Rows a lane appends to one bucket before it merges the bucket. */
-#define CONSUMER_USERS_MERGE_AFTER 8
+/* Rows a lane appends to one bucket of a level before it merges the bucket: 8 for days and
+ * hours; 32 for minutes, whose rows are small and whose merges (a merge reads, locks and deletes
+ * every row of the bucket) cost a history import nearly as much as its events' COPY: each
+ * event of scattered timestamps is its own minute of its batch (event_consumer/README.md,
+ * "Performance"). A reader meets at most 2 x 32 rows in a minute bucket a history import
+ * wrote, one row in a merged one. */
+int consumer_users_merge_after(int level);
 
 typedef struct consumer_users consumer_users_t;
 
