@@ -226,14 +226,23 @@ static void h_top(call_t *c)
 static void h_active(call_t *c)
 {
     const analytics_params_t *p = &c->p;
-    int64_t n = 0;
-    analytics_conn_t *conn;
-    if (acquire(c, &conn) < 0)
+    int series = p->interval != NULL;
+    int64_t n = 0, *points = NULL;
+    if (series && !(points = calloc((size_t)p->npoints, sizeof(*points)))) {
+        reply_error(c, 500, "internal_error", "out of memory", NULL, 0);
         return;
+    }
+    analytics_conn_t *conn;
+    if (acquire(c, &conn) < 0) {
+        free(points);
+        return;
+    }
     epp_pg_error_t err = {0};
-    int rc = analytics_q_active(conn, p->from, p->to, &n, &err);
+    int rc = analytics_q_active(conn, p->from, p->to, series ? p->period : -1, p->npoints, &n,
+                                points, &err);
     analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
+        free(points);
         reply_db_error(c, rc, &err);
         return;
     }
@@ -242,7 +251,19 @@ static void h_active(call_t *c)
     json_ts(&b, "from_ts", p->from);
     epp_buf_append_char(&b, ',');
     json_ts(&b, "to_ts", p->to);
+    if (series) {
+        epp_buf_reserve(&b, 64 + (size_t)p->npoints * 56);
+        epp_buf_printf(&b, ",\"interval\":\"%s\",\"points\":[", p->interval);
+        for (int64_t i = 0; i < p->npoints; i++) {
+            char ts[EPP_TIME_BUFSZ];
+            epp_time_format(analytics_period_start(p->period, p->from, i), ts);
+            epp_buf_printf(&b, "%s{\"ts\":\"%s\",\"unique_users\":%" PRId64 "}", i ? "," : "", ts,
+                           points[i]);
+        }
+        epp_buf_append_char(&b, ']');
+    }
     epp_buf_append_char(&b, '}');
+    free(points);
     reply_buf(c, &b);
 }
 

@@ -159,6 +159,32 @@ static int parse_series(analytics_param_get_fn get, void *ud, int64_t max_points
     return 0;
 }
 
+/* /analytics/users/active: the range, and an optional series of days, weeks or months. */
+static int parse_active(analytics_param_get_fn get, void *ud, int64_t max_points,
+                        analytics_params_t *p, analytics_param_error_t *err)
+{
+    if (param_range(get, ud, p, err) < 0)
+        return EPP_EINVAL;
+    p->interval = get(ud, "interval");
+    if (!p->interval)
+        return 0;
+    if (strcmp(p->interval, "day") == 0)
+        p->period = ANALYTICS_PERIOD_DAY;
+    else if (strcmp(p->interval, "week") == 0)
+        p->period = ANALYTICS_PERIOD_WEEK;
+    else if (strcmp(p->interval, "month") == 0)
+        p->period = ANALYTICS_PERIOD_MONTH;
+    else
+        return fail(err, "interval", "interval must be day, week or month (or absent)");
+    p->npoints = analytics_period_count(p->period, p->from, p->to);
+    if (p->npoints > max_points)
+        return fail(err, "interval",
+                    "the range holds %" PRId64 " %ss; at most %" PRId64
+                    " points (use a coarser interval or a shorter range)",
+                    p->npoints, p->interval, max_points);
+    return 0;
+}
+
 static int parse_user_events(analytics_param_get_fn get, void *ud, analytics_params_t *p,
                              analytics_param_error_t *err)
 {
@@ -207,7 +233,7 @@ int analytics_params_parse(analytics_route_t route, analytics_param_get_fn get, 
             return EPP_EINVAL;
         return 0;
     case ANALYTICS_ROUTE_ACTIVE:
-        return param_range(get, ud, out, err);
+        return parse_active(get, ud, max_points, out, err);
     case ANALYTICS_ROUTE_USER_EVENTS:
         return parse_user_events(get, ud, out, err);
     case ANALYTICS_ROUTE_EVENT: {

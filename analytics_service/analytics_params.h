@@ -35,9 +35,11 @@ typedef struct {
     int64_t from, to;       /* count, timeseries, top, active: [from, to) in epoch us */
     const char *event_name; /* count, timeseries; NULL: any; borrowed from the getter */
     const char *user_id;    /* count (NULL: any), user_events (never NULL); borrowed */
-    const char *interval;   /* timeseries: "minute", "hour" or "day"; borrowed */
+    const char *interval;   /* timeseries: "minute", "hour" or "day"; active: "day", "week",
+                               "month" or NULL (no series); borrowed */
     int64_t width;          /* timeseries: bucket width in us */
-    int64_t npoints;        /* timeseries: points in the answer (1..max_points) */
+    int period;             /* active with interval: an analytics_period_t */
+    int64_t npoints;        /* timeseries, active with interval: points (1..max_points) */
     long limit;             /* top (1..100, default 10), user_events (1..1000, default 100) */
     int64_t before_us;      /* user_events: keyset position; INT64_MAX: from the newest */
     int have_before_id;     /* user_events: before_id holds the cursor's event_id */

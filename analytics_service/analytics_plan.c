@@ -1,12 +1,11 @@
 /* Range decomposition; see analytics_plan.h for the contract. */
 #include "analytics_plan.h"
 
+#include "epp_time.h"
+
 int64_t analytics_floor(int64_t t, int64_t width)
 {
-    int64_t q = t / width;
-    if (t % width != 0 && t < 0)
-        q--;
-    return q * width;
+    return epp_time_floor(t, width);
 }
 
 int64_t analytics_ceil(int64_t t, int64_t width)
@@ -108,30 +107,6 @@ void analytics_plan_range(int64_t from, int64_t to, analytics_plan_t *p)
     }
 }
 
-/* Splits [lo, hi) around its run of whole buckets of width. */
-static void split(int64_t lo, int64_t hi, int64_t width, analytics_span_t *mid,
-                  analytics_span_t *left, analytics_span_t *right)
-{
-    int64_t c = analytics_ceil(lo, width), f = analytics_floor(hi, width);
-    if (c >= f) {
-        *mid = span(lo, lo);
-        *left = span(lo, hi);
-        *right = span(hi, hi);
-        return;
-    }
-    *mid = span(c, f);
-    *left = span(lo, c);
-    *right = span(f, hi);
-}
-
-void analytics_plan_days(int64_t from, int64_t to, analytics_span_t *days, analytics_span_t edge[2])
-{
-    split(from, to, ANALYTICS_US_DAY, days, &edge[0], &edge[1]);
-    normalise(days, from);
-    normalise(&edge[0], from);
-    normalise(&edge[1], from);
-}
-
 int64_t analytics_plan_series(int64_t from, int64_t to, int64_t w, analytics_span_t *inner,
                               analytics_edge_t edges[2], int *nedges)
 {
@@ -158,4 +133,77 @@ int64_t analytics_plan_series(int64_t from, int64_t to, int64_t w, analytics_spa
         }
     }
     return (last - first) / w + 1;
+}
+
+/* Days since 1970-01-01 of the UTC day holding t. */
+static int64_t day_of(int64_t t)
+{
+    return analytics_floor(t, ANALYTICS_US_DAY) / ANALYTICS_US_DAY;
+}
+
+/* 1970-01-01 was a Thursday: day d is a Monday when (d + 3) % 7 == 0 (floored). */
+static int64_t week_start_day(int64_t d)
+{
+    int64_t r = (d + 3) % 7;
+    if (r < 0)
+        r += 7;
+    return d - r;
+}
+
+static int64_t month_number(int64_t t)
+{
+    int64_t y;
+    unsigned m, d;
+    epp_time_civil_from_days(day_of(t), &y, &m, &d);
+    return y * 12 + (int64_t)m - 1;
+}
+
+int64_t analytics_period_floor(analytics_period_t p, int64_t t)
+{
+    switch (p) {
+    case ANALYTICS_PERIOD_WEEK:
+        return week_start_day(day_of(t)) * ANALYTICS_US_DAY;
+    case ANALYTICS_PERIOD_MONTH: {
+        int64_t mn = month_number(t);
+        int64_t y = mn >= 0 ? mn / 12 : -((-mn + 11) / 12);
+        return epp_time_days_from_civil(y, (unsigned)(mn - y * 12) + 1, 1) * ANALYTICS_US_DAY;
+    }
+    case ANALYTICS_PERIOD_DAY:
+    default:
+        return day_of(t) * ANALYTICS_US_DAY;
+    }
+}
+
+int64_t analytics_period_index(analytics_period_t p, int64_t first, int64_t t)
+{
+    switch (p) {
+    case ANALYTICS_PERIOD_WEEK:
+        return (week_start_day(day_of(t)) - week_start_day(day_of(first))) / 7;
+    case ANALYTICS_PERIOD_MONTH:
+        return month_number(t) - month_number(first);
+    case ANALYTICS_PERIOD_DAY:
+    default:
+        return day_of(t) - day_of(first);
+    }
+}
+
+int64_t analytics_period_start(analytics_period_t p, int64_t first, int64_t i)
+{
+    switch (p) {
+    case ANALYTICS_PERIOD_WEEK:
+        return (week_start_day(day_of(first)) + 7 * i) * ANALYTICS_US_DAY;
+    case ANALYTICS_PERIOD_MONTH: {
+        int64_t mn = month_number(first) + i;
+        int64_t y = mn >= 0 ? mn / 12 : -((-mn + 11) / 12);
+        return epp_time_days_from_civil(y, (unsigned)(mn - y * 12) + 1, 1) * ANALYTICS_US_DAY;
+    }
+    case ANALYTICS_PERIOD_DAY:
+    default:
+        return (day_of(first) + i) * ANALYTICS_US_DAY;
+    }
+}
+
+int64_t analytics_period_count(analytics_period_t p, int64_t from, int64_t to)
+{
+    return analytics_period_index(p, from, to - 1) + 1;
 }

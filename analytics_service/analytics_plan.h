@@ -7,6 +7,9 @@
  * answer. The pieces are disjoint and their union is exactly [from, to), so summing the rollup
  * counts of the pieces and counting raw rows in the edges gives the exact answer.
  *
+ * Distinct users (the per-bucket user bitmaps of sql/031) use the same pieces: the bitmaps of
+ * the whole days, hours and minutes, and the users of the raw edges.
+ *
  * Pure functions; thread-safe. */
 #ifndef ANALYTICS_QUERY_PLAN_H
 #define ANALYTICS_QUERY_PLAN_H
@@ -36,11 +39,6 @@ int64_t analytics_ceil(int64_t t, int64_t width);
 /* Decomposes [from, to) (from < to) into p. Empty pieces are set to [from, from). */
 void analytics_plan_range(int64_t from, int64_t to, analytics_plan_t *p);
 
-/* Whole days only, for distinct users: days = [ceil(from), floor(to)) when that is non-empty,
- * and the rest of [from, to) in edge[0] (left) and edge[1] (right); unused pieces are empty. */
-void analytics_plan_days(int64_t from, int64_t to, analytics_span_t *days,
-                         analytics_span_t edge[2]);
-
 /* One point of a timeseries: the bucket start it is reported at, and the part of [from, to)
  * that falls into that bucket. */
 typedef struct {
@@ -55,5 +53,24 @@ typedef struct {
  * their number is returned (at least 1). */
 int64_t analytics_plan_series(int64_t from, int64_t to, int64_t w, analytics_span_t *inner,
                               analytics_edge_t edges[2], int *nedges);
+
+/* The periods of a unique-users series (/analytics/users/active?interval=): UTC days, ISO weeks
+ * (Monday to Sunday) and calendar months. Every period starts at a UTC day start, so a day
+ * (whole, or the partial first and last day of a range) lies in exactly one period. */
+typedef enum {
+    ANALYTICS_PERIOD_DAY,
+    ANALYTICS_PERIOD_WEEK,
+    ANALYTICS_PERIOD_MONTH,
+} analytics_period_t;
+
+/* The start of the period holding t. */
+int64_t analytics_period_floor(analytics_period_t p, int64_t t);
+/* Index of the period holding t, counted from the one holding first (t >= first). */
+int64_t analytics_period_index(analytics_period_t p, int64_t first, int64_t t);
+/* The start of the period i periods after the one holding first. */
+int64_t analytics_period_start(analytics_period_t p, int64_t first, int64_t i);
+/* Points of a series over [from, to) (from < to): the periods from the one holding from to the
+ * one holding to - 1 (at least 1). */
+int64_t analytics_period_count(analytics_period_t p, int64_t from, int64_t to);
 
 #endif

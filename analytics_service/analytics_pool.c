@@ -342,7 +342,7 @@ int analytics_conn_exec(analytics_conn_t *conn, size_t stmt, const char *const *
         epp_span_t *span = conn->traced ? query_span_start(conn, stmt) : NULL;
         int64_t t0 = epp_time_mono_us();
         PGresult *res = PQexecPrepared(conn->pg, pool->stmts[stmt].name, pool->stmts[stmt].nparams,
-                                       values, NULL, NULL, 0);
+                                       values, NULL, NULL, pool->stmts[stmt].binary);
         int rc = epp_pg_result_error(conn->pg, res, err);
         query_span_end(span, rc, err);
         if (pool->durations[stmt])

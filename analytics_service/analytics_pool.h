@@ -27,6 +27,7 @@ typedef struct {
     const char *sql;
     int nparams;
     const char *label;
+    int binary; /* results in binary format (bytea without hex decoding); 0: text */
 } analytics_stmt_t;
 
 typedef struct {

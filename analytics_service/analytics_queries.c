@@ -6,9 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <roaring/roaring.h>
+
 #include "epp_buf.h"
 #include "epp_error.h"
+#include "epp_log.h"
+#include "epp_pgcopy.h"
 #include "epp_time.h"
+#include "epp_users.h"
 #include "analytics_plan.h"
 
 enum {
@@ -101,6 +106,37 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
     epp_buf_append_str(b, ") t");
 }
 
+/* Distinct users of a planned range (parameters as for count_expr): the rows of the per-bucket
+ * user bitmaps (sql/031) of its whole days, hours and minutes, and the users of its sub-minute
+ * edges with their uid (NULL for a user the dictionary does not know: counted apart), each
+ * tagged with the UTC day it lies in, so that a series of days, weeks or months groups them.
+ * Binary results: (tag timestamptz, bits bytea, uid int8, user_id text). */
+static void active_sql(epp_buf_t *b)
+{
+    epp_buf_append_str(b, "WITH raw AS (SELECT DISTINCT date_trunc('day', \"timestamp\", 'UTC') "
+                          "AS tag, user_id FROM (");
+    for (int i = 5; i < 7; i++) {
+        epp_buf_printf(b,
+                       "SELECT \"timestamp\", user_id FROM public.events WHERE \"timestamp\" >= "
+                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
+                       1 + 2 * i, 2 + 2 * i);
+        guard(b, "raw", 1 + 2 * i);
+        epp_buf_append_str(b, i == 5 ? " UNION ALL " : ") e) ");
+    }
+    static const char *const tables[] = {"day", "hour", "hour", "minute", "minute"};
+    for (int i = 0; i < 5; i++) {
+        epp_buf_printf(b,
+                       "SELECT date_trunc('day', bucket, 'UTC'), bits, NULL::int8, NULL::text "
+                       "FROM public.epp_user_bitmap_%s WHERE bucket >= $%d::timestamptz AND "
+                       "bucket < $%d::timestamptz",
+                       tables[i], 1 + 2 * i, 2 + 2 * i);
+        guard(b, "rollup", 1 + 2 * i);
+        epp_buf_append_str(b, " UNION ALL ");
+    }
+    epp_buf_append_str(b, "SELECT r.tag, NULL, d.uid, CASE WHEN d.uid IS NULL THEN r.user_id END "
+                          "FROM raw r LEFT JOIN public.epp_user_ids d USING (user_id)");
+}
+
 static void set_stmt(int i, const char *name, int nparams, const char *label)
 {
     stmts[i].name = name;
@@ -177,23 +213,9 @@ int analytics_queries_init(void)
                    PLAN_PARAMS + 1);
     set_stmt(ST_TOP, "top", PLAN_PARAMS + 1, "top");
 
-    /* Distinct users: the whole days' sets from epp_user_day (a set of (day, user) pairs since
-     * sql/004: a pair is there exactly when the user has an event that day), the partial days'
-     * users from public.events, and UNION (not UNION ALL) removes the duplicates across them. */
-    b = &sql_text[ST_ACTIVE];
-    epp_buf_append_str(b, "SELECT count(*) FROM ("
-                          "SELECT user_id FROM public.epp_user_day WHERE bucket >= $1::timestamptz "
-                          "AND bucket < $2::timestamptz");
-    guard(b, "rollup", 1);
-    for (int p = 3; p <= 5; p += 2) {
-        epp_buf_printf(b,
-                       " UNION SELECT user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
-                       p, p + 1);
-        guard(b, "raw", p);
-    }
-    epp_buf_append_str(b, ") u");
-    set_stmt(ST_ACTIVE, "active", 6, "active_users");
+    active_sql(&sql_text[ST_ACTIVE]);
+    set_stmt(ST_ACTIVE, "active", PLAN_PARAMS, "active_users");
+    stmts[ST_ACTIVE].binary = 1;
 
 #define ROW_COLUMNS                                                                                \
     "event_id::text, user_id, event_name, metadata::text, "                                        \
@@ -367,20 +389,125 @@ int analytics_q_top(analytics_conn_t *conn, int64_t from, int64_t to, int limit,
     return analytics_conn_exec(conn, ST_TOP, values, out, err);
 }
 
-int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int64_t *users,
-                       epp_pg_error_t *err)
+/* A user of a raw edge that the dictionary does not know (its uid cannot be in any bitmap):
+ * counted by name, once per point and once in the total. */
+typedef struct {
+    int64_t point;
+    const char *name;
+    int len;
+} unknown_user_t;
+
+static int cmp_unknown(const void *pa, const void *pb)
 {
-    analytics_span_t days, edge[2];
-    ts_text_t bufs[6];
-    const char *values[6];
-    analytics_plan_days(from, to, &days, edge);
-    values[0] = ts_param(days.lo, bufs[0]);
-    values[1] = ts_param(days.hi, bufs[1]);
-    for (int i = 0; i < 2; i++) {
-        values[2 + 2 * i] = ts_param(edge[i].lo, bufs[2 + 2 * i]);
-        values[3 + 2 * i] = ts_param(edge[i].hi, bufs[3 + 2 * i]);
+    const unknown_user_t *a = pa, *b = pb;
+    if (a->point != b->point)
+        return a->point < b->point ? -1 : 1;
+    int n = a->len < b->len ? a->len : b->len;
+    int c = memcmp(a->name, b->name, (size_t)n);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static int same_name(const unknown_user_t *a, const unknown_user_t *b)
+{
+    return a->len == b->len && memcmp(a->name, b->name, (size_t)a->len) == 0;
+}
+
+/* Adds the distinct unknown users to points[] and *total. */
+static void count_unknown(unknown_user_t *u, size_t n, int64_t *points, int64_t *total)
+{
+    qsort(u, n, sizeof *u, cmp_unknown);
+    for (size_t i = 0; i < n; i++)
+        if (points != NULL &&
+            (i == 0 || u[i].point != u[i - 1].point || !same_name(&u[i], &u[i - 1])))
+            points[u[i].point]++;
+    /* The total: distinct names over all points. */
+    for (size_t i = 0; i < n; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = same_name(&u[i], &u[j]);
+        *total += !seen;
     }
-    return single_int(conn, ST_ACTIVE, values, users, err);
+}
+
+int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int period,
+                       int64_t npoints, int64_t *total, int64_t *points, epp_pg_error_t *err)
+{
+    ts_text_t bufs[PLAN_PARAMS];
+    const char *values[PLAN_PARAMS];
+    analytics_plan_t plan;
+    analytics_plan_range(from, to, &plan);
+    plan_values(&plan, bufs, values);
+    PGresult *res = NULL;
+    int rc = analytics_conn_exec(conn, ST_ACTIVE, values, &res, err);
+    if (rc < 0)
+        return rc;
+    /* One accumulator per point (a single one without a series): rows are OR-ed in lazily as
+     * they are read, so only one stored bitmap is decoded at a time. */
+    size_t nacc = period >= 0 ? (size_t)npoints : 1;
+    roaring_bitmap_t **acc = calloc(nacc, sizeof *acc);
+    int rows = PQntuples(res);
+    unknown_user_t *unknown = calloc((size_t)rows + 1, sizeof *unknown);
+    size_t nunknown = 0;
+    rc = acc != NULL && unknown != NULL ? 0 : EPP_ENOMEM;
+    int64_t first = period >= 0 ? analytics_period_floor(period, from) : 0;
+    for (int r = 0; r < rows && rc == 0; r++) {
+        int64_t tag = (int64_t)epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, r, 0)) +
+                      EPP_PGCOPY_PG_EPOCH_US;
+        int64_t point = period >= 0 ? analytics_period_index(period, first, tag) : 0;
+        if (point < 0 || point >= (int64_t)nacc) {
+            rc = EPP_EINVAL; /* cannot happen: every piece lies inside [from, to) */
+            break;
+        }
+        if (acc[point] == NULL && (acc[point] = roaring_bitmap_create()) == NULL) {
+            rc = EPP_ENOMEM;
+            break;
+        }
+        if (!PQgetisnull(res, r, 1)) {
+            roaring_bitmap_t *bits =
+                epp_users_deserialize(PQgetvalue(res, r, 1), (size_t)PQgetlength(res, r, 1));
+            if (bits == NULL) {
+                rc = EPP_EINVAL;
+                break;
+            }
+            roaring_bitmap_lazy_or_inplace(acc[point], bits, true);
+            roaring_bitmap_free(bits);
+        } else if (!PQgetisnull(res, r, 2)) {
+            uint64_t uid = epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, r, 2));
+            roaring_bitmap_add(acc[point], (uint32_t)uid);
+        } else {
+            unknown[nunknown++] =
+                (unknown_user_t){point, PQgetvalue(res, r, 3), PQgetlength(res, r, 3)};
+        }
+    }
+    if (rc == 0) {
+        roaring_bitmap_t *all = roaring_bitmap_create();
+        for (size_t i = 0; i < nacc && all != NULL; i++) {
+            if (acc[i] == NULL)
+                continue;
+            roaring_bitmap_repair_after_lazy(acc[i]);
+            if (points != NULL)
+                points[i] = (int64_t)roaring_bitmap_get_cardinality(acc[i]);
+            roaring_bitmap_lazy_or_inplace(all, acc[i], true);
+        }
+        if (all == NULL) {
+            rc = EPP_ENOMEM;
+        } else {
+            roaring_bitmap_repair_after_lazy(all);
+            *total = (int64_t)roaring_bitmap_get_cardinality(all);
+            roaring_bitmap_free(all);
+            count_unknown(unknown, nunknown, period >= 0 ? points : NULL, total);
+        }
+    }
+    if (rc == EPP_EINVAL) {
+        snprintf(err->message, sizeof err->message, "a stored user bitmap cannot be read");
+        EPP_LOGKV(EPP_LOG_ERROR, "unreadable user bitmap", "query", "active_users");
+    }
+    for (size_t i = 0; acc != NULL && i < nacc; i++)
+        epp_users_free(acc[i]);
+    free(acc);
+    free(unknown);
+    PQclear(res);
+    return rc;
 }
 
 /* How far back each attempt of a user's listing looks, from the cursor (or now); 0: all the

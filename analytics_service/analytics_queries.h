@@ -48,9 +48,14 @@ int analytics_q_series(analytics_conn_t *conn, int64_t from, int64_t to, int64_t
 int analytics_q_top(analytics_conn_t *conn, int64_t from, int64_t to, int limit, PGresult **out,
                     epp_pg_error_t *err);
 
-/* Exact number of distinct user_id in [from, to). */
-int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int64_t *users,
-                       epp_pg_error_t *err);
+/* Exact number of distinct user_id in [from, to) into *total, from the per-bucket user bitmaps
+ * (sql/031) of the range's whole days, hours and minutes and the users of its sub-minute edges,
+ * unioned here with CRoaring; all read by one statement (one snapshot). With period >= 0 (an
+ * analytics_period_t) also points[0..npoints): the distinct users of each day, week or month
+ * from the one holding from, each counting only its part inside [from, to). A stored bitmap
+ * that cannot be read is EPP_EINVAL (logged; never a wrong number). */
+int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int period,
+                       int64_t npoints, int64_t *total, int64_t *points, epp_pg_error_t *err);
 
 /* Result columns of analytics_q_user_events and analytics_q_event. */
 enum {

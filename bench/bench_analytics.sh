@@ -9,11 +9,24 @@
 #    BENCH_ANALYTICS_REQUESTS requests each (default 500), and the plain SQL query for the same
 #    answer (median of 3 runs). Prints both and the ratio SQL / HTTP p99 (target: p99 < 5 ms and
 #    ratio >= 50). Every HTTP answer is compared with the SQL one.
-# 2. 200 concurrent dashboard-style clients (wrk, a Lua script cycling through the five URLs the
-#    dashboard polls) for BENCH_DURATION seconds (default 10): throughput and latency percentiles.
+# 2. Unique users (issue 21): /analytics/users/active over 1, 7 and 30 days (edges not aligned)
+#    and a 30-day DAU series (interval=day), p50/p99 through HTTP against count(DISTINCT user_id)
+#    in plain SQL (median of 3), every answer compared (targets: p99 < 5 ms and >= 100x for the
+#    ranges, p99 < 10 ms for the series); the user bitmaps' size on disk per day.
+# 3. 200 concurrent dashboard-style clients (wrk, a Lua script cycling through the URLs the
+#    dashboard polls, daily active users included) for BENCH_DURATION seconds (default 10):
+#    throughput and latency percentiles (target p99 < 20 ms); then epp-analytics' peak RSS
+#    (target < 128 MB).
+# 4. With BENCH_ANALYTICS_BIG_USERS (e.g. 100000000): unique users at that many events and
+#    BENCH_ANALYTICS_BIG_USERS_N users (1,000,000) over 30 days, generated straight into the
+#    user dictionary and bitmaps by bench_users_gen (no events table: the ranges are whole
+#    minutes, so no raw edge is read), cached like the main data set; users/active over 1, 7 and
+#    30 days and the DAU series, each answer checked against the generator's exact count (target
+#    p99 < 20 ms).
 #
 # Env: EPP_BUILD_DIR, BENCH_ANALYTICS_EVENTS, BENCH_ANALYTICS_CACHE, BENCH_ANALYTICS_REQUESTS,
-# BENCH_DURATION, BENCH_CONNECTIONS (200), BENCH_HTTP_THREADS (epp-analytics HTTP_THREADS, 4).
+# BENCH_DURATION, BENCH_CONNECTIONS (200), BENCH_HTTP_THREADS (epp-analytics HTTP_THREADS, 4),
+# BENCH_ANALYTICS_BIG_USERS (0: off), BENCH_ANALYTICS_BIG_USERS_N (1000000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -36,8 +49,10 @@ free_port() {
 
 TMP=$(mktemp -d /tmp/epp-bench-analytics.XXXXXX)
 SVC_PID=""
+BIG_PID=""
 cleanup() {
     [ -n "$SVC_PID" ] && kill "$SVC_PID" 2>/dev/null && wait "$SVC_PID" 2>/dev/null
+    [ -n "$BIG_PID" ] && kill "$BIG_PID" 2>/dev/null && wait "$BIG_PID" 2>/dev/null
     analytics_data_stop
     rm -rf "$TMP"
 }
@@ -132,19 +147,68 @@ for rname, (lo, hi) in ranges.items():
 print("worst p99 %.2f ms (target < 5 ms): %s; worst ratio SQL/p99 %.0fx (target >= 50x): %s; answers equal: %s" % (
     worst_p99, "PASS" if worst_p99 < 5 else "FAIL", worst_ratio, "PASS" if worst_ratio >= 50 else "FAIL", all_same))
 
-# Informational (no target): exact distinct users costs O(sum of daily active users) from
-# epp_user_day plus the raw rows of the partial days.
-for rname, (lo, hi) in ranges.items():
-    url = "/analytics/users/active?" + urllib.parse.urlencode({"from_ts": lo, "to_ts": hi})
-    get(url)
-    lat = sorted(get(url)[0] for _ in range(10))
-    t0 = time.perf_counter()
-    cur.execute('SELECT count(DISTINCT user_id) FROM public.events WHERE "timestamp" >= %s AND "timestamp" < %s', (lo, hi))
-    (n,), = cur.fetchall()
-    sql_ms = (time.perf_counter() - t0) * 1000.0
-    _, _, data = get(url)
-    print("%-18s %-4s %8.2fms %8.2fms %10.1fms %9.0fx  (10 requests; equal: %s)" % (
-        "users/active", rname, lat[5], lat[-1], sql_ms, sql_ms / lat[-1], json.loads(data)["unique_users"] == n))
+# Unique users (issue 21): ranges of 1, 7 and 30 days with the same unaligned edges, and a
+# 30-day DAU series.
+uranges = {"1d": ("2026-10-30T23:59:42.7Z", "2026-10-31T23:59:42.7Z"), "7d": ranges["7d"],
+           "30d": ranges["30d"]}
+print("%-18s %-4s %10s %10s %12s %10s" % ("unique users", "range", "http p50", "http p99",
+                                          "plain SQL", "SQL/p99"))
+worst_p99, worst_ratio, all_same = 0.0, 1e18, True
+for rname, (lo, hi) in list(uranges.items()) + [("dau", ranges["30d"])]:
+    q = {"from_ts": lo, "to_ts": hi}
+    if rname == "dau":
+        q["interval"] = "day"
+    url = "/analytics/users/active?" + urllib.parse.urlencode(q)
+    for _ in range(20):
+        get(url)
+    lat = []
+    for _ in range(reqs):
+        ms, st, data = get(url)
+        assert st == 200, (st, data)
+        lat.append(ms)
+    lat.sort()
+    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+    body = json.loads(data)
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        if rname == "dau":
+            cur.execute("SELECT date_trunc('day', \"timestamp\"), count(DISTINCT user_id) FROM "
+                        "public.events WHERE \"timestamp\" >= %s AND \"timestamp\" < %s "
+                        "GROUP BY 1 ORDER BY 1", (lo, hi))
+            rows = cur.fetchall()
+            ok = [(to_us(p["ts"]), p["unique_users"]) for p in body["points"] if p["unique_users"]] \
+                == [(int(r[0].timestamp()) * 1000000, r[1]) for r in rows]
+        else:
+            cur.execute('SELECT count(DISTINCT user_id) FROM public.events WHERE "timestamp" >= %s '
+                        'AND "timestamp" < %s', (lo, hi))
+            (n,), = cur.fetchall()
+            ok = body["unique_users"] == n
+        times.append((time.perf_counter() - t0) * 1000.0)
+    sql_ms = statistics.median(times)
+    all_same &= ok
+    if rname != "dau":
+        worst_p99 = max(worst_p99, p99)
+        worst_ratio = min(worst_ratio, sql_ms / p99)
+    else:
+        dau_p99 = p99
+    print("%-18s %-4s %8.2fms %8.2fms %10.1fms %9.0fx%s" % (
+        "users/active" if rname != "dau" else "DAU series (day)", rname if rname != "dau" else "30d",
+        p50, p99, sql_ms, sql_ms / p99, "" if ok else "  ANSWERS DIFFER"))
+print("unique users: worst p99 %.2f ms (target < 5 ms): %s; worst ratio SQL/p99 %.0fx (target >= "
+      "100x): %s; DAU series p99 %.2f ms (target < 10 ms): %s; answers equal: %s" % (
+          worst_p99, "PASS" if worst_p99 < 5 else "FAIL", worst_ratio,
+          "PASS" if worst_ratio >= 100 else "FAIL", dau_p99, "PASS" if dau_p99 < 10 else "FAIL",
+          all_same))
+# The bitmaps on disk: rows, bytes of bits, and the tables with their indexes and TOAST.
+for level in ("day", "hour", "minute"):
+    cur.execute("SELECT count(DISTINCT bucket), count(*), coalesce(sum(pg_column_size(bits)), 0),"
+                " pg_total_relation_size('public.epp_user_bitmap_%s') FROM "
+                "public.epp_user_bitmap_%s" % (level, level))
+    buckets, rows, bits, total = cur.fetchone()
+    print("user bitmaps per %-6s %6d buckets in %6d rows: %8.1f KB of bitmap per bucket, %8.1f KB"
+          " on disk per day of data (tables, indexes, TOAST)" % (
+              level, buckets, rows, bits / max(buckets, 1) / 1024.0, total / 30 / 1024.0))
 PYEOF
 
 # Dashboard-style load: the five URLs the page polls, for the last hour and day of the data.
@@ -156,6 +220,7 @@ local paths = {
   "/analytics/events/timeseries?from_ts=2026-10-31T23:00:00Z&to_ts=2026-11-01T00:00:00Z&interval=minute",
   "/analytics/events/top?from_ts=2026-10-31T23:00:00Z&to_ts=2026-11-01T00:00:00Z&limit=10",
   "/analytics/events/timeseries?from_ts=2026-10-31T00:00:00Z&to_ts=2026-11-01T00:00:00Z&interval=hour",
+  "/analytics/users/active?from_ts=2026-10-02T00:00:00Z&to_ts=2026-11-01T00:00:00Z&interval=day",
 }
 local i = 0
 request = function()
@@ -167,6 +232,82 @@ done = function(summary, latency, requests)
     summary.errors.status, summary.errors.connect, summary.errors.read, summary.errors.timeout))
 end
 LUA
-echo "--- $CONNS concurrent dashboard clients, ${DUR}s (wrk -t2 -c$CONNS, HTTP_THREADS=$THREADS)"
+echo "--- $CONNS concurrent dashboard clients, ${DUR}s (wrk -t2 -c$CONNS, HTTP_THREADS=$THREADS; target p99 < 20 ms)"
 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$TMP/dash.lua" "http://127.0.0.1:$PORT" |
     grep -E "Requests/sec|Latency|50%|90%|99%|requests in|non-2xx"
+echo "epp-analytics peak RSS: $(awk '/VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$SVC_PID/status") (target < 128 MB); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# 4. Unique users at BENCH_ANALYTICS_BIG_USERS events, generated into the bitmaps directly.
+BIG=${BENCH_ANALYTICS_BIG_USERS:-0}
+if [ "$BIG" -gt 0 ]; then
+    BIGN=${BENCH_ANALYTICS_BIG_USERS_N:-1000000}
+    BIGDB="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/bench_users_big"
+    START=$(date -u -d 2026-10-02T00:00:00Z +%s)
+    END=$((START + 30 * 86400))
+    # Whole-minute ranges ending 17 minutes before the end: days, hours and minutes, no raw edge.
+    R1="$((END - 86400 - 1020)) $((END - 1020))"
+    R7="$((END - 7 * 86400 - 1020)) $((END - 1020))"
+    R30="$((END - 29 * 86400 - 1020)) $((END - 1020))"
+    BIG_VERSION="$BIG events, $BIGN users, layout v1"
+    if [ "$(cat "$CACHE/loaded-big-users" 2>/dev/null || true)" != "$BIG_VERSION" ]; then
+        echo "generating unique users for $BIG events and $BIGN users (cached)..."
+        t0=$(date +%s)
+        mkdir -p "$TMP/big"
+        # shellcheck disable=SC2086 # R1 R7 R30 are two numbers each
+        "$BUILD/bin/bench_users_gen" "$BIG" "$BIGN" 30 "$START" 7 "$TMP/big" $R1 $R7 $R30 \
+            >"$CACHE/big-users-expect.txt"
+        psql -X -q -v ON_ERROR_STOP=1 "$ADMIN" -c "DROP DATABASE IF EXISTS bench_users_big" \
+            -c "CREATE DATABASE bench_users_big"
+        for f in sql/[0-9]*_*.sql; do PGOPTIONS="-c client_min_messages=warning" psql -X -q -1 -v ON_ERROR_STOP=1 "$BIGDB" -f "$f"; done
+        for t in ids:epp_user_ids minute:epp_user_bitmap_minute hour:epp_user_bitmap_hour day:epp_user_bitmap_day; do
+            cols="(bucket, n, bits)"
+            [ "${t%%:*}" = ids ] && cols="(user_id, uid)"
+            psql -X -q -v ON_ERROR_STOP=1 "$BIGDB" -c "\\copy public.${t#*:} $cols FROM '$TMP/big/${t%%:*}.tsv'"
+        done
+        psql -X -q "$BIGDB" -c "SELECT setval('public.epp_user_uid_seq', $BIGN)" -c "VACUUM ANALYZE" >/dev/null
+        rm -rf "$TMP/big"
+        echo "$BIG_VERSION" >"$CACHE/loaded-big-users"
+        echo "generated in $(( $(date +%s) - t0 )) s"
+    fi
+    BIGPORT=$(free_port)
+    DATABASE_URL="$BIGDB" HTTP_PORT=$BIGPORT HTTP_BIND_ADDRESS=127.0.0.1 HTTP_THREADS=$THREADS \
+        LOG_LEVEL=warn QUERY_TIMEOUT_MS=30000 "$BIN" 2>"$TMP/analytics-big.log" &
+    BIG_PID=$!
+    for _ in $(seq 100); do
+        curl -fs "http://127.0.0.1:$BIGPORT/ready" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    $PY - "$BIGPORT" "$REQS" "$CACHE/big-users-expect.txt" "$BIG" "$BIGN" <<'PYEOF'
+import http.client, json, sys, time, urllib.parse
+port, reqs, expect_file, big, bign = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+expect = [line.split()[1:] for line in open(expect_file) if line.startswith("expect ")]
+h = http.client.HTTPConnection("127.0.0.1", port)
+worst = 0.0
+for (lo, hi, n), name in zip(expect, ("1d", "7d", "30d")):
+    for interval in (None, "day") if name == "30d" else (None,):
+        q = {"from_ts": lo, "to_ts": hi}
+        if interval:
+            q["interval"] = interval
+        url = "/analytics/users/active?" + urllib.parse.urlencode(q)
+        lat = []
+        for i in range(reqs + 20):
+            t0 = time.perf_counter()
+            h.request("GET", url)
+            r = h.getresponse()
+            body = json.loads(r.read())
+            if i >= 20:
+                lat.append((time.perf_counter() - t0) * 1000.0)
+        lat.sort()
+        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+        worst = max(worst, p99)
+        print("%s events, %s users: users/active %-4s%s p50 %.2f ms, p99 %.2f ms; %d users, "
+              "generator says %s: %s" % (big, bign, name, " (DAU series)" if interval else "",
+                                        p50, p99, body["unique_users"], n,
+                                        "equal" if body["unique_users"] == int(n) else "DIFFER"))
+print("worst p99 %.2f ms at %s events (target < 20 ms): %s" % (worst, big, "PASS" if worst < 20 else "FAIL"))
+PYEOF
+    echo "epp-analytics peak RSS at $BIG events: $(awk '/VmHWM/ { printf "%.1f MB", $2 / 1024 }' "/proc/$BIG_PID/status")"
+    kill "$BIG_PID"
+    wait "$BIG_PID" 2>/dev/null || true
+    BIG_PID=""
+fi

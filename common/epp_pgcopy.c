@@ -31,6 +31,25 @@ uint64_t epp_pgcopy_get_be64(const unsigned char *p)
     return v;
 }
 
+int epp_pgcopy_array_header(epp_buf_t *out, uint32_t elem_oid, size_t n)
+{
+    unsigned char h[20];
+    epp_pgcopy_put_be32(h, 1);     /* dimensions */
+    epp_pgcopy_put_be32(h + 4, 0); /* no NULLs */
+    epp_pgcopy_put_be32(h + 8, elem_oid);
+    epp_pgcopy_put_be32(h + 12, (uint32_t)n);
+    epp_pgcopy_put_be32(h + 16, 1); /* lower bound */
+    return epp_buf_append(out, h, sizeof h);
+}
+
+int epp_pgcopy_array_elem(epp_buf_t *out, const void *data, size_t len)
+{
+    unsigned char l[4];
+    epp_pgcopy_put_be32(l, (uint32_t)len);
+    int rc = epp_buf_append(out, l, 4);
+    return rc == 0 ? epp_buf_append(out, data, len) : rc;
+}
+
 const char *epp_pgcopy_options(epp_pgcopy_format_t fmt)
 {
     return fmt == EPP_PGCOPY_BINARY ? "(FORMAT binary)" : "(FORMAT text)";

@@ -53,4 +53,17 @@ void epp_pgcopy_put_be32(unsigned char *p, uint32_t v);
 void epp_pgcopy_put_be64(unsigned char *p, uint64_t v);
 uint64_t epp_pgcopy_get_be64(const unsigned char *p);
 
+/* Type OIDs of the binary array parameters the writers send. */
+#define EPP_PG_OID_BYTEA       17
+#define EPP_PG_OID_INT8        20
+#define EPP_PG_OID_TEXT        25
+#define EPP_PG_OID_TIMESTAMPTZ 1184
+
+/* Appends the array_recv header of a one-dimensional array of n elements of type elem_oid
+ * without NULLs (a binary array parameter); each element follows as its int32 length and
+ * bytes. 0 or EPP_ENOMEM. */
+int epp_pgcopy_array_header(epp_buf_t *out, uint32_t elem_oid, size_t n);
+/* Appends one element of such an array: its length, then len bytes. 0 or EPP_ENOMEM. */
+int epp_pgcopy_array_elem(epp_buf_t *out, const void *data, size_t len);
+
 #endif

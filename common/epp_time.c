@@ -219,3 +219,11 @@ int64_t epp_time_mono_us(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * EPP_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
+
+int64_t epp_time_floor(int64_t us, int64_t width)
+{
+    int64_t q = us / width;
+    if (us % width != 0 && us < 0)
+        q--;
+    return q * width;
+}

@@ -28,6 +28,9 @@ size_t epp_time_format(int64_t us, char *buf);
 int64_t epp_time_now_us(void);
 int64_t epp_time_mono_us(void);
 
+/* The start of the width-long bucket (width > 0) holding us: floor, also before 1970. */
+int64_t epp_time_floor(int64_t us, int64_t width);
+
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar, and back. */
 int64_t epp_time_days_from_civil(int64_t y, unsigned m, unsigned d);
 void epp_time_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "epp_error.h"
+#include "epp_hash.h"
 #include "epp_time.h"
 
 consumer_batch_t *consumer_batch_create(epp_pgcopy_format_t fmt)
@@ -34,6 +35,7 @@ void consumer_batch_reset(consumer_batch_t *b)
     b->ndup = 0;
     b->first_add_us = 0;
     b->nlinks = 0;
+    b->nusers = 0;
     epp_buf_reset(&b->arena);
     epp_buf_reset(&b->copy);
     consumer_rollup_reset(b->rollup);
@@ -51,6 +53,8 @@ void consumer_batch_destroy(consumer_batch_t *b)
     free(b->parts);
     free(b->set);
     free(b->links);
+    free(b->users);
+    free(b->uset);
     epp_buf_free(&b->arena);
     epp_buf_free(&b->copy);
     consumer_rollup_destroy(b->rollup);
@@ -289,16 +293,71 @@ int consumer_batch_encode(consumer_batch_t *b)
     return rc;
 }
 
+static uint64_t str_hash(const char *s, size_t len)
+{
+    return epp_hash_bytes(0, s, len);
+}
+
+/* The index in b->users of row r's user, added when new. */
+static int intern_user(consumer_batch_t *b, consumer_row_t *r)
+{
+    /* The set stays at most half full: rebuilt at four times the users' capacity. */
+    if (b->nusers == b->users_cap) {
+        size_t ncap = b->users_cap ? b->users_cap * 2 : 1024;
+        consumer_user_t *nu = realloc(b->users, ncap * sizeof *nu);
+        uint32_t *ns = calloc(ncap * 4, sizeof *ns);
+        if (nu == NULL || ns == NULL) {
+            free(ns);
+            if (nu != NULL)
+                b->users = nu;
+            return EPP_ENOMEM;
+        }
+        b->users = nu;
+        b->users_cap = ncap;
+        free(b->uset);
+        b->uset = ns;
+        b->uset_cap = ncap * 4;
+        for (size_t k = 0; k < b->nusers; k++) {
+            const consumer_user_t *u = &b->users[k];
+            size_t s = (size_t)str_hash(b->arena.data + u->off, u->len) & (b->uset_cap - 1);
+            while (b->uset[s] != 0)
+                s = (s + 1) & (b->uset_cap - 1);
+            b->uset[s] = (uint32_t)(k + 1);
+        }
+    }
+    const char *key = b->arena.data + r->user_off;
+    size_t mask = b->uset_cap - 1;
+    for (size_t s = (size_t)str_hash(key, r->user_len) & mask;; s = (s + 1) & mask) {
+        uint32_t v = b->uset[s];
+        if (v == 0) {
+            b->users[b->nusers] = (consumer_user_t){r->user_off, r->user_len, -1};
+            b->uset[s] = (uint32_t)++b->nusers;
+            r->uix = (uint32_t)b->nusers - 1;
+            return 0;
+        }
+        const consumer_user_t *u = &b->users[v - 1];
+        if (u->len == r->user_len && memcmp(b->arena.data + u->off, key, u->len) == 0) {
+            r->uix = v - 1;
+            return 0;
+        }
+    }
+}
+
 int consumer_batch_aggregate(consumer_batch_t *b, int only_inserted)
 {
     consumer_rollup_reset(b->rollup);
+    b->nusers = 0;
+    if (b->uset != NULL)
+        memset(b->uset, 0, b->uset_cap * sizeof *b->uset);
     int rc = 0;
     for (size_t i = 0; i < b->n && rc == 0; i++) {
-        const consumer_row_t *r = &b->rows[i];
+        consumer_row_t *r = &b->rows[i];
         if (r->state != CONSUMER_ROW_OK || (only_inserted && !r->inserted))
             continue;
         rc = consumer_rollup_add(b->rollup, r->timestamp_us, b->arena.data + r->name_off,
-                                 r->name_len, b->arena.data + r->user_off, r->user_len);
+                                 r->name_len);
+        if (rc == 0)
+            rc = intern_user(b, r);
     }
     return rc;
 }

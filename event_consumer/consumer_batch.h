@@ -44,7 +44,16 @@ typedef struct {
     uint32_t user_len, name_len, meta_len;
     const char *err_code; /* BAD: a static reason ("invalid_json", "db_rejected", ...) */
     size_t err_off;       /* BAD: NUL-terminated message in the arena */
+    uint32_t uix;         /* counted by the last aggregate call: its user in users[] */
 } consumer_row_t;
+
+/* A distinct user_id of the rows counted by the last aggregate call, and its uid in the user
+ * dictionary (-1 until the writer resolved it). */
+typedef struct {
+    size_t off; /* user_id in the arena */
+    uint32_t len;
+    int64_t uid;
+} consumer_user_t;
 
 /* One partition's span in the batch: offsets [first, next). from is the partition's read
  * position before the batch's first message of it (consumer_positions.h): every offset in
@@ -67,6 +76,10 @@ typedef struct {
     epp_buf_t copy;            /* COPY data of the rows in state OK (see consumer_batch_encode) */
     size_t ncopy;              /* rows in copy */
     consumer_rollup_t *rollup; /* deltas of the rows counted by the last aggregate call */
+    consumer_user_t *users;    /* distinct users of those rows */
+    size_t nusers, users_cap;
+    uint32_t *uset; /* open addressing over user indexes + 1 (0 = empty) */
+    size_t uset_cap;
     epp_pgcopy_format_t fmt;
     int64_t first_add_us; /* monotonic time of the first message */
     size_t nbad, ndup;
@@ -100,8 +113,8 @@ int consumer_decode(const void *value, size_t len, epp_event_t *ev, epp_event_er
 
 /* Rebuilds b->copy from the rows in state OK. 0 or EPP_ENOMEM. */
 int consumer_batch_encode(consumer_batch_t *b);
-/* Rebuilds b->rollup from the rows in state OK -- only those with inserted set when
- * only_inserted. 0 or EPP_ENOMEM. */
+/* Rebuilds b->rollup and b->users from the rows in state OK -- only those with inserted set
+ * when only_inserted. 0 or EPP_ENOMEM. */
 int consumer_batch_aggregate(consumer_batch_t *b, int only_inserted);
 /* Marks a row BAD with a reason (static string) and message (copied). 0 or EPP_ENOMEM. */
 int consumer_batch_mark_bad(consumer_batch_t *b, size_t i, const char *code, const char *message);

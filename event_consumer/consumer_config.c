@@ -62,10 +62,16 @@ const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_CONF_INT("consumer-writers", "CONSUMER_WRITERS", "2", 1, 16, consumer_conf_t, writers,
                  "Database connections writing in parallel, each its own transactions; "
                  "partition p is always written by writer p % CONSUMER_WRITERS"),
-    EPP_CONF_INT("consumer-user-day-cache", "CONSUMER_USER_DAY_CACHE", "1000000", 0, 100000000,
-                 consumer_conf_t, user_day_cache,
-                 "(day, user) pairs remembered as stored in epp_user_day, so that only new ones "
-                 "are written (split between the writers; 0: off, every pair is sent)"),
+    EPP_CONF_INT("consumer-user-bitmap-memory-mb", "CONSUMER_USER_BITMAP_MEMORY_MB", "16", 0, 4096,
+                 consumer_conf_t, user_bitmap_memory_mb,
+                 "Memory (MiB, split between the writers) for the user ids known stored in the "
+                 "per-bucket user bitmaps, so that a batch sends only new ones (0: every user id "
+                 "of a batch is sent)"),
+    EPP_CONF_INT("consumer-user-cache", "CONSUMER_USER_CACHE", "500000", 0, 100000000,
+                 consumer_conf_t, user_cache,
+                 "user_id -> uid entries of the user dictionary remembered, so that only new "
+                 "users are looked up (split between the writers; 0: off, every user is looked "
+                 "up)"),
     EPP_CONF_STR("sql-dir", "EPP_SQL_DIR", NULL, consumer_conf_t, sql_dir,
                  "Read migrations from this directory instead of those built in"),
     EPP_MAINTAIN_CONF_OPTS(consumer_conf_t),

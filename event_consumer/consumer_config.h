@@ -27,13 +27,14 @@ typedef struct {
     int64_t retry_max_backoff_ms;
     int64_t shutdown_timeout_ms;
     int64_t pg_connect_timeout_s;
-    char *kafka_consumer_config; /* "key=value,key=value" librdkafka overrides */
-    char *copy_format;           /* "binary" or "text" */
-    bool pipeline;               /* decode the next batch while the database writes this one */
-    int64_t writers;             /* parallel database writers; partition p goes to p % writers */
-    int64_t user_day_cache;      /* (day, user) pairs remembered as stored, all writers; 0: off */
-    char *sql_dir;               /* NULL: the migrations embedded in the binary */
-    char *events_retention;      /* EPP_MAINTAIN_CONF_OPTS (common/epp_maintain.h) */
+    char *kafka_consumer_config;   /* "key=value,key=value" librdkafka overrides */
+    char *copy_format;             /* "binary" or "text" */
+    bool pipeline;                 /* decode the next batch while the database writes this one */
+    int64_t writers;               /* parallel database writers; partition p goes to p % writers */
+    int64_t user_bitmap_memory_mb; /* known user ids of the bitmaps, all writers; 0: none */
+    int64_t user_cache;            /* user_id -> uid entries remembered, all writers; 0: off */
+    char *sql_dir;                 /* NULL: the migrations embedded in the binary */
+    char *events_retention;        /* EPP_MAINTAIN_CONF_OPTS (common/epp_maintain.h) */
     char *rollup_retention;
     int64_t partitions_ahead;
     int64_t maintenance_interval_s;

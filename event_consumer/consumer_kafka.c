@@ -134,6 +134,16 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
          * wait; the dev broker (librdkafka's mock cluster) always waits it out. 20 ms keeps the
          * end-to-end latency low there and costs an idle consumer 50 small requests/s. */
         {"fetch.wait.max.ms", "20"},
+        /* Catching up on a backlog (event_consumer/README.md, "Performance"): librdkafka fetches
+         * up to 1 MB per partition and queues up to 64 MB, so a batch held a few partitions'
+         * long runs of events -- hours of event time each, i.e. thousands of minute buckets per
+         * batch, each a rollup row and a user bitmap row -- and the consumer's peak RSS passed
+         * 145 MB. 64 KB per partition (grown by librdkafka for a larger message) interleaves many
+         * partitions' recent events in a batch, and 8 MB queued is still ~30,000 events ahead of
+         * the writers. */
+        {"max.partition.fetch.bytes", "65536"},
+        {"queued.max.messages.kbytes", "8192"},
+        {"fetch.max.bytes", "8388608"},
     };
     for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
         if (rd_kafka_conf_set(kc, props[i][0], props[i][1], err, errsz) != RD_KAFKA_CONF_OK) {

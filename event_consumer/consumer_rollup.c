@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "epp_error.h"
+#include "epp_hash.h"
 #include "epp_pgcopy.h"
+#include "epp_time.h"
 
 typedef struct {
     uint64_t hash; /* 0: empty slot */
@@ -21,16 +23,11 @@ struct consumer_rollup {
     size_t used;
 };
 
-static const int64_t widths[] = {60LL * 1000000, 3600LL * 1000000, 86400LL * 1000000,
-                                 86400LL * 1000000};
+static const int64_t widths[] = {60LL * 1000000, 3600LL * 1000000, 86400LL * 1000000};
 
 int64_t consumer_rollup_bucket(consumer_rollup_kind_t kind, int64_t ts_us)
 {
-    int64_t w = widths[kind];
-    int64_t q = ts_us / w;
-    if (ts_us % w != 0 && ts_us < 0)
-        q--;
-    return q * w;
+    return epp_time_floor(ts_us, widths[kind]);
 }
 
 consumer_rollup_t *consumer_rollup_create(void)
@@ -68,16 +65,8 @@ size_t consumer_rollup_size(const consumer_rollup_t *r)
 
 static uint64_t hash_key(uint8_t kind, int64_t bucket, const char *key, size_t len)
 {
-    /* FNV-1a over the key, mixed with kind and bucket; never 0 (0 marks an empty slot). */
-    uint64_t h = 1469598103934665603ULL ^ ((uint64_t)kind * 0x9e3779b97f4a7c15ULL);
-    h ^= (uint64_t)bucket;
-    h *= 1099511628211ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    h ^= h >> 29;
-    return h ? h : 1;
+    /* Never 0 (0 marks an empty slot). */
+    return epp_hash_bytes(((uint64_t)bucket << 2) ^ kind, key, len);
 }
 
 static entry_t *find_slot(entry_t *slots, size_t cap, uint64_t h, uint8_t kind, int64_t bucket,
@@ -136,14 +125,11 @@ static int add_one(consumer_rollup_t *r, uint8_t kind, int64_t bucket, const cha
 }
 
 int consumer_rollup_add(consumer_rollup_t *r, int64_t ts_us, const char *event_name,
-                        size_t event_name_len, const char *user_id, size_t user_id_len)
+                        size_t event_name_len)
 {
     int rc = 0;
     for (int k = CONSUMER_ROLLUP_MINUTE; k <= CONSUMER_ROLLUP_DAY && rc == 0; k++)
         rc = add_one(r, (uint8_t)k, consumer_rollup_bucket(k, ts_us), event_name, event_name_len);
-    if (rc == 0)
-        rc = add_one(r, CONSUMER_ROLLUP_USER_DAY,
-                     consumer_rollup_bucket(CONSUMER_ROLLUP_USER_DAY, ts_us), user_id, user_id_len);
     return rc;
 }
 
@@ -167,47 +153,12 @@ static int cmp_entry(const void *a, const void *b)
     return (x->key_len > y->key_len) - (x->key_len < y->key_len);
 }
 
-/* The array_recv header of a one-dimensional array without NULLs. */
-static int array_header(epp_buf_t *out, uint32_t elem_oid, size_t n)
-{
-    unsigned char h[20];
-    epp_pgcopy_put_be32(h, 1);
-    epp_pgcopy_put_be32(h + 4, 0);
-    epp_pgcopy_put_be32(h + 8, elem_oid);
-    epp_pgcopy_put_be32(h + 12, (uint32_t)n);
-    epp_pgcopy_put_be32(h + 16, 1);
-    return epp_buf_append(out, h, sizeof h);
-}
-
 int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
                            epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count)
 {
-    return consumer_rollup_arrays_filtered(r, kind, NULL, NULL, buckets, keys, counts, count);
-}
-
-int consumer_rollup_foreach(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
-                            int (*fn)(void *ud, int64_t bucket_us, const char *key, size_t len),
-                            void *ud)
-{
-    for (size_t i = 0; i < r->cap; i++) {
-        const entry_t *e = &r->slots[i];
-        if (e->hash == 0 || e->kind != kind)
-            continue;
-        int rc = fn(ud, e->bucket, e->key, e->key_len);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
-int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
-                                    consumer_rollup_keep_fn keep, void *ud, epp_buf_t *buckets,
-                                    epp_buf_t *keys, epp_buf_t *counts, size_t *count)
-{
     epp_buf_reset(buckets);
     epp_buf_reset(keys);
-    if (counts != NULL)
-        epp_buf_reset(counts);
+    epp_buf_reset(counts);
     *count = 0;
     size_t n = 0;
     for (size_t i = 0; i < r->cap; i++)
@@ -220,8 +171,7 @@ int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_
     size_t k = 0;
     for (size_t i = 0; i < r->cap; i++) {
         const entry_t *e = &r->slots[i];
-        if (e->hash != 0 && e->kind == kind &&
-            (keep == NULL || keep(ud, e->bucket, e->key, e->key_len)))
+        if (e->hash != 0 && e->kind == kind)
             v[k++] = e;
     }
     n = k;
@@ -230,14 +180,14 @@ int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_
         return 0;
     }
     qsort(v, n, sizeof *v, cmp_entry);
-    int rc = array_header(buckets, 1184, n);
+    int rc = epp_pgcopy_array_header(buckets, EPP_PG_OID_TIMESTAMPTZ, n);
     if (rc == 0)
-        rc = array_header(keys, 25, n);
-    if (rc == 0 && counts != NULL)
-        rc = array_header(counts, 20, n);
+        rc = epp_pgcopy_array_header(keys, EPP_PG_OID_TEXT, n);
+    if (rc == 0)
+        rc = epp_pgcopy_array_header(counts, EPP_PG_OID_INT8, n);
     if (rc == 0)
         rc = epp_buf_reserve(buckets, n * 12);
-    if (rc == 0 && counts != NULL)
+    if (rc == 0)
         rc = epp_buf_reserve(counts, n * 12);
     for (size_t i = 0; i < n && rc == 0; i++) {
         unsigned char b[12];
@@ -245,13 +195,10 @@ int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_
         epp_pgcopy_put_be64(b + 4, (uint64_t)(v[i]->bucket - EPP_PGCOPY_PG_EPOCH_US));
         rc = epp_buf_append(buckets, b, 12);
         epp_pgcopy_put_be64(b + 4, (uint64_t)v[i]->n);
-        if (rc == 0 && counts != NULL)
+        if (rc == 0)
             rc = epp_buf_append(counts, b, 12);
-        epp_pgcopy_put_be32(b, v[i]->key_len);
         if (rc == 0)
-            rc = epp_buf_append(keys, b, 4);
-        if (rc == 0)
-            rc = epp_buf_append(keys, v[i]->key, v[i]->key_len);
+            rc = epp_pgcopy_array_elem(keys, v[i]->key, v[i]->key_len);
     }
     free(v);
     if (rc == 0)

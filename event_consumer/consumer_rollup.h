@@ -1,6 +1,6 @@
-/* Rollup deltas aggregated in C: a batch's rows become per-(minute|hour|day, event_name) and
- * per-(day, user_id) counts, so the database receives one upsert per bucket and key instead of
- * one per row (sql/002_rollups.sql). Buckets are UTC-aligned, half-open, floor-divided (so
+/* Rollup deltas aggregated in C: a batch's rows become per-(minute|hour|day, event_name)
+ * counts, so the database receives one upsert per bucket and key instead of one per row
+ * (sql/002_rollups.sql). Buckets are UTC-aligned, half-open, floor-divided (so
  * instants before 1970 land in the right bucket).
  *
  * Keys are borrowed: the strings given to consumer_rollup_add must stay unchanged until
@@ -17,7 +17,6 @@ typedef enum {
     CONSUMER_ROLLUP_MINUTE = 0,
     CONSUMER_ROLLUP_HOUR = 1,
     CONSUMER_ROLLUP_DAY = 2,
-    CONSUMER_ROLLUP_USER_DAY = 3,
 } consumer_rollup_kind_t;
 
 typedef struct consumer_rollup consumer_rollup_t;
@@ -29,7 +28,7 @@ void consumer_rollup_reset(consumer_rollup_t *r);
 
 /* Counts one event. 0 or EPP_ENOMEM. */
 int consumer_rollup_add(consumer_rollup_t *r, int64_t ts_us, const char *event_name,
-                        size_t event_name_len, const char *user_id, size_t user_id_len);
+                        size_t event_name_len);
 
 /* Number of distinct (kind, bucket, key) entries. */
 size_t consumer_rollup_size(const consumer_rollup_t *r);
@@ -40,19 +39,6 @@ size_t consumer_rollup_size(const consumer_rollup_t *r);
  * empty). 0 or EPP_ENOMEM. */
 int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
                            epp_buf_t *buckets, epp_buf_t *keys, epp_buf_t *counts, size_t *count);
-
-/* consumer_rollup_arrays over the entries for which keep() returns non-zero (keep NULL: all).
- * counts may be NULL when the counts are not wanted. */
-typedef int (*consumer_rollup_keep_fn)(void *ud, int64_t bucket_us, const char *key, size_t len);
-int consumer_rollup_arrays_filtered(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
-                                    consumer_rollup_keep_fn keep, void *ud, epp_buf_t *buckets,
-                                    epp_buf_t *keys, epp_buf_t *counts, size_t *count);
-
-/* Calls fn for every entry of one kind (any order); stops at the first non-zero return, which
- * it returns. */
-int consumer_rollup_foreach(const consumer_rollup_t *r, consumer_rollup_kind_t kind,
-                            int (*fn)(void *ud, int64_t bucket_us, const char *key, size_t len),
-                            void *ud);
 
 /* For tests: the count of one entry (0 when absent). */
 int64_t consumer_rollup_get(const consumer_rollup_t *r, consumer_rollup_kind_t kind,

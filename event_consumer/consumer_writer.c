@@ -1,7 +1,8 @@
 #include "consumer_writer.h"
 
 #include "consumer_rows.h"
-#include "consumer_udcache.h"
+#include "consumer_uidcache.h"
+#include "consumer_users.h"
 
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 #include "epp_migrate.h"
 #include "epp_pg.h"
 #include "epp_time.h"
+#include "epp_users.h"
 
 typedef enum {
     MODE_FAST,    /* COPY straight into public.events */
@@ -47,11 +49,12 @@ struct consumer_writer {
     epp_buf_t scratch2;           /* per-row jsonb parameter */
     epp_buf_t arr[3];             /* rollup array parameters */
     int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
-    epp_tracer_t *tracer;         /* borrowed; NULL: no spans */
-    consumer_udcache_t *udcache;  /* NULL: off (every user-day pair is sent) */
-    int ud_written;               /* this attempt wrote the batch's user-day pairs */
-    size_t ud_sent;               /* of the last attempt, for the debug log */
-    char span_name[160];          /* "<topic> process" */
+    int64_t users_us;
+    epp_tracer_t *tracer;      /* borrowed; NULL: no spans */
+    consumer_uidcache_t *uids; /* NULL: off (every user is looked up) */
+    epp_buf_t unames;          /* the users to look up: pointers, lengths, uids */
+    consumer_users_t *users;   /* the lane's user bitmaps (consumer_users.h) */
+    char span_name[160];       /* "<topic> process" */
 };
 
 static const char lock_offsets_sql[] =
@@ -79,33 +82,35 @@ static const char temp_tables_sql[] =
 
 /* One upsert per rollup kind, from three binary array parameters built in C (no temporary
  * table, no server-side sort). The arrays are sorted (bucket, key bytes), so every writer takes
- * row locks in one order; unnest() yields them in array order. Kinds are written in the order of
- * rollup_kinds below: epp_user_day first -- its keys never collide between writers (a user's
- * events share a partition, and a partition one writer) -- and the few hot per-day, hour and
- * minute rows, shared by every writer, last, right before the offsets and the COMMIT, so that
- * their locks are held briefly and the writers' transactions overlap. */
+ * row locks in one order; unnest() yields them in array order. The rollups come last, right
+ * before the offsets and the COMMIT, so that their hot rows' locks are held briefly.
+ *
+ * Minute first: the first statement's trigger takes the totals' advisory lock (sql/011), which
+ * then serialises the writers until their COMMIT. The minute upsert has the most keys (one per
+ * minute and name of the batch: thousands when catching up, every event its own when importing
+ * history); done first, its row work runs before the lock and in parallel with the other lane,
+ * and only the smaller hour and day upserts run under it. Lanes still cannot deadlock: each
+ * takes minute rows (sorted), then the lock, then hour and day rows (sorted), and a lane holding
+ * the lock needs no minute row. */
 static const struct {
     consumer_rollup_kind_t kind;
     const char *sql;
 } rollup_kinds[] = {
-    {CONSUMER_ROLLUP_USER_DAY, "INSERT INTO public.epp_user_day (bucket, user_id)"
-                               " SELECT * FROM unnest($1::timestamptz[], $2::text[])"
-                               " ON CONFLICT (bucket, user_id) DO NOTHING"},
-    {CONSUMER_ROLLUP_DAY, "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
-                          " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
-                          " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
-    {CONSUMER_ROLLUP_HOUR, "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
-                           " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
-                           " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
     {CONSUMER_ROLLUP_MINUTE,
      "INSERT INTO public.epp_rollup_minute AS r (bucket, event_name, n)"
      " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
      " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_HOUR, "INSERT INTO public.epp_rollup_hour AS r (bucket, event_name, n)"
+                           " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                           " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
+    {CONSUMER_ROLLUP_DAY, "INSERT INTO public.epp_rollup_day AS r (bucket, event_name, n)"
+                          " SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::int8[])"
+                          " ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n"},
 };
 
 /* The first statements of every transaction: the rollup generation, read FOR SHARE so that a
- * deleter of user-day pairs (which increments it first) waits for this transaction, or this one
- * for the deleter's COMMIT -- see consumer_udcache.h. */
+ * deleter of user ids from the bitmaps (which increments it first) waits for this transaction,
+ * or this one for the deleter's COMMIT -- see consumer_users.h. */
 static const char begin_sql[] =
     "BEGIN; SELECT generation FROM public.epp_rollup_generation FOR SHARE";
 
@@ -122,10 +127,17 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     atomic_init(&w->db_ok, 0);
     atomic_init(&w->broken, 0);
     atomic_init(&w->dlq_blocked, 0);
-    if (conf->user_day_cache > 0) {
-        size_t per = (size_t)(conf->user_day_cache / (conf->writers > 0 ? conf->writers : 1));
-        w->udcache = consumer_udcache_create(per ? per : 1);
-        if (w->udcache == NULL) {
+    int64_t lanes = conf->writers > 0 ? conf->writers : 1;
+    w->users = consumer_users_create((size_t)(conf->user_bitmap_memory_mb * 1024 * 1024 / lanes));
+    if (w->users == NULL) {
+        free(w);
+        return NULL;
+    }
+    if (conf->user_cache > 0) {
+        size_t per = (size_t)(conf->user_cache / lanes);
+        w->uids = consumer_uidcache_create(per ? per : 1);
+        if (w->uids == NULL) {
+            consumer_users_destroy(w->users);
             free(w);
             return NULL;
         }
@@ -159,7 +171,9 @@ void consumer_writer_destroy(consumer_writer_t *w)
     if (w->conn != NULL)
         PQfinish(w->conn);
     epp_buf_free(&w->scratch2);
-    consumer_udcache_destroy(w->udcache);
+    consumer_users_destroy(w->users);
+    consumer_uidcache_destroy(w->uids);
+    epp_buf_free(&w->unames);
     for (int i = 0; i < 3; i++)
         epp_buf_free(&w->arr[i]);
     free(w);
@@ -364,58 +378,85 @@ static int read_offsets(consumer_writer_t *w, const char *sql, consumer_batch_t 
     return 0;
 }
 
-/* Reads the generation the first statements returned, and empties the cache when it moved. */
+/* Reads the generation the first statements returned: the lane forgets the uids it knows
+ * stored when it moved. */
 static int begin_tx(consumer_writer_t *w, epp_pg_error_t *pe)
 {
-    if (w->udcache == NULL)
-        return epp_pg_exec(w->conn, "BEGIN", pe);
     PGresult *res = PQexec(w->conn, begin_sql);
     int rc = epp_pg_result_error(w->conn, res, pe);
     if (rc == 0) {
-        /* No row (someone deleted it): nothing can be trusted, and nothing is cached. */
+        /* No row (someone deleted it): nothing can be trusted; -2 differs from every value. */
         int64_t gen = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -2;
-        consumer_udcache_set_generation(w->udcache, gen);
+        consumer_users_set_generation(w->users, gen == -2 ? INT64_MIN : gen);
     }
     PQclear(res);
     return rc;
 }
 
-static int ud_not_cached(void *ud, int64_t bucket_us, const char *key, size_t len)
+/* The uid of every user of the counted rows (b->users): from the lane's cache, else from the
+ * user dictionary, which creates the missing ones in this transaction. */
+static int resolve_users(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
 {
-    return !consumer_udcache_has(ud, bucket_us, key, len);
+    size_t miss = 0;
+    for (size_t k = 0; k < b->nusers; k++) {
+        consumer_user_t *u = &b->users[k];
+        u->uid = consumer_uidcache_get(w->uids, consumer_row_str(b, u->off), u->len);
+        miss += u->uid < 0;
+    }
+    if (miss == 0)
+        return 0;
+    /* One allocation for the three arrays epp_users_resolve takes. */
+    epp_buf_reset(&w->unames);
+    size_t need = miss * (sizeof(const char *) + sizeof(uint32_t) + sizeof(int64_t) + 16);
+    if (epp_buf_reserve(&w->unames, need) != 0)
+        return EPP_ENOMEM;
+    const char **names = (const char **)(void *)w->unames.data;
+    int64_t *uids = (int64_t *)(void *)(names + miss);
+    uint32_t *lens = (uint32_t *)(void *)(uids + miss);
+    size_t j = 0;
+    for (size_t k = 0; k < b->nusers; k++) {
+        const consumer_user_t *u = &b->users[k];
+        if (u->uid >= 0)
+            continue;
+        names[j] = consumer_row_str(b, u->off);
+        lens[j++] = u->len;
+    }
+    int rc = epp_users_resolve(w->conn, names, lens, miss, uids, pe);
+    if (rc != 0)
+        return rc;
+    j = 0;
+    for (size_t k = 0; k < b->nusers; k++)
+        if (b->users[k].uid < 0)
+            b->users[k].uid = uids[j++];
+    return 0;
 }
 
-static int ud_remember(void *ud, int64_t bucket_us, const char *key, size_t len)
+/* After the COMMIT: the batch's users are in the dictionary, with these uids. */
+static void remember_users(consumer_writer_t *w, const consumer_batch_t *b)
 {
-    return consumer_udcache_add(ud, bucket_us, key, len);
+    for (size_t k = 0; k < b->nusers && w->uids != NULL; k++) {
+        const consumer_user_t *u = &b->users[k];
+        if (u->uid >= 0 &&
+            consumer_uidcache_put(w->uids, consumer_row_str(b, u->off), u->len, u->uid) != 0)
+            break;
+    }
 }
 
 static int write_rollups(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error_t *pe)
 {
-    w->ud_sent = 0;
     for (size_t i = 0; i < sizeof rollup_kinds / sizeof rollup_kinds[0]; i++) {
         size_t n = 0;
-        int user_day = rollup_kinds[i].kind == CONSUMER_ROLLUP_USER_DAY;
-        /* User-day pairs: a set, so no counts, and only the pairs not known stored. */
-        if (consumer_rollup_arrays_filtered(
-                b->rollup, rollup_kinds[i].kind,
-                user_day && w->udcache != NULL && consumer_udcache_generation(w->udcache) >= 0
-                    ? ud_not_cached
-                    : NULL,
-                w->udcache, &w->arr[0], &w->arr[1], user_day ? NULL : &w->arr[2], &n) != 0)
+        if (consumer_rollup_arrays(b->rollup, rollup_kinds[i].kind, &w->arr[0], &w->arr[1],
+                                   &w->arr[2], &n) != 0)
             return EPP_ENOMEM;
-        if (user_day) {
-            w->ud_written = 1;
-            w->ud_sent = n;
-        }
         if (n == 0)
             continue;
         static const Oid types[3] = {1185, 1009, 1016}; /* timestamptz[], text[], int8[] */
         const char *values[3] = {w->arr[0].data, w->arr[1].data, w->arr[2].data};
         int lengths[3] = {(int)w->arr[0].len, (int)w->arr[1].len, (int)w->arr[2].len};
         static const int formats[3] = {1, 1, 1};
-        PGresult *res = PQexecParams(w->conn, rollup_kinds[i].sql, user_day ? 2 : 3, types, values,
-                                     lengths, formats, 0);
+        PGresult *res =
+            PQexecParams(w->conn, rollup_kinds[i].sql, 3, types, values, lengths, formats, 0);
         int rc = epp_pg_result_error(w->conn, res, pe);
         PQclear(res);
         if (rc != 0)
@@ -526,7 +567,7 @@ static int has_gap(const consumer_batch_t *b)
 static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mode,
                      int *rollup_ready, epp_pg_error_t *pe)
 {
-    w->ud_written = 0;
+    consumer_users_abandon(w->users); /* a previous attempt's writes did not commit */
     int rc = begin_tx(w, pe);
     if (rc != 0) {
         epp_pg_rollback(w->conn);
@@ -582,7 +623,15 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
         if (!*rollup_ready && (rc = consumer_batch_aggregate(b, 1)) != 0)
             goto fail;
         *rollup_ready = 0; /* computed for this attempt only */
+        /* The dictionary before the rollups: a lane waiting for another's new dictionary row
+         * must not hold the rollup totals' lock (sql/011) meanwhile. */
+        if ((rc = resolve_users(w, b, pe)) != 0)
+            goto fail;
+        int64_t tu = epp_time_mono_us();
+        if ((rc = consumer_users_write(w->users, w->conn, b, pe)) != 0)
+            goto fail;
         int64_t tr = epp_time_mono_us();
+        w->users_us = tr - tu;
         if ((rc = write_rollups(w, b, pe)) != 0)
             goto fail;
         w->rollup_us = epp_time_mono_us() - tr;
@@ -790,12 +839,10 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
         EPP_INFO("dead letters produced: the held partitions move again");
         set_dlq_blocked(w, 0);
     }
-    /* Committed: the batch's user-day pairs are stored (inserted now, or found stored). */
-    if (w->udcache != NULL && w->ud_written && consumer_udcache_generation(w->udcache) >= 0) {
-        if (consumer_rollup_foreach(b->rollup, CONSUMER_ROLLUP_USER_DAY, ud_remember, w->udcache) !=
-            0)
-            consumer_udcache_clear(w->udcache);
-    }
+    /* Committed: the batch's users have these uids, and what it stored of their bitmaps is
+     * known. */
+    remember_users(w, b);
+    consumer_users_committed(w->users);
     if (w->failpoint_after_commit) {
         EPP_WARN("failpoint after_db_commit: exiting with 137");
         _exit(137);
@@ -825,15 +872,17 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     }
     epp_span_end(span, 0);
     EPP_DEBUG("batch written: %zu messages, %zu inserted, %s path, %.1f ms after the first "
-              "message, write %.1f ms (rollups %.1f ms, %zu keys, %zu user-day pairs sent, "
-              "%zu cached; commit %.1f ms)",
+              "message, write %.1f ms (users %.1f ms: %zu uids sent, %zu buckets merged, %zu "
+              "bytes known; rollups %.1f ms, %zu keys; commit %.1f ms)",
               b->n, inserted,
               mode == MODE_FAST   ? "fast"
               : mode == MODE_SLOW ? "slow"
                                   : "isolate",
               (double)(t0 - b->first_add_us) / 1000, (double)(t1 - t0) / 1000,
-              (double)w->rollup_us / 1000, consumer_rollup_size(b->rollup), w->ud_sent,
-              consumer_udcache_size(w->udcache), (double)w->commit_us / 1000);
+              (double)w->users_us / 1000, consumer_users_sent(w->users),
+              consumer_users_merged(w->users), consumer_users_memory(w->users),
+              (double)w->rollup_us / 1000, consumer_rollup_size(b->rollup),
+              (double)w->commit_us / 1000);
     return 0;
 }
 

@@ -12,8 +12,10 @@
  *     temporary staging table, INSERT of the rows whose event_id is not stored (consumer_rows.h).
  *     A data error (a value Postgres rejects) retries row by row under savepoints, so that the
  *     offending rows alone are dead-lettered;
- *  3. rollup deltas, aggregated in C over the rows actually inserted, COPYed into a temporary
- *     table and upserted into epp_rollup_minute/hour/day and epp_user_day;
+ *  3. over the rows actually inserted, aggregated in C: their users' uids from the user
+ *     dictionary (new users get one), the uids appended to the per-bucket user bitmaps
+ *     (consumer_users.h), and the rollup deltas upserted into epp_rollup_minute/hour/day from
+ *     binary array parameters;
  *  4. the offsets rows move forward (never backwards) to the end of the batch;
  *  5. dead letters of the batch are produced and acknowledged (when they cannot be, the
  *     transaction rolls back and the batch is retried, its partitions held: see

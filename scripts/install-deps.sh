@@ -9,6 +9,7 @@ PACKAGES=(
     build-essential cmake pkg-config
     libh2o-evloop-dev # bench/designs.sh only: the h2o design measured against epp_http
     libmicrohttpd-dev librdkafka-dev libpq-dev libyajl-dev libcurl4-openssl-dev zlib1g-dev
+    libroaring-dev
     # run and test
     postgresql postgresql-contrib prometheus kcat wrk nginx-light
     # Apache Kafka (scripts/kafka.sh): Java 17 runs the broker, Maven fetches its jars

@@ -10,7 +10,7 @@
 --   drop          a day partition wholly older than the raw horizon, with its event_ids;
 --   purge-default rows of events_default older than the raw horizon, with their event_ids;
 --   purge-rollups rollup buckets older than the rollup horizon (minute, hour, day, their
---                 totals and epp_user_day).
+--                 totals and the user bitmaps of sql/031).
 -- Horizons are UTC midnights: raw events with "timestamp" before
 -- date_trunc('day', now() - events_keep) go, so a day is dropped once all of it is older than
 -- events_keep. NULL keep intervals keep everything. Each step that removes data moves
@@ -145,11 +145,13 @@ BEGIN
     END IF;
     IF roll_h IS NOT NULL THEN
         RETURN QUERY
-            SELECT 'purge-rollups'::text, 'epp_rollup_*, epp_user_day'::text, min(b), roll_h, count(*)
+            SELECT 'purge-rollups'::text, 'epp_rollup_*, epp_user_bitmap_*'::text, min(b), roll_h, count(*)
             FROM (SELECT bucket FROM public.epp_rollup_minute WHERE bucket < roll_h
                   UNION ALL SELECT bucket FROM public.epp_rollup_hour WHERE bucket < roll_h
                   UNION ALL SELECT bucket FROM public.epp_rollup_day WHERE bucket < roll_h
-                  UNION ALL SELECT bucket FROM public.epp_user_day WHERE bucket < roll_h) r(b)
+                  UNION ALL SELECT bucket FROM public.epp_user_bitmap_minute WHERE bucket < roll_h
+                  UNION ALL SELECT bucket FROM public.epp_user_bitmap_hour WHERE bucket < roll_h
+                  UNION ALL SELECT bucket FROM public.epp_user_bitmap_day WHERE bucket < roll_h) r(b)
             HAVING count(*) > 0;
     END IF;
 END $$;
@@ -203,12 +205,13 @@ BEGIN
         UPDATE public.epp_retention SET raw_from = greatest(raw_from, hi), updated_at = now();
         RETURN n;
     ELSIF action = 'purge-rollups' THEN
-        -- Consumers cache the epp_user_day pairs they know stored: deleting pairs bumps the
-        -- generation first (the protocol of sql/004), so that they forget them.
+        -- Consumers cache the user ids they know stored in a bucket's bitmaps: deleting bitmap
+        -- rows bumps the generation first (the protocol of sql/004), so that they forget them.
         UPDATE public.epp_rollup_generation SET generation = generation + 1;
         -- The by-name rollups first: their totals triggers (sql/011) bring the totals of those
         -- buckets to zero, and the total rows themselves go after them.
-        FOREACH t IN ARRAY ARRAY['epp_user_day', 'epp_rollup_minute', 'epp_rollup_hour',
+        FOREACH t IN ARRAY ARRAY['epp_user_bitmap_minute', 'epp_user_bitmap_hour',
+                                 'epp_user_bitmap_day', 'epp_rollup_minute', 'epp_rollup_hour',
                                  'epp_rollup_day', 'epp_rollup_minute_total',
                                  'epp_rollup_hour_total', 'epp_rollup_day_total'] LOOP
             EXECUTE format('DELETE FROM public.%I WHERE bucket < $1', t) USING hi;

@@ -7,7 +7,7 @@
   var KEY_STORE = "epp-analytics-key";
   var $ = function (id) { return document.getElementById(id); };
   var state = {
-    total: null, windowCount: null, uniqueUsers: null, series: null, top: null,
+    total: null, windowCount: null, uniqueUsers: null, series: null, top: null, dau: null,
     updatedAt: null, refreshes: 0, errors: 0
   };
   /* For tests and for the curious: the latest data and the chart objects. */
@@ -50,27 +50,38 @@
     return v;
   }
 
-  var seriesPlot = null, topPlot = null;
+  var seriesPlot = null, topPlot = null, dauPlot = null;
 
   function chartWidth(el) { return Math.max(300, el.clientWidth || 600); }
 
-  function drawSeries(points, interval) {
+  /* A line chart of points ({ts, [key]}): updated in place when plot exists, else created. */
+  function lineChart(plot, elId, points, key, label, rgb, height) {
     var xs = points.map(function (p) { return Date.parse(p.ts) / 1000; });
-    var ys = points.map(function (p) { return p.count; });
-    var el = $("series-chart");
-    $("series-title").textContent = "Events per " + interval;
-    if (seriesPlot) {
-      seriesPlot.setData([xs, ys]);
-      return;
+    var ys = points.map(function (p) { return p[key]; });
+    if (plot) {
+      plot.setData([xs, ys]);
+      return plot;
     }
-    seriesPlot = new uPlot({
-      width: chartWidth(el), height: 260,
+    var el = $(elId);
+    return new uPlot({
+      width: chartWidth(el), height: height,
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } } },
-      series: [{}, { label: "events", stroke: "#2563eb", width: 2, fill: "rgba(37,99,235,0.12)" }],
+      series: [{}, { label: label, stroke: "rgb(" + rgb + ")", width: 2, fill: "rgba(" + rgb + ",0.12)" }],
       axes: [{}, { size: 60 }],
       legend: { show: true }
     }, [xs, ys], el);
-    state.seriesPlot = seriesPlot;
+  }
+
+  function drawSeries(points, interval) {
+    $("series-title").textContent = "Events per " + interval;
+    seriesPlot = state.seriesPlot = lineChart(seriesPlot, "series-chart", points, "count", "events",
+                                              "37,99,235", 260);
+  }
+
+  /* Daily active users: one exact point per UTC day (interval=day). */
+  function drawDau(points) {
+    dauPlot = state.dauPlot = lineChart(dauPlot, "dau-chart", points, "unique_users", "users",
+                                        "124,58,237", 200);
   }
 
   function drawTop(items) {
@@ -115,24 +126,29 @@
     var to = Math.ceil((now + 0.001) / step) * step;
     var from = to - Math.ceil(windowS / step) * step;
     var range = { from_ts: from, to_ts: to };
+    /* The last 30 UTC days, today included. */
+    var dauTo = Math.ceil((now + 0.001) / 86400) * 86400;
     $("window-label").textContent = "last " + $("window").selectedOptions[0].textContent;
     Promise.all([
       api("/analytics/events/count", { from_ts: "0001-01-01T00:00:00Z", to_ts: Math.ceil(now) + 86400 }),
       api("/analytics/events/count", range),
       api("/analytics/users/active", range),
       api("/analytics/events/timeseries", { from_ts: from, to_ts: to, interval: interval }),
-      api("/analytics/events/top", { from_ts: from, to_ts: to, limit: 10 })
+      api("/analytics/events/top", { from_ts: from, to_ts: to, limit: 10 }),
+      api("/analytics/users/active", { from_ts: dauTo - 30 * 86400, to_ts: dauTo, interval: "day" })
     ]).then(function (r) {
       state.total = r[0].count;
       state.windowCount = r[1].count;
       state.uniqueUsers = r[2].unique_users;
       state.series = r[3];
       state.top = r[4];
+      state.dau = r[5];
       setNumber("total", state.total);
       setNumber("window-count", state.windowCount);
       setNumber("unique-users", state.uniqueUsers);
       drawSeries(r[3].points, interval);
       drawTop(r[4].items);
+      drawDau(r[5].points);
       state.updatedAt = new Date();
       state.refreshes++;
       $("status").textContent = "updated " + state.updatedAt.toLocaleTimeString();
@@ -171,8 +187,8 @@
   $("refresh").addEventListener("change", schedule);
   $("controls").addEventListener("submit", function (ev) { ev.preventDefault(); });
   window.addEventListener("resize", function () {
-    [[seriesPlot, "series-chart"], [topPlot, "top-chart"]].forEach(function (p) {
-      if (p[0]) p[0].setSize({ width: chartWidth($(p[1])), height: 260 });
+    [[seriesPlot, "series-chart", 260], [topPlot, "top-chart", 260], [dauPlot, "dau-chart", 200]].forEach(function (p) {
+      if (p[0]) p[0].setSize({ width: chartWidth($(p[1])), height: p[2] });
     });
   });
 

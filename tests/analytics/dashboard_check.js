@@ -44,7 +44,8 @@ function rgbCount(data, rgb, tol) {
     out.reached_ms = Date.now() - loadedAt;
     // Let uPlot paint both charts.
     await page.waitForFunction(() => window.eppDashboard && window.eppDashboard.topPlot &&
-                                     window.eppDashboard.seriesPlot, null, { timeout: 10000 });
+                                     window.eppDashboard.seriesPlot && window.eppDashboard.dauPlot,
+                               null, { timeout: 10000 });
     await page.waitForTimeout(300);
     const found = await page.evaluate(() => {
       const d = window.eppDashboard;
@@ -61,14 +62,18 @@ function rgbCount(data, rgb, tol) {
         series_points: d.series.points.length,
         series_plot_data: d.seriesPlot.data[1].reduce((s, v) => s + (v || 0), 0),
         top: d.top.items, top_plot_data: d.topPlot.data[1],
-        line_pixels: pix("#series-chart"), bar_pixels: pix("#top-chart"),
+        dau_users: d.dau.unique_users, dau_points: d.dau.points.length,
+        dau_plot_data: d.dauPlot.data[1],
+        line_pixels: pix("#series-chart"), bar_pixels: pix("#top-chart"), dau_pixels: pix("#dau-chart"),
         status: document.getElementById("status").textContent,
       };
     });
     found.line_series_pixels = found.line_pixels ? rgbCount(found.line_pixels, [37, 99, 235], 40) : 0;
     found.bar_pixels_n = found.bar_pixels ? rgbCount(found.bar_pixels, [13, 148, 136], 40) : 0;
+    found.dau_pixels_n = found.dau_pixels ? rgbCount(found.dau_pixels, [124, 58, 237], 40) : 0;
     delete found.line_pixels;
     delete found.bar_pixels;
+    delete found.dau_pixels;
     Object.assign(out, found);
     // One auto-refresh cycle (5 s default) must happen by itself (checked once, without key).
     if (!apiKey) {

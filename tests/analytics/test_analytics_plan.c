@@ -1,11 +1,13 @@
 /* The range planner (analytics_service/analytics_plan.c): for many random ranges, the pieces are
  * whole aligned buckets of their level, pairwise disjoint, and cover [from, to) exactly; the
- * raw edges are shorter than a minute; series planning agrees with brute force. */
+ * raw edges are shorter than a minute; series planning agrees with brute force; the periods of
+ * unique-users series (days, ISO weeks, months) agree with the calendar. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "epp_test.h"
+#include "epp_time.h"
 #include "analytics_plan.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
@@ -145,9 +147,65 @@ static void test_random(void)
     }
 }
 
+static int64_t at(int64_t y, unsigned m, unsigned d, int64_t us_in_day)
+{
+    return epp_time_days_from_civil(y, m, d) * ANALYTICS_US_DAY + us_in_day;
+}
+
+static void test_periods(void)
+{
+    /* 2026-03-01 is a Sunday: its ISO week began on Monday 2026-02-23. */
+    int64_t t = at(2026, 3, 1, 5 * ANALYTICS_US_HOUR);
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_DAY, t), at(2026, 3, 1, 0));
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_WEEK, t), at(2026, 2, 23, 0));
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_WEEK, at(2026, 2, 23, 0)),
+                 at(2026, 2, 23, 0));
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_WEEK, at(2026, 2, 23, 0) - 1),
+                 at(2026, 2, 16, 0));
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_MONTH, t), at(2026, 3, 1, 0));
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_MONTH, at(2026, 3, 1, 0) - 1),
+                 at(2026, 2, 1, 0));
+    /* 1970-01-01 was a Thursday; the week before the epoch. */
+    CHECK_INT_EQ(analytics_period_floor(ANALYTICS_PERIOD_WEEK, 0), at(1969, 12, 29, 0));
+    /* Indexes, starts and counts. */
+    int64_t from = at(2025, 12, 31, 23 * ANALYTICS_US_HOUR);
+    CHECK_INT_EQ(analytics_period_index(ANALYTICS_PERIOD_MONTH, from, t), 3);
+    CHECK_INT_EQ(analytics_period_start(ANALYTICS_PERIOD_MONTH, from, 2), at(2026, 2, 1, 0));
+    CHECK_INT_EQ(analytics_period_start(ANALYTICS_PERIOD_MONTH, from, 13), at(2027, 1, 1, 0));
+    CHECK_INT_EQ(analytics_period_count(ANALYTICS_PERIOD_MONTH, from, at(2026, 3, 1, 0)), 3);
+    CHECK_INT_EQ(analytics_period_count(ANALYTICS_PERIOD_MONTH, from, at(2026, 3, 1, 0) + 1), 4);
+    CHECK_INT_EQ(analytics_period_count(ANALYTICS_PERIOD_DAY, from, from + 1), 1);
+    CHECK_INT_EQ(analytics_period_count(ANALYTICS_PERIOD_WEEK, at(2026, 3, 1, 0), t + 1), 1);
+    CHECK_INT_EQ(
+        analytics_period_count(ANALYTICS_PERIOD_WEEK, at(2026, 3, 1, 0), at(2026, 3, 2, 0) + 1), 2);
+    /* Brute force: walking day by day over 30 years, a day's period index moves by one exactly
+     * on Mondays (weeks) and on the 1st (months), and every period start is a day start. */
+    int64_t base = at(2010, 1, 1, 0), wk = 0, mo = 0, dy = 0;
+    for (int64_t d = 1; d < 30 * 366; d++) {
+        int64_t day = base + d * ANALYTICS_US_DAY;
+        int64_t y;
+        unsigned m, dd;
+        epp_time_civil_from_days(day / ANALYTICS_US_DAY, &y, &m, &dd);
+        int monday = (d - 3) % 7 == 0; /* 2010-01-04 was a Monday */
+        wk += monday;
+        mo += dd == 1;
+        dy++;
+        CHECK_INT_EQ(
+            analytics_period_index(ANALYTICS_PERIOD_WEEK, base, day + rnd() % ANALYTICS_US_DAY),
+            wk);
+        CHECK_INT_EQ(analytics_period_index(ANALYTICS_PERIOD_MONTH, base, day), mo);
+        CHECK_INT_EQ(analytics_period_index(ANALYTICS_PERIOD_DAY, base, day), dy);
+        CHECK_INT_EQ(analytics_period_start(ANALYTICS_PERIOD_WEEK, base, wk),
+                     analytics_period_floor(ANALYTICS_PERIOD_WEEK, day));
+        CHECK_INT_EQ(analytics_period_start(ANALYTICS_PERIOD_MONTH, base, mo),
+                     analytics_period_floor(ANALYTICS_PERIOD_MONTH, day));
+    }
+}
+
 int main(void)
 {
     EPP_RUN(test_fixed);
     EPP_RUN(test_random);
+    EPP_RUN(test_periods);
     return EPP_TEST_RESULT();
 }

@@ -1,8 +1,9 @@
 """The dashboard in a real browser (headless Chromium via playwright-core): after events arrive,
 it shows the right total, window count and unique users, draws the line chart (events per
-minute) and the bar chart (top event types) -- checked on the charts' data and on their canvas
-pixels -- refreshes itself, loads nothing from other origins, and with API keys on asks for a key
-and then works. Saves screenshots into BUILD/test-artifacts/ for people to look at."""
+minute), the daily active users (30 exact points) and the bar chart (top event types) -- checked
+on the charts' data and on their canvas pixels -- refreshes itself, loads nothing from other
+origins, and with API keys on asks for a key and then works. Saves screenshots into
+BUILD/test-artifacts/ for people to look at."""
 
 import json
 import os
@@ -75,6 +76,12 @@ def main():
         expect(sum(r.get("top_plot_data") or []) == window_n, "bar chart data %r" % r.get("top_plot_data"))
         expect(r.get("line_series_pixels", 0) > 200, "line chart not drawn (%r pixels)" % r.get("line_series_pixels"))
         expect(r.get("bar_pixels_n", 0) > 500, "bar chart not drawn (%r pixels)" % r.get("bar_pixels_n"))
+        # Daily active users over 30 days: the 37 recent users and the 500 of 3 days ago.
+        dau = r.get("dau_plot_data") or []
+        expect(r.get("dau_users") == 537 and r.get("dau_points") == 30 and len(dau) == 30 and
+               max(dau) >= 37 and 537 <= sum(dau) <= 537 + 37 + 500,
+               "daily active users %r / %r / %r" % (r.get("dau_users"), r.get("dau_points"), dau))
+        expect(r.get("dau_pixels_n", 0) > 100, "DAU chart not drawn (%r pixels)" % r.get("dau_pixels_n"))
         expect(r.get("auto_refreshed"), "no auto-refresh")
         expect(not r.get("foreign"), "requests to other origins: %r" % r.get("foreign"))
         expect(not r.get("console_errors"), "console errors: %r" % r.get("console_errors"))

@@ -163,6 +163,11 @@ def main():
         call("topEvents", base, "GET", "/analytics/events/top", dict(R, limit=0), want_status=400)
         call("activeUsers", base, "GET", "/analytics/users/active", R, want_status=200)
         call("activeUsers", base, "GET", "/analytics/users/active", {"from_ts": T, "to_ts": F}, want_status=400)
+        for interval in ("day", "week", "month"):
+            call("activeUsers", base, "GET", "/analytics/users/active", dict(R, interval=interval),
+                 want_status=200)
+        call("activeUsers", base, "GET", "/analytics/users/active", dict(R, interval="hour"),
+             want_status=400)
         _, page = call("userEvents", base, "GET", "/analytics/users/u1/events", {"limit": 2}, want_status=200)
         if page and page.get("next_cursor"):
             call("userEvents", base, "GET", "/analytics/users/u1/events",

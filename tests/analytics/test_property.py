@@ -122,6 +122,35 @@ class Truth:
     def active(self, lo, hi):
         return sum(1 for u, lst in self.user_ts.items() if self._n(lst, lo, hi) > 0)
 
+    def active_series(self, lo, hi, interval):
+        """[(period start, distinct users in its part of [lo, hi))] for days, ISO weeks (from
+        Monday) or calendar months, UTC."""
+        def floor(us):
+            day = a.floor(us, a.US_DAY)
+            if interval == "day":
+                return day
+            d = a.us_to_dt(day)
+            if interval == "week":
+                return day - d.weekday() * a.US_DAY
+            return a.parse_ts("%04d-%02d-01T00:00:00Z" % (d.year, d.month))
+
+        def after(start):
+            if interval == "day":
+                return start + a.US_DAY
+            if interval == "week":
+                return start + 7 * a.US_DAY
+            d = a.us_to_dt(start)
+            y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
+            return a.parse_ts("%04d-%02d-01T00:00:00Z" % (y, m))
+        out, start = [], floor(lo)
+        while start < hi:
+            nxt = after(start)
+            out.append((start, self.active(max(start, lo), min(nxt, hi))))
+            start = nxt
+            if len(out) > 10001:
+                break
+        return out
+
     def user_events(self, user):
         return [eid for ts, eid in sorted(self.by_user.get(user, []), reverse=True)]
 
@@ -230,6 +259,19 @@ def check_range(svc, truth, lo, hi, url=None):
     st, _, body = a.get(svc, "/analytics/users/active", p)
     expect(st == 200 and body["unique_users"] == truth.active(lo, hi),
            "active %s: %r want %d" % (ctx, body, truth.active(lo, hi)))
+    # The DAU/WAU/MAU series: every point exact over its part of the range.
+    interval = rng.choice(["day", "week", "month"])
+    st, _, body = a.get(svc, "/analytics/users/active", dict(p, interval=interval))
+    want = truth.active_series(lo, hi, interval)
+    if len(want) > 10000:
+        expect(st == 400 and body["error"]["field"] == "interval",
+               "active %s %s: %d points should be 400" % (interval, ctx, len(want)))
+    else:
+        got = [(a.parse_ts(x["ts"]), x["unique_users"]) for x in body.get("points", [])] \
+            if st == 200 else None
+        expect(st == 200 and got == want and body["unique_users"] == truth.active(lo, hi),
+               lambda: "active %s %s: %s %r want %r" % (interval, ctx, st,
+                                                        got[:4] if got else body, want[:4]))
 
     if url is not None:
         # The checker against Postgres itself.

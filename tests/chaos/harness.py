@@ -20,8 +20,8 @@ unknown event is resent with the same event_id, as a client would, until it is a
 refused (check.py: an event still unknown after that fails the scenario).
 
 The check (check.py) then requires: no acknowledged event lost, no refused or foreign event
-stored, none stored twice, rollups exact, no row corrupted, no service or Kafka node dead without
-a planned kill, every event acknowledged or definitely refused, acknowledgements before the first
+stored, none stored twice, rollups and user bitmaps exact, no row corrupted, no service or Kafka
+node dead without a planned kill, every event acknowledged or definitely refused, acknowledgements before the first
 fault and after the last, and the stored offsets never moving backwards.
 
 Output: one line per scenario
@@ -548,7 +548,7 @@ class Harness:
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT to_regclass('public.events') IS NOT NULL AND "
-                            "to_regclass('public.epp_user_day') IS NOT NULL")
+                            "to_regclass('public.epp_user_bitmap_day') IS NOT NULL")
                 return cur.fetchone()[0]
         finally:
             conn.close()

@@ -7,12 +7,13 @@
 #include "consumer_dlq.h"
 #include "consumer_positions.h"
 #include "consumer_rollup.h"
-#include "consumer_udcache.h"
+#include "consumer_uidcache.h"
 #include "epp_error.h"
 #include "epp_pg.h"
 #include "epp_pgcopy.h"
 #include "epp_test.h"
 #include "epp_trace.h"
+#include "epp_users.h"
 
 #define MIN_US  (60LL * 1000000)
 #define HOUR_US (60 * MIN_US)
@@ -27,30 +28,35 @@ static void test_buckets(void)
     CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_MINUTE, -1), -MIN_US);
     CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_HOUR, HOUR_US + 5), HOUR_US);
     CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_DAY, 3 * DAY_US - 1), 2 * DAY_US);
-    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_USER_DAY, -DAY_US), -DAY_US);
+    CHECK_INT_EQ(consumer_rollup_bucket(CONSUMER_ROLLUP_DAY, -DAY_US), -DAY_US);
+    /* The bitmaps' buckets are the rollups' buckets. */
+    for (int64_t ts = -3 * DAY_US - 7; ts < 3 * DAY_US; ts += 3 * MIN_US + 13) {
+        CHECK_INT_EQ(epp_users_bucket(EPP_USERS_MINUTE, ts),
+                     consumer_rollup_bucket(CONSUMER_ROLLUP_MINUTE, ts));
+        CHECK_INT_EQ(epp_users_bucket(EPP_USERS_HOUR, ts),
+                     consumer_rollup_bucket(CONSUMER_ROLLUP_HOUR, ts));
+        CHECK_INT_EQ(epp_users_bucket(EPP_USERS_DAY, ts),
+                     consumer_rollup_bucket(CONSUMER_ROLLUP_DAY, ts));
+    }
 }
 
 static void test_rollup_counts(void)
 {
     consumer_rollup_t *r = consumer_rollup_create();
     CHECK(r != NULL);
-    /* 5000 events over 3 names, 100 users, 2 days: forces the table to grow. */
+    /* 5000 events over 3 names, 2 days: forces the table to grow. */
     for (int i = 0; i < 5000; i++) {
-        char name[16], user[16];
+        char name[16];
         snprintf(name, sizeof name, "n%d", i % 3);
-        snprintf(user, sizeof user, "u%d", i % 100);
         /* Keys are borrowed: keep them alive in static storage for the test. */
-        static char names[5000][16], users[5000][16];
+        static char names[5000][16];
         memcpy(names[i], name, sizeof name);
-        memcpy(users[i], user, sizeof user);
         int64_t ts = (int64_t)(i % 2) * DAY_US + (int64_t)(i % 7) * MIN_US;
-        CHECK_INT_EQ(
-            consumer_rollup_add(r, ts, names[i], strlen(names[i]), users[i], strlen(users[i])), 0);
+        CHECK_INT_EQ(consumer_rollup_add(r, ts, names[i], strlen(names[i])), 0);
     }
     /* minute: 2 days x 7 minutes x 3 names (all combinations occur since 2, 7, 3 are coprime
-     * with the cycle of 42); hour and day: 2 x 3; user_day: 2 x 100 (u's parity fixes the day,
-     * so 100 user-days). */
-    CHECK_INT_EQ(consumer_rollup_size(r), 42 + 6 + 6 + 100);
+     * with the cycle of 42); hour and day: 2 x 3. */
+    CHECK_INT_EQ(consumer_rollup_size(r), 42 + 6 + 6);
     int64_t total = 0;
     for (int d = 0; d < 2; d++)
         for (int n = 0; n < 3; n++) {
@@ -59,18 +65,17 @@ static void test_rollup_counts(void)
             total += consumer_rollup_get(r, CONSUMER_ROLLUP_DAY, d * DAY_US, name, 2);
         }
     CHECK_INT_EQ(total, 5000);
-    CHECK_INT_EQ(consumer_rollup_get(r, CONSUMER_ROLLUP_USER_DAY, 0, "u0", 2), 50);
     epp_buf_t bk = {0}, keys = {0}, ns = {0};
     size_t n = 0;
-    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_USER_DAY, &bk, &keys, &ns, &n), 0);
-    CHECK_INT_EQ(n, 100);
+    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_MINUTE, &bk, &keys, &ns, &n), 0);
+    CHECK_INT_EQ(n, 42);
     /* array_recv header: ndim 1, no nulls, element type, size, lower bound 1. */
-    CHECK_INT_EQ(bk.len, 20 + 100 * 12);
-    CHECK_INT_EQ(ns.len, 20 + 100 * 12);
-    CHECK((unsigned char)bk.data[11] == (1184 & 0xff) && (unsigned char)bk.data[15] == 100);
-    /* Sorted by bucket, then key bytes: day 0 holds the even users, "u0" < "u10" < "u12". */
-    CHECK(memcmp(keys.data + 20, "\0\0\0\2u0", 6) == 0);
-    CHECK(memcmp(keys.data + 26, "\0\0\0\3u10", 7) == 0);
+    CHECK_INT_EQ(bk.len, 20 + 42 * 12);
+    CHECK_INT_EQ(ns.len, 20 + 42 * 12);
+    CHECK((unsigned char)bk.data[11] == (1184 & 0xff) && (unsigned char)bk.data[15] == 42);
+    /* Sorted by bucket, then key bytes: minute 0 of day 0 holds n0, n1, n2 in order. */
+    CHECK(memcmp(keys.data + 20, "\0\0\0\2n0", 6) == 0);
+    CHECK(memcmp(keys.data + 26, "\0\0\0\2n1", 6) == 0);
     CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_DAY, &bk, &keys, &ns, &n), 0);
     CHECK_INT_EQ(n, 6);
     consumer_rollup_reset(r);
@@ -170,82 +175,82 @@ static void test_linked_sampling(void)
     epp_tracer_destroy(t);
 }
 
-static int keep_odd_users(void *ud, int64_t bucket_us, const char *key, size_t len)
+static void test_uidcache(void)
 {
-    (void)ud;
-    (void)bucket_us;
-    return (key[len - 1] - '0') % 2 == 1;
-}
-
-static void test_udcache(void)
-{
-    consumer_udcache_t *c = consumer_udcache_create(3);
+    consumer_uidcache_t *c = consumer_uidcache_create(3);
     CHECK(c != NULL);
-    CHECK_INT_EQ(consumer_udcache_generation(c), -1);
-    CHECK(!consumer_udcache_has(c, 0, "u1", 2));
-    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u1", 2), 0);
-    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u1", 2), 0); /* again: no second entry */
-    CHECK_INT_EQ(consumer_udcache_add(c, 86400000000LL, "u1", 2), 0);
-    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u2", 2), 0);
-    CHECK_INT_EQ((int64_t)consumer_udcache_size(c), 3);
-    CHECK(consumer_udcache_has(c, 0, "u1", 2) && consumer_udcache_has(c, 86400000000LL, "u1", 2));
-    CHECK(!consumer_udcache_has(c, 0, "u", 1) && !consumer_udcache_has(c, 1, "u1", 2));
-    /* Full: cleared, then the new pair is kept. */
-    CHECK_INT_EQ(consumer_udcache_add(c, 0, "u3", 2), 0);
-    CHECK_INT_EQ((int64_t)consumer_udcache_size(c), 1);
-    CHECK(consumer_udcache_has(c, 0, "u3", 2) && !consumer_udcache_has(c, 0, "u1", 2));
-    /* A new generation forgets everything; the same one keeps it. */
-    consumer_udcache_set_generation(c, 7);
-    CHECK_INT_EQ((int64_t)consumer_udcache_size(c), 0);
-    consumer_udcache_add(c, 0, "u3", 2);
-    consumer_udcache_set_generation(c, 7);
-    CHECK(consumer_udcache_has(c, 0, "u3", 2));
-    consumer_udcache_set_generation(c, 8);
-    CHECK(!consumer_udcache_has(c, 0, "u3", 2));
-    consumer_udcache_destroy(c);
+    CHECK_INT_EQ(consumer_uidcache_get(c, "u1", 2), -1);
+    CHECK_INT_EQ(consumer_uidcache_put(c, "u1", 2, 0), 0);
+    CHECK_INT_EQ(consumer_uidcache_put(c, "u1", 2, 0), 0); /* again: no second entry */
+    CHECK_INT_EQ(consumer_uidcache_put(c, "u2", 2, 7), 0);
+    CHECK_INT_EQ(consumer_uidcache_put(c, "u22", 3, 9), 0);
+    CHECK_INT_EQ((int64_t)consumer_uidcache_size(c), 3);
+    CHECK_INT_EQ(consumer_uidcache_get(c, "u1", 2), 0);
+    CHECK_INT_EQ(consumer_uidcache_get(c, "u2", 2), 7);
+    CHECK_INT_EQ(consumer_uidcache_get(c, "u", 1), -1);
+    /* Full: cleared, then the new entry is kept. */
+    CHECK_INT_EQ(consumer_uidcache_put(c, "u3", 2, 4), 0);
+    CHECK_INT_EQ((int64_t)consumer_uidcache_size(c), 1);
+    CHECK_INT_EQ(consumer_uidcache_get(c, "u3", 2), 4);
+    CHECK_INT_EQ(consumer_uidcache_get(c, "u1", 2), -1);
+    consumer_uidcache_destroy(c);
 
-    /* Growth past the initial table, every pair still found. */
-    c = consumer_udcache_create(100000);
+    /* Growth past the initial table, every entry still found. */
+    c = consumer_uidcache_create(100000);
     char key[32];
     for (int i = 0; i < 50000; i++) {
         int n = snprintf(key, sizeof key, "user-%d", i);
-        CHECK_INT_EQ(consumer_udcache_add(c, (int64_t)(i % 3) * 86400000000LL, key, (size_t)n), 0);
+        CHECK_INT_EQ(consumer_uidcache_put(c, key, (size_t)n, i * 3LL), 0);
     }
     int found = 0;
     for (int i = 0; i < 50000; i++) {
         int n = snprintf(key, sizeof key, "user-%d", i);
-        found += consumer_udcache_has(c, (int64_t)(i % 3) * 86400000000LL, key, (size_t)n);
-        found -= consumer_udcache_has(c, (int64_t)((i + 1) % 3) * 86400000000LL, key, (size_t)n);
+        found += consumer_uidcache_get(c, key, (size_t)n) == i * 3LL;
     }
     CHECK_INT_EQ(found, 50000);
-    consumer_udcache_destroy(c);
-    consumer_udcache_destroy(NULL);
+    CHECK_INT_EQ(consumer_uidcache_get(NULL, "x", 1), -1);
+    consumer_uidcache_destroy(c);
+    consumer_uidcache_destroy(NULL);
 }
 
-/* The user-day arrays without counts and filtered (what the writer sends). */
-static void test_rollup_filtered(void)
+/* The stored bitmap format: what epp_users_serialize writes is what sql/031 reads (cookie
+ * 12346, no run containers), and reading never trusts the bytes. */
+static void test_bitmap_format(void)
 {
-    consumer_rollup_t *r = consumer_rollup_create();
-    const char *users[] = {"u1", "u2", "u3", "u4"};
-    for (int i = 0; i < 4; i++)
-        consumer_rollup_add(r, 1000, "click", 5, users[i], 2);
-    epp_buf_t b = {0}, k = {0};
-    size_t n = 99;
-    CHECK_INT_EQ(consumer_rollup_arrays_filtered(r, CONSUMER_ROLLUP_USER_DAY, keep_odd_users, NULL,
-                                                 &b, &k, NULL, &n),
-                 0);
-    CHECK_INT_EQ((int64_t)n, 2);
-    CHECK_INT_EQ((int64_t)b.len, 20 + 2 * 12);
-    CHECK_INT_EQ((int64_t)k.len, 20 + 2 * (4 + 2));
-    CHECK(memcmp(k.data + 24, "u1", 2) == 0 && memcmp(k.data + 30, "u3", 2) == 0);
-    epp_buf_t c = {0};
-    CHECK_INT_EQ(consumer_rollup_arrays(r, CONSUMER_ROLLUP_USER_DAY, &b, &k, &c, &n), 0);
-    CHECK_INT_EQ((int64_t)n, 4); /* unfiltered, with counts */
-    CHECK_INT_EQ((int64_t)c.len, 20 + 4 * 12);
-    epp_buf_free(&c);
-    epp_buf_free(&b);
-    epp_buf_free(&k);
-    consumer_rollup_destroy(r);
+    roaring_bitmap_t *r = roaring_bitmap_create();
+    /* A run (which run_optimize turns into a run container), an array container, a bitset
+     * container (more than 4096 in one block of 65536) and the largest uid. */
+    roaring_bitmap_add_range(r, 10, 5000);
+    for (uint32_t v = 70000; v < 80000; v += 3)
+        roaring_bitmap_add(r, v);
+    roaring_bitmap_add(r, 4294967295U);
+    roaring_bitmap_run_optimize(r);
+    epp_buf_t out = {0};
+    CHECK_INT_EQ(epp_users_serialize(r, &out), 0);
+    CHECK(out.len > 8 && memcmp(out.data, "\x3a\x30\0\0", 4) == 0);
+    roaring_bitmap_t *back = epp_users_deserialize(out.data, out.len);
+    CHECK(back != NULL && roaring_bitmap_equals(back, r));
+    CHECK_INT_EQ((int64_t)roaring_bitmap_get_cardinality(back), 4990 + 3334 + 1);
+    roaring_bitmap_free(back);
+    /* Truncated, extended, garbage: refused, never read past the length. */
+    for (size_t len = 0; len < out.len; len += 1 + len / 3)
+        CHECK(epp_users_deserialize(out.data, len) == NULL);
+    CHECK(epp_users_deserialize(out.data, out.len + 1) == NULL);
+    char junk[64];
+    for (size_t i = 0; i < sizeof junk; i++)
+        junk[i] = (char)(i * 37 + 11);
+    CHECK(epp_users_deserialize(junk, sizeof junk) == NULL);
+    CHECK(epp_users_deserialize(NULL, 0) == NULL);
+    /* The empty bitmap. */
+    roaring_bitmap_t *empty = roaring_bitmap_create();
+    CHECK_INT_EQ(epp_users_serialize(empty, &out), 0);
+    CHECK_INT_EQ((int64_t)out.len, 8);
+    back = epp_users_deserialize(out.data, out.len);
+    CHECK(back != NULL && roaring_bitmap_is_empty(back));
+    roaring_bitmap_free(back);
+    roaring_bitmap_free(empty);
+    roaring_bitmap_free(r);
+    epp_buf_free(&out);
 }
 
 /* Read positions (the writers' gap check): a started partition vouches from its start offset, a
@@ -333,8 +338,8 @@ int main(void)
     EPP_RUN(test_sqlstate_classes);
     EPP_RUN(test_decode);
     EPP_RUN(test_linked_sampling);
-    EPP_RUN(test_udcache);
-    EPP_RUN(test_rollup_filtered);
+    EPP_RUN(test_uidcache);
+    EPP_RUN(test_bitmap_format);
     EPP_RUN(test_positions);
     EPP_RUN(test_dlq_conf);
     return EPP_TEST_RESULT();

@@ -154,13 +154,33 @@ static void check_plan(int64_t from, int64_t to)
             REQUIRE(!overlap(pieces[i], pieces[j]));
     }
     REQUIRE(total == to - from);
+}
 
-    analytics_span_t days, edge[2];
-    analytics_plan_days(from, to, &days, edge);
-    total = check_piece(&days, from, to, ANALYTICS_US_DAY) + check_piece(&edge[0], from, to, 0) +
-            check_piece(&edge[1], from, to, 0);
-    REQUIRE(!overlap(&days, &edge[0]) && !overlap(&days, &edge[1]) && !overlap(&edge[0], &edge[1]));
-    REQUIRE(total == to - from);
+/* A unique-users series: npoints periods from the one holding from, each starting at a UTC day
+ * start, strictly increasing, the last one holding to - 1; every instant of the range (here:
+ * both ends and each piece's ends) falls into the point whose period holds it. */
+static void check_periods(const analytics_params_t *p, int64_t max_points)
+{
+    REQUIRE(p->period >= ANALYTICS_PERIOD_DAY && p->period <= ANALYTICS_PERIOD_MONTH);
+    REQUIRE(p->npoints >= 1 && p->npoints <= max_points);
+    REQUIRE(p->npoints == analytics_period_count(p->period, p->from, p->to));
+    int64_t first = analytics_period_floor(p->period, p->from);
+    REQUIRE(first <= p->from && first % ANALYTICS_US_DAY == 0);
+    REQUIRE(analytics_period_start(p->period, p->from, 0) == first);
+    int64_t last = analytics_period_start(p->period, p->from, p->npoints - 1);
+    REQUIRE(last <= p->to - 1 && analytics_period_floor(p->period, p->to - 1) == last);
+    REQUIRE(analytics_period_start(p->period, p->from, p->npoints) > p->to - 1);
+    check_time_text(first);
+    check_time_text(last);
+    for (int64_t i = 1; i < p->npoints && i < 64; i++) {
+        int64_t s = analytics_period_start(p->period, p->from, i);
+        REQUIRE(s > analytics_period_start(p->period, p->from, i - 1));
+        REQUIRE(s % ANALYTICS_US_DAY == 0 && analytics_period_floor(p->period, s) == s);
+        REQUIRE(analytics_period_index(p->period, p->from, s) == i);
+        REQUIRE(analytics_period_index(p->period, p->from, s - 1) == i - 1);
+    }
+    REQUIRE(analytics_period_index(p->period, p->from, p->from) == 0);
+    REQUIRE(analytics_period_index(p->period, p->from, p->to - 1) == p->npoints - 1);
 }
 
 static void check_series(const analytics_params_t *p, int64_t max_points)
@@ -296,6 +316,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             check_series(&p, max_points);
         else
             check_plan(p.from, p.to);
+        if (route == ANALYTICS_ROUTE_ACTIVE && p.interval)
+            check_periods(&p, max_points);
         if (route == ANALYTICS_ROUTE_TOP)
             REQUIRE(p.limit >= 1 && p.limit <= 100);
         break;

@@ -6,6 +6,14 @@ SELECT DISTINCT day, user_id FROM public.events -- no pair missing, none left ov
 the rows of epp_user_day_count (sql/020) must add up to the number of its pairs per day. (On a schema
 before 004, where it still has n, the counts are compared as for the other tables.)
 
+The user dictionary (sql/030, epp_user_ids): every user_id of public.events has a uid (the
+table's constraints make each uid unique and in 0 .. 2^32 - 1).
+
+The user bitmaps (sql/031, epp_user_bitmap_minute|hour|day): for every bucket, the union of its
+rows is exactly the set of uids of the users with an event in it, and each row's n is its
+cardinality. The bitmaps are parsed here (CRoaring's portable format, parse_bitmap), a third
+reader beside CRoaring and the SQL functions, so a writer that breaks the format shows too.
+
     import epp_rollups
     problems = epp_rollups.check(conn)      # [] when every rollup is exact
     epp_rollups.assert_exact(conn)          # raises AssertionError listing the differences
@@ -43,6 +51,79 @@ LIMIT 20
 """
 
 
+def parse_bitmap(b):
+    """The set of uids in a stored bitmap (portable format without run containers: cookie 12346;
+    an array of uint16 per container of at most 4096 values, else a bitset of 1024 uint64)."""
+    import struct
+    b = bytes(b)
+    cookie, n = struct.unpack_from("<II", b, 0)
+    if cookie != 12346:
+        raise AssertionError("bitmap cookie %d, not 12346" % cookie)
+    out = set()
+    for i in range(n):
+        key, card1 = struct.unpack_from("<HH", b, 8 + 4 * i)
+        off, = struct.unpack_from("<I", b, 8 + 4 * n + 4 * i)
+        card = card1 + 1
+        if card <= 4096:
+            vals = struct.unpack_from("<%dH" % card, b, off)
+            if list(vals) != sorted(set(vals)):
+                raise AssertionError("array container not sorted")
+            out.update((key << 16) | v for v in vals)
+        else:
+            words = struct.unpack_from("<1024Q", b, off)
+            got = [(key << 16) | (w * 64 + j) for w, word in enumerate(words) if word
+                   for j in range(64) if word >> j & 1]
+            if len(got) != card:
+                raise AssertionError("bitset container holds %d, header says %d" % (len(got), card))
+            out.update(got)
+    if len(b) != (8 + 8 * n + sum(2 * (c + 1) if c + 1 <= 4096 else 8192 for c in
+                                   (struct.unpack_from("<H", b, 10 + 4 * i)[0] for i in range(n)))):
+        raise AssertionError("bitmap length %d does not match its containers" % len(b))
+    return out
+
+
+BITMAP_LEVELS = ("minute", "hour", "day")
+
+
+def check_bitmaps(cur, problems):
+    for level in BITMAP_LEVELS:
+        cur.execute("SELECT DISTINCT date_trunc(%s, e.\"timestamp\", 'UTC'), d.uid "
+                    "FROM public.events e JOIN public.epp_user_ids d USING (user_id)", (level,))
+        want = {}
+        for bucket, uid in cur.fetchall():
+            want.setdefault(bucket, set()).add(uid)
+        cur.execute("SELECT bucket, n, bits FROM public.epp_user_bitmap_%s" % level)
+        got, rows = {}, {}
+        for bucket, n, bits in cur.fetchall():
+            try:
+                uids = parse_bitmap(bits)
+            except (AssertionError, ValueError, Exception) as e:  # noqa: BLE001 - reported
+                problems.append("epp_user_bitmap_%s[%s]: unreadable row: %s" % (level, bucket, e))
+                continue
+            if len(uids) != n:
+                problems.append("epp_user_bitmap_%s[%s]: n = %d, the bitmap holds %d" %
+                                (level, bucket, n, len(uids)))
+            got.setdefault(bucket, set()).update(uids)
+            rows[bucket] = rows.get(bucket, 0) + 1
+        for bucket in sorted(set(want) | set(got)):
+            w, g = want.get(bucket, set()), got.get(bucket, set())
+            if w != g and len(problems) < 40:
+                problems.append("epp_user_bitmap_%s[%s]: %d uids missing (e.g. %s), %d extra "
+                                "(e.g. %s)" % (level, bucket, len(w - g), sorted(w - g)[:3],
+                                               len(g - w), sorted(g - w)[:3]))
+
+
+def bitmap_rows(conn):
+    """{level: (buckets, rows)} of the user bitmaps, for tests that print them."""
+    out = {}
+    with conn.cursor() as cur:
+        for level in BITMAP_LEVELS:
+            cur.execute("SELECT count(DISTINCT bucket), count(*) FROM public.epp_user_bitmap_%s"
+                        % level)
+            out[level] = cur.fetchone()
+    return out
+
+
 def _has_count_column(cur, table):
     cur.execute("SELECT 1 FROM information_schema.columns WHERE table_schema = 'public'"
                 " AND table_name = %s AND column_name = 'n'", (table,))
@@ -74,17 +155,36 @@ LIMIT 20
 """
 
 
+def _has_table(cur, table):
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", ("public." + table,))
+    return cur.fetchone()[0]
+
+
+DICT_MISSING_SQL = """
+SELECT DISTINCT e.user_id FROM public.events e
+WHERE NOT EXISTS (SELECT 1 FROM public.epp_user_ids d WHERE d.user_id = e.user_id)
+ORDER BY 1 LIMIT 20
+"""
+
+
 def check(conn):
     """Returns a list of human-readable differences (empty when every rollup is exact)."""
     problems = []
     with conn.cursor() as cur:
-        cur.execute("SELECT to_regclass('public.epp_user_day_count') IS NOT NULL")
-        if cur.fetchone()[0]:
+        if _has_table(cur, "epp_user_day_count"):  # sql/020 until sql/031
             cur.execute(USER_DAY_COUNT_DIFF_SQL)
             for bucket, want, got in cur.fetchall():
                 problems.append("epp_user_day_count[%s]: epp_user_day has %s pairs, the counts "
                                 "add up to %s" % (bucket, want, got))
+        if _has_table(cur, "epp_user_ids"):
+            cur.execute(DICT_MISSING_SQL)
+            for (user,) in cur.fetchall():
+                problems.append("epp_user_ids: user %r of public.events has no uid" % user)
+        if _has_table(cur, "epp_user_bitmap_day"):
+            check_bitmaps(cur, problems)
         for table, key, expected in ROLLUPS:
+            if table == "epp_user_day" and not _has_table(cur, table):
+                continue  # replaced by the user bitmaps (sql/031)
             if table == "epp_user_day" and not _has_count_column(cur, table):
                 cur.execute(SET_DIFF_SQL)
             else:

@@ -256,7 +256,7 @@ def main():
         c = t.pg_connect(url)
         with c.cursor() as cur:
             cur.execute("SELECT to_regclass('public.events') IS NOT NULL, "
-                        "to_regclass('public.epp_user_day') IS NOT NULL")
+                        "to_regclass('public.epp_user_bitmap_day') IS NOT NULL")
             t.check(cur.fetchone() == (True, True), "schema created")
         c.close()
         p = run(env, "epp-admin", "backup", "--from", "yesterday", extra_env={"DATABASE_URL": url},

@@ -48,4 +48,15 @@ int admin_retention(const admin_conf_t *conf);
 int admin_dlq_list(const admin_conf_t *conf);
 int admin_dlq_replay(const admin_conf_t *conf);
 
+/* The per-bucket user bitmaps (sql/031) kept exact by restore and delete-test (admin_users.c),
+ * in the caller's transaction; 0 or a negative EPP_E* code after reporting on stderr. */
+struct pg_conn;
+/* Appends the uids of the rows in the temporary table epp_restored ("timestamp", user_id: the
+ * rows restore inserted) to the bitmaps of their minute, hour and day. */
+int admin_users_add_restored(struct pg_conn *conn);
+/* Removes, from every bucket the rows of the temporary table epp_deleted fell in, the uids of
+ * their users who have no event left in it. Run after the events' DELETE and the generation
+ * bump, in their transaction. */
+int admin_users_remove_deleted(struct pg_conn *conn);
+
 #endif

@@ -6,10 +6,11 @@
  * STDOUT: COPY cannot take parameters, and single-row mode streams a parameterised query just as
  * well (memory stays at one row), at a cost (~1 µs per row) that is small next to gzip.
  *
- * Rollup maintenance mirrors the consumer (sql/002_rollups.sql, sql/004: epp_user_day is a set
- * of (day, user) pairs, and deleting pairs bumps epp_rollup_generation): buckets are
- * date_trunc(unit, ts, 'UTC'), and only rows actually inserted or deleted are counted, read
- * from INSERT ... RETURNING / DELETE ... RETURNING in the same transaction. */
+ * Rollup maintenance mirrors the consumer (sql/002_rollups.sql; the user dictionary and
+ * bitmaps of sql/030 and sql/031, in admin_users.c; removing user ids from the bitmaps bumps
+ * epp_rollup_generation): buckets are date_trunc(unit, ts, 'UTC'), and only rows actually
+ * inserted or deleted are counted, read from INSERT ... RETURNING / DELETE ... RETURNING in the
+ * same transaction. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -299,22 +300,11 @@ static int fix_rollup(PGconn *conn, const char *table, const char *unit, const c
     return rc;
 }
 
-/* epp_user_day is a set (sql/004): a deleted event's (day, user) pair goes when that user has no
- * event left that day. Run after the events' DELETE, in its transaction, and after the
- * generation bump (BUMP_GENERATION_SQL). */
-static const char USER_DAY_DELETE_SQL[] =
-    "DELETE FROM public.epp_user_day ud "
-    "USING (SELECT DISTINCT date_trunc('day', \"timestamp\", 'UTC') AS bucket, user_id "
-    "FROM epp_deleted) g "
-    "WHERE ud.bucket = g.bucket AND ud.user_id = g.user_id "
-    "AND NOT EXISTS (SELECT 1 FROM public.events e WHERE e.user_id = ud.user_id "
-    "AND e.\"timestamp\" >= ud.bucket AND e.\"timestamp\" < ud.bucket + interval '24 hours')";
-
-/* First statement of the transaction: consumers cache the user-day pairs they know stored and
- * read this generation FOR SHARE at the start of each transaction (event_consumer/
- * consumer_udcache.h). Taking the row's lock before anything else makes every consumer
- * transaction that still trusts its cache commit before this one looks for remaining events,
- * and every later one wait for this COMMIT and then drop its cache. */
+/* First statement of the transaction: consumers remember the user ids they know stored in the
+ * bitmaps and read this generation FOR SHARE at the start of each transaction
+ * (event_consumer/consumer_users.h). Taking the row's lock before anything else makes every
+ * consumer transaction that still trusts what it remembers commit before this one looks for
+ * remaining events, and every later one wait for this COMMIT and then forget. */
 static const char BUMP_GENERATION_SQL[] =
     "UPDATE public.epp_rollup_generation SET generation = generation + 1";
 
@@ -352,7 +342,7 @@ static int delete_attempt(PGconn *conn, const selection_t *s, const char *path, 
     if (rc == 0)
         rc = fix_rollup(conn, "epp_rollup_day", "day", "event_name");
     if (rc == 0)
-        rc = exec_simple(conn, USER_DAY_DELETE_SQL, "epp_user_day");
+        rc = admin_users_remove_deleted(conn);
     /* The backup is the deleted rows themselves, written and fsynced before COMMIT: it holds
      * exactly what this transaction removes, even while new test rows keep arriving. */
     if (rc == 0) {
@@ -671,12 +661,19 @@ static const char RESTORE_SQL[] =
     "  SELECT date_trunc('day', ts, 'UTC'), event_name, count(*) FROM ins GROUP BY 1, 2 "
     "ORDER BY 1, 2"
     "  ON CONFLICT (bucket, event_name) DO UPDATE SET n = r.n + EXCLUDED.n RETURNING 1),"
-    " u AS (INSERT INTO public.epp_user_day (bucket, user_id)"
-    "  SELECT date_trunc('day', ts, 'UTC'), user_id FROM ins GROUP BY 1, 2 ORDER BY 1, 2"
-    "  ON CONFLICT (bucket, user_id) DO NOTHING RETURNING 1)"
+    /* The inserted rows, for their user bitmaps (admin_users_add_restored: a later statement,
+     * which sees the dictionary rows below and those concurrent writers committed). */
+    " r AS (INSERT INTO epp_restored (\"timestamp\", user_id) SELECT ts, user_id FROM ins"
+    "  RETURNING 1),"
+    /* The user dictionary (sql/030), as common/epp_users.c fills it: only users without an id
+     * draw one, in byte order; one a concurrent writer inserts first is skipped here. */
+    " ids AS (INSERT INTO public.epp_user_ids (user_id)"
+    "  SELECT user_id FROM (SELECT DISTINCT user_id FROM ins WHERE NOT EXISTS"
+    "  (SELECT 1 FROM public.epp_user_ids k WHERE k.user_id = ins.user_id)) n"
+    "  ORDER BY user_id COLLATE \"C\" ON CONFLICT (user_id) DO NOTHING RETURNING 1)"
     " SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM epp_restore),"
     " (SELECT count(*) FROM m) + (SELECT count(*) FROM h) + (SELECT count(*) FROM d)"
-    " + (SELECT count(*) FROM u)";
+    " + (SELECT count(*) FROM r) + (SELECT count(*) FROM ids)";
 
 static int restore_attempt(PGconn *conn, const char *path, backup_format_t fmt)
 {
@@ -687,7 +684,9 @@ static int restore_attempt(PGconn *conn, const char *path, backup_format_t fmt)
         rc = exec_simple(conn,
                          "CREATE TEMP TABLE epp_restore (event_id uuid, user_id text, "
                          "event_name text, metadata jsonb, \"timestamp\" timestamptz, "
-                         "processed_at timestamptz) ON COMMIT DROP",
+                         "processed_at timestamptz) ON COMMIT DROP;"
+                         "CREATE TEMP TABLE epp_restored (\"timestamp\" timestamptz, "
+                         "user_id text) ON COMMIT DROP",
                          "create epp_restore");
     if (rc == 0)
         rc = load_staging(conn, path, fmt, &lines);
@@ -697,6 +696,8 @@ static int restore_attempt(PGconn *conn, const char *path, backup_format_t fmt)
         if (rc != 0)
             report_pg("restore", &pe);
     }
+    if (rc == 0)
+        rc = admin_users_add_restored(conn);
     if (rc == 0) {
         rc = epp_pg_commit(conn, &pe);
         if (rc != 0)

@@ -1,14 +1,18 @@
-"""epp_user_day is a set (sql/004) and the consumer caches the (day, user) pairs it knows stored
-(event_consumer/consumer_udcache.h). Deletions must invalidate that cache:
+"""The per-bucket user bitmaps (sql/031): each writer lane remembers the user ids it knows stored
+in each bucket and sends only new ones (event_consumer/consumer_users.h); deletions must make it
+forget. After every step the rollups and the bitmaps are exact (tests/lib/epp_rollups.py: per
+minute, hour and day, the union of a bucket's rows = the uids of its events' users):
 
-1. events of normal and test users are stored; rollups exact (epp_user_day = DISTINCT pairs);
-2. epp-admin delete-test removes the test events, and the (day, user) pairs left without an
-   event; rollups exact;
-3. new events for exactly those (day, user) pairs -- pairs the running consumer has cached --
-   are stored: the pairs must come back (the generation bump made the consumer drop its cache);
-4. epp-admin restore of the backup puts the deleted rows back; rollups exact;
+1. events of normal and test users are stored, in small batches (so that buckets get many
+   appended rows and are merged: the rows per bucket stay bounded);
+2. epp-admin delete-test removes the test events, and the uids of the users left without an
+   event in a bucket;
+3. new events of exactly those (bucket, user) pairs -- uids the running consumer remembers as
+   stored -- are stored: the uids must come back (the generation bump made it forget);
+4. epp-admin restore of the backup puts the deleted rows back;
 5. delete-test runs repeatedly while the consumer stores a stream of test and normal events of
-   the same users and days; at the end the rollups are still exact."""
+   the same users and days;
+6. the same with a consumer that remembers nothing (CONSUMER_USER_BITMAP_MEMORY_MB=0)."""
 
 import datetime
 import os
@@ -52,14 +56,23 @@ def check_rollups(url, what):
     try:
         c.epp_rollups.assert_exact(conn)
         with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM public.epp_user_day")
-            pairs = cur.fetchone()[0]
             cur.execute("SELECT count(*) FROM public.events")
             rows = cur.fetchone()[0]
+            cur.execute("SELECT sum(active_users) FROM public.epp_daily_active_users")
+            pairs = int(cur.fetchone()[0] or 0)
+            cur.execute("SELECT max(c) FROM (SELECT count(*) AS c FROM "
+                        "public.epp_user_bitmap_minute GROUP BY bucket UNION ALL "
+                        "SELECT count(*) FROM public.epp_user_bitmap_hour GROUP BY bucket "
+                        "UNION ALL SELECT count(*) FROM public.epp_user_bitmap_day "
+                        "GROUP BY bucket) x")
+            most = cur.fetchone()[0] or 0
+        layout = c.epp_rollups.bitmap_rows(conn)
     finally:
         conn.close()
-    print("%s: rollups exact (%d rows, %d user-day pairs)" % (what, rows, pairs))
-    return rows, pairs
+    print("%s: rollups and bitmaps exact (%d rows, %d user-days; bitmap buckets/rows %s; at most "
+          "%d rows in a bucket)" % (what, rows, pairs, " ".join(
+              "%s %d/%d" % (k, v[0], v[1]) for k, v in layout.items()), most))
+    return rows, pairs, most
 
 
 def main():
@@ -69,7 +82,8 @@ def main():
     normal = ["user-%d" % i for i in range(200)]
     testers = ["tuser-%d" % i for i in range(60)]
     tmp = "/tmp/%s.ndjson" % topic
-    svc = c.consumer(env, url, topic, group=group, extra_env={"CONSUMER_BATCH_MS": "20"})
+    svc = c.consumer(env, url, topic, group=group,
+                     extra_env={"CONSUMER_BATCH_MS": "20", "CONSUMER_BATCH_SIZE": "100"})
     svc.start()
     try:
         # 1. Normal users on days 0-2; testers' test events on days 0-1, and some testers also
@@ -78,20 +92,23 @@ def main():
             events(200, testers[:20], [1], 3)
         t.produce(env, topic, first)
         c.wait_caught_up(env, url, group, topic, timeout=60, procs=[svc])
-        check_rollups(url, "stored")
+        _, _, most = check_rollups(url, "stored")
+        # Two lanes, each merging a bucket after 8 of its own appends, plus what the other
+        # lane appended meanwhile: a bucket never holds many rows.
+        t.check(most <= 2 * 8 + 2, "a bucket holds %d rows: merges do not happen" % most)
 
         # 2. delete-test: the test events go, and the pairs without events left.
         out = admin(env, url, "delete-test", "--backup-out", tmp)
         t.check("deleted rows=1500" in out, out)
-        _, pairs = check_rollups(url, "after delete-test")
+        _, pairs, _ = check_rollups(url, "after delete-test")
 
         # 3. The same testers on the same days again: the consumer cached these pairs before the
         # delete; they must be stored again.
         again = events(300, testers, [0, 1], 4)
         t.produce(env, topic, again)
         c.wait_caught_up(env, url, group, topic, timeout=60, procs=[svc])
-        _, pairs2 = check_rollups(url, "same pairs after the delete")
-        t.check(pairs2 > pairs, "no pair came back: %d -> %d" % (pairs, pairs2))
+        _, pairs2, _ = check_rollups(url, "same users and days after the delete")
+        t.check(pairs2 > pairs, "no user-day came back: %d -> %d" % (pairs, pairs2))
 
         # 4. restore puts the deleted rows back (pairs with DO NOTHING).
         out = admin(env, url, "restore", tmp)
@@ -129,6 +146,23 @@ def main():
         check_rollups(url, "%d concurrent delete-test runs" % deletes)
         admin(env, url, "delete-test", "--backup-out", tmp)
         check_rollups(url, "final delete-test")
+    finally:
+        rc = svc.stop()
+    t.check(rc == 0, "SIGTERM exit code %s; log:\n%s" % (rc, svc.log_tail()))
+
+    # 6. A consumer that remembers no user id: every batch sends all of its own.
+    svc = c.consumer(env, url, topic, group=group,
+                     extra_env={"CONSUMER_BATCH_MS": "20", "CONSUMER_BATCH_SIZE": "100",
+                                "CONSUMER_USER_BITMAP_MEMORY_MB": "0"}, log_name=topic + "-nomem")
+    svc.start()
+    try:
+        t.produce(env, topic, events(1500, testers + normal[:50], [0, 1, 2], 300, "m3") +
+                  events(500, normal, [1, 2], 301))
+        c.wait_caught_up(env, url, group, topic, timeout=60, procs=[svc])
+        _, _, most = check_rollups(url, "remembering nothing")
+        t.check(most <= 2 * 8 + 2, "a bucket holds %d rows" % most)
+        admin(env, url, "delete-test", "--backup-out", tmp)
+        check_rollups(url, "remembering nothing, after delete-test")
     finally:
         rc = svc.stop()
         if os.path.exists(tmp):

@@ -1,0 +1,141 @@
+/* bench_users_gen: a synthetic unique-users data set for bench_analytics.sh at a scale where
+ * generating the events themselves would take the shared machine for an hour (100M events).
+ *
+ *   bench_users_gen EVENTS USERS DAYS START_EPOCH_S SEED OUTDIR [FROM_S TO_S]...
+ *
+ * EVENTS events spread evenly over DAYS days from START (UTC), each by a user drawn uniformly
+ * from USERS (uids 0..USERS-1, user_id "user-<uid>"). Writes, in PostgreSQL COPY text format:
+ *   OUTDIR/ids.tsv     user_id, uid             -> public.epp_user_ids
+ *   OUTDIR/minute.tsv  bucket, n, bits           -> public.epp_user_bitmap_minute (one row each)
+ *   OUTDIR/hour.tsv, OUTDIR/day.tsv              -> the hour and day tables
+ * and, for each FROM_S TO_S pair (whole minutes), prints the exact number of distinct users in
+ * [FROM, TO) -- the union of its minutes' sets -- as "expect FROM_S TO_S N", so that the bench
+ * can check epp-analytics' answers on data that has no events table behind it.
+ *
+ * Bitmaps are written with common/epp_users.c, exactly as the consumer writes them. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <roaring/roaring.h>
+
+#include "epp_buf.h"
+#include "epp_time.h"
+#include "epp_users.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t next_rand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static int write_level(const char *dir, const char *name, int64_t start_us, int64_t width_us,
+                       roaring_bitmap_t **bits, size_t n)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.tsv", dir, name);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        return 1;
+    }
+    epp_buf_t ser = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (roaring_bitmap_is_empty(bits[i]))
+            continue;
+        char ts[64];
+        epp_time_format(start_us + (int64_t)i * width_us, ts);
+        if (epp_users_serialize(bits[i], &ser) != 0) {
+            fprintf(stderr, "out of memory\n");
+            fclose(f);
+            return 1;
+        }
+        fprintf(f, "%s\t%" PRIu64 "\t\\\\x", ts, roaring_bitmap_get_cardinality(bits[i]));
+        for (size_t k = 0; k < ser.len; k++)
+            fprintf(f, "%02x", (unsigned char)ser.data[k]);
+        fputc('\n', f);
+    }
+    epp_buf_free(&ser);
+    return fclose(f) != 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 7 || (argc - 7) % 2 != 0) {
+        fprintf(stderr, "usage: %s EVENTS USERS DAYS START_EPOCH_S SEED OUTDIR [FROM_S TO_S]...\n",
+                argv[0]);
+        return 2;
+    }
+    int64_t events = strtoll(argv[1], NULL, 10), users = strtoll(argv[2], NULL, 10);
+    int64_t days = strtoll(argv[3], NULL, 10);
+    int64_t start = strtoll(argv[4], NULL, 10) * 1000000;
+    rng ^= (uint64_t)strtoll(argv[5], NULL, 10) * 0xbf58476d1ce4e5b9ULL;
+    const char *dir = argv[6];
+    if (events < 1 || users < 1 || users > EPP_USERS_MAX_UID + 1 || days < 1)
+        return 2;
+    size_t nmin = (size_t)days * 1440, nhour = (size_t)days * 24, nday = (size_t)days;
+    roaring_bitmap_t **mins = calloc(nmin, sizeof *mins);
+    roaring_bitmap_t **hours = calloc(nhour, sizeof *hours);
+    roaring_bitmap_t **dayb = calloc(nday, sizeof *dayb);
+    if (!mins || !hours || !dayb)
+        return 1;
+    /* Each minute's events; a small buffer of uids per minute, added in one call. */
+    uint32_t *buf = malloc(sizeof *buf * (size_t)(events / (int64_t)nmin + 2));
+    int64_t done = 0;
+    for (size_t m = 0; m < nmin; m++) {
+        int64_t upto = events * (int64_t)(m + 1) / (int64_t)nmin, k = 0;
+        for (; done < upto; done++)
+            buf[k++] = (uint32_t)(next_rand() % (uint64_t)users);
+        mins[m] = roaring_bitmap_of_ptr((size_t)k, buf);
+    }
+    free(buf);
+    for (size_t h = 0; h < nhour; h++)
+        hours[h] = roaring_bitmap_or_many(60, (const roaring_bitmap_t **)&mins[h * 60]);
+    for (size_t d = 0; d < nday; d++)
+        dayb[d] = roaring_bitmap_or_many(24, (const roaring_bitmap_t **)&hours[d * 24]);
+
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ids.tsv", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        return 1;
+    }
+    for (int64_t u = 0; u < users; u++)
+        fprintf(f, "user-%" PRId64 "\t%" PRId64 "\n", u, u);
+    if (fclose(f) != 0)
+        return 1;
+    if (write_level(dir, "minute", start, 60LL * 1000000, mins, nmin) ||
+        write_level(dir, "hour", start, 3600LL * 1000000, hours, nhour) ||
+        write_level(dir, "day", start, 86400LL * 1000000, dayb, nday))
+        return 1;
+
+    for (int a = 7; a + 1 < argc; a += 2) {
+        int64_t from = strtoll(argv[a], NULL, 10) * 1000000,
+                to = strtoll(argv[a + 1], NULL, 10) * 1000000;
+        roaring_bitmap_t *u = roaring_bitmap_create();
+        for (int64_t t = from; t < to; t += 60LL * 1000000) {
+            int64_t m = (t - start) / (60LL * 1000000);
+            if (m >= 0 && (size_t)m < nmin)
+                roaring_bitmap_or_inplace(u, mins[m]);
+        }
+        printf("expect %s %s %" PRIu64 "\n", argv[a], argv[a + 1],
+               roaring_bitmap_get_cardinality(u));
+        roaring_bitmap_free(u);
+    }
+    for (size_t i = 0; i < nmin; i++)
+        roaring_bitmap_free(mins[i]);
+    for (size_t i = 0; i < nhour; i++)
+        roaring_bitmap_free(hours[i]);
+    for (size_t i = 0; i < nday; i++)
+        roaring_bitmap_free(dayb[i]);
+    free(mins);
+    free(hours);
+    free(dayb);
+    return 0;
+}
