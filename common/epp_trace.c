@@ -680,6 +680,17 @@ epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t
     return t;
 }
 
+epp_tracer_t *epp_tracer_start(const epp_opts_trace_t *conf, const char *service,
+                               epp_metrics_t *metrics, char *err, size_t errsz)
+{
+    epp_tracer_opts_t opts = {0};
+    opts.endpoint = conf->endpoint;
+    opts.service = conf->service != NULL && conf->service[0] != '\0' ? conf->service : service;
+    opts.sample_ratio = conf->sample_ratio;
+    opts.metrics = metrics;
+    return epp_tracer_create(&opts, err, errsz);
+}
+
 void epp_tracer_destroy(epp_tracer_t *t)
 {
     if (!t)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "epp_metrics.h"
+#include "epp_options.h"
 
 typedef struct {
     uint8_t trace_id[16];
@@ -70,6 +71,11 @@ typedef struct epp_span epp_span_t;
 /* Starts the exporter thread. Returns NULL with err empty when tracing is off, NULL with a
  * message in err on failure. */
 epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t errsz);
+
+/* epp_tracer_create from a program's tracing options (EPP_OPTS_TRACE in epp_options.h):
+ * service is the name used when OTEL_SERVICE_NAME is empty. Same returns as epp_tracer_create. */
+epp_tracer_t *epp_tracer_start(const epp_opts_trace_t *conf, const char *service,
+                               epp_metrics_t *metrics, char *err, size_t errsz);
 /* Exports what is queued (bounded by one timeout), stops the thread, frees. Accepts NULL. */
 void epp_tracer_destroy(epp_tracer_t *t);
 
