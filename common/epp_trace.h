@@ -36,8 +36,12 @@ typedef struct {
 int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out);
 /* Writes the header value and a NUL into out (EPP_TRACEPARENT_LEN + 1 bytes). */
 void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out);
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void epp_trace_hex(const uint8_t *bytes, size_t n, char *out);
+/* The traceparent of an operation made without a span (tracing off) on behalf of a request that
+ * sent parent (may be NULL): a child of it -- the same trace id and flags, a new span id -- when
+ * it is a valid traceparent, else the root of a new sampled trace, so that whoever records spans
+ * downstream still sees one trace per request. Writes EPP_TRACEPARENT_LEN + 1 bytes into out.
+ * Any thread. */
+void epp_traceparent_child(const char *parent, char *out);
 
 typedef enum {
     EPP_SPAN_INTERNAL = 1,

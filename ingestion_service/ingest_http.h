@@ -42,9 +42,4 @@ int ingest_app_ready(void *ud, char *reason, size_t reason_size);
 /* Frees the app. Every request must have been answered. Accepts NULL. */
 void ingest_app_destroy(ingest_app_t *app);
 
-/* W3C trace context: writes into out (56 bytes) the traceparent for the Kafka message: the
- * client's trace id and flags when in (may be NULL) is a valid version-00 traceparent, a new
- * random trace id otherwise; always a new span id. Exposed for tests. */
-void ingest_traceparent(const char *in, char out[56]);
-
 #endif

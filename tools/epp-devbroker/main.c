@@ -31,6 +31,7 @@
 #include "epp_buf.h"
 #include "epp_config.h"
 #include "epp_error.h"
+#include "epp_json.h"
 #include "epp_kafka.h"
 #include "epp_log.h"
 #include "epp_start.h"
@@ -334,17 +335,9 @@ static void reply_error(reply_t *r, int status, const char *fmt, ...)
                        : status == 405 ? "method_not_allowed"
                        : status == 400 ? "bad_request"
                                        : "internal";
-    epp_buf_printf(&r->body, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
-    for (const char *p = msg; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            epp_buf_printf(&r->body, "\\%c", c);
-        else if (c < 0x20)
-            epp_buf_printf(&r->body, "\\u%04x", c);
-        else
-            epp_buf_append_char(&r->body, (char)c);
-    }
-    epp_buf_append_str(&r->body, "\"}}");
+    epp_buf_printf(&r->body, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+    epp_json_write_string(&r->body, msg, strlen(msg));
+    epp_buf_append_str(&r->body, "}}");
 }
 
 static void reply_ok(reply_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -802,8 +795,8 @@ static devbroker_t *devbroker_create(const devbroker_conf_t *conf, char *err, si
 
     /* The mock cluster needs a client handle for its bookkeeping; this producer never
      * produces. Its own bootstrap list stays empty: it talks to nobody. */
-    static const char *const overrides[] = {"client.id=epp-devbroker", NULL};
-    rd_kafka_conf_t *kconf = epp_kafka_conf_new(NULL, overrides, err, errsz);
+    static const epp_kafka_prop_t props[] = {EPP_KAFKA_PROP("client.id", "epp-devbroker")};
+    rd_kafka_conf_t *kconf = epp_kafka_conf_create(props, 1, NULL, err, errsz);
     if (kconf == NULL)
         goto fail;
     char rkerr[256];
