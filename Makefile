@@ -7,7 +7,7 @@ CMAKE_ARGS ?=
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' \) -print)
 
-.PHONY: all deps build test run bench chaos fuzz format format-check clean
+.PHONY: all deps build test run superset bench chaos fuzz format format-check clean
 
 all: build
 
@@ -26,6 +26,10 @@ test: build
 
 run: build
 	@bash scripts/run.sh $(BUILD)
+
+# Apache Superset with the epp dashboard, beside `make run` (or starting it): docs/superset.md.
+superset: build
+	@bash scripts/superset.sh $(BUILD)
 
 bench: build
 	@bash bench/run.sh $(BUILD)

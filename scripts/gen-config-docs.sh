@@ -36,6 +36,12 @@ OUT=docs/configuration.md
     echo "Each subcommand has its own options (\`epp-admin COMMAND --help\`)."
     # shellcheck disable=SC2016 # the backquotes are Markdown, matched literally
     "$BUILD/bin/epp-admin" --markdown | sed 's/^`\(epp-admin .*\)`$/### \1/'
+    echo
+    echo "## make superset (scripts/superset.sh)"
+    echo
+    echo "Environment variables only (docs/superset.md explains what is provisioned with them)."
+    echo
+    bash "$(dirname "$0")/superset.sh" --help-markdown
 } >"$OUT"
 
 # The configuration tables in the READMEs and docs/tools.md: each table (from its header line to

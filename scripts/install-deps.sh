@@ -15,7 +15,7 @@ PACKAGES=(
     openjdk-17-jre-headless maven
     clang clang-format libclang-rt-14-dev valgrind
     docker-compose chromium
-    python3 python3-psycopg2 python3-confluent-kafka python3-yaml
+    python3 python3-psycopg2 python3-confluent-kafka python3-yaml python3-venv
     curl git ca-certificates
 )
 

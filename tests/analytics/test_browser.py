@@ -6,56 +6,28 @@ and then works. Saves screenshots into BUILD/test-artifacts/ for people to look 
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 
 import analytics_util as a
 from analytics_util import t
+import epp_browser as b
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = ["page_view", "click", "purchase", "signup", "search"]
 
 
-def npm_dir(env):
-    d = os.path.abspath(os.environ.get("EPP_ANALYTICS_NPM") or
-                        os.path.join(env["EPP_BUILD_DIR"], "tests", "analytics", "npm"))
-    t.check(os.path.isdir(os.path.join(d, "node_modules", "playwright-core")),
-            "playwright-core not installed in %s (analytics.npm.setup)" % d)
-    return d
-
-
-def check_command(env, base, total, shot, key=None, profile=None):
-    """The dashboard_check.js command line; a fresh Chromium profile under the build dir."""
-    profile = profile or tempfile.mkdtemp(prefix="epp-chromium-", dir=env["EPP_BUILD_DIR"])
-    args = ["node", os.path.join(HERE, "dashboard_check.js"), base, str(total), shot, profile]
+def check_command(env, base, total, shot, key=None, profile="{profile}"):
+    """The dashboard_check.js command line (node's arguments); "{profile}": a fresh one."""
+    args = [os.path.join(HERE, "dashboard_check.js"), base, str(total), shot, profile]
     if key:
         args.append(key)
     return args
 
 
-def check_env(env, timeout_ms=20000):
-    return dict(os.environ, NODE_PATH=os.path.join(npm_dir(env), "node_modules"),
-                DASH_TIMEOUT_MS=str(timeout_ms))
-
-
-def parse_result(stdout, stderr, rc):
-    lines = [l for l in stdout.splitlines() if l.startswith("{")]
-    t.check(lines, "no result from the browser: rc %s\n%s\n%s" % (rc, stdout, stderr))
-    return json.loads(lines[-1])
-
-
 def run_check(env, base, total, shot, key=None):
-    profile = tempfile.mkdtemp(prefix="epp-chromium-", dir=env["EPP_BUILD_DIR"])
-    try:
-        p = subprocess.run(check_command(env, base, total, shot, key, profile), capture_output=True,
-                           text=True, timeout=120, env=check_env(env))
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    return parse_result(p.stdout, p.stderr, p.returncode)
+    return b.run_node(env, check_command(env, base, total, shot, key))
 
 
 def main():

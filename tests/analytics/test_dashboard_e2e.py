@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import sys
 import time
 
 import analytics_util as a
 from analytics_util import t
+import epp_browser as b
 import test_browser as tb
 
 N = 300
@@ -44,10 +44,11 @@ def main():
         os.makedirs(art, exist_ok=True)
         shot = os.path.join(art, "dashboard-e2e.png")
         # The browser waits (up to 60 s) for the total to reach N while epp-send runs.
-        profile = tempfile.mkdtemp(prefix="epp-chromium-", dir=env["EPP_BUILD_DIR"])
-        browser = subprocess.Popen(tb.check_command(env, svc.url(""), N, shot, profile=profile),
+        profile = b.new_profile(env)
+        browser = subprocess.Popen(["node"] + tb.check_command(env, svc.url(""), N, shot,
+                                                               profile=profile),
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=tb.check_env(env, timeout_ms=60000))
+                                   env=b.node_env(env, timeout_ms=60000))
         time.sleep(2)
         t0 = time.monotonic()
         send = subprocess.run([t.bin_path(env, "epp-send"), "--url", ingest.url("/events"),
@@ -58,7 +59,7 @@ def main():
         t.check(send.returncode == 0, "epp-send failed: %s" % send.returncode)
         out, err = browser.communicate(timeout=120)
         shutil.rmtree(profile, ignore_errors=True)
-        r = tb.parse_result(out, err, browser.returncode)
+        r = b.parse_result(out, err, browser.returncode)
         print("epp-send took %.1fs; the dashboard showed all %s events %.1fs after the page loaded "
               "(refresh every 5 s)" % (send_s, r.get("total"), r.get("reached_ms", 0) / 1000.0))
         print(json.dumps({k: v for k, v in r.items() if k != "requests"}))

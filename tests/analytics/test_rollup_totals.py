@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """sql/010 and 011: the per-bucket totals follow every change to the by-name rollups (insert, upsert,
 decrement, delete, truncate), and a database migrated with data already in the rollups is
-backfilled exactly."""
+backfilled exactly. sql/020: the same for the users per day (epp_user_day_count, behind the view
+epp_daily_active_users) under every change to the epp_user_day set."""
 import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+import epp_rollups  # noqa: E402
 import epp_testlib as t  # noqa: E402
 
 LEVELS = ("minute", "hour", "day")
@@ -22,7 +24,21 @@ def mismatches(cur):
               ON a.bucket = b.bucket
             WHERE a.n IS DISTINCT FROM b.n AND NOT (a.n = 0 AND b.n IS NULL)""")
         bad += [(lvl,) + r for r in cur.fetchall()]
+    cur.execute(epp_rollups.USER_DAY_COUNT_DIFF_SQL)
+    bad += [("user_day",) + r for r in cur.fetchall()]
+    cur.execute("""SELECT count(*) FROM public.epp_daily_active_users v
+                   FULL JOIN (SELECT bucket, count(*) AS n FROM public.epp_user_day GROUP BY 1) e
+                     ON v.day = e.bucket WHERE v.active_users IS DISTINCT FROM e.n""")
+    n = cur.fetchone()[0]
+    bad += [("epp_daily_active_users", n, "days differ")] if n else []
     return bad
+
+
+def add_pairs(cur, days, users):
+    """The consumer's shape: one INSERT ... ON CONFLICT DO NOTHING of (day, user) pairs."""
+    cur.execute("""INSERT INTO public.epp_user_day (bucket, user_id)
+                   SELECT b, u FROM unnest(%s::timestamptz[], %s::text[]) AS x(b, u)
+                   ON CONFLICT DO NOTHING""", (days, users))
 
 
 def upsert(cur, lvl, bucket, name, n):
@@ -46,6 +62,8 @@ def main():
         for i in range(50):
             for lvl in LEVELS:
                 upsert(cur, lvl, "2026-03-29 0%d:00:00+00" % (i % 5), "ev%d" % (i % 7), i + 1)
+        add_pairs(cur, ["2026-03-2%d 00:00:00+00" % (7 + i % 3) for i in range(50)],
+                  ["u%d" % (i % 13) for i in range(50)])
         for f in files:
             if f not in before:
                 cur.execute(open(os.path.join(sql_dir, f)).read())
@@ -68,19 +86,31 @@ def main():
                         (["2026-03-29 01:01:00+00", "2026-03-30 05:00:00+00",
                           "2026-03-29 02:02:00+00"], ["ev1", "new", "ev2"], [7, 3, 5]))
         conn.commit()
+        # Pairs already there (no row inserted, nothing counted) beside new ones.
+        add_pairs(cur, ["2026-03-27 00:00:00+00", "2026-03-31 00:00:00+00", "2026-03-31 00:00:00+00"],
+                  ["u1", "u1", "u2"])
+        conn.commit()
         t.check(not mismatches(cur), "after a mixed multi-row upsert: %r" % mismatches(cur))
         cur.execute("UPDATE public.epp_rollup_hour SET n = n - 1 WHERE event_name = 'ev3'")
         cur.execute("DELETE FROM public.epp_rollup_minute WHERE event_name = 'ev4'")
         cur.execute("DELETE FROM public.epp_rollup_day WHERE n <= 5")
+        cur.execute("DELETE FROM public.epp_user_day WHERE user_id IN ('u3', 'u4')")
         conn.commit()
         t.check(not mismatches(cur), "after upserts, decrements, deletes: %r" % mismatches(cur))
         cur.execute("UPDATE public.epp_rollup_minute SET n = n + 1000")
+        add_pairs(cur, ["2026-05-01 00:00:00+00"], ["rolled-back"])
         conn.rollback()  # rolled back: the totals roll back with it
         t.check(not mismatches(cur), "after a rollback: %r" % mismatches(cur))
         cur.execute("TRUNCATE public.epp_rollup_hour")
         conn.commit()
         cur.execute("SELECT count(*) FROM public.epp_rollup_hour_total")
         t.check(cur.fetchone()[0] == 0, "TRUNCATE empties the hour totals")
+        cur.execute("TRUNCATE public.epp_user_day")
+        conn.commit()
+        cur.execute("SELECT count(*) FROM public.epp_user_day_count")
+        t.check(cur.fetchone()[0] == 0, "TRUNCATE empties the users per day")
+        add_pairs(cur, ["2026-03-29 00:00:00+00"] * 3, ["a", "b", "c"])
+        conn.commit()
         t.check(not mismatches(cur), "after truncate: %r" % mismatches(cur))
 
         # sql/011: one trigger function for every level, and writers of totals take turns (a

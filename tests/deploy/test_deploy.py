@@ -11,10 +11,15 @@
 - the OTel Collector config is valid YAML naming only components of the contrib image, with
   pipelines that reference only configured components;
 - the Superset bundle has the shape Superset's importer expects, its uuids cross-reference,
-  and it names only columns that exist in public.events (read from a real Postgres with the
-  migrations applied).
+  every dataset returns exactly the columns it declares when run on a real Postgres with the
+  migrations applied (sql/020's function and view included), every chart names only its
+  dataset's columns and metrics and carries a saved query_context; Compose's Superset is the
+  image docker/Dockerfile builds from the same lock (tagged with its Superset version) with
+  scripts/superset.sh provisioning and serving, given only options that script takes; the lock
+  pins every package with == and hashes.
 """
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -181,83 +186,130 @@ def test_otel(repo):
     check("debug" in cfg["service"]["pipelines"]["traces"]["exporters"], "otel: traces to debug")
 
 
-def events_columns(env):
-    """Columns of public.events after applying the migrations to a fresh database."""
+def fresh_schema(env):
+    """A fresh database with the migrations applied (a cursor on it), for the bundle checks;
+    dropped by the returned close function."""
     import psycopg2
     admin = psycopg2.connect(env["EPP_TEST_PG_URL"])
     admin.autocommit = True
     db = "deploy_" + uuid.uuid4().hex[:8]
     admin.cursor().execute(f"CREATE DATABASE {db}")
-    try:
-        url = env["EPP_TEST_PG_URL"].rsplit("/", 1)[0] + "/" + db
-        conn = psycopg2.connect(url)
-        conn.autocommit = True
-        sqldir = os.path.join(ARGS.repo, "sql")
-        for f in sorted(os.listdir(sqldir)):
-            if f.endswith(".sql"):
-                conn.cursor().execute(open(os.path.join(sqldir, f)).read())
-        cur = conn.cursor()
-        cur.execute("SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema='public' AND table_name='events'")
-        cols = {r[0] for r in cur.fetchall()}
+    url = env["EPP_TEST_PG_URL"].rsplit("/", 1)[0] + "/" + db
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    sqldir = os.path.join(ARGS.repo, "sql")
+    for f in sorted(os.listdir(sqldir)):
+        if f.endswith(".sql"):
+            conn.cursor().execute(open(os.path.join(sqldir, f)).read())
+
+    def close():
         conn.close()
-        return cols
-    finally:
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {db}")
         admin.close()
+    return conn.cursor(), close
+
+
+def relation_columns(cur, sql):
+    """The column names a query (or a relation) returns, read from Postgres."""
+    cur.execute(f"SELECT * FROM ({sql}) q LIMIT 0")
+    return [d[0] for d in cur.description]
+
+
+def lock_pins(repo):
+    """{package: version} of docker/superset/requirements.lock; checks every entry is pinned
+    with == and carries hashes."""
+    pins = {}
+    text = open(os.path.join(repo, "docker", "superset", "requirements.lock")).read()
+    for entry in re.split(r"\n(?=[A-Za-z0-9])", text):
+        entry = entry.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        m = re.match(r"([A-Za-z0-9_.-]+)==(\S+)", entry)
+        if check(m is not None, f"superset lock: {entry.splitlines()[0]!r} is not pinned with =="):
+            pins[m.group(1).lower()] = m.group(2)
+            check("--hash=sha256:" in entry, f"superset lock: {m.group(1)} has no hash")
+    return pins
 
 
 def test_superset(repo, env, compose):
+    """The Superset bundle imports into what sql/ creates, and Compose runs the same Superset as
+    `make superset`: the same lock, the same script, configuration and bundle."""
     root = os.path.join(repo, "docker", "superset", "bundle")
     meta = yaml.safe_load(open(os.path.join(root, "metadata.yaml")))
     check(meta.get("type") == "Dashboard" and meta.get("version") == "1.0.0",
           "superset: metadata.yaml declares a v1 Dashboard export")
-    dbs = [yaml.safe_load(open(os.path.join(root, "databases", f)))
-           for f in os.listdir(os.path.join(root, "databases"))]
+
+    def load(kind):
+        out = []
+        for d, _, files in os.walk(os.path.join(root, kind)):
+            out += [yaml.safe_load(open(os.path.join(d, f))) for f in sorted(files)]
+        return out
+
+    dbs = load("databases")
     check(len(dbs) == 1, "superset: one database")
     db = dbs[0]
     for key in ("database_name", "sqlalchemy_uri", "uuid", "version"):
         check(key in db, f"superset: database has {key}")
-    check(db["sqlalchemy_uri"].startswith("postgresql+psycopg2://") and
-          "@postgres:5432/events_db" in db["sqlalchemy_uri"],
-          "superset: database points at the compose postgres events_db")
+    check(db["database_name"] == "events_db" and
+          db["sqlalchemy_uri"].startswith("postgresql+psycopg2://epp_superset:") and
+          "@postgres:5432/events_db" in db["sqlalchemy_uri"] and not db.get("allow_dml"),
+          "superset: events_db as the read-only role on the compose postgres, no DML")
 
-    datasets = []
-    for d, _, files in os.walk(os.path.join(root, "datasets")):
-        datasets += [yaml.safe_load(open(os.path.join(d, f))) for f in files]
-    check(len(datasets) == 1, "superset: one dataset")
-    ds = datasets[0]
-    check(ds["table_name"] == "events" and ds["schema"] == "public", "superset: dataset on public.events")
-    check(ds["database_uuid"] == db["uuid"], "superset: dataset references the database uuid")
-    real_cols = events_columns(env) if env.get("EPP_TEST_PG_URL") else None
-    check(real_cols is not None and len(real_cols) == 6, f"superset: read public.events columns ({real_cols})")
-    ds_cols = {c["column_name"] for c in ds["columns"]}
-    if real_cols:
-        check(ds_cols <= real_cols, f"superset: dataset columns {ds_cols - real_cols} not in public.events")
-    check(ds["main_dttm_col"] in ds_cols, "superset: main_dttm_col is a dataset column")
-    metrics = {m["metric_name"] for m in ds["metrics"]}
+    cur, close = (fresh_schema(env) if env.get("EPP_TEST_PG_URL") else (None, None))
+    check(cur is not None, "superset: no Postgres to check the datasets against")
+    datasets = {}
+    try:
+        for ds in load("datasets"):
+            datasets[ds["uuid"]] = ds
+            name = ds["table_name"]
+            check(ds["database_uuid"] == db["uuid"], f"superset: dataset {name} uses events_db")
+            if ds.get("sql"):
+                # The template with no time range: {{ ... }} are NULL, {% ... %} vanish.
+                sql = re.sub(r"\{%.*?%\}", "", re.sub(r"\{\{.*?\}\}", "NULL", ds["sql"]))
+                sql = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+            else:
+                sql = f"SELECT * FROM {ds['schema']}.{name}"
+            declared = [c["column_name"] for c in ds["columns"]]
+            if cur is not None:
+                try:
+                    real = relation_columns(cur, sql)
+                    check(sorted(real) == sorted(declared),
+                          f"superset: dataset {name} declares {declared}, Postgres returns {real}")
+                except Exception as e:  # noqa: BLE001 - reported as a failure
+                    check(False, f"superset: dataset {name} does not run on sql/: {e}")
+            check(ds["main_dttm_col"] in declared, f"superset: {name}: main_dttm_col is a column")
+    finally:
+        if close:
+            close()
 
     charts = {}
-    for f in os.listdir(os.path.join(root, "charts")):
-        c = yaml.safe_load(open(os.path.join(root, "charts", f)))
+    for c in load("charts"):
         charts[c["uuid"]] = c
-        check(c["dataset_uuid"] == ds["uuid"], f"superset: chart {c['slice_name']} uses the dataset")
+        name = c["slice_name"]
+        ds = datasets.get(c["dataset_uuid"])
+        if not check(ds is not None, f"superset: chart {name} uses a dataset of the bundle"):
+            continue
+        cols = {x["column_name"] for x in ds["columns"]}
+        metrics = {m["metric_name"] for m in ds["metrics"]}
         p = c["params"]
-        check(p["viz_type"] == c["viz_type"], f"superset: chart {c['slice_name']} viz_type consistent")
-        check(p.get("x_axis") in ds_cols, f"superset: chart {c['slice_name']} x_axis is a column")
-        for m in p.get("metrics", []):
-            check(m in metrics, f"superset: chart {c['slice_name']} metric {m} is defined")
+        check(p["viz_type"] == c["viz_type"], f"superset: chart {name} viz_type consistent")
+        check(p.get("x_axis") in cols | {None}, f"superset: chart {name} x_axis is a column")
+        for m in p.get("metrics", []) + ([p["metric"]] if "metric" in p else []):
+            check(m in metrics, f"superset: chart {name} metric {m} is defined")
         for g in p.get("groupby", []):
-            check(g in ds_cols, f"superset: chart {c['slice_name']} groupby {g} is a column")
+            check(g in cols, f"superset: chart {name} groupby {g} is a column")
         for flt in p.get("adhoc_filters", []):
-            check(flt["subject"] in ds_cols, f"superset: filter on {flt['subject']} is a column")
+            check(flt["subject"] in cols, f"superset: chart {name} filters on a column")
+        # What /api/v1/chart/{id}/data and tests/superset/test_chart_data.py run.
+        qc = json.loads(c["query_context"]) if c.get("query_context") else None
+        check(qc is not None and qc.get("queries") and qc["form_data"]["viz_type"] == c["viz_type"],
+              f"superset: chart {name} has a saved query_context for its viz_type")
         uuid.UUID(c["uuid"])
     names = {c["slice_name"] for c in charts.values()}
-    check(any("volume" in n.lower() for n in names), "superset: an event volume chart")
-    check(any("top" in n.lower() for n in names), "superset: a top event types chart")
+    check(names == {"Total events", "Events over time", "Top event types", "Active users per day",
+                    "Events by type over time"}, f"superset: the five charts ({sorted(names)})")
 
-    dashes = [yaml.safe_load(open(os.path.join(root, "dashboards", f)))
-              for f in os.listdir(os.path.join(root, "dashboards"))]
+    dashes = load("dashboards")
     check(len(dashes) == 1, "superset: one dashboard")
     pos = dashes[0]["position"]
     used = {v["meta"]["uuid"] for v in pos.values() if isinstance(v, dict) and v.get("type") == "CHART"}
@@ -266,19 +318,52 @@ def test_superset(repo, env, compose):
         if isinstance(node, dict):
             for child in node.get("children", []):
                 check(child in pos, f"superset: position child {child} of {key} exists")
+    filters = dashes[0]["metadata"].get("native_filter_configuration", [])
+    check([f["filterType"] for f in filters] == ["filter_time"],
+          "superset: the dashboard has one time-range filter")
 
-    init = compose["services"]["superset-init"]
-    text = open(os.path.join(repo, "docker", "superset", "init.sh")).read()
-    for step in ("superset db upgrade", "superset fab create-admin", "superset init",
-                 "superset import-dashboards"):
-        check(step in text, f"superset init runs `{step}`")
-    check(any("/app/epp" in v for v in init.get("volumes", [])), "superset-init mounts the bundle")
+    # Compose: one image built from docker/Dockerfile's superset stage, tagged with the version
+    # the lock pins; superset-init provisions and superset serves with scripts/superset.sh.
+    pins = lock_pins(repo)
+    version = pins.get("apache-superset", "")
+    check(version.startswith("6."), f"superset lock: apache-superset 6.x (got {version!r})")
+    check(pins.get("marshmallow", "4").split(".")[0] == "3", "superset lock: marshmallow < 4")
+    opts = subprocess.run(["bash", os.path.join(repo, "scripts", "superset.sh"), "--help-markdown"],
+                          capture_output=True, text=True).stdout
+    options = set(re.findall(r"^\| `([A-Z_]+)`", opts, re.M))
+    check("SUPERSET_PORT" in options, "scripts/superset.sh --help-markdown lists its options")
+    for name, command in (("superset-init", ["provision"]), ("superset", ["serve"])):
+        svc = compose["services"].get(name)
+        if not check(svc is not None, f"compose has service {name}"):
+            continue
+        b = svc.get("build", {})
+        check(b.get("target") == "superset" and b.get("dockerfile") == "docker/Dockerfile",
+              f"{name}: built from docker/Dockerfile, target superset")
+        check(svc.get("image") == f"epp-superset:{version}",
+              f"{name}: image epp-superset:{version} (the lock's Superset), not {svc.get('image')}")
+        check(svc.get("command") == command, f"{name}: runs `scripts/superset.sh {command[0]}`")
+        for var in svc.get("environment", {}):
+            check(var in options, f"{name}: compose sets {var}, which scripts/superset.sh does not take")
+        check(any("superset-home:/app/superset_home" in str(v) for v in svc.get("volumes", [])),
+              f"{name}: SUPERSET_HOME on a volume")
+    sup = compose["services"].get("superset", {})
+    check("8088" in " ".join(str(p) for p in sup.get("ports", [])), "superset publishes 8088")
+    check("http://127.0.0.1:8088/health" in " ".join(sup.get("healthcheck", {}).get("test", [])),
+          "superset: healthcheck is GET :8088/health")
+    dockerfile = open(os.path.join(repo, "docker", "Dockerfile")).read()
+    stage = re.search(r"FROM \S+ AS superset\n(.*?)(?=\nFROM |\Z)", dockerfile, re.S)
+    if check(stage is not None, "Dockerfile has a target superset"):
+        body = stage.group(1)
+        for want in ("COPY scripts/superset.sh", "COPY docker/superset", "scripts/superset.sh install",
+                     "USER superset", 'ENTRYPOINT ["bash", "/app/epp/scripts/superset.sh"]'):
+            check(want in body, f"Dockerfile superset stage: {want}")
 
 
 def test_readme(repo):
     """Every shell command in the README's code blocks is one the tests or CI run."""
     covered = {
         "make run": "tests/fixtures (make run smoke test)",
+        "make superset": "tests/superset (the superset fixture runs scripts/superset.sh)",
         "make test": ".ci/run",
         "make bench": "bench/run.sh",
         "make fuzz": ".ci/run (scripts/fuzz.sh)",

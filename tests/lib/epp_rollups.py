@@ -2,7 +2,8 @@
 chaos, tools): each rollup table must equal the same GROUP BY over public.events.
 
 epp_user_day is a set of (UTC day, user_id) pairs since sql/004 (no count): it must equal
-SELECT DISTINCT day, user_id FROM public.events -- no pair missing, none left over. (On a schema
+SELECT DISTINCT day, user_id FROM public.events -- no pair missing, none left over -- and
+the rows of epp_user_day_count (sql/020) must add up to the number of its pairs per day. (On a schema
 before 004, where it still has n, the counts are compared as for the other tables.)
 
     import epp_rollups
@@ -60,10 +61,29 @@ LIMIT 20
 """
 
 
+# sql/020: the number of users per day, the sum of epp_user_day_count's rows for that day.
+USER_DAY_COUNT_DIFF_SQL = """
+WITH expected AS (SELECT bucket, count(*) AS n FROM public.epp_user_day GROUP BY bucket),
+     actual AS (SELECT bucket, sum(n) AS n FROM public.epp_user_day_count GROUP BY bucket
+                HAVING sum(n) <> 0)
+SELECT coalesce(e.bucket, a.bucket), e.n, a.n
+FROM expected e FULL JOIN actual a ON e.bucket = a.bucket
+WHERE e.n IS DISTINCT FROM a.n
+ORDER BY 1
+LIMIT 20
+"""
+
+
 def check(conn):
     """Returns a list of human-readable differences (empty when every rollup is exact)."""
     problems = []
     with conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('public.epp_user_day_count') IS NOT NULL")
+        if cur.fetchone()[0]:
+            cur.execute(USER_DAY_COUNT_DIFF_SQL)
+            for bucket, want, got in cur.fetchall():
+                problems.append("epp_user_day_count[%s]: epp_user_day has %s pairs, the counts "
+                                "add up to %s" % (bucket, want, got))
         for table, key, expected in ROLLUPS:
             if table == "epp_user_day" and not _has_count_column(cur, table):
                 cur.execute(SET_DIFF_SQL)
