@@ -1,22 +1,19 @@
-/* epp-ingest: the Ingestion Service (docs/contract.md §4).
+/* epp-ingest: the Ingestion Service (docs/contract.md §4). The service's logic is the library
+ * epp_ingest_core (the other ingestion_service/ files); main() only wires it up.
  *
  * Start-up: configuration, logging, metrics, the Kafka producer, then the HTTP server. The
- * main thread then waits for SIGTERM/SIGINT and shuts down in the order that keeps every
- * answer truthful: stop accepting connections; wait (up to SHUTDOWN_TIMEOUT_MS) for the requests
- * in flight, which are answered from their delivery reports; purge what Kafka still has not
- * acknowledged (those requests get 503); stop the server; destroy the producer. */
+ * main thread then waits for SIGTERM/SIGINT/SIGHUP and shuts down in the order that keeps every
+ * answer truthful (ingest_app_shutdown), then stops the server and destroys the producer. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "epp_error.h"
 #include "epp_http.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
 #include "epp_start.h"
-#include "epp_time.h"
 #include "epp_trace.h"
 #include "ingest_config.h"
 #include "ingest_http.h"
@@ -26,25 +23,6 @@
 static void serve_reports(void *ud, int fd_readable)
 {
     ingest_producer_poll(ud, fd_readable);
-}
-
-static void shutdown_service(const ingest_conf_t *conf, epp_http_server_t *srv,
-                             ingest_producer_t *producer)
-{
-    epp_http_quiesce(srv);
-    int64_t deadline = epp_time_mono_us() + conf->shutdown_timeout_ms * 1000;
-    while (epp_http_inflight(srv) > 0 && epp_time_mono_us() < deadline) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    int64_t left_ms = (deadline - epp_time_mono_us()) / 1000;
-    /* Anything still queued now gets a failure report, hence a truthful 503. */
-    size_t unreported = ingest_producer_drain(producer, left_ms > 0 ? (int)left_ms : 0, 1);
-    char inflight[24], unrep[24];
-    snprintf(inflight, sizeof inflight, "%u", epp_http_inflight(srv));
-    snprintf(unrep, sizeof unrep, "%zu", unreported);
-    EPP_LOGKV(EPP_LOG_INFO, "drained", "unanswered_requests", inflight, "unreported_messages",
-              unrep);
 }
 
 int main(int argc, char **argv)
@@ -134,7 +112,7 @@ int main(int argc, char **argv)
 
     int sig = epp_start_wait_stop();
     EPP_LOGKV(EPP_LOG_INFO, "shutting down", "signal", strsignal(sig));
-    shutdown_service(&conf, srv, producer);
+    ingest_app_shutdown(app, srv);
     status = 0;
 
 out:
