@@ -63,22 +63,20 @@ int main(int argc, char **argv)
     double seconds = atof(argv[3]);
     epp_log_init("bench_kafka_floor", EPP_LOG_WARN, 0);
     char err[512];
-    rd_kafka_conf_t *conf = epp_kafka_conf_new(argv[1], NULL, err, sizeof err);
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", argv[1]),
+        EPP_KAFKA_PROP("enable.idempotence", "true"),
+        EPP_KAFKA_PROP("acks", "all"),
+        EPP_KAFKA_PROP("linger.ms", "1"),
+        EPP_KAFKA_PROP("batch.num.messages", "10000"),
+        EPP_KAFKA_PROP("partitioner", "murmur2_random"),
+        EPP_KAFKA_PROP("socket.nagle.disable", "true"),
+    };
+    rd_kafka_conf_t *conf =
+        epp_kafka_conf_create(props, sizeof props / sizeof props[0], NULL, err, sizeof err);
     if (!conf) {
         fprintf(stderr, "%s\n", err);
         return 1;
-    }
-    const char *kv[][2] = {{"enable.idempotence", "true"},
-                           {"acks", "all"},
-                           {"linger.ms", "1"},
-                           {"batch.num.messages", "10000"},
-                           {"partitioner", "murmur2_random"},
-                           {"socket.nagle.disable", "true"}};
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
-        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], err, sizeof err) != RD_KAFKA_CONF_OK) {
-            fprintf(stderr, "%s\n", err);
-            return 1;
-        }
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof err);

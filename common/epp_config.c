@@ -396,6 +396,7 @@ void epp_config_print_help(FILE *out, const char *prog, const char *summary,
         fputc('\n', out);
     }
     fprintf(out, "  -h, --help\n      Print this help and exit.\n");
+    fprintf(out, "  --help-markdown\n      Print the options as a Markdown table and exit.\n");
     fprintf(out, "  --version\n      Print the version and exit.\n");
 }
 

@@ -50,6 +50,7 @@
 
 #include "epp_buf.h"
 #include "epp_metrics.h"
+#include "epp_options.h"
 
 typedef struct epp_http_server epp_http_server_t;
 typedef struct epp_http_req epp_http_req_t;
@@ -88,6 +89,12 @@ typedef struct {
  * max_body_inflight 64 MiB (16 MiB per client), failed authentications 1 per second with a
  * burst of 20, port 8000, everything else off/NULL. */
 void epp_http_opts_default(epp_http_opts_t *opts);
+
+/* Copies a program's HTTP options (epp_options.h) into opts: where to listen
+ * (EPP_OPTS_HTTP_LISTEN) and, when the program's table has EPP_OPTS_HTTP_SERVER (conf->threads
+ * > 0), the threads, connection limits, timeout, CORS, rate limits and API keys. Everything else
+ * keeps what opts held. conf's strings are borrowed for as long as opts is used. */
+void epp_http_opts_set(epp_http_opts_t *opts, const epp_opts_http_t *conf);
 
 /* Creates a server (not listening yet). Copies what it needs from opts. NULL on failure with a
  * message in err. */

@@ -305,7 +305,6 @@ int epp_http__hdr_add(epp_http_req_t *req, const char *name, const char *value);
 int epp_http__dispatch(epp_http_req_t *req);
 /* destroy()'s 503 for a dispatched request nobody answered. */
 void epp_http__reply_shutdown(epp_http_req_t *req);
-int epp_http__json_escape(epp_buf_t *b, const char *s);
 
 /* --- epp_http_route.c --- */
 int epp_http__route_add(epp_http_server_t *srv, const char *method, const char *pattern,
@@ -341,7 +340,6 @@ char *epp_http__arena_alloc(epp_http__conn_t *c, size_t n);
 void epp_http__arena_reset(epp_http__conn_t *c);
 void epp_http__arena_free(epp_http__conn_t *c);
 /* The value of a hex digit, or -1. */
-int epp_http__hexval(int ch);
 /* Percent-decodes src[0, len) into dst (len + 1 bytes); plus: '+' is a space (queries).
  * -1 when the result would hold a NUL byte. */
 int epp_http__url_decode(char *dst, const char *src, size_t len, int plus);

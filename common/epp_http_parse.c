@@ -14,6 +14,7 @@
 #include <strings.h>
 
 #include "epp_error.h"
+#include "epp_hex.h"
 #include "epp_http_internal.h"
 
 /* RFC 9110 tchar. */
@@ -257,7 +258,7 @@ long epp_http__parse_chunked(epp_http__conn_t *c, const char *in, size_t len, in
         switch (c->chunk_state) {
         case CK_SIZE0:
         case CK_SIZE: {
-            int v = epp_http__hexval(ch);
+            int v = epp_hex_digit(ch);
             if (v >= 0) {
                 /* chunk_left counts digits in its top byte while the size is read. */
                 unsigned digits = (unsigned)(c->chunk_left >> 56) + 1;

@@ -20,29 +20,8 @@
 
 #include "epp_error.h"
 #include "epp_http_internal.h"
+#include "epp_json.h"
 #include "epp_log.h"
-
-int epp_http__json_escape(epp_buf_t *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int rc;
-        if (*p == '"')
-            rc = epp_buf_append(b, "\\\"", 2);
-        else if (*p == '\\')
-            rc = epp_buf_append(b, "\\\\", 2);
-        else if (*p == '\n')
-            rc = epp_buf_append(b, "\\n", 2);
-        else if (*p < 0x20) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-            rc = epp_buf_append(b, esc, 6);
-        } else
-            rc = epp_buf_append_char(b, (char)*p);
-        if (rc < 0)
-            return EPP_ENOMEM;
-    }
-    return 0;
-}
 
 int epp_http__hdr_add(epp_http_req_t *req, const char *name, const char *value)
 {
@@ -111,20 +90,24 @@ static int fill_error(epp_http_req_t *req, unsigned status, const char *code, co
     epp_buf_t *b = &req->out;
     req->status = status;
     epp_buf_reset(b);
-    int rc = epp_buf_append_str(b, "{\"error\":{\"code\":\"");
+    if (!code)
+        code = "error";
+    if (!message)
+        message = "";
+    int rc = epp_buf_append_str(b, "{\"error\":{\"code\":");
     if (rc == 0)
-        rc = epp_http__json_escape(b, code ? code : "error");
+        rc = epp_json_write_string(b, code, strlen(code));
     if (rc == 0)
-        rc = epp_buf_append_str(b, "\",\"message\":\"");
+        rc = epp_buf_append_str(b, ",\"message\":");
     if (rc == 0)
-        rc = epp_http__json_escape(b, message ? message : "");
+        rc = epp_json_write_string(b, message, strlen(message));
     if (rc == 0 && field) {
-        rc = epp_buf_append_str(b, "\",\"field\":\"");
+        rc = epp_buf_append_str(b, ",\"field\":");
         if (rc == 0)
-            rc = epp_http__json_escape(b, field);
+            rc = epp_json_write_string(b, field, strlen(field));
     }
     if (rc == 0)
-        rc = epp_buf_append_str(b, "\"}}");
+        rc = epp_buf_append_str(b, "}}");
     if (rc == 0)
         rc = epp_http__hdr_add(req, "Content-Type", "application/json");
     if (rc == 0 && retry_after_s > 0) {

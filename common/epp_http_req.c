@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "epp_hex.h"
 #include "epp_http_internal.h"
 
 #define ARENA_MIN 1024 /* first arena block of a connection */
@@ -63,25 +64,14 @@ void epp_http__arena_free(epp_http__conn_t *c)
     c->arena = NULL;
 }
 
-int epp_http__hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 int epp_http__url_decode(char *dst, const char *src, size_t len, int plus)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
-        if (src[i] == '%' && i + 2 < len && epp_http__hexval((unsigned char)src[i + 1]) >= 0 &&
-            epp_http__hexval((unsigned char)src[i + 2]) >= 0) {
-            int v = epp_http__hexval((unsigned char)src[i + 1]) * 16 +
-                    epp_http__hexval((unsigned char)src[i + 2]);
+        if (src[i] == '%' && i + 2 < len && epp_hex_digit((unsigned char)src[i + 1]) >= 0 &&
+            epp_hex_digit((unsigned char)src[i + 2]) >= 0) {
+            int v = epp_hex_digit((unsigned char)src[i + 1]) * 16 +
+                    epp_hex_digit((unsigned char)src[i + 2]);
             if (v == 0)
                 return -1;
             dst[o++] = (char)v;

@@ -10,6 +10,7 @@
 
 #include "epp_error.h"
 #include "epp_http_internal.h"
+#include "epp_json.h"
 
 const char *const epp_http__method_names[EPP_HTTP__M_COUNT] = {"GET",   "POST", "PUT",     "DELETE",
                                                                "PATCH", "HEAD", "OPTIONS", "other"};
@@ -380,9 +381,9 @@ static void h_health(epp_http_req_t *req, void *ud)
 {
     epp_http_server_t *srv = ud;
     epp_buf_t b = {0};
-    epp_buf_append_str(&b, "{\"status\":\"ok\",\"service\":\"");
-    epp_http__json_escape(&b, srv->service);
-    epp_buf_append_str(&b, "\"}");
+    epp_buf_append_str(&b, "{\"status\":\"ok\",\"service\":");
+    epp_json_write_string(&b, srv->service, strlen(srv->service));
+    epp_buf_append_str(&b, "}");
     epp_http_reply_json(req, 200, b.data ? b.data : "{}", b.data ? b.len : 2);
     epp_buf_free(&b);
 }
@@ -398,9 +399,10 @@ static void h_ready(epp_http_req_t *req, void *ud)
     }
     epp_buf_t b = {0};
     reason[sizeof(reason) - 1] = '\0';
-    epp_buf_append_str(&b, "{\"status\":\"not_ready\",\"reason\":\"");
-    epp_http__json_escape(&b, reason[0] ? reason : "not ready");
-    epp_buf_append_str(&b, "\"}");
+    const char *why = reason[0] ? reason : "not ready";
+    epp_buf_append_str(&b, "{\"status\":\"not_ready\",\"reason\":");
+    epp_json_write_string(&b, why, strlen(why));
+    epp_buf_append_str(&b, "}");
     epp_http_reply_json(req, 503, b.data ? b.data : "{}", b.data ? b.len : 2);
     epp_buf_free(&b);
 }

@@ -166,6 +166,24 @@ void epp_http_opts_default(epp_http_opts_t *opts)
     opts->auth_fail_burst = 20;
 }
 
+void epp_http_opts_set(epp_http_opts_t *opts, const epp_opts_http_t *conf)
+{
+    opts->bind_address = conf->bind_address;
+    opts->port = (int)conf->port;
+    if (conf->threads <= 0)
+        return;
+    opts->threads = (unsigned)conf->threads;
+    opts->max_connections = (unsigned)conf->max_connections;
+    opts->max_per_ip = (unsigned)conf->max_per_ip;
+    opts->timeout_s = (unsigned)conf->timeout_s;
+    opts->cors_origins = conf->cors_origins;
+    opts->rate_limit_rps = conf->rate_limit_rps;
+    opts->rate_limit_burst = conf->rate_limit_burst;
+    opts->auth_fail_rps = conf->auth_failure_rps;
+    opts->auth_fail_burst = conf->auth_failure_burst;
+    opts->api_keys = conf->api_keys;
+}
+
 epp_http_server_t *epp_http_create(const epp_http_opts_t *opts, char *err, size_t errsz)
 {
     epp_http_server_t *srv = calloc(1, sizeof(*srv));

@@ -699,9 +699,25 @@ static size_t plain_prefix(const char *s, size_t len)
     return i;
 }
 
-int epp_json_write_string(epp_buf_t *out, const char *s, size_t len)
+size_t epp_json_escape_byte(unsigned char c, char esc[6])
 {
     static const char hex[] = "0123456789abcdef";
+    char e = escape_char[c];
+    if (e == 0)
+        return 0;
+    esc[0] = '\\';
+    esc[1] = e;
+    if (e != 'u')
+        return 2;
+    esc[2] = '0';
+    esc[3] = '0';
+    esc[4] = hex[c >> 4];
+    esc[5] = hex[c & 15];
+    return 6;
+}
+
+int epp_json_write_string(epp_buf_t *out, const char *s, size_t len)
+{
     /* Room for the quotes and every byte unescaped; each escape makes room for its extra. */
     if (epp_buf_reserve(out, len + 2))
         return EPP_ENOMEM;
@@ -715,20 +731,11 @@ int epp_json_write_string(epp_buf_t *out, const char *s, size_t len)
         i += n;
         if (i == len)
             break;
-        unsigned char c = (unsigned char)s[i++];
-        char e = escape_char[c];
         out->len = (size_t)(d - out->data);
         if (epp_buf_reserve(out, 6 + (len - i) + 1))
             return EPP_ENOMEM;
         d = out->data + out->len;
-        *d++ = '\\';
-        *d++ = e;
-        if (e == 'u') {
-            *d++ = '0';
-            *d++ = '0';
-            *d++ = hex[c >> 4];
-            *d++ = hex[c & 15];
-        }
+        d += epp_json_escape_byte((unsigned char)s[i++], d);
     }
     *d++ = '"';
     *d = '\0';

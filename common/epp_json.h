@@ -94,8 +94,13 @@ int epp_json_serialize(const epp_json_value_t *v, epp_buf_t *out);
 size_t epp_json_compact_size(const epp_json_value_t *v);
 
 /* Appends s (UTF-8, len bytes) as a quoted JSON string: escapes '"', '\\', and control
- * characters (\n, \t, ..., \u00XX); everything else is copied as UTF-8. 0 or EPP_ENOMEM. */
+ * characters (\n, \t, ..., \u00XX); everything else is copied as UTF-8. 0 or EPP_ENOMEM. The
+ * JSON string writer of every epp program (HTTP error bodies, events, spans, tools). */
 int epp_json_write_string(epp_buf_t *out, const char *s, size_t len);
+
+/* The escape epp_json_write_string writes for byte c: into esc (at most 6 bytes, no NUL), and its
+ * length returned; 0 when c stands for itself. For writers with their own buffer (the logger). */
+size_t epp_json_escape_byte(unsigned char c, char esc[6]);
 
 /* Length of the well-formed UTF-8 sequence at s (at most avail bytes): 1 for an ASCII byte
  * (NUL included), 2-4 for a valid multi-byte sequence, 0 when the bytes are not one (truncated,

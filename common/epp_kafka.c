@@ -22,56 +22,50 @@ static void set_err(char *err, size_t errsz, const char *fmt, ...)
     va_end(ap);
 }
 
-int epp_kafka_conf_set(rd_kafka_conf_t *conf, const char *kv, char *err, size_t errsz)
+static int set_prop(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
+                    size_t errsz)
 {
-    const char *eq = strchr(kv, '=');
-    if (eq == NULL || eq == kv) {
-        set_err(err, errsz, "kafka setting \"%s\" is not key=value", kv);
-        return EPP_EINVAL;
-    }
-    char key[256];
-    size_t klen = (size_t)(eq - kv);
-    if (klen >= sizeof(key)) {
-        set_err(err, errsz, "kafka setting \"%s\": key too long", kv);
-        return EPP_EINVAL;
-    }
-    memcpy(key, kv, klen);
-    key[klen] = '\0';
     char rkerr[256];
-    if (rd_kafka_conf_set(conf, key, eq + 1, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(conf, key, value, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
         set_err(err, errsz, "kafka setting %s: %s", key, rkerr);
         return EPP_EINVAL;
     }
     return 0;
 }
 
-int epp_kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz)
+/* Applies one pass-through item "key=value" (its blanks already trimmed) when keep accepts it. */
+static int set_item(rd_kafka_conf_t *conf, const char *item, const epp_kafka_passthrough_t *pass,
+                    char *err, size_t errsz)
 {
-    return epp_kafka_conf_set_list_keys(conf, list, NULL, err, errsz);
-}
-
-/* 1 when item ("key=value") passes keep; the key is what precedes the first '='. */
-static int item_kept(const char *item, int (*keep)(const char *key))
-{
-    if (keep == NULL)
-        return 1;
+    const char *eq = strchr(item, '=');
     char key[256];
-    size_t klen = strcspn(item, "=");
-    if (klen >= sizeof(key))
-        return 0;
+    size_t klen = eq != NULL ? (size_t)(eq - item) : 0;
+    if (eq == NULL || klen == 0 || klen >= sizeof(key)) {
+        set_err(err, errsz, "%s: \"%s\" is not key=value", pass->name, item);
+        return EPP_EINVAL;
+    }
     memcpy(key, item, klen);
     key[klen] = '\0';
-    return keep(key);
+    if (pass->keep != NULL && !pass->keep(key))
+        return 0;
+    char detail[384];
+    if (set_prop(conf, key, eq + 1, detail, sizeof(detail)) != 0) {
+        set_err(err, errsz, "%s: %s", pass->name, detail);
+        return EPP_EINVAL;
+    }
+    return 0;
 }
 
-int epp_kafka_conf_set_list_keys(rd_kafka_conf_t *conf, const char *list,
-                                 int (*keep)(const char *key), char *err, size_t errsz)
+static int set_passthrough(rd_kafka_conf_t *conf, const epp_kafka_passthrough_t *pass, char *err,
+                           size_t errsz)
 {
-    if (list == NULL || list[0] == '\0')
+    if (pass == NULL || pass->list == NULL || pass->list[0] == '\0')
         return 0;
-    char *copy = strdup(list);
-    if (copy == NULL)
+    char *copy = strdup(pass->list);
+    if (copy == NULL) {
+        set_err(err, errsz, "out of memory");
         return EPP_ENOMEM;
+    }
     int rc = 0;
     char *save = NULL;
     for (char *item = strtok_r(copy, ",", &save); item != NULL && rc == 0;
@@ -81,33 +75,43 @@ int epp_kafka_conf_set_list_keys(rd_kafka_conf_t *conf, const char *list,
         size_t n = strlen(item);
         while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
             item[--n] = '\0';
-        if (n > 0 && item_kept(item, keep))
-            rc = epp_kafka_conf_set(conf, item, err, errsz);
+        if (n > 0)
+            rc = set_item(conf, item, pass, err, errsz);
     }
     free(copy);
     return rc;
 }
 
-rd_kafka_conf_t *epp_kafka_conf_new(const char *bootstrap, const char *const *overrides, char *err,
-                                    size_t errsz)
+rd_kafka_conf_t *epp_kafka_conf_create(const epp_kafka_prop_t *props, size_t nprops,
+                                       const epp_kafka_passthrough_t *pass, char *err, size_t errsz)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char rkerr[256];
-    if (bootstrap != NULL && rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, rkerr,
-                                               sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
-        set_err(err, errsz, "kafka setting bootstrap.servers: %s", rkerr);
+    rd_kafka_conf_set_log_cb(conf, epp_kafka_log_cb);
+    rd_kafka_conf_set_error_cb(conf, epp_kafka_error_cb);
+    int rc = 0;
+    for (size_t i = 0; i < nprops && rc == 0; i++) {
+        char num[32];
+        const char *value = props[i].value;
+        if (value == NULL) {
+            snprintf(num, sizeof(num), "%lld", props[i].num);
+            value = num;
+        }
+        rc = set_prop(conf, props[i].key, value, err, errsz);
+    }
+    if (rc == 0)
+        rc = set_passthrough(conf, pass, err, errsz);
+    if (rc != 0) {
         rd_kafka_conf_destroy(conf);
         return NULL;
     }
-    rd_kafka_conf_set_log_cb(conf, epp_kafka_log_cb);
-    rd_kafka_conf_set_error_cb(conf, epp_kafka_error_cb);
-    for (size_t i = 0; overrides != NULL && overrides[i] != NULL; i++) {
-        if (epp_kafka_conf_set(conf, overrides[i], err, errsz) != 0) {
-            rd_kafka_conf_destroy(conf);
-            return NULL;
-        }
-    }
     return conf;
+}
+
+int epp_kafka_is_connection_key(const char *key)
+{
+    return strcmp(key, "security.protocol") == 0 || strncmp(key, "sasl.", 5) == 0 ||
+           strncmp(key, "ssl.", 4) == 0 || strncmp(key, "enable.ssl.", 11) == 0 ||
+           strncmp(key, "enable.sasl.", 12) == 0;
 }
 
 void epp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)

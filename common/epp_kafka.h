@@ -2,9 +2,8 @@
  * with errors reported as text, routing librdkafka's logs and errors into epp_log, checking that
  * the brokers answer (for /ready), and mapping librdkafka error codes onto EPP_E* codes.
  *
- * Threads: epp_kafka_conf_new/epp_kafka_conf_set/epp_kafka_conf_set_list touch only the conf
- * they are given (one thread at a time per conf). The callbacks installed by
- * epp_kafka_conf_new run on librdkafka's internal threads; they only call epp_log, which is
+ * Threads: epp_kafka_conf_create may be called from any thread. The callbacks it installs run
+ * on librdkafka's internal threads; they only call epp_log, which is
  * thread-safe. epp_kafka_ping may be called from any thread while rk is alive; it blocks for
  * at most timeout_ms. */
 #ifndef EPP_KAFKA_H
@@ -14,35 +13,56 @@
 
 #include <librdkafka/rdkafka.h>
 
-/* Creates a configuration with bootstrap.servers set (when bootstrap is non-NULL), the epp
- * log and error callbacks installed (epp_kafka_log_cb, epp_kafka_error_cb), and then each
- * "key=value" string of overrides applied in order (overrides is NULL-terminated, or NULL).
- * Returns the conf -- caller owns it until it is handed to rd_kafka_new(), which takes it on
- * success -- or NULL with a message naming the bad key in err. */
-rd_kafka_conf_t *epp_kafka_conf_new(const char *bootstrap, const char *const *overrides, char *err,
-                                    size_t errsz);
+/* One librdkafka property of a program's fixed settings: a text value, or (value NULL) a number. */
+typedef struct {
+    const char *key;
+    const char *value;
+    long long num;
+} epp_kafka_prop_t;
 
-/* Applies one "key=value" (the value may contain '='). 0, or EPP_EINVAL with a message. */
-int epp_kafka_conf_set(rd_kafka_conf_t *conf, const char *kv, char *err, size_t errsz);
+#define EPP_KAFKA_PROP(key, value)                                                                 \
+    {                                                                                              \
+        (key), (value), 0                                                                          \
+    }
+#define EPP_KAFKA_PROP_INT(key, num)                                                               \
+    {                                                                                              \
+        (key), NULL, (num)                                                                         \
+    }
 
-/* Applies a comma-separated list of "key=value" items ("linger.ms=5,acks=all"); blanks around
- * items are ignored, NULL or "" is a no-op. Values cannot contain commas (bootstrap.servers has
- * its own parameter above). 0, or EPP_EINVAL with a message naming the bad item. */
-int epp_kafka_conf_set_list(rd_kafka_conf_t *conf, const char *list, char *err, size_t errsz);
+/* The settings a program passes through from its configuration unchecked (KAFKA_PRODUCER_CONFIG,
+ * KAFKA_CONSUMER_CONFIG): a comma-separated list of "key=value" items (blanks around items
+ * ignored; a value may contain '=' but not ','), of which only the items whose key keep()
+ * accepts are applied (keep NULL: every item). name (e.g. "KAFKA_CONSUMER_CONFIG") starts the
+ * message of a bad item. */
+typedef struct {
+    const char *list; /* NULL or "": nothing */
+    const char *name;
+    int (*keep)(const char *key);
+} epp_kafka_passthrough_t;
 
-/* The same, applying only the items whose key keep() accepts (keep NULL: every item). This is
- * how a second client takes some of another client's settings -- the consumer's dead-letter
- * producer takes the consumer's security settings. */
-int epp_kafka_conf_set_list_keys(rd_kafka_conf_t *conf, const char *list,
-                                 int (*keep)(const char *key), char *err, size_t errsz);
+/* The one way an epp program builds a librdkafka configuration: a new configuration with the epp
+ * log and error callbacks installed (epp_kafka_log_cb, epp_kafka_error_cb), then props[0..nprops)
+ * applied in order, then the pass-through items (pass may be NULL) -- last, so that an operator's
+ * setting wins over a built-in one (deliberately: for experiments and security settings).
+ * Returns the conf -- the caller owns it until rd_kafka_new() takes it on success -- or NULL
+ * with a message naming the bad key in err. */
+rd_kafka_conf_t *epp_kafka_conf_create(const epp_kafka_prop_t *props, size_t nprops,
+                                       const epp_kafka_passthrough_t *pass, char *err,
+                                       size_t errsz);
+
+/* A keep() for epp_kafka_passthrough_t: 1 for the items that say how to reach and authenticate
+ * to a cluster (security.protocol, sasl.*, ssl.*, enable.ssl.*, enable.sasl.*). This is how the
+ * programs' other clients of the consumer's cluster (the dead-letter producer, epp-admin's dlq
+ * commands) take KAFKA_CONSUMER_CONFIG's connection settings and nothing else. */
+int epp_kafka_is_connection_key(const char *key);
 
 /* rd_kafka_conf_set_log_cb() callback: syslog levels 0-3 become error, 4 warn, 5-6 info and 7
- * debug, with fields "facility" and "client". Installed by epp_kafka_conf_new. */
+ * debug, with fields "facility" and "client". Installed by epp_kafka_conf_create. */
 void epp_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 
 /* rd_kafka_conf_set_error_cb() callback: logs the error (error level when fatal or when all
  * brokers are down, warn otherwise). librdkafka retries these itself; the log is for people.
- * Installed by epp_kafka_conf_new. */
+ * Installed by epp_kafka_conf_create. */
 void epp_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque);
 
 /* Asks the cluster for metadata within timeout_ms: the broker-reachability check behind

@@ -124,7 +124,6 @@ static void line_putc(line_t *l, char c)
  * bytes that are not valid UTF-8 replaced by U+FFFD so the line is always valid JSON. */
 static void line_json_str(line_t *l, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     line_putc(l, '"');
     l->in_string = 1;
     const unsigned char *p = (const unsigned char *)s;
@@ -140,43 +139,24 @@ static void line_json_str(line_t *l, const char *s)
             i = run;
             continue;
         }
-        unsigned char c = p[i];
-        char esc[8];
-        switch (c) {
-        case '"':
-            line_put(l, "\\\"", 2);
-            break;
-        case '\\':
-            line_put(l, "\\\\", 2);
-            break;
-        case '\n':
-            line_put(l, "\\n", 2);
-            break;
-        case '\r':
-            line_put(l, "\\r", 2);
-            break;
-        case '\t':
-            line_put(l, "\\t", 2);
-            break;
-        default:
-            if (c < 0x20 || c == 0x7f) {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[c >> 4];
-                esc[5] = hex[c & 15];
-                line_put(l, esc, 6);
+        char esc[6];
+        size_t elen = epp_json_escape_byte(p[i], esc);
+        if (elen > 0) {
+            line_put(l, esc, elen);
+            i++;
+        } else if (p[i] == 0x7f) {
+            line_put(l, "\\u007f", 6); /* JSON allows DEL as is; a terminal does not */
+            i++;
+        } else {
+            size_t len = epp_json_utf8_seq((const char *)p + i, n - i);
+            if (len == 0) {
+                line_put(l, "\\ufffd", 6);
+                len = 1;
             } else {
-                size_t len = epp_json_utf8_seq((const char *)p + i, n - i);
-                if (len == 0) {
-                    line_put(l, "\\ufffd", 6);
-                    len = 1;
-                } else {
-                    line_put(l, (const char *)p + i, len);
-                }
-                i += len;
-                continue;
+                line_put(l, (const char *)p + i, len);
             }
+            i += len;
         }
-        i++;
     }
     if (!l->oom) {
         line_putc(l, '"');

@@ -11,6 +11,7 @@
 
 #include "epp_buf.h"
 #include "epp_error.h"
+#include "epp_hex.h"
 #include "epp_json.h"
 #include "epp_log.h"
 #include "epp_time.h"
@@ -116,26 +117,16 @@ static void random_bytes(uint8_t *out, size_t n)
     } while (n && !memcmp(out, "\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", n)); /* never all zero */
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1; /* W3C trace context is lower-case hex only */
-}
-
+/* Decodes n bytes of lower-case hex (W3C trace context allows no other); all-zero ids are
+ * invalid. */
 static int parse_hex(const char *s, uint8_t *out, size_t n)
 {
-    int nonzero = 0;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return EPP_EINVAL;
-        out[i] = (uint8_t)(hi << 4 | lo);
-        nonzero |= out[i];
-    }
-    return nonzero ? 0 : EPP_EINVAL;
+    if (epp_hex_decode(s, n, out, 1) != 0)
+        return EPP_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (out[i] != 0)
+            return 0;
+    return EPP_EINVAL;
 }
 
 int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out)
@@ -144,36 +135,32 @@ int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out)
         s[35] != '-' || s[52] != '-')
         return EPP_EINVAL;
     epp_trace_ctx_t ctx;
-    uint8_t flags;
-    if (parse_hex(s + 3, ctx.trace_id, 16) || parse_hex(s + 36, ctx.span_id, 8))
+    if (parse_hex(s + 3, ctx.trace_id, 16) || parse_hex(s + 36, ctx.span_id, 8) ||
+        epp_hex_decode(s + 53, 1, &ctx.flags, 1))
         return EPP_EINVAL;
-    int hi = hexval(s[53]), lo = hexval(s[54]);
-    if (hi < 0 || lo < 0)
-        return EPP_EINVAL;
-    flags = (uint8_t)(hi << 4 | lo);
-    ctx.flags = flags;
     *out = ctx;
     return 0;
-}
-
-void epp_trace_hex(const uint8_t *bytes, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = '\0';
 }
 
 void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out)
 {
     memcpy(out, "00-", 3);
-    epp_trace_hex(ctx->trace_id, 16, out + 3);
+    epp_hex_encode(ctx->trace_id, 16, out + 3);
     out[35] = '-';
-    epp_trace_hex(ctx->span_id, 8, out + 36);
+    epp_hex_encode(ctx->span_id, 8, out + 36);
     out[52] = '-';
-    epp_trace_hex(&ctx->flags, 1, out + 53);
+    epp_hex_encode(&ctx->flags, 1, out + 53);
+}
+
+void epp_traceparent_child(const char *parent, char *out)
+{
+    epp_trace_ctx_t ctx;
+    if (epp_traceparent_parse(parent, &ctx) != 0) {
+        random_bytes(ctx.trace_id, 16);
+        ctx.flags = 1;
+    }
+    random_bytes(ctx.span_id, 8);
+    epp_traceparent_format(&ctx, out);
 }
 
 /* ---- spans ---- */
@@ -416,7 +403,7 @@ void epp_span_end(epp_span_t *s, int64_t end_us)
 static void render_id(epp_buf_t *b, const char *key, const uint8_t *id, size_t n)
 {
     char hex[33];
-    epp_trace_hex(id, n, hex);
+    epp_hex_encode(id, n, hex);
     epp_buf_printf(b, "\"%s\":\"%s\"", key, hex);
 }
 
@@ -678,6 +665,17 @@ epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t
     }
     t->thread_started = true;
     return t;
+}
+
+epp_tracer_t *epp_tracer_start(const epp_opts_trace_t *conf, const char *service,
+                               epp_metrics_t *metrics, char *err, size_t errsz)
+{
+    epp_tracer_opts_t opts = {0};
+    opts.endpoint = conf->endpoint;
+    opts.service = conf->service != NULL && conf->service[0] != '\0' ? conf->service : service;
+    opts.sample_ratio = conf->sample_ratio;
+    opts.metrics = metrics;
+    return epp_tracer_create(&opts, err, errsz);
 }
 
 void epp_tracer_destroy(epp_tracer_t *t)

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "epp_metrics.h"
+#include "epp_options.h"
 
 typedef struct {
     uint8_t trace_id[16];
@@ -35,8 +36,12 @@ typedef struct {
 int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out);
 /* Writes the header value and a NUL into out (EPP_TRACEPARENT_LEN + 1 bytes). */
 void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out);
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void epp_trace_hex(const uint8_t *bytes, size_t n, char *out);
+/* The traceparent of an operation made without a span (tracing off) on behalf of a request that
+ * sent parent (may be NULL): a child of it -- the same trace id and flags, a new span id -- when
+ * it is a valid traceparent, else the root of a new sampled trace, so that whoever records spans
+ * downstream still sees one trace per request. Writes EPP_TRACEPARENT_LEN + 1 bytes into out.
+ * Any thread. */
+void epp_traceparent_child(const char *parent, char *out);
 
 typedef enum {
     EPP_SPAN_INTERNAL = 1,
@@ -70,6 +75,11 @@ typedef struct epp_span epp_span_t;
 /* Starts the exporter thread. Returns NULL with err empty when tracing is off, NULL with a
  * message in err on failure. */
 epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t errsz);
+
+/* epp_tracer_create from a program's tracing options (EPP_OPTS_TRACE in epp_options.h):
+ * service is the name used when OTEL_SERVICE_NAME is empty. Same returns as epp_tracer_create. */
+epp_tracer_t *epp_tracer_start(const epp_opts_trace_t *conf, const char *service,
+                               epp_metrics_t *metrics, char *err, size_t errsz);
 /* Exports what is queued (bounded by one timeout), stops the thread, frees. Accepts NULL. */
 void epp_tracer_destroy(epp_tracer_t *t);
 

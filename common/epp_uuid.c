@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "epp_error.h"
+#include "epp_hex.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <cpuid.h>
@@ -323,17 +324,6 @@ int epp_uuid_version(const epp_uuid_t *u)
     return u->b[6] >> 4;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int epp_uuid_parse(const char *s, size_t len, epp_uuid_t *out)
 {
     if (len != EPP_UUID_STRLEN)
@@ -347,10 +337,8 @@ int epp_uuid_parse(const char *s, size_t len, epp_uuid_t *out)
             i++;
             continue;
         }
-        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
-        if (hi < 0 || lo < 0)
+        if (epp_hex_decode(s + i, 1, &u.b[j++], 0) != 0)
             return EPP_EINVAL;
-        u.b[j++] = (uint8_t)(hi << 4 | lo);
         i += 2;
     }
     *out = u;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "epp_config.h"
+#include "epp_options.h"
 
 typedef struct {
     char *bootstrap;
@@ -14,13 +15,10 @@ typedef struct {
     int64_t topic_partitions;
     char *dlq_topic;
     char *group_id;
-    char *database_url; /* secret: holds the password */
-    int64_t http_port;
-    char *log_level;
-    char *log_format;
-    char *otel_endpoint;
-    char *otel_service_name;
-    double otel_sampler_arg;
+    char *database_url;   /* secret: holds the password */
+    epp_opts_http_t http; /* /health, /ready, /metrics: only where it listens */
+    epp_opts_log_t log;
+    epp_opts_trace_t trace;
     int64_t batch_size;
     int64_t batch_ms;
     int64_t session_timeout_ms;

@@ -28,14 +28,6 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     }
 }
 
-/* The consumer's settings the producer takes: how to reach and authenticate to the cluster. */
-static int is_connection_key(const char *key)
-{
-    return strcmp(key, "security.protocol") == 0 || strncmp(key, "sasl.", 5) == 0 ||
-           strncmp(key, "ssl.", 4) == 0 || strncmp(key, "enable.ssl.", 11) == 0 ||
-           strncmp(key, "enable.sasl.", 12) == 0;
-}
-
 static int is_fetch_size_key(const char *key)
 {
     return strcmp(key, "receive.message.max.bytes") == 0 || strcmp(key, "fetch.max.bytes") == 0;
@@ -54,13 +46,16 @@ static long long conf_int(rd_kafka_conf_t *conf, const char *key)
  * the headers' room; a bad size setting fails the consumer itself later, with its own error. */
 static long long largest_copy(const char *consumer_config)
 {
-    rd_kafka_conf_t *probe = rd_kafka_conf_new();
+    const epp_kafka_passthrough_t sizes = {consumer_config, "KAFKA_CONSUMER_CONFIG",
+                                           is_fetch_size_key};
     char ignored[256];
-    (void)epp_kafka_conf_set_list_keys(probe, consumer_config, is_fetch_size_key, ignored,
-                                       sizeof ignored);
-    long long recv = conf_int(probe, "receive.message.max.bytes");
-    long long fetch = conf_int(probe, "fetch.max.bytes") + 512;
-    rd_kafka_conf_destroy(probe);
+    rd_kafka_conf_t *probe = epp_kafka_conf_create(NULL, 0, &sizes, ignored, sizeof ignored);
+    long long recv = probe != NULL ? conf_int(probe, "receive.message.max.bytes") : 0;
+    long long fetch = probe != NULL ? conf_int(probe, "fetch.max.bytes") + 512 : 0;
+    if (probe != NULL)
+        rd_kafka_conf_destroy(probe);
+    else
+        recv = 100000000; /* librdkafka's default; the consumer reports the bad setting */
     long long most = (recv > fetch ? recv : fetch) + CONSUMER_DLQ_HEADER_ROOM;
     /* librdkafka's ceiling for message.max.bytes. */
     return most < 1000000000LL ? most : 1000000000LL;
@@ -68,29 +63,20 @@ static long long largest_copy(const char *consumer_config)
 
 rd_kafka_conf_t *consumer_dlq_conf(const consumer_conf_t *conf, char *err, size_t errsz)
 {
-    /* acks=all and idempotence: a dead letter is the only copy of a message we gave up on. The
-     * conf logs through epp_log like every other client. */
-    static const char *const settings[] = {
-        "enable.idempotence=true",    "acks=all", "linger.ms=1", "message.timeout.ms=30000",
-        "client.id=epp-consumer-dlq", NULL,
+    /* acks=all and idempotence: a dead letter is the only copy of a message we gave up on. It
+     * connects like the consumer: KAFKA_CONSUMER_CONFIG's connection settings, nothing else. */
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", conf->bootstrap),
+        EPP_KAFKA_PROP("enable.idempotence", "true"),
+        EPP_KAFKA_PROP("acks", "all"),
+        EPP_KAFKA_PROP("linger.ms", "1"),
+        EPP_KAFKA_PROP("message.timeout.ms", "30000"),
+        EPP_KAFKA_PROP("client.id", "epp-consumer-dlq"),
+        EPP_KAFKA_PROP_INT("message.max.bytes", largest_copy(conf->kafka_consumer_config)),
     };
-    rd_kafka_conf_t *kc = epp_kafka_conf_new(conf->bootstrap, settings, err, errsz);
-    if (kc == NULL)
-        return NULL;
-    char detail[256];
-    if (epp_kafka_conf_set_list_keys(kc, conf->kafka_consumer_config, is_connection_key, detail,
-                                     sizeof detail) != 0) {
-        snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: %s", detail);
-        rd_kafka_conf_destroy(kc);
-        return NULL;
-    }
-    char size[32];
-    snprintf(size, sizeof size, "%lld", largest_copy(conf->kafka_consumer_config));
-    if (rd_kafka_conf_set(kc, "message.max.bytes", size, err, errsz) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(kc);
-        return NULL;
-    }
-    return kc;
+    const epp_kafka_passthrough_t pass = {conf->kafka_consumer_config, "KAFKA_CONSUMER_CONFIG",
+                                          epp_kafka_is_connection_key};
+    return epp_kafka_conf_create(props, sizeof props / sizeof props[0], &pass, err, errsz);
 }
 
 consumer_dlq_t *consumer_dlq_create(const consumer_conf_t *conf, char *err, size_t errsz)

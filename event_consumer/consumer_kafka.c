@@ -81,14 +81,6 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
-{
-    (void)rk;
-    (void)opaque;
-    EPP_LOGKV(err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ? EPP_LOG_ERROR : EPP_LOG_WARN,
-              "kafka error", "error", rd_kafka_err2str((rd_kafka_resp_err_t)err), "reason", reason);
-}
-
 /* Creates the topic and the dead-letter topic when the cluster lacks them (auto-creation is off
  * on our brokers). Kafka being down is no reason to refuse to start -- the consumer waits for it
  * like for Postgres -- so a failure is logged and the subscription goes ahead: epp-ingest
@@ -115,25 +107,21 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
                                   char *err, size_t errsz)
 {
     state.hooks = *hooks;
-    rd_kafka_conf_t *kc = rd_kafka_conf_new();
-    char session[32], heartbeat[32];
-    snprintf(session, sizeof session, "%lld", (long long)conf->session_timeout_ms);
     long long hb = conf->session_timeout_ms / 3;
-    snprintf(heartbeat, sizeof heartbeat, "%lld", hb < 3000 ? hb : 3000);
-    const char *props[][2] = {
-        {"bootstrap.servers", conf->bootstrap},
-        {"group.id", conf->group_id},
-        {"client.id", "epp-consumer"},
-        {"enable.auto.commit", "false"},
-        {"enable.auto.offset.store", "false"},
-        {"auto.offset.reset", "error"},
-        {"session.timeout.ms", session},
-        {"heartbeat.interval.ms", heartbeat},
-        {"enable.partition.eof", "false"},
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", conf->bootstrap),
+        EPP_KAFKA_PROP("group.id", conf->group_id),
+        EPP_KAFKA_PROP("client.id", "epp-consumer"),
+        EPP_KAFKA_PROP("enable.auto.commit", "false"),
+        EPP_KAFKA_PROP("enable.auto.offset.store", "false"),
+        EPP_KAFKA_PROP("auto.offset.reset", "error"),
+        EPP_KAFKA_PROP_INT("session.timeout.ms", conf->session_timeout_ms),
+        EPP_KAFKA_PROP_INT("heartbeat.interval.ms", hb < 3000 ? hb : 3000),
+        EPP_KAFKA_PROP("enable.partition.eof", "false"),
         /* A broker answers a fetch as soon as fetch.min.bytes (1) are there, or after this
          * wait; the dev broker (librdkafka's mock cluster) always waits it out. 20 ms keeps the
          * end-to-end latency low there and costs an idle consumer 50 small requests/s. */
-        {"fetch.wait.max.ms", "20"},
+        EPP_KAFKA_PROP("fetch.wait.max.ms", "20"),
         /* Catching up on a backlog (event_consumer/README.md, "Performance"): librdkafka fetches
          * up to 1 MB per partition and queues up to 64 MB, so a batch held a few partitions'
          * long runs of events -- hours of event time each, i.e. thousands of minute buckets per
@@ -141,25 +129,17 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
          * 145 MB. 64 KB per partition (grown by librdkafka for a larger message) interleaves many
          * partitions' recent events in a batch, and 8 MB queued is still ~30,000 events ahead of
          * the writers. */
-        {"max.partition.fetch.bytes", "65536"},
-        {"queued.max.messages.kbytes", "8192"},
-        {"fetch.max.bytes", "8388608"},
+        EPP_KAFKA_PROP("max.partition.fetch.bytes", "65536"),
+        EPP_KAFKA_PROP("queued.max.messages.kbytes", "8192"),
+        EPP_KAFKA_PROP("fetch.max.bytes", "8388608"),
     };
-    for (size_t i = 0; i < sizeof props / sizeof props[0]; i++) {
-        if (rd_kafka_conf_set(kc, props[i][0], props[i][1], err, errsz) != RD_KAFKA_CONF_OK) {
-            rd_kafka_conf_destroy(kc);
-            return NULL;
-        }
-    }
-    char detail[256];
-    if (epp_kafka_conf_set_list(kc, conf->kafka_consumer_config, detail, sizeof detail) != 0) {
-        snprintf(err, errsz, "KAFKA_CONSUMER_CONFIG: %s", detail);
-        rd_kafka_conf_destroy(kc);
+    const epp_kafka_passthrough_t pass = {conf->kafka_consumer_config, "KAFKA_CONSUMER_CONFIG",
+                                          NULL};
+    rd_kafka_conf_t *kc =
+        epp_kafka_conf_create(props, sizeof props / sizeof props[0], &pass, err, errsz);
+    if (kc == NULL)
         return NULL;
-    }
     rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
-    rd_kafka_conf_set_error_cb(kc, error_cb);
-    rd_kafka_conf_set_log_cb(kc, epp_kafka_log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, err, errsz);
     if (rk == NULL) {
         rd_kafka_conf_destroy(kc);

@@ -25,16 +25,12 @@
 #include "epp_http.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
+#include "epp_start.h"
 #include "epp_time.h"
 #include "epp_trace.h"
 
+/* Set by SIGINT, SIGTERM or SIGHUP (epp_start). */
 static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
 
 /* A lane: one database writer (its own connection and transactions), its writer thread, and the
  * batch being filled for it. Partition p always goes to lane p % nlanes, so each partition's
@@ -321,26 +317,18 @@ int main(int argc, char **argv)
     static app_t app;
     app_t *a = &app;
     char err[512];
-    int rc = epp_config_parse(consumer_conf_opts, &a->conf, argc, argv, "epp-consumer",
-                              "Stores the events topic in Postgres, exactly once per event_id.",
-                              NULL, err, sizeof err);
-    if (rc == 1) {
-        epp_config_free(consumer_conf_opts, &a->conf);
-        return 0;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "epp-consumer: %s\n", err);
-        epp_config_free(consumer_conf_opts, &a->conf);
-        return 2;
-    }
-    epp_log_level_t level;
-    int json = 1;
-    if (epp_log_level_parse(a->conf.log_level, &level) != 0 ||
-        epp_log_format_parse(a->conf.log_format, &json) != 0) {
-        fprintf(stderr, "epp-consumer: bad LOG_LEVEL or LOG_FORMAT\n");
-        epp_config_free(consumer_conf_opts, &a->conf);
-        return 2;
-    }
+    epp_start_t start = {
+        .prog = "epp-consumer",
+        .summary = "Stores the events topic in Postgres, exactly once per event_id.",
+        .table = consumer_conf_opts,
+        .cfg = &a->conf,
+        .log = &a->conf.log,
+        .flags = EPP_START_IGNORE_SIGPIPE | EPP_START_FLAG_STOP,
+        .stop = &g_stop,
+    };
+    int rc = epp_start(&start, argc, argv);
+    if (rc != 0)
+        return epp_start_exit_status(rc);
     epp_pgcopy_format_t fmt;
     if (strcmp(a->conf.copy_format, "binary") == 0) {
         fmt = EPP_PGCOPY_BINARY;
@@ -358,15 +346,6 @@ int main(int argc, char **argv)
         epp_config_free(consumer_conf_opts, &a->conf);
         return 2;
     }
-    epp_log_init("epp-consumer", level, json);
-    epp_config_log(consumer_conf_opts, &a->conf);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     int exit_code = 1;
     a->reg = epp_metrics_create();
@@ -376,15 +355,7 @@ int main(int argc, char **argv)
         goto out;
     }
     /* NULL without an endpoint: then every span call is a no-op. */
-    epp_tracer_opts_t topts = {0};
-    topts.endpoint = a->conf.otel_endpoint;
-    topts.service = a->conf.otel_service_name && a->conf.otel_service_name[0]
-                        ? a->conf.otel_service_name
-                        : "epp-consumer";
-    topts.sample_ratio = a->conf.otel_sampler_arg;
-    topts.metrics = a->reg;
-    err[0] = '\0';
-    a->tracer = epp_tracer_create(&topts, err, sizeof err);
+    a->tracer = epp_tracer_start(&a->conf.trace, "epp-consumer", a->reg, err, sizeof err);
     if (a->tracer == NULL && err[0]) {
         EPP_LOGKV(EPP_LOG_ERROR, "cannot start tracing", "error", err);
         exit_code = 2;
@@ -393,7 +364,7 @@ int main(int argc, char **argv)
     epp_http_opts_t ho;
     epp_http_opts_default(&ho);
     ho.service = "epp-consumer";
-    ho.port = (int)a->conf.http_port;
+    epp_http_opts_set(&ho, &a->conf.http);
     ho.threads = 1;
     ho.max_connections = 64;
     ho.metrics = a->reg;

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "epp_config.h"
+#include "epp_options.h"
 
 typedef struct {
     /* Kafka */
@@ -21,34 +22,18 @@ typedef struct {
     int64_t queue_max_messages;
     int64_t queue_max_kbytes;
     char *producer_config; /* "key=value,key=value" librdkafka overrides */
-    /* HTTP */
-    char *bind_address;
-    int64_t http_port;
-    int64_t http_threads;
-    int64_t http_max_connections;
-    int64_t http_max_per_ip;
-    int64_t http_timeout_s;
+    /* HTTP (the shared server options; api_keys is INGEST_API_KEYS) */
+    epp_opts_http_t http;
     int64_t max_body_bytes;
     int64_t max_body_inflight;        /* bytes of large bodies in flight, server-wide */
     int64_t max_body_inflight_per_ip; /* the same per client */
     int64_t max_batch_events;
     int64_t shutdown_timeout_ms;
-    /* Security */
-    char *api_keys;
-    char *cors_origins;
-    double rate_limit_rps;
-    double rate_limit_burst;
-    double auth_failure_rps;
-    double auth_failure_burst;
     /* Logs and telemetry */
-    char *log_level;
-    char *log_format;
-    char *otel_endpoint;
-    char *otel_service_name;
-    double otel_sampler_arg;
-    /* Test and docs helpers */
+    epp_opts_log_t log;
+    epp_opts_trace_t trace;
+    /* Test only */
     bool test_faults;
-    bool help_markdown;
 } ingest_conf_t;
 
 /* The option table (terminated by EPP_CONF_END). */

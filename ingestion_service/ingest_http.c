@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "epp_error.h"
 #include "epp_event.h"
 #include "epp_json.h"
+#include "epp_log.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
 #include "ingest_batch.h"
@@ -304,4 +306,24 @@ int ingest_app_ready(void *ud, char *reason, size_t reason_size)
 void ingest_app_destroy(ingest_app_t *app)
 {
     free(app);
+}
+
+void ingest_app_shutdown(ingest_app_t *app, epp_http_server_t *srv)
+{
+    const ingest_conf_t *conf = app->conf;
+    ingest_producer_t *producer = app->producer;
+    epp_http_quiesce(srv);
+    int64_t deadline = epp_time_mono_us() + conf->shutdown_timeout_ms * 1000;
+    while (epp_http_inflight(srv) > 0 && epp_time_mono_us() < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    int64_t left_ms = (deadline - epp_time_mono_us()) / 1000;
+    /* Anything still queued now gets a failure report, hence a truthful 503. */
+    size_t unreported = ingest_producer_drain(producer, left_ms > 0 ? (int)left_ms : 0, 1);
+    char inflight[24], unrep[24];
+    snprintf(inflight, sizeof inflight, "%u", epp_http_inflight(srv));
+    snprintf(unrep, sizeof unrep, "%zu", unreported);
+    EPP_LOGKV(EPP_LOG_INFO, "drained", "unanswered_requests", inflight, "unreported_messages",
+              unrep);
 }

@@ -39,12 +39,13 @@ void ingest_app_on_delivery(void *msg_opaque, rd_kafka_resp_err_t err, void *ud)
 /* The /ready callback (epp_http_opts_t.ready, ud = app). */
 int ingest_app_ready(void *ud, char *reason, size_t reason_size);
 
+/* The shutdown that keeps every answer truthful, after SIGTERM: srv stops accepting connections;
+ * the requests in flight are waited for (up to SHUTDOWN_TIMEOUT_MS), answered from their delivery
+ * reports; what Kafka still has not acknowledged is then purged, so its requests get 503. The
+ * caller destroys srv (which answers anything left) and then the producer. Main thread. */
+void ingest_app_shutdown(ingest_app_t *app, epp_http_server_t *srv);
+
 /* Frees the app. Every request must have been answered. Accepts NULL. */
 void ingest_app_destroy(ingest_app_t *app);
-
-/* W3C trace context: writes into out (56 bytes) the traceparent for the Kafka message: the
- * client's trace id and flags when in (may be NULL) is a valid version-00 traceparent, a new
- * random trace id otherwise; always a new span id. Exposed for tests. */
-void ingest_traceparent(const char *in, char out[56]);
 
 #endif

@@ -148,23 +148,6 @@ static void *poll_main(void *arg)
 
 /* --- instances --- */
 
-static int conf_set(rd_kafka_conf_t *conf, const char *k, const char *v, char *err, size_t errsz)
-{
-    char rderr[256];
-    if (rd_kafka_conf_set(conf, k, v, rderr, sizeof rderr) != RD_KAFKA_CONF_OK) {
-        snprintf(err, errsz, "kafka property %s=%s: %s", k, v, rderr);
-        return EPP_EINVAL;
-    }
-    return 0;
-}
-
-static int conf_set_int(rd_kafka_conf_t *conf, const char *k, long v, char *err, size_t errsz)
-{
-    char num[32];
-    snprintf(num, sizeof num, "%ld", v);
-    return conf_set(conf, k, num, err, errsz);
-}
-
 static void inst_destroy(inst_t *in)
 {
     if (!in)
@@ -190,55 +173,39 @@ static inst_t *inst_create(ingest_producer_t *p, char *err, size_t errsz)
     in->owner = p;
     in->gen = atomic_load(&p->generation);
     const ingest_producer_opts_t *o = &p->opts;
-    rd_kafka_conf_t *conf = epp_kafka_conf_new(p->bootstrap, NULL, err, errsz);
-    if (!conf) {
-        free(in);
-        return NULL;
-    }
-    /* acks=all and idempotence are what make a 202 a promise; they are set before the user's
-     * overrides only so that a deliberate override is possible for experiments. The request
-     * timeout follows the delivery timeout so that a hung broker cannot hold a message (and its
-     * HTTP request) past KAFKA_DELIVERY_TIMEOUT_MS. Keys are partitioned with murmur2, as the
-     * Java client does, so other producers of the same user_id agree on the partition. */
+    /* acks=all and idempotence are what make a 202 a promise; they come before the operator's
+     * KAFKA_PRODUCER_CONFIG only so that a deliberate override is possible for experiments. The
+     * request timeout follows the delivery timeout so that a hung broker cannot hold a message
+     * (and its HTTP request) past KAFKA_DELIVERY_TIMEOUT_MS. Keys are partitioned with murmur2,
+     * as the Java client does, so other producers of the same user_id agree on the partition. */
     int delivery = o->delivery_timeout_ms;
     /* librdkafka scans for timed-out messages about once a second, so a message may fail up
      * to ~1 s after message.timeout.ms: keep that margin inside KAFKA_DELIVERY_TIMEOUT_MS so
      * the 503 arrives within it. */
     int msg_timeout = delivery - (delivery / 4 < 1000 ? delivery / 4 : 1000);
-    int rc = conf_set(conf, "client.id", "epp-ingest", err, errsz);
-    if (!rc)
-        rc = conf_set(conf, "enable.idempotence", "true", err, errsz);
-    if (!rc)
-        rc = conf_set(conf, "acks", "all", err, errsz);
-    if (!rc)
-        rc = conf_set_int(conf, "message.timeout.ms", msg_timeout, err, errsz);
-    if (!rc)
-        rc = conf_set_int(conf, "request.timeout.ms", msg_timeout < 30000 ? msg_timeout : 30000,
-                          err, errsz);
-    if (!rc)
-        rc = conf_set_int(conf, "linger.ms", o->linger_ms, err, errsz);
-    if (!rc)
-        rc = conf_set_int(conf, "batch.num.messages", o->batch_num_messages, err, errsz);
-    if (!rc)
-        rc = conf_set_int(conf, "queue.buffering.max.messages", o->queue_max_messages, err, errsz);
-    if (!rc)
-        rc = conf_set_int(conf, "queue.buffering.max.kbytes", o->queue_max_kbytes, err, errsz);
-    if (!rc)
-        rc = conf_set(conf, "partitioner", "murmur2_random", err, errsz);
-    if (!rc)
-        rc = conf_set(conf, "socket.nagle.disable", "true", err, errsz);
-    if (!rc)
-        rc = conf_set(conf, "log.connection.close", "false", err, errsz);
-    /* Reconnect quickly when a broker comes back: the default backoff grows to 10 s, and every
-     * second of it is a second of 503s after the outage is over. */
-    if (!rc)
-        rc = conf_set(conf, "reconnect.backoff.ms", "50", err, errsz);
-    if (!rc)
-        rc = conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errsz);
-    if (!rc)
-        rc = epp_kafka_conf_set_list(conf, p->overrides, err, errsz);
-    if (rc) {
-        rd_kafka_conf_destroy(conf);
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", p->bootstrap),
+        EPP_KAFKA_PROP("client.id", "epp-ingest"),
+        EPP_KAFKA_PROP("enable.idempotence", "true"),
+        EPP_KAFKA_PROP("acks", "all"),
+        EPP_KAFKA_PROP_INT("message.timeout.ms", msg_timeout),
+        EPP_KAFKA_PROP_INT("request.timeout.ms", msg_timeout < 30000 ? msg_timeout : 30000),
+        EPP_KAFKA_PROP_INT("linger.ms", o->linger_ms),
+        EPP_KAFKA_PROP_INT("batch.num.messages", o->batch_num_messages),
+        EPP_KAFKA_PROP_INT("queue.buffering.max.messages", o->queue_max_messages),
+        EPP_KAFKA_PROP_INT("queue.buffering.max.kbytes", o->queue_max_kbytes),
+        EPP_KAFKA_PROP("partitioner", "murmur2_random"),
+        EPP_KAFKA_PROP("socket.nagle.disable", "true"),
+        EPP_KAFKA_PROP("log.connection.close", "false"),
+        /* Reconnect quickly when a broker comes back: the default backoff grows to 10 s, and
+         * every second of it is a second of 503s after the outage is over. */
+        EPP_KAFKA_PROP("reconnect.backoff.ms", "50"),
+        EPP_KAFKA_PROP("reconnect.backoff.max.ms", "1000"),
+    };
+    const epp_kafka_passthrough_t pass = {p->overrides, "KAFKA_PRODUCER_CONFIG", NULL};
+    rd_kafka_conf_t *conf =
+        epp_kafka_conf_create(props, sizeof props / sizeof props[0], &pass, err, errsz);
+    if (!conf) {
         free(in);
         return NULL;
     }

@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "epp_error.h"
 #include "epp_json.h"
@@ -49,87 +48,12 @@ void ingest_count_rejected(ingest_app_t *app, const char *reason, double n)
         epp_series_add(app->rejected[i], n);
 }
 
-/* --- trace context --- */
-
-static uint64_t rng_next(void)
-{
-    /* xorshift64*, one state per thread, seeded from the kernel: trace and span ids need to be
-     * unique, not secret. */
-    static _Thread_local uint64_t s;
-    while (s == 0) {
-        if (getrandom(&s, sizeof s, 0) != (ssize_t)sizeof s)
-            s = (uint64_t)epp_time_mono_us() ^ (uint64_t)(uintptr_t)&s;
-    }
-    s ^= s >> 12;
-    s ^= s << 25;
-    s ^= s >> 27;
-    return s * 0x2545F4914F6CDD1DULL;
-}
-
-static void hex64(uint64_t v, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 15; i >= 0; i--) {
-        out[i] = digits[v & 15];
-        v >>= 4;
-    }
-}
-
-static int is_lower_hex(const char *s, size_t n, int *all_zero)
-{
-    *all_zero = 1;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-            return 0;
-        if (c != '0')
-            *all_zero = 0;
-    }
-    return 1;
-}
-
-void ingest_traceparent(const char *in, char out[56])
-{
-    /* version "00" - trace-id (32 hex) - parent-id (16 hex) - flags (2 hex): 55 characters. */
-    int z1, z2, z3;
-    bool valid = in && strlen(in) == 55 && in[0] == '0' && in[1] == '0' && in[2] == '-' &&
-                 in[35] == '-' && in[52] == '-' && is_lower_hex(in + 3, 32, &z1) && !z1 &&
-                 is_lower_hex(in + 36, 16, &z2) && !z2 && is_lower_hex(in + 53, 2, &z3);
-    memcpy(out, "00-", 3);
-    if (valid) {
-        memcpy(out + 3, in + 3, 32);
-    } else {
-        uint64_t hi, lo;
-        do {
-            hi = rng_next();
-            lo = rng_next();
-        } while ((hi | lo) == 0);
-        hex64(hi, out + 3);
-        hex64(lo, out + 19);
-    }
-    out[35] = '-';
-    uint64_t span;
-    do {
-        span = rng_next();
-    } while (span == 0);
-    hex64(span, out + 36);
-    out[52] = '-';
-    if (valid) {
-        out[53] = in[53];
-        out[54] = in[54];
-    } else {
-        out[53] = '0';
-        out[54] = '1';
-    }
-    out[55] = '\0';
-}
-
 /* --- spans ---
  *
  * With a tracer (OTEL_EXPORTER_OTLP_ENDPOINT set) every request is a SERVER span, a child of the
  * client's traceparent when it sent a valid one, and its events are published under a PRODUCER
  * child span whose context is the messages' traceparent header, so that the consumer's spans
- * join the same trace. Without a tracer the spans are NULL and ingest_traceparent() makes the
+ * join the same trace. Without a tracer the spans are NULL and epp_traceparent_child() makes the
  * header. */
 
 epp_span_t *ingest_server_span_start(ingest_app_t *app, epp_http_req_t *http, const char *name,
@@ -165,7 +89,7 @@ static void producer_span_start(ingest_app_t *app, ingest_req_t *r, epp_http_req
                                 char tp[56])
 {
     if (!r->span) {
-        ingest_traceparent(epp_http_header(http, "traceparent"), tp);
+        epp_traceparent_child(epp_http_header(http, "traceparent"), tp);
         return;
     }
     char name[160];

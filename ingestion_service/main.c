@@ -1,42 +1,23 @@
-/* epp-ingest: the Ingestion Service (docs/contract.md §4).
+/* epp-ingest: the Ingestion Service (docs/contract.md §4). The service's logic is the library
+ * epp_ingest_core (the other ingestion_service/ files); main() only wires it up.
  *
  * Start-up: configuration, logging, metrics, the Kafka producer, then the HTTP server. The
- * main thread then waits for SIGTERM/SIGINT and shuts down in the order that keeps every
- * answer truthful: stop accepting connections; wait (up to SHUTDOWN_TIMEOUT_MS) for the requests
- * in flight, which are answered from their delivery reports; purge what Kafka still has not
- * acknowledged (those requests get 503); stop the server; destroy the producer. */
+ * main thread then waits for SIGTERM/SIGINT/SIGHUP and shuts down in the order that keeps every
+ * answer truthful (ingest_app_shutdown), then stops the server and destroys the producer. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "epp_config.h"
 #include "epp_error.h"
 #include "epp_http.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
-#include "epp_time.h"
+#include "epp_start.h"
 #include "epp_trace.h"
 #include "ingest_config.h"
 #include "ingest_http.h"
 #include "ingest_producer.h"
-
-static int setup_logging(const ingest_conf_t *conf)
-{
-    epp_log_level_t level;
-    int json;
-    if (epp_log_level_parse(conf->log_level, &level) < 0) {
-        fprintf(stderr, "%s: bad LOG_LEVEL \"%s\"\n", INGEST_PROG, conf->log_level);
-        return EPP_EINVAL;
-    }
-    if (epp_log_format_parse(conf->log_format, &json) < 0) {
-        fprintf(stderr, "%s: bad LOG_FORMAT \"%s\"\n", INGEST_PROG, conf->log_format);
-        return EPP_EINVAL;
-    }
-    epp_log_init(INGEST_PROG, level, json);
-    return 0;
-}
 
 /* The HTTP workers' loop hook: delivery reports, and the replies they make, on the worker. */
 static void serve_reports(void *ud, int fd_readable)
@@ -44,74 +25,23 @@ static void serve_reports(void *ud, int fd_readable)
     ingest_producer_poll(ud, fd_readable);
 }
 
-/* Waits for SIGTERM or SIGINT (blocked in every thread, see main). */
-static int wait_for_signal(void)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    int sig = 0;
-    while (sigwait(&set, &sig) != 0)
-        ;
-    return sig;
-}
-
-static void shutdown_service(const ingest_conf_t *conf, epp_http_server_t *srv,
-                             ingest_producer_t *producer)
-{
-    epp_http_quiesce(srv);
-    int64_t deadline = epp_time_mono_us() + conf->shutdown_timeout_ms * 1000;
-    while (epp_http_inflight(srv) > 0 && epp_time_mono_us() < deadline) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
-    int64_t left_ms = (deadline - epp_time_mono_us()) / 1000;
-    /* Anything still queued now gets a failure report, hence a truthful 503. */
-    size_t unreported = ingest_producer_drain(producer, left_ms > 0 ? (int)left_ms : 0, 1);
-    char inflight[24], unrep[24];
-    snprintf(inflight, sizeof inflight, "%u", epp_http_inflight(srv));
-    snprintf(unrep, sizeof unrep, "%zu", unreported);
-    EPP_LOGKV(EPP_LOG_INFO, "drained", "unanswered_requests", inflight, "unreported_messages",
-              unrep);
-}
-
 int main(int argc, char **argv)
 {
     ingest_conf_t conf = {0};
     char err[512] = "";
-    int rc = epp_config_parse(ingest_conf_table, &conf, argc, argv, INGEST_PROG, INGEST_SUMMARY,
-                              NULL, err, sizeof err);
-    if (rc == 1) {
-        epp_config_free(ingest_conf_table, &conf);
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "%s: %s\n", INGEST_PROG, err);
-        epp_config_free(ingest_conf_table, &conf);
-        return 2;
-    }
-    if (conf.help_markdown) {
-        epp_config_print_markdown(stdout, ingest_conf_table);
-        epp_config_free(ingest_conf_table, &conf);
-        return 0;
-    }
-    if (setup_logging(&conf) < 0) {
-        epp_config_free(ingest_conf_table, &conf);
-        return 2;
-    }
-    epp_config_log(ingest_conf_table, &conf);
+    epp_start_t start = {
+        .prog = INGEST_PROG,
+        .summary = INGEST_SUMMARY,
+        .table = ingest_conf_table,
+        .cfg = &conf,
+        .log = &conf.log,
+        .flags = EPP_START_IGNORE_SIGPIPE | EPP_START_BLOCK_STOP,
+    };
+    int rc = epp_start(&start, argc, argv);
+    if (rc != 0)
+        return epp_start_exit_status(rc);
     if (conf.test_faults)
         EPP_WARN("EPP_TEST_FAULTS is on: POST /debug/fatal can break the producer");
-
-    /* Block the shutdown signals before any thread starts so that every thread inherits the
-     * mask and only sigwait() in this thread sees them. */
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
 
     int status = 1;
     epp_metrics_t *metrics = epp_metrics_create();
@@ -126,13 +56,7 @@ int main(int argc, char **argv)
     epp_metrics_add_process(metrics, INGEST_PROG);
 
     /* NULL without an endpoint: then every span call is a no-op. */
-    epp_tracer_opts_t topts = {0};
-    topts.endpoint = conf.otel_endpoint;
-    topts.service =
-        conf.otel_service_name && *conf.otel_service_name ? conf.otel_service_name : INGEST_PROG;
-    topts.sample_ratio = conf.otel_sampler_arg;
-    topts.metrics = metrics;
-    tracer = epp_tracer_create(&topts, err, sizeof err);
+    tracer = epp_tracer_start(&conf.trace, INGEST_PROG, metrics, err, sizeof err);
     if (!tracer && err[0]) {
         EPP_LOGKV(EPP_LOG_ERROR, "cannot start tracing", "error", err);
         status = 2;
@@ -166,21 +90,10 @@ int main(int argc, char **argv)
     epp_http_opts_t hopts;
     epp_http_opts_default(&hopts);
     hopts.service = INGEST_PROG;
-    hopts.bind_address = conf.bind_address;
-    hopts.port = (int)conf.http_port;
-    hopts.threads = (unsigned)conf.http_threads;
-    hopts.max_connections = (unsigned)conf.http_max_connections;
-    hopts.max_per_ip = (unsigned)conf.http_max_per_ip;
-    hopts.timeout_s = (unsigned)conf.http_timeout_s;
+    epp_http_opts_set(&hopts, &conf.http);
     hopts.max_body = (size_t)conf.max_body_bytes;
-    hopts.api_keys = conf.api_keys;
-    hopts.rate_limit_rps = conf.rate_limit_rps;
-    hopts.rate_limit_burst = conf.rate_limit_burst;
-    hopts.auth_fail_rps = conf.auth_failure_rps;
-    hopts.auth_fail_burst = conf.auth_failure_burst;
     hopts.max_body_inflight = (size_t)conf.max_body_inflight;
     hopts.max_body_inflight_per_ip = (size_t)conf.max_body_inflight_per_ip;
-    hopts.cors_origins = conf.cors_origins;
     hopts.metrics = metrics;
     hopts.ready = ingest_app_ready;
     hopts.ready_ud = app;
@@ -197,9 +110,9 @@ int main(int argc, char **argv)
     snprintf(port, sizeof port, "%d", epp_http_port(srv));
     EPP_LOGKV(EPP_LOG_INFO, "listening", "port", port, "topic", conf.topic);
 
-    int sig = wait_for_signal();
-    EPP_LOGKV(EPP_LOG_INFO, "shutting down", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    shutdown_service(&conf, srv, producer);
+    int sig = epp_start_wait_stop();
+    EPP_LOGKV(EPP_LOG_INFO, "shutting down", "signal", strsignal(sig));
+    ingest_app_shutdown(app, srv);
     status = 0;
 
 out:

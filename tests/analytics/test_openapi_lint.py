@@ -19,7 +19,7 @@ def main():
     npm_dir = os.path.abspath(npm_dir)
     redocly = os.path.join(npm_dir, "node_modules", ".bin", "redocly")
     if not os.access(redocly, os.X_OK):
-        print("redocly is not installed in %s (run the analytics.npm.setup test)" % npm_dir)
+        print("redocly is not installed in %s (run the analytics.npm_setup test)" % npm_dir)
         sys.exit(1)
     doc = os.path.join(REPO, "analytics_service", "openapi.json")
     p = subprocess.run([redocly, "lint", doc], cwd=npm_dir,

@@ -15,23 +15,7 @@ LEVELS = ("minute", "hour", "day")
 
 
 def mismatches(cur):
-    bad = []
-    for lvl in LEVELS:
-        cur.execute(f"""
-            SELECT coalesce(a.bucket, b.bucket), a.n, b.n
-            FROM (SELECT bucket, sum(n) AS n FROM public.epp_rollup_{lvl} GROUP BY bucket) a
-            FULL JOIN (SELECT bucket, n FROM public.epp_rollup_{lvl}_total WHERE n <> 0) b
-              ON a.bucket = b.bucket
-            WHERE a.n IS DISTINCT FROM b.n AND NOT (a.n = 0 AND b.n IS NULL)""")
-        bad += [(lvl,) + r for r in cur.fetchall()]
-    cur.execute(epp_rollups.USER_DAY_COUNT_DIFF_SQL)
-    bad += [("user_day",) + r for r in cur.fetchall()]
-    cur.execute("""SELECT count(*) FROM public.epp_daily_active_users v
-                   FULL JOIN (SELECT bucket, count(*) AS n FROM public.epp_user_day GROUP BY 1) e
-                     ON v.day = e.bucket WHERE v.active_users IS DISTINCT FROM e.n""")
-    n = cur.fetchone()[0]
-    bad += [("epp_daily_active_users", n, "days differ")] if n else []
-    return bad
+    return epp_rollups.derived_problems(cur)
 
 
 def add_pairs(cur, days, users):

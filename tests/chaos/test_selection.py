@@ -42,6 +42,21 @@ def selected(build, args):
     return set(re.findall(r"Test +#\d+: (\S+)", r.stdout)), keep
 
 
+def labelled(build, label):
+    """The names of the tests that carry label (not the fixtures they require)."""
+    import json
+    r = subprocess.run(["ctest", "--show-only=json-v1"], cwd=build, capture_output=True,
+                       text=True)
+    if r.returncode != 0:
+        sys.exit("ctest --show-only=json-v1 failed: %s" % r.stderr)
+    out = set()
+    for test in json.loads(r.stdout)["tests"]:
+        for prop in test.get("properties", []):
+            if prop["name"] == "LABELS" and label in prop["value"]:
+                out.add(test["name"])
+    return out
+
+
 def main():
     repo, build = sys.argv[1], sys.argv[2]
     filters = label_filters(repo)
@@ -50,10 +65,13 @@ def main():
             not any(k.startswith(".ci/run") for k in filters):
         failures.append("no ctest call found in the Makefile's test target or in .ci/run: %s" %
                         sorted(filters))
+    heavy_all = labelled(build, "chaos-full")
+    if not heavy_all:
+        failures.append("no test carries the label chaos-full")
     for where, args in sorted(filters.items()):
         names, keep = selected(build, args)
         missing = [n for n in MUST_RUN if n not in names]
-        heavy = sorted(n for n in names if n.startswith("chaos-full."))
+        heavy = sorted(names & heavy_all)
         print("%s: ctest %s selects %d tests; missing %s; heavy %s" %
               (where, " ".join(keep), len(names), missing, heavy))
         if missing:

@@ -125,21 +125,7 @@ def offsets(url, group, topic):
 
 def metric(svc, name, labels=None):
     """The value of one series from the service's /metrics (0 when absent)."""
-    status, _, body = t.http_request("GET", svc.url("/metrics"), timeout=5)
-    t.check(status == 200, "/metrics answered %s" % status)
-    total = 0.0
-    found = False
-    for line in body.decode().splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        if head.split("{")[0] != name:
-            continue
-        if labels and not all('%s="%s"' % kv in head for kv in labels.items()):
-            continue
-        total += float(value)
-        found = True
-    return total if found else 0.0
+    return t.metric_value(svc, name, labels, default=0.0)
 
 
 def setup(prefix, partitions=4):

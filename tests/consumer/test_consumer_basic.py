@@ -66,8 +66,7 @@ def main():
         t.check(c.metric(svc, "epp_consumer_batch_size_count") > 0, "no batch_size histogram")
         t.check(c.metric(svc, "epp_consumer_write_duration_seconds_count") > 0,
                 "no write duration histogram")
-        t.wait_for(lambda: "epp_consumer_lag{" in t.http_request("GET", svc.url("/metrics"))[2]
-                   .decode(), timeout=5, msg="lag gauge")
+        t.wait_for(lambda: t.metric_present(svc, "epp_consumer_lag"), timeout=5, msg="lag gauge")
 
         # The same 20,000 messages again: no new row, exact rollups.
         t.produce(env, topic, msgs)

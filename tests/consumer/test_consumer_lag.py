@@ -14,7 +14,6 @@ behind (docs/operations.md).
 
     test_consumer_lag.py BUILD_DIR
 """
-import re
 import sys
 
 import consumer_testlib as ct
@@ -22,10 +21,7 @@ from consumer_testlib import t
 
 
 def lag_sum(svc):
-    st, _, body = t.http_request("GET", svc.url("/metrics"), timeout=5)
-    t.check(st == 200, "/metrics: %s" % st)
-    vals = re.findall(r'^epp_consumer_lag\{partition="\d+"\} (\S+)$', body.decode(), re.M)
-    return sum(float(v) for v in vals) if vals else None
+    return t.metric_value(svc, "epp_consumer_lag")
 
 
 def backlog(env, topic, url):

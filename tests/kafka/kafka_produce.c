@@ -53,9 +53,14 @@ int main(int argc, char **argv)
 
     tally_t tally = {0};
     char err[512];
-    static const char *const overrides[] = {"enable.idempotence=true", "linger.ms=5",
-                                            "message.timeout.ms=30000", NULL};
-    rd_kafka_conf_t *conf = epp_kafka_conf_new(argv[1], overrides, err, sizeof(err));
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", argv[1]),
+        EPP_KAFKA_PROP("enable.idempotence", "true"),
+        EPP_KAFKA_PROP("linger.ms", "5"),
+        EPP_KAFKA_PROP("message.timeout.ms", "30000"),
+    };
+    rd_kafka_conf_t *conf =
+        epp_kafka_conf_create(props, sizeof(props) / sizeof(props[0]), NULL, err, sizeof(err));
     if (conf == NULL) {
         fprintf(stderr, "kafka_produce: %s\n", err);
         return 2;

@@ -23,7 +23,7 @@ def npm_dir(env):
     d = os.path.abspath(os.environ.get("EPP_ANALYTICS_NPM") or
                         os.path.join(env["EPP_BUILD_DIR"], "tests", "analytics", "npm"))
     t.check(os.path.isdir(os.path.join(d, "node_modules", "playwright-core")),
-            "playwright-core not installed in %s (analytics.npm.setup)" % d)
+            "playwright-core not installed in %s (analytics.npm_setup)" % d)
     return d
 
 

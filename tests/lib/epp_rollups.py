@@ -1,5 +1,7 @@
 """Rollup consistency check, reusable by every test that writes events (consumer, analytics,
-chaos, tools): each rollup table must equal the same GROUP BY over public.events.
+chaos, tools): each rollup table must equal the same GROUP BY over public.events, and what the
+migrations derive from the rollups must agree with them (sql/010's per-bucket totals, sql/020's
+users per day).
 
 epp_user_day is a set of (UTC day, user_id) pairs since sql/004 (no count): it must equal
 SELECT DISTINCT day, user_id FROM public.events -- no pair missing, none left over -- and
@@ -167,15 +169,66 @@ ORDER BY 1 LIMIT 20
 """
 
 
+# sql/010: each level's per-bucket total equals the sum of that level's rollup (a bucket whose
+# rollup rows add up to 0 may have no total row).
+TOTALS_DIFF_SQL = """
+SELECT coalesce(a.bucket, b.bucket), a.n, b.n
+FROM (SELECT bucket, sum(n) AS n FROM public.epp_rollup_{level} GROUP BY bucket) a
+FULL JOIN (SELECT bucket, n FROM public.epp_rollup_{level}_total WHERE n <> 0) b
+  ON a.bucket = b.bucket
+WHERE a.n IS DISTINCT FROM b.n AND NOT (a.n = 0 AND b.n IS NULL)
+ORDER BY 1
+LIMIT 20
+"""
+
+# sql/020, sql/031: the view of users per day agrees with the users of public.events per UTC day
+# (over epp_user_day's counts before sql/031, over the day bitmaps since).
+ACTIVE_USERS_DIFF_SQL = """
+SELECT coalesce(v.day, e.bucket), e.n, v.active_users
+FROM public.epp_daily_active_users v
+FULL JOIN (SELECT date_trunc('day', "timestamp", 'UTC') AS bucket, count(DISTINCT user_id) AS n
+           FROM public.events GROUP BY 1) e ON v.day = e.bucket
+WHERE v.active_users IS DISTINCT FROM e.n
+ORDER BY 1
+LIMIT 20
+"""
+
+
+def _exists(cur, relation):
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", (relation,))
+    return cur.fetchone()[0]
+
+
+def derived_problems(cur):
+    """The differences between the rollups and what sql/010 and sql/020 derive from them (the
+    per-bucket totals, the users per day), for the migrations the database has."""
+    problems = []
+    if _exists(cur, "public.epp_user_day_count"):
+        cur.execute(USER_DAY_COUNT_DIFF_SQL)
+        for bucket, want, got in cur.fetchall():
+            problems.append("epp_user_day_count[%s]: epp_user_day has %s pairs, the counts "
+                            "add up to %s" % (bucket, want, got))
+    if _exists(cur, "public.epp_daily_active_users"):
+        cur.execute(ACTIVE_USERS_DIFF_SQL)
+        for day, want, got in cur.fetchall():
+            problems.append("epp_daily_active_users[%s]: public.events has %s users, the view "
+                            "says %s" % (day, want, got))
+    for level in ("minute", "hour", "day"):
+        if not _exists(cur, "public.epp_rollup_%s_total" % level):
+            continue
+        cur.execute(TOTALS_DIFF_SQL.format(level=level))
+        for bucket, want, got in cur.fetchall():
+            problems.append("epp_rollup_%s_total[%s]: the rollup adds up to %s, the total says %s"
+                            % (level, bucket, want, got))
+    return problems
+
+
 def check(conn):
-    """Returns a list of human-readable differences (empty when every rollup is exact)."""
+    """Returns a list of human-readable differences (empty when every rollup, and everything
+    derived from the rollups, is exact)."""
     problems = []
     with conn.cursor() as cur:
-        if _has_table(cur, "epp_user_day_count"):  # sql/020 until sql/031
-            cur.execute(USER_DAY_COUNT_DIFF_SQL)
-            for bucket, want, got in cur.fetchall():
-                problems.append("epp_user_day_count[%s]: epp_user_day has %s pairs, the counts "
-                                "add up to %s" % (bucket, want, got))
+        problems += derived_problems(cur)
         if _has_table(cur, "epp_user_ids"):
             cur.execute(DICT_MISSING_SQL)
             for (user,) in cur.fetchall():

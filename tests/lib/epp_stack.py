@@ -1,5 +1,6 @@
 """The whole local stack for end-to-end tests: a fresh database and topic on the CTest fixtures'
-Postgres and dev broker, then epp-consumer, epp-ingest and epp-analytics on free ports.
+Postgres and broker, then epp-consumer (waited for until /ready: the schema is applied), epp-ingest
+and epp-analytics on free ports. Every test that needs more than one service starts them here.
 
     with Stack(env) as s:
         t.http_json("POST", s.ingest_url + "/events", {...})
@@ -46,15 +47,14 @@ class Stack:
         self.db_url = t.create_database(self.env, self.name)
         t.create_topic(self.env, self.topic, partitions=self.partitions)
         t.create_topic(self.env, self.dlq_topic, partitions=1)
-        # The consumer first: it applies the migrations the analytics service and the tests
-        # read. Its /health answers as soon as it listens; /ready only once its writers (which
-        # apply the migrations) and its Kafka handle are up.
+        # The consumer first, and the others only once it is ready: its /ready answers 200 only
+        # after it has applied the migrations (before joining the group), so the schema the
+        # analytics service and the tests read is there (tools.dlq once found no public.events).
         for svc in ("consumer", "ingest", "analytics"):
             if svc in self.services:
-                p = self.start_service(svc)
+                self.start_service(svc)
                 if svc == "consumer":
-                    t.wait_for(lambda: t.http_request("GET", p.url("/ready"), timeout=3)[0] == 200,
-                               timeout=60, interval=0.1, msg="epp-consumer /ready (migrations)")
+                    self.wait_ready(svc)
         return self
 
     def start_service(self, svc, port=None, extra_env=None):
@@ -75,6 +75,13 @@ class Stack:
                 time.sleep(0.25)
         self.procs[svc] = p
         return p
+
+    def wait_ready(self, svc, timeout=60.0):
+        """Waits until svc's /ready answers 200 (for the consumer: migrations applied, Postgres
+        and Kafka reachable)."""
+        p = self.procs[svc]
+        t.wait_for(lambda: p.alive() and t.http_request("GET", p.url("/ready"), timeout=5)[0] == 200,
+                   timeout=timeout, msg="%s ready" % svc)
 
     def restart_service(self, svc, extra_env=None):
         """Stops svc (when running) and starts it again on the same port, so that clients and

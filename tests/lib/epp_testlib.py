@@ -324,26 +324,44 @@ def http_json(method, url, body=None, headers=None, timeout=10.0):
     return status, hdrs, parsed
 
 
-def metric_value(svc_or_url, name, labels=None, headers=None):
-    """The value of metric `name` on a service's /metrics (a ServiceProcess or a base URL),
-    summed over the series whose labels include `labels` (a dict); None when no series matches."""
-    import re
+# Metrics: the one way tests read a service's /metrics (Prometheus text format).
+
+def metrics_text(svc_or_url, headers=None, timeout=10.0):
+    """The text of a service's /metrics (a ServiceProcess or a base URL); fails unless 200."""
     base = svc_or_url.url("") if hasattr(svc_or_url, "url") else svc_or_url.rstrip("/")
-    status, _, body = http_request("GET", base + "/metrics", headers=headers)
-    check(status == 200, "GET /metrics: %s" % status)
-    total = 0.0
-    found = False
-    for line in body.decode().splitlines():
-        if line.startswith("#"):
+    status, _, body = http_request("GET", base + "/metrics", headers=headers, timeout=timeout)
+    check(status == 200, "GET %s/metrics: %s" % (base, status))
+    return body.decode("utf-8", "replace")
+
+
+def metric_samples(text, name):
+    """[(labels, value)] of the samples of metric `name` in a /metrics text; labels is the
+    {...} part as written ("" when none)."""
+    import re
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
             continue
         m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", line)
-        if not m or m.group(1) != name:
-            continue
-        if labels and not all('%s="%s"' % kv in (m.group(2) or "") for kv in labels.items()):
-            continue
-        total += float(m.group(3))
-        found = True
-    return total if found else None
+        if m and m.group(1) == name:
+            out.append((m.group(2) or "", float(m.group(3))))
+    return out
+
+
+def metric_value(svc_or_url, name, labels=None, headers=None, default=None, text=None):
+    """The value of metric `name` on a service's /metrics (a ServiceProcess or a base URL; or
+    the text already read), summed over the series whose labels include `labels` (a dict);
+    `default` when no series matches."""
+    if text is None:
+        text = metrics_text(svc_or_url, headers=headers)
+    found = [v for lab, v in metric_samples(text, name)
+             if not labels or all('%s="%s"' % kv in lab for kv in labels.items())]
+    return sum(found) if found else default
+
+
+def metric_present(svc_or_url, name, headers=None):
+    """True when /metrics has at least one sample of `name`."""
+    return bool(metric_samples(metrics_text(svc_or_url, headers=headers), name))
 
 
 def broker_control(env, method, path, timeout=10.0):

@@ -451,7 +451,7 @@ def graph_screenshot(ctx, range_input):
     npm = os.path.abspath(os.environ.get("EPP_ANALYTICS_NPM") or
                           os.path.join(env["EPP_BUILD_DIR"], "tests", "analytics", "npm"))
     t.check(os.path.isdir(os.path.join(npm, "node_modules", "playwright-core")),
-            "playwright-core not installed in %s (analytics.npm.setup)" % npm)
+            "playwright-core not installed in %s (analytics.npm_setup)" % npm)
     params = {}
     for i, expr in enumerate(GRAPHS):
         params.update({"g%d.expr" % i: expr, "g%d.tab" % i: "0", "g%d.range_input" % i: range_input})

@@ -56,19 +56,7 @@ def get(svc, path, params=None, headers=None):
 
 
 def metric(svc, name, labels=None):
-    """Sum of the samples of a metric family line `name{...} value` matching labels."""
-    _, _, body = t.http_request("GET", svc.url("/metrics"))
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        if head.split("{")[0] != name:
-            continue
-        if labels and not all('%s="%s"' % kv in head for kv in labels.items()):
-            continue
-        total += float(value)
-    return total
+    return t.metric_value(svc, name, labels, default=0.0)
 
 
 def new_ids():

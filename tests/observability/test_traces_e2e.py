@@ -59,11 +59,6 @@ def headers_of(env, topic, count, timeout=20.0):
     return out
 
 
-def metric_present(url, name):
-    _, _, body = t.http_request("GET", url + "/metrics")
-    return any(line.startswith(name) for line in body.decode().splitlines())
-
-
 def main():
     env = t.load_env(sys.argv[1] if len(sys.argv) > 1 else None)
     with OtlpReceiver() as rx, Stack(env, name="obs_e2e",
@@ -116,7 +111,7 @@ def main():
             producers[tid] = prod
 
         # Consumer: a CONSUMER span per batch, linked to the messages' PRODUCER spans.
-        if metric_present(s.consumer_url, "epp_otel_spans_exported_total"):
+        if t.metric_present(s.consumer_url, "epp_otel_spans_exported_total"):
             for tid, prod in producers.items():
                 def linked(spans, tid=tid, prod=prod):
                     return [x for x in spans if x["service"] == "epp-consumer" and

@@ -16,11 +16,11 @@ NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:epp:segment:messageId")
 
 
 def npm_dir(env):
-    """The build directory's install of tests/segment/package.json (the segment.npm.setup test)."""
+    """The build directory's install of tests/segment/package.json (the segment.npm_setup test)."""
     d = os.path.abspath(os.environ.get("EPP_SEGMENT_NPM") or
                         os.path.join(env["EPP_BUILD_DIR"], "tests", "segment", "npm"))
     t.check(os.path.isdir(os.path.join(d, "node_modules", "@segment", "analytics-node")),
-            "@segment/analytics-node not installed in %s (segment.npm.setup)" % d)
+            "@segment/analytics-node not installed in %s (segment.npm_setup)" % d)
     return d
 
 

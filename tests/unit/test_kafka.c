@@ -10,50 +10,79 @@
 #include "epp_log.h"
 #include "epp_test.h"
 
-static void test_conf_new(void)
+static void check_conf(rd_kafka_conf_t *conf, const char *key, const char *want)
+{
+    char val[128];
+    size_t len = sizeof(val);
+    CHECK(rd_kafka_conf_get(conf, key, val, &len) == RD_KAFKA_CONF_OK);
+    CHECK_STR_EQ(val, want);
+}
+
+static int keep_linger(const char *key)
+{
+    return strcmp(key, "linger.ms") == 0;
+}
+
+/* Properties in order, then the pass-through list, which wins. */
+static void test_conf_create(void)
 {
     char err[256] = "";
-    const char *const overrides[] = {"linger.ms=7", "client.id=a=b", NULL};
-    rd_kafka_conf_t *conf = epp_kafka_conf_new("127.0.0.1:1", overrides, err, sizeof(err));
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", "127.0.0.1:1"),
+        EPP_KAFKA_PROP_INT("linger.ms", 7),
+        EPP_KAFKA_PROP("client.id", "mine"),
+        EPP_KAFKA_PROP("acks", "all"),
+    };
+    const epp_kafka_passthrough_t pass = {" client.id=a=b , acks=1,", "TEST_CONFIG", NULL};
+    rd_kafka_conf_t *conf = epp_kafka_conf_create(props, 4, &pass, err, sizeof(err));
     CHECK(conf != NULL);
-    char val[64];
-    size_t len = sizeof(val);
-    CHECK(rd_kafka_conf_get(conf, "bootstrap.servers", val, &len) == RD_KAFKA_CONF_OK);
-    CHECK_STR_EQ(val, "127.0.0.1:1");
-    len = sizeof(val);
-    CHECK(rd_kafka_conf_get(conf, "linger.ms", val, &len) == RD_KAFKA_CONF_OK);
-    CHECK_STR_EQ(val, "7");
-    len = sizeof(val);
-    CHECK(rd_kafka_conf_get(conf, "client.id", val, &len) == RD_KAFKA_CONF_OK);
-    CHECK_STR_EQ(val, "a=b"); /* only the first '=' splits */
+    check_conf(conf, "bootstrap.servers", "127.0.0.1:1");
+    check_conf(conf, "linger.ms", "7");
+    check_conf(conf, "client.id", "a=b"); /* only the first '=' splits; the operator wins */
+    check_conf(conf, "acks", "1");
     rd_kafka_conf_destroy(conf);
+
+    /* keep() picks the items taken; the others are not even looked at. */
+    const epp_kafka_passthrough_t some = {"linger.ms=3,no.such.setting=1", "TEST_CONFIG",
+                                          keep_linger};
+    conf = epp_kafka_conf_create(NULL, 0, &some, err, sizeof(err));
+    CHECK(conf != NULL);
+    check_conf(conf, "linger.ms", "3");
+    rd_kafka_conf_destroy(conf);
+
+    const epp_kafka_passthrough_t empty = {"", "TEST_CONFIG", NULL};
+    conf = epp_kafka_conf_create(NULL, 0, &empty, err, sizeof(err));
+    CHECK(conf != NULL);
+    rd_kafka_conf_destroy(conf);
+
+    CHECK(epp_kafka_is_connection_key("security.protocol"));
+    CHECK(epp_kafka_is_connection_key("sasl.password"));
+    CHECK(epp_kafka_is_connection_key("ssl.ca.location"));
+    CHECK(epp_kafka_is_connection_key("enable.ssl.certificate.verification"));
+    CHECK(!epp_kafka_is_connection_key("fetch.min.bytes"));
+    CHECK(!epp_kafka_is_connection_key("client.id"));
 }
 
 static void test_conf_errors(void)
 {
     char err[256] = "";
-    const char *const bad_key[] = {"no.such.setting=1", NULL};
-    CHECK(epp_kafka_conf_new(NULL, bad_key, err, sizeof(err)) == NULL);
+    const epp_kafka_prop_t bad_key[] = {EPP_KAFKA_PROP("no.such.setting", "1")};
+    CHECK(epp_kafka_conf_create(bad_key, 1, NULL, err, sizeof(err)) == NULL);
     CHECK(strstr(err, "no.such.setting") != NULL);
 
-    const char *const bad_value[] = {"linger.ms=abc", NULL};
+    const epp_kafka_prop_t bad_value[] = {EPP_KAFKA_PROP("linger.ms", "abc")};
     err[0] = '\0';
-    CHECK(epp_kafka_conf_new(NULL, bad_value, err, sizeof(err)) == NULL);
+    CHECK(epp_kafka_conf_create(bad_value, 1, NULL, err, sizeof(err)) == NULL);
     CHECK(strstr(err, "linger.ms") != NULL);
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    CHECK_INT_EQ(epp_kafka_conf_set(conf, "novalue", err, sizeof(err)), EPP_EINVAL);
-    CHECK_INT_EQ(epp_kafka_conf_set(conf, "=1", err, sizeof(err)), EPP_EINVAL);
-    CHECK_INT_EQ(epp_kafka_conf_set_list(conf, NULL, err, sizeof(err)), 0);
-    CHECK_INT_EQ(epp_kafka_conf_set_list(conf, "", err, sizeof(err)), 0);
-    CHECK_INT_EQ(epp_kafka_conf_set_list(conf, " linger.ms=3 , acks=all,", err, sizeof(err)), 0);
-    char val[64];
-    size_t len = sizeof(val);
-    CHECK(rd_kafka_conf_get(conf, "linger.ms", val, &len) == RD_KAFKA_CONF_OK);
-    CHECK_STR_EQ(val, "3");
-    CHECK_INT_EQ(epp_kafka_conf_set_list(conf, "acks=all,bogus=1", err, sizeof(err)), EPP_EINVAL);
+    const char *const bad_lists[] = {"novalue", "=1", "acks=all,bogus=1"};
+    for (size_t i = 0; i < 3; i++) {
+        const epp_kafka_passthrough_t pass = {bad_lists[i], "TEST_CONFIG", NULL};
+        err[0] = '\0';
+        CHECK(epp_kafka_conf_create(NULL, 0, &pass, err, sizeof(err)) == NULL);
+        CHECK(strncmp(err, "TEST_CONFIG: ", 13) == 0);
+    }
     CHECK(strstr(err, "bogus") != NULL);
-    rd_kafka_conf_destroy(conf);
 }
 
 static void test_err_map(void)
@@ -69,12 +98,11 @@ static void test_err_map(void)
     CHECK(epp_error_is_retriable(epp_kafka_err_to_epp(RD_KAFKA_RESP_ERR_UNKNOWN)));
 }
 
-static rd_kafka_t *new_producer(const char *bootstrap, const char *extra)
+static rd_kafka_t *new_producer(const char *bootstrap)
 {
     char err[256];
-    const char *const overrides[] = {extra, NULL};
-    rd_kafka_conf_t *conf =
-        epp_kafka_conf_new(bootstrap, extra ? overrides : NULL, err, sizeof(err));
+    const epp_kafka_prop_t props[] = {EPP_KAFKA_PROP("bootstrap.servers", bootstrap)};
+    rd_kafka_conf_t *conf = epp_kafka_conf_create(props, bootstrap ? 1 : 0, NULL, err, sizeof(err));
     if (conf == NULL)
         return NULL;
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -85,12 +113,12 @@ static rd_kafka_t *new_producer(const char *bootstrap, const char *extra)
 
 static void test_ping_mock(void)
 {
-    rd_kafka_t *owner = new_producer(NULL, NULL);
+    rd_kafka_t *owner = new_producer(NULL);
     CHECK(owner != NULL);
     rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(owner, 1);
     CHECK(mc != NULL);
     CHECK(rd_kafka_mock_topic_create(mc, "pingtopic", 5, 1) == RD_KAFKA_RESP_ERR_NO_ERROR);
-    rd_kafka_t *rk = new_producer(rd_kafka_mock_cluster_bootstraps(mc), NULL);
+    rd_kafka_t *rk = new_producer(rd_kafka_mock_cluster_bootstraps(mc));
     CHECK(rk != NULL);
     char reason[256] = "";
     CHECK_INT_EQ(epp_kafka_ping(rk, NULL, 5000, reason, sizeof(reason)), 0);
@@ -111,7 +139,7 @@ static void test_ping_mock(void)
 static void test_ping_nothing(void)
 {
     /* Port 1 on loopback: connection refused at once. */
-    rd_kafka_t *rk = new_producer("127.0.0.1:1", NULL);
+    rd_kafka_t *rk = new_producer("127.0.0.1:1");
     CHECK(rk != NULL);
     char reason[256] = "";
     CHECK_INT_EQ(epp_kafka_ping(rk, NULL, 300, reason, sizeof(reason)), EPP_EUNAVAIL);
@@ -122,7 +150,7 @@ static void test_ping_nothing(void)
 int main(void)
 {
     epp_log_init("test_kafka", EPP_LOG_OFF, 1);
-    EPP_RUN(test_conf_new);
+    EPP_RUN(test_conf_create);
     EPP_RUN(test_conf_errors);
     EPP_RUN(test_err_map);
     EPP_RUN(test_ping_mock);

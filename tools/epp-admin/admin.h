@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "epp_options.h"
+
 typedef struct {
     char *database_url;
     char *bootstrap;
@@ -31,7 +33,8 @@ typedef struct {
     int64_t preview;
     double timeout_s;
     char *sql_dir;
-    char *log_level;
+    char *kafka_consumer_config; /* its connection items only (dlq commands) */
+    epp_opts_log_t log;
     char *events_retention; /* EPP_MAINTAIN_CONF_OPTS (common/epp_maintain.h) */
     char *rollup_retention;
     int64_t partitions_ahead;

@@ -128,19 +128,30 @@ static bool matches(const dead_t *d, const char *filter)
     return false;
 }
 
+/* epp-admin reaches the cluster the way the consumer does: KAFKA_CONSUMER_CONFIG's connection
+ * settings (security.protocol, sasl.*, ssl.*), nothing else of it. */
+static epp_kafka_passthrough_t connection_settings(const admin_conf_t *c)
+{
+    epp_kafka_passthrough_t pass = {c->kafka_consumer_config, "KAFKA_CONSUMER_CONFIG",
+                                    epp_kafka_is_connection_key};
+    return pass;
+}
+
 /* Reads every message of topic between the watermarks at the time of the call. */
 static int read_topic(const admin_conf_t *c, const char *topic, dead_list_t *out)
 {
-    static const char *const overrides[] = {
-        "group.id=epp-admin-dlq-reader",
-        "enable.auto.commit=false",
-        "enable.partition.eof=true",
-        "auto.offset.reset=earliest",
-        "log_level=3",
-        NULL,
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", c->bootstrap),
+        EPP_KAFKA_PROP("group.id", "epp-admin-dlq-reader"),
+        EPP_KAFKA_PROP("enable.auto.commit", "false"),
+        EPP_KAFKA_PROP("enable.partition.eof", "true"),
+        EPP_KAFKA_PROP("auto.offset.reset", "earliest"),
+        EPP_KAFKA_PROP("log_level", "3"),
     };
+    const epp_kafka_passthrough_t pass = connection_settings(c);
     char err[512];
-    rd_kafka_conf_t *kconf = epp_kafka_conf_new(c->bootstrap, overrides, err, sizeof(err));
+    rd_kafka_conf_t *kconf =
+        epp_kafka_conf_create(props, sizeof(props) / sizeof(props[0]), &pass, err, sizeof(err));
     if (!kconf) {
         fprintf(stderr, "epp-admin: %s\n", err);
         return EPP_EINVAL;
@@ -390,12 +401,18 @@ int admin_dlq_replay(const admin_conf_t *c)
     replay_result_t res = {0, 0};
     if (read_topic(c, c->dlq_topic, &l) != 0)
         goto out;
-    static const char *const overrides[] = {"acks=all", "enable.idempotence=true", "linger.ms=5",
-                                            NULL};
+    const epp_kafka_prop_t props[] = {
+        EPP_KAFKA_PROP("bootstrap.servers", c->bootstrap),
+        EPP_KAFKA_PROP("acks", "all"),
+        EPP_KAFKA_PROP("enable.idempotence", "true"),
+        EPP_KAFKA_PROP("linger.ms", "5"),
+    };
+    const epp_kafka_passthrough_t pass = connection_settings(c);
     char err[512];
     rd_kafka_conf_t *kconf = NULL;
     if (!c->dry_run) {
-        kconf = epp_kafka_conf_new(c->bootstrap, overrides, err, sizeof(err));
+        kconf =
+            epp_kafka_conf_create(props, sizeof(props) / sizeof(props[0]), &pass, err, sizeof(err));
         if (!kconf) {
             fprintf(stderr, "epp-admin: %s\n", err);
             goto out;

@@ -8,54 +8,51 @@
 #include "epp_config.h"
 #include "epp_log.h"
 #include "epp_maintain.h"
+#include "epp_options.h"
+#include "epp_start.h"
 
-#define OPT_DB                                                                                     \
-    EPP_CONF_SECRET_STR("database-url", "DATABASE_URL",                                            \
-                        "postgresql://postgres:postgres@localhost:5432/events_db", admin_conf_t,   \
-                        database_url, "Postgres connection URL")
-#define OPT_BOOTSTRAP                                                                              \
-    EPP_CONF_STR("kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092",           \
-                 admin_conf_t, bootstrap, "Kafka bootstrap servers")
-#define OPT_TOPIC                                                                                  \
-    EPP_CONF_STR("kafka-topic", "KAFKA_TOPIC", "events", admin_conf_t, topic,                      \
-                 "main topic (replay target)")
-#define OPT_DLQ                                                                                    \
-    EPP_CONF_STR("kafka-dlq-topic", "KAFKA_DLQ_TOPIC", "events.dlq", admin_conf_t, dlq_topic,      \
-                 "dead-letter topic")
+/* The options every epp program shares come from epp_options.h; these are epp-admin's own,
+ * shared by several of its commands. */
+#define OPT_DB           EPP_OPT_PG_URL(admin_conf_t, database_url)
+#define OPT_BOOTSTRAP    EPP_OPT_KAFKA_BOOTSTRAP(admin_conf_t, bootstrap)
+#define OPT_KAFKA_CONFIG EPP_OPT_KAFKA_CONSUMER_CONFIG(admin_conf_t, kafka_consumer_config)
+#define OPT_TOPIC        EPP_OPT_KAFKA_TOPIC(admin_conf_t, topic)
+#define OPT_DLQ          EPP_OPT_KAFKA_DLQ_TOPIC(admin_conf_t, dlq_topic)
+#define OPT_LOG          EPP_OPTS_LOG(admin_conf_t, log, "warn")
+#define OPT_DRY_RUN                                                                                \
+    EPP_CONF_BOOL("dry-run", NULL, "false", admin_conf_t, dry_run,                                 \
+                  "Change nothing: only show what would be done")
 #define OPT_TIMEOUT                                                                                \
     EPP_CONF_DBL("timeout", NULL, "10", 0.1, 3600, admin_conf_t, timeout_s,                        \
-                 "seconds to wait for Kafka (metadata, watermarks, acknowledgements)")
+                 "Seconds to wait for Kafka (metadata, watermarks, acknowledgements)")
 #define OPT_FILTER                                                                                 \
     EPP_CONF_STR("filter", NULL, NULL, admin_conf_t, filter,                                       \
-                 "only messages whose value, key or a header contains this text")
+                 "Only messages whose value, key or a header contains this text")
 #define OPT_PREVIEW                                                                                \
     EPP_CONF_INT("preview", NULL, "200", 0, 1048576, admin_conf_t, preview,                        \
-                 "bytes of each payload to show")
+                 "Bytes of each payload to show")
 #define OPT_FORMAT(def)                                                                            \
-    EPP_CONF_STR("format", NULL, def, admin_conf_t, format, "backup format: ndjson or csv")
+    EPP_CONF_STR("format", NULL, def, admin_conf_t, format, "Backup format: ndjson or csv")
 #define OPT_MARKER                                                                                 \
     EPP_CONF_STR("test-marker", NULL, NULL, admin_conf_t, test_marker,                             \
-                 "only test rows with this marker value (metadata->>'epp_test' = MARKER)")
+                 "Only test rows with this marker value (metadata->>'epp_test' = MARKER)")
 #define OPT_PREFIX                                                                                 \
     EPP_CONF_STR("user-prefix", NULL, NULL, admin_conf_t, user_prefix,                             \
-                 "only rows whose user_id starts with this prefix (taken literally)")
-#define OPT_LOG                                                                                    \
-    EPP_CONF_STR("log-level", "LOG_LEVEL", "warn", admin_conf_t, log_level,                        \
-                 "debug, info, warn, error, off")
+                 "Only rows whose user_id starts with this prefix (taken literally)")
 
 static const epp_conf_opt_t backup_opts[] = {
     OPT_DB,
     EPP_CONF_STR("from", NULL, NULL, admin_conf_t, from,
-                 "first instant included (RFC 3339 or epoch seconds); default: no bound"),
+                 "First instant included (RFC 3339 or epoch seconds); default: no bound"),
     EPP_CONF_STR("to", NULL, NULL, admin_conf_t, to,
-                 "first instant excluded (RFC 3339 or epoch seconds); default: no bound"),
+                 "First instant excluded (RFC 3339 or epoch seconds); default: no bound"),
     EPP_CONF_BOOL("where-test", NULL, "false", admin_conf_t, where_test,
-                  "only rows marked as test data (metadata ? 'epp_test')"),
+                  "Only rows marked as test data (metadata ? 'epp_test')"),
     OPT_MARKER,
     OPT_PREFIX,
     OPT_FORMAT("ndjson"),
     EPP_CONF_STR("out", NULL, NULL, admin_conf_t, out,
-                 "output file, gzip'd when it ends in .gz; default "
+                 "Output file, gzip'd when it ends in .gz; default "
                  "epp-backup-UTCTIME.FORMAT.gz"),
     OPT_LOG,
     EPP_CONF_END,
@@ -72,10 +69,9 @@ static const epp_conf_opt_t delete_opts[] = {
     OPT_DB,
     OPT_MARKER,
     OPT_PREFIX,
-    EPP_CONF_BOOL("dry-run", NULL, "false", admin_conf_t, dry_run,
-                  "only count the rows that would be deleted"),
+    OPT_DRY_RUN,
     EPP_CONF_STR("backup-out", NULL, NULL, admin_conf_t, backup_out,
-                 "backup of the deleted rows; default epp-delete-test-UTCTIME.FORMAT.gz"),
+                 "Backup of the deleted rows; default epp-delete-test-UTCTIME.FORMAT.gz"),
     OPT_FORMAT("ndjson"),
     OPT_LOG,
     EPP_CONF_END,
@@ -83,8 +79,7 @@ static const epp_conf_opt_t delete_opts[] = {
 
 static const epp_conf_opt_t migrate_opts[] = {
     OPT_DB,
-    EPP_CONF_STR("sql-dir", "EPP_SQL_DIR", NULL, admin_conf_t, sql_dir,
-                 "read migrations from this directory instead of the embedded ones"),
+    EPP_OPT_SQL_DIR(admin_conf_t, sql_dir),
     OPT_LOG,
     EPP_CONF_END,
 };
@@ -100,10 +95,11 @@ static const epp_conf_opt_t retention_opts[] = {
 
 static const epp_conf_opt_t dlq_list_opts[] = {
     OPT_BOOTSTRAP,
+    OPT_KAFKA_CONFIG,
     OPT_DLQ,
     OPT_FILTER,
     EPP_CONF_INT("limit", NULL, "100", 0, 100000000, admin_conf_t, limit,
-                 "show at most this many messages (0: all)"),
+                 "Show at most this many messages (0: all)"),
     OPT_PREVIEW,
     OPT_TIMEOUT,
     OPT_LOG,
@@ -112,15 +108,15 @@ static const epp_conf_opt_t dlq_list_opts[] = {
 
 static const epp_conf_opt_t dlq_replay_opts[] = {
     OPT_BOOTSTRAP,
+    OPT_KAFKA_CONFIG,
     OPT_TOPIC,
     OPT_DLQ,
     OPT_FILTER,
     EPP_CONF_STR("offsets", NULL, NULL, admin_conf_t, offsets,
-                 "comma list of PARTITION:OFFSET (or OFFSET: that offset in every partition)"),
+                 "Comma list of PARTITION:OFFSET (or OFFSET: that offset in every partition)"),
     EPP_CONF_BOOL("all", NULL, "false", admin_conf_t, all,
-                  "replay every dead letter (when neither --offsets nor --filter is given)"),
-    EPP_CONF_BOOL("dry-run", NULL, "false", admin_conf_t, dry_run,
-                  "show the messages that would be replayed"),
+                  "Replay every dead letter (when neither --offsets nor --filter is given)"),
+    OPT_DRY_RUN,
     OPT_PREVIEW,
     OPT_TIMEOUT,
     OPT_LOG,
@@ -258,25 +254,28 @@ int main(int argc, char **argv)
     snprintf(prog, sizeof(prog), "epp-admin %s", cmd->name);
     admin_conf_t conf;
     memset(&conf, 0, sizeof(conf));
-    char err[256];
     int rest = 0;
-    int rc = epp_config_parse(cmd->opts, &conf, n_sub, sub_argv, prog, cmd->summary, &rest, err,
-                              sizeof(err));
+    epp_start_t start = {
+        .prog = prog,
+        .service = "epp-admin",
+        .summary = cmd->summary,
+        .table = cmd->opts,
+        .cfg = &conf,
+        .log = &conf.log,
+        .rest_index = &rest,
+    };
+    int rc = epp_start(&start, n_sub, sub_argv);
+    if (rc != 0) {
+        free(sub_argv);
+        return epp_start_exit_status(rc);
+    }
     int status;
-    if (rc == 1) {
-        status = 0;
-    } else if (rc != 0) {
-        fprintf(stderr, "%s: %s\n", prog, err);
-        status = 2;
-    } else if (!cmd->positional && rest < n_sub) {
+    if (!cmd->positional && rest < n_sub) {
         fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", prog, sub_argv[rest]);
         status = 2;
     } else {
         conf.args = sub_argv + rest;
         conf.n_args = n_sub - rest;
-        epp_log_level_t level = EPP_LOG_WARN;
-        epp_log_level_parse(conf.log_level, &level);
-        epp_log_init("epp-admin", level, 1);
         status = cmd->run(&conf);
     }
     epp_config_free(cmd->opts, &conf);

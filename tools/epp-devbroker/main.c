@@ -31,8 +31,10 @@
 #include "epp_buf.h"
 #include "epp_config.h"
 #include "epp_error.h"
+#include "epp_json.h"
 #include "epp_kafka.h"
 #include "epp_log.h"
+#include "epp_start.h"
 
 #define DEVBROKER_MAX_BROKERS 16
 #define DEVBROKER_MAX_TOPICS  1024
@@ -45,28 +47,24 @@ typedef struct {
     char *addr_file;
     char *control_file;
     int64_t control_port;
-    char *log_level;
-    char *log_format;
+    epp_opts_log_t log;
 } devbroker_conf_t;
 
 static const epp_conf_opt_t devbroker_opts[] = {
     EPP_CONF_INT("brokers", "DEVBROKER_BROKERS", "1", 1, DEVBROKER_MAX_BROKERS, devbroker_conf_t,
-                 brokers, "number of mock brokers (ids 1..N)"),
+                 brokers, "Number of mock brokers (ids 1..N)"),
     EPP_CONF_INT("partitions", "DEVBROKER_PARTITIONS", "6", 1, 1000, devbroker_conf_t, partitions,
-                 "partitions of the topic `events` (`events.dlq` gets the same)"),
+                 "Partitions of the topic `events` (`events.dlq` gets the same)"),
     EPP_CONF_STR("topic", "DEVBROKER_TOPICS", NULL, devbroker_conf_t, topics,
-                 "extra topic to create, name[:partitions] (default 4 partitions); repeatable, or "
+                 "Extra topic to create, name[:partitions] (default 4 partitions); repeatable, or "
                  "comma-separated"),
     EPP_CONF_STR("addr-file", "DEVBROKER_ADDR_FILE", NULL, devbroker_conf_t, addr_file,
-                 "write the bootstrap address (one line) into this file once ready"),
+                 "Write the bootstrap address (one line) into this file once ready"),
     EPP_CONF_STR("control-file", "DEVBROKER_CONTROL_FILE", NULL, devbroker_conf_t, control_file,
-                 "write the control API URL (one line) into this file once ready"),
+                 "Write the control API URL (one line) into this file once ready"),
     EPP_CONF_INT("control-port", "DEVBROKER_CONTROL_PORT", "0", 0, 65535, devbroker_conf_t,
-                 control_port, "control API port on 127.0.0.1 (0: a free port)"),
-    EPP_CONF_STR("log-level", "LOG_LEVEL", "info", devbroker_conf_t, log_level,
-                 "debug, info, warn, error or off"),
-    EPP_CONF_STR("log-format", "LOG_FORMAT", "json", devbroker_conf_t, log_format,
-                 "json (one object per line on stderr) or text"),
+                 control_port, "Control API port on 127.0.0.1 (0: a free port)"),
+    EPP_OPTS_LOG(devbroker_conf_t, log, "info"),
     EPP_CONF_END,
 };
 
@@ -337,17 +335,9 @@ static void reply_error(reply_t *r, int status, const char *fmt, ...)
                        : status == 405 ? "method_not_allowed"
                        : status == 400 ? "bad_request"
                                        : "internal";
-    epp_buf_printf(&r->body, "{\"error\":{\"code\":\"%s\",\"message\":\"", code);
-    for (const char *p = msg; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c == '"' || c == '\\')
-            epp_buf_printf(&r->body, "\\%c", c);
-        else if (c < 0x20)
-            epp_buf_printf(&r->body, "\\u%04x", c);
-        else
-            epp_buf_append_char(&r->body, (char)c);
-    }
-    epp_buf_append_str(&r->body, "\"}}");
+    epp_buf_printf(&r->body, "{\"error\":{\"code\":\"%s\",\"message\":", code);
+    epp_json_write_string(&r->body, msg, strlen(msg));
+    epp_buf_append_str(&r->body, "}}");
 }
 
 static void reply_ok(reply_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -805,8 +795,8 @@ static devbroker_t *devbroker_create(const devbroker_conf_t *conf, char *err, si
 
     /* The mock cluster needs a client handle for its bookkeeping; this producer never
      * produces. Its own bootstrap list stays empty: it talks to nobody. */
-    static const char *const overrides[] = {"client.id=epp-devbroker", NULL};
-    rd_kafka_conf_t *kconf = epp_kafka_conf_new(NULL, overrides, err, errsz);
+    static const epp_kafka_prop_t props[] = {EPP_KAFKA_PROP("client.id", "epp-devbroker")};
+    rd_kafka_conf_t *kconf = epp_kafka_conf_create(props, 1, NULL, err, errsz);
     if (kconf == NULL)
         goto fail;
     char rkerr[256];
@@ -923,37 +913,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "epp-devbroker: out of memory\n");
         return 1;
     }
-    int rc = epp_config_parse(devbroker_opts, &conf, nargc, nargv, "epp-devbroker",
-                              devbroker_summary, NULL, err, sizeof(err));
+    epp_start_t start = {
+        .prog = "epp-devbroker",
+        .summary = devbroker_summary,
+        .table = devbroker_opts,
+        .cfg = &conf,
+        .log = &conf.log,
+        .flags = EPP_START_IGNORE_SIGPIPE | EPP_START_BLOCK_STOP,
+    };
+    int rc = epp_start(&start, nargc, nargv);
     free(nargv);
     free(joined);
-    if (rc != 0) {
-        epp_config_free(devbroker_opts, &conf);
-        if (rc == 1)
-            return 0;
-        fprintf(stderr, "epp-devbroker: %s\n", err);
-        return 2;
-    }
-    epp_log_level_t level;
-    int json;
-    if (epp_log_level_parse(conf.log_level, &level) != 0 ||
-        epp_log_format_parse(conf.log_format, &json) != 0) {
-        fprintf(stderr, "epp-devbroker: bad --log-level or --log-format\n");
-        epp_config_free(devbroker_opts, &conf);
-        return 2;
-    }
-    epp_log_init("epp-devbroker", level, json);
-    epp_config_log(devbroker_opts, &conf);
-
-    /* Block the stop signals before any thread starts, so that librdkafka's and
-     * libmicrohttpd's threads inherit the mask and only sigwait() below sees them. */
-    sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (rc != 0)
+        return epp_start_exit_status(rc);
 
     devbroker_t *db = devbroker_create(&conf, err, sizeof(err));
     if (db == NULL) {
@@ -976,9 +948,7 @@ int main(int argc, char **argv)
     EPP_LOGKV(EPP_LOG_INFO, "ready", "bootstrap", db->bootstrap, "control", db->control_url,
               "brokers", brokers);
 
-    int sig = 0;
-    while (sigwait(&stop, &sig) != 0)
-        ;
+    int sig = epp_start_wait_stop();
     EPP_LOGKV(EPP_LOG_INFO, "stopping", "signal", strsignal(sig));
     if (conf.addr_file != NULL)
         unlink(conf.addr_file);

@@ -37,6 +37,7 @@
 #include "epp_config.h"
 #include "epp_error.h"
 #include "epp_log.h"
+#include "epp_start.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
 #include "send_evgen.h"
@@ -58,43 +59,25 @@ typedef struct {
     char *event_names;
     char *test_marker;
     char *api_key;
-    char *log_level;
-    bool help_markdown;
+    epp_opts_log_t log;
 } load_conf_t;
 
 static const epp_conf_opt_t load_opts[] = {
-    EPP_CONF_STR("url", "EPP_INGEST_URL", "http://localhost:8001/events", load_conf_t, url,
-                 "ingestion base URL or full /events URL (http only)"),
+    EPP_EVGEN_OPTS(load_conf_t, "1000", "load-"),
     EPP_CONF_DBL("rps", NULL, "1000", 0.1, 10000000, load_conf_t, rps,
-                 "requests per second, constant (open loop)"),
+                 "Requests per second, constant (open loop)"),
     EPP_CONF_STR("duration", NULL, "30s", load_conf_t, duration,
-                 "how long to send: 500ms, 30s, 2m, 1h (a bare number is seconds)"),
+                 "How long to send: 500ms, 30s, 2m, 1h (a bare number is seconds)"),
     EPP_CONF_INT("connections", NULL, "64", 1, 60000, load_conf_t, connections,
-                 "keep-alive connections (one request in flight on each)"),
-    EPP_CONF_INT("batch", NULL, "0", 0, 1000, load_conf_t, batch,
-                 "events per request via POST /events/batch (0: POST /events, one event)"),
+                 "Keep-alive connections (one request in flight on each; http only)"),
     EPP_CONF_BOOL("event-id", NULL, "false", load_conf_t, event_id,
-                  "give every event a fresh client UUIDv7 event_id"),
+                  "Give every event a fresh client UUIDv7 event_id"),
     EPP_CONF_STR("record", NULL, NULL, load_conf_t, record,
-                 "write \"event_id status\" per event to this file (implies --event-id)"),
-    EPP_CONF_BOOL("json", NULL, "false", load_conf_t, json, "print the report as JSON"),
-    EPP_CONF_DBL("timeout", NULL, "10", 0.01, 3600, load_conf_t, timeout_s,
-                 "seconds before a request counts as timed out; also the drain time at the end"),
+                 "Write \"event_id status\" per event to this file (implies --event-id)"),
+    EPP_CONF_BOOL("json", NULL, "false", load_conf_t, json, "Print the report as JSON"),
     EPP_CONF_INT("templates", NULL, "1024", 1, 1000000, load_conf_t, templates,
-                 "distinct pre-rendered request bodies to cycle through"),
-    EPP_CONF_INT("users", NULL, "1000", 1, 100000000, load_conf_t, users,
-                 "distinct user_ids (--user-prefix and a number)"),
-    EPP_CONF_STR("user-prefix", NULL, "load-", load_conf_t, user_prefix, "user_id prefix"),
-    EPP_CONF_STR("event-names", NULL, EPP_EVGEN_DEFAULT_NAMES, load_conf_t, event_names,
-                 "comma-separated event names to pick from"),
-    EPP_CONF_STR("test-marker", NULL, NULL, load_conf_t, test_marker,
-                 "metadata {\"epp_test\": MARKER} on every event (see epp-admin delete-test)"),
-    EPP_CONF_SECRET_STR("api-key", "EPP_API_KEY", NULL, load_conf_t, api_key,
-                        "API key, sent as Authorization: Bearer"),
-    EPP_CONF_STR("log-level", "LOG_LEVEL", "warn", load_conf_t, log_level,
-                 "debug, info, warn, error, off"),
-    EPP_CONF_BOOL("help-markdown", NULL, "false", load_conf_t, help_markdown,
-                  "print the options as a Markdown table (for the docs) and exit"),
+                 "Distinct pre-rendered request bodies to cycle through"),
+    EPP_OPTS_LOG(load_conf_t, log, "warn"),
     EPP_CONF_END,
 };
 
@@ -169,13 +152,8 @@ typedef struct {
     size_t n_errors;
 } load_t;
 
+/* Set by SIGINT, SIGTERM or SIGHUP (epp_start): stop sending, report what was measured. */
 static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
 
 static int64_t now_ns(void)
 {
@@ -881,26 +859,18 @@ int main(int argc, char **argv)
     load_conf_t conf;
     memset(&conf, 0, sizeof(conf));
     char err[256];
-    int rc = epp_config_parse(load_opts, &conf, argc, argv, "epp-load",
-                              "Open-loop constant-rate load against the Ingestion Service.", NULL,
-                              err, sizeof(err));
-    if (rc == 1) {
-        epp_config_free(load_opts, &conf);
-        return 0;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "epp-load: %s\n", err);
-        epp_config_free(load_opts, &conf);
-        return 2;
-    }
-    if (conf.help_markdown) {
-        epp_config_print_markdown(stdout, load_opts);
-        epp_config_free(load_opts, &conf);
-        return 0;
-    }
-    epp_log_level_t level = EPP_LOG_WARN;
-    epp_log_level_parse(conf.log_level, &level);
-    epp_log_init("epp-load", level, 1);
+    epp_start_t start = {
+        .prog = "epp-load",
+        .summary = "Open-loop constant-rate load against the Ingestion Service.",
+        .table = load_opts,
+        .cfg = &conf,
+        .log = &conf.log,
+        .flags = EPP_START_IGNORE_SIGPIPE | EPP_START_FLAG_STOP,
+        .stop = &g_stop,
+    };
+    int rc = epp_start(&start, argc, argv);
+    if (rc != 0)
+        return epp_start_exit_status(rc);
 
     int exit_code = 2;
     load_t L;
@@ -949,9 +919,6 @@ int main(int argc, char **argv)
             fprintf(stderr, "epp-load: warning: only %llu file descriptors for %lld connections\n",
                     (unsigned long long)rl.rlim_cur, (long long)conf.connections);
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
 
     run(&L, duration_s);
     print_report(&L, duration_s);

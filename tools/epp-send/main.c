@@ -21,6 +21,7 @@
 #include "epp_error.h"
 #include "epp_json.h"
 #include "epp_log.h"
+#include "epp_start.h"
 #include "epp_time.h"
 #include "epp_uuid.h"
 #include "send_evgen.h"
@@ -37,40 +38,21 @@ typedef struct {
     char *event_names;
     char *test_marker;
     char *user_prefix;
-    char *log_level;
-    bool help_markdown;
     int64_t seed;
+    epp_opts_log_t log;
 } send_conf_t;
 
 static const epp_conf_opt_t send_opts[] = {
-    EPP_CONF_STR("url", "EPP_INGEST_URL", "http://localhost:8001/events", send_conf_t, url,
-                 "ingestion base URL or full /events URL (both accepted)"),
-    EPP_CONF_INT("count", NULL, "300", 1, 100000000, send_conf_t, count, "events to send"),
-    EPP_CONF_INT("users", NULL, "30", 1, 100000000, send_conf_t, users,
-                 "distinct users the events are spread over (user_id: --user-prefix and a number)"),
-    EPP_CONF_INT("batch", NULL, "0", 0, 1000, send_conf_t, batch,
-                 "events per request via POST /events/batch (0: one event per POST /events)"),
+    EPP_EVGEN_OPTS(send_conf_t, "30", "user-"),
+    EPP_CONF_INT("count", NULL, "300", 1, 100000000, send_conf_t, count, "Events to send"),
     EPP_CONF_INT("concurrency", NULL, "8", 1, 1024, send_conf_t, concurrency,
-                 "requests in flight at once"),
+                 "Requests in flight at once"),
     EPP_CONF_INT("retries", NULL, "3", 0, 100, send_conf_t, retries,
-                 "retries of a request after a transport error, 429 or 5xx (safe: events "
+                 "Retries of a request after a transport error, 429 or 5xx (safe: events "
                  "carry event_ids)"),
-    EPP_CONF_DBL("timeout", NULL, "10", 0.1, 3600, send_conf_t, timeout_s,
-                 "seconds per request before it counts as failed"),
-    EPP_CONF_SECRET_STR("api-key", "EPP_API_KEY", NULL, send_conf_t, api_key,
-                        "API key, sent as Authorization: Bearer"),
-    EPP_CONF_STR("event-names", NULL, EPP_EVGEN_DEFAULT_NAMES, send_conf_t, event_names,
-                 "comma-separated event names to pick from"),
-    EPP_CONF_STR("test-marker", NULL, NULL, send_conf_t, test_marker,
-                 "mark events as test data: metadata gets {\"epp_test\": MARKER} (see "
-                 "epp-admin delete-test)"),
-    EPP_CONF_STR("user-prefix", NULL, "user-", send_conf_t, user_prefix, "user_id prefix"),
     EPP_CONF_INT("seed", NULL, "0", 0, 9.2e18, send_conf_t, seed,
-                 "random seed for event contents (0: from the clock)"),
-    EPP_CONF_STR("log-level", "LOG_LEVEL", "warn", send_conf_t, log_level,
-                 "debug, info, warn, error, off"),
-    EPP_CONF_BOOL("help-markdown", NULL, "false", send_conf_t, help_markdown,
-                  "print the options as a Markdown table (for the docs) and exit"),
+                 "Random seed for event contents (0: from the clock)"),
+    EPP_OPTS_LOG(send_conf_t, log, "warn"),
     EPP_CONF_END,
 };
 
@@ -374,26 +356,16 @@ int main(int argc, char **argv)
     send_conf_t conf;
     memset(&conf, 0, sizeof(conf));
     char err[256];
-    int rc = epp_config_parse(send_opts, &conf, argc, argv, "epp-send",
-                              "Send realistic test events to the Ingestion Service.", NULL, err,
-                              sizeof(err));
-    if (rc == 1) {
-        epp_config_free(send_opts, &conf);
-        return 0;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "epp-send: %s\n", err);
-        epp_config_free(send_opts, &conf);
-        return 2;
-    }
-    if (conf.help_markdown) {
-        epp_config_print_markdown(stdout, send_opts);
-        epp_config_free(send_opts, &conf);
-        return 0;
-    }
-    epp_log_level_t level = EPP_LOG_WARN;
-    epp_log_level_parse(conf.log_level, &level);
-    epp_log_init("epp-send", level, 1);
+    epp_start_t start = {
+        .prog = "epp-send",
+        .summary = "Send realistic test events to the Ingestion Service.",
+        .table = send_opts,
+        .cfg = &conf,
+        .log = &conf.log,
+    };
+    int rc = epp_start(&start, argc, argv);
+    if (rc != 0)
+        return epp_start_exit_status(rc);
 
     sender_t s;
     memset(&s, 0, sizeof(s));

@@ -14,8 +14,34 @@
 #include <stdint.h>
 
 #include "epp_buf.h"
+#include "epp_config.h"
 
 #define EPP_EVGEN_DEFAULT_NAMES "page_view,click,signup,purchase,add_to_cart,search,login,logout"
+
+/* The options of the clients that send generated events (epp-send, epp-load), declared once
+ * (see common/epp_options.h): the target, the request shape, and what the events hold. st is
+ * the tool's configuration struct, which has these fields under these names. */
+/* clang-format off */
+#define EPP_EVGEN_OPTS(st, users_def, prefix_def)                                                  \
+    EPP_CONF_STR("url", "EPP_INGEST_URL", "http://localhost:8001/events", st, url,                 \
+                 "Ingestion Service base URL, or its full /events URL"),                           \
+    EPP_CONF_SECRET_STR("api-key", "EPP_API_KEY", NULL, st, api_key,                               \
+                        "API key, sent as Authorization: Bearer"),                                 \
+    EPP_CONF_INT("batch", NULL, "0", 0, 1000, st, batch,                                           \
+                 "Events per request via POST /events/batch (0: one event per POST /events)"),     \
+    EPP_CONF_DBL("timeout", NULL, "10", 0.01, 3600, st, timeout_s,                                 \
+                 "Seconds before a request counts as failed; also the longest wait for the "       \
+                 "last answers"),                                                                  \
+    EPP_CONF_INT("users", NULL, users_def, 1, 100000000, st, users,                                \
+                 "Distinct users the events are spread over (user_id: --user-prefix and a "        \
+                 "number)"),                                                                       \
+    EPP_CONF_STR("user-prefix", NULL, prefix_def, st, user_prefix, "user_id prefix"),              \
+    EPP_CONF_STR("event-names", NULL, EPP_EVGEN_DEFAULT_NAMES, st, event_names,                    \
+                 "Comma-separated event names to pick from"),                                      \
+    EPP_CONF_STR("test-marker", NULL, NULL, st, test_marker,                                       \
+                 "Mark the events as test data: metadata gets {\"epp_test\": MARKER} (see "        \
+                 "epp-admin delete-test)")
+/* clang-format on */
 
 typedef struct {
     char **names; /* owned */
