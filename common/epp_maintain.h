@@ -31,7 +31,7 @@
                  "Keep raw events this long (e.g. 90d; units s m h d w), then drop their day "    \
                  "partitions whole; unset: keep everything"),                                      \
     EPP_CONF_STR("rollup-retention", "ROLLUP_RETENTION", NULL, T, rollup_retention,                \
-                 "Keep rollups (minute, hour, day, user-day) this long; unset: keep everything"), \
+                 "Keep rollups (minute, hour, day, user bitmaps) this long; unset: keep everything"), \
     EPP_CONF_INT("events-partitions-ahead", "EVENTS_PARTITIONS_AHEAD", "7", 1, 366, T,             \
                  partitions_ahead, "Day partitions of public.events created ahead of today")
 /* clang-format on */

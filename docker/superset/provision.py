@@ -41,8 +41,8 @@ HOME = os.environ["SUPERSET_HOME"]
 STATE = os.path.join(HOME, "provisioned.json")
 
 # The relations the datasets read (public.epp_event_counts reads the rollups and the
-# sub-minute edges of public.events with the caller's rights; the view reads epp_user_day with
-# its owner's). SQL Lab sees the same, and nothing else.
+# sub-minute edges of public.events with the caller's rights; the view reads the day user bitmaps
+# with its owner's). SQL Lab sees the same, and nothing else.
 READ_ONLY_TABLES = [
     "events",
     "epp_rollup_minute", "epp_rollup_hour", "epp_rollup_day",

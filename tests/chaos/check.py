@@ -11,7 +11,7 @@ moving) the scenario fails on any of:
                 lost by epp; anything else missing is lost
     phantom     refused event_ids present, plus rows whose event_id was never sent
     duplicated  event_ids stored more than once (the primary key forbids it; checked anyway)
-    rollups     epp_rollup_minute/hour/day and epp_user_day differ from GROUP BY public.events
+    rollups     epp_rollup_minute/hour/day and the user bitmaps differ from GROUP BY public.events
     corrupted   acknowledged rows whose user_id / event_name differ from what was sent
     crashes     a service or Kafka node that died without a planned kill (noticed at the next
                 planned kill or restart, or at the end)

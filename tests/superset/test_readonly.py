@@ -5,7 +5,7 @@ Connecting exactly as Superset's events_db connection does -- the role epp_super
 password provisioning generated into SUPERSET_HOME/db_password -- Postgres refuses INSERT,
 UPDATE, DELETE, TRUNCATE and CREATE TABLE, also after the session turns its read-only default
 off (the privileges stop them, not only the default); SELECT works on what the datasets read
-and is refused on the rest (the consumer's offsets, epp_user_day, the migrations table). Through
+and is refused on the rest (the consumer's offsets, the user dictionary, the migrations table). Through
 Superset, SQL Lab refuses a DELETE as well (the connection does not allow DML). Nothing changed:
 the row count is the same afterwards.
 """
@@ -19,7 +19,7 @@ from superset_util import t
 ALLOWED = ["events", "epp_rollup_minute", "epp_rollup_hour", "epp_rollup_day",
            "epp_rollup_minute_total", "epp_rollup_hour_total", "epp_rollup_day_total",
            "epp_daily_active_users"]
-DENIED = ["epp_consumer_offsets", "epp_user_day", "epp_schema_migrations"]
+DENIED = ["epp_consumer_offsets", "epp_user_ids", "epp_schema_migrations"]
 WRITES = [
     "INSERT INTO public.events (event_id, user_id, event_name, \"timestamp\") "
     "VALUES (gen_random_uuid(), 'intruder', 'x', now())",
