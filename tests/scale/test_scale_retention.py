@@ -7,7 +7,7 @@ partition); then the consumer restarted with EVENTS_RETENTION=7d.
 - the daily counts of the whole 30 days, and counts over whole-minute ranges in the dropped
   days, are what they were before (rollups);
 - a question that needs dropped raw rows (a sub-minute edge, a count by user_id, distinct users
-  of a partial day) gets 409 retention_expired instead of a smaller number;
+  over a sub-minute edge) gets 409 retention_expired instead of a smaller number;
 - ROLLUP_RETENTION (epp-admin retention, not dry) drops old rollups the same way: a daily series
   reaching into them is refused, one after them answers as before.
 """
@@ -124,6 +124,8 @@ def main():
         count_aligned = ok(s, "/analytics/events/count", from_ts=aligned[0],
                            to_ts=aligned[1])["count"]
         top_aligned = ok(s, "/analytics/events/top", from_ts=aligned[0], to_ts=aligned[1])
+        users_aligned = ok(s, "/analytics/users/active", from_ts=aligned[0],
+                           to_ts=aligned[1])["unique_users"]
         users_days = ok(s, "/analytics/users/active", from_ts=whole_days[0],
                         to_ts=whole_days[1])["unique_users"]
         parts_before = sql(s, "SELECT count(*) FROM public.epp_events_partitions()"
@@ -166,6 +168,10 @@ def main():
                 top_aligned, "top changed")
         t.check(ok(s, "/analytics/users/active", from_ts=whole_days[0],
                    to_ts=whole_days[1])["unique_users"] == users_days, "distinct users changed")
+        # Distinct users of whole minutes come from the minute, hour and day user bitmaps.
+        t.check(ok(s, "/analytics/users/active", from_ts=aligned[0],
+                   to_ts=aligned[1])["unique_users"] == users_aligned,
+                "whole-minute distinct users changed")
 
         # Questions that need dropped raw rows are refused, with the horizon named.
         msg = refused(s, "/analytics/events/count", from_ts=edge[0], to_ts=edge[1])
@@ -174,7 +180,7 @@ def main():
         refused(s, "/analytics/events/top", from_ts=edge[0], to_ts=edge[1])
         refused(s, "/analytics/events/timeseries", from_ts=edge[0], to_ts=edge[1],
                 interval="day")
-        refused(s, "/analytics/users/active", from_ts=aligned[0], to_ts=aligned[1])
+        refused(s, "/analytics/users/active", from_ts=edge[0], to_ts=edge[1])
         # After the horizon, raw rows answer as always.
         ok(s, "/analytics/events/count", from_ts=iso(horizon + datetime.timedelta(seconds=5)),
            to_ts=iso(now), user_id="u1")

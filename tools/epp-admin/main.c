@@ -87,8 +87,7 @@ static const epp_conf_opt_t migrate_opts[] = {
 static const epp_conf_opt_t retention_opts[] = {
     OPT_DB,
     EPP_MAINTAIN_CONF_OPTS(admin_conf_t),
-    EPP_CONF_BOOL("dry-run", NULL, "false", admin_conf_t, dry_run,
-                  "show the partitions and rows that would go (and be created); change nothing"),
+    OPT_DRY_RUN,
     OPT_LOG,
     EPP_CONF_END,
 };
