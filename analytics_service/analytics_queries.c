@@ -275,7 +275,7 @@ static void plan_values(const analytics_plan_t *p, ts_text_t *bufs, const char *
 {
     const analytics_span_t *spans[7] = {&p->day,       &p->hour[0], &p->hour[1], &p->minute[0],
                                         &p->minute[1], &p->raw[0],  &p->raw[1]};
-    for (int i = 0; i < 7; i++) {
+    for (size_t i = 0; i < 7; i++) {
         values[2 * i] = ts_param(spans[i]->lo, bufs[2 * i]);
         values[2 * i + 1] = ts_param(spans[i]->hi, bufs[2 * i + 1]);
     }

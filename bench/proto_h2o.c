@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "bench_args.h"
 
 static h2o_globalconf_t config;
 static int port = 0, nthreads = 2, sync_mode = 0;
@@ -140,9 +141,9 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port"))
-            port = atoi(argv[++i]);
+            port = (int)bench_arg_long("bench_proto_h2o", "--port", argv[++i], 0, 65535);
         else if (!strcmp(argv[i], "--threads"))
-            nthreads = atoi(argv[++i]);
+            nthreads = (int)bench_arg_long("bench_proto_h2o", "--threads", argv[++i], 1, 256);
         else if (!strcmp(argv[i], "--sync"))
             sync_mode = 1;
     }

@@ -614,7 +614,7 @@ epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t
         err[0] = '\0';
     if (!opts->endpoint || !opts->endpoint[0])
         return NULL;
-    if (strncmp(opts->endpoint, "http://", 7) && strncmp(opts->endpoint, "https://", 8)) {
+    if (strncmp(opts->endpoint, "http://", 7) != 0 && strncmp(opts->endpoint, "https://", 8) != 0) {
         snprintf(err, errsz, "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s):// URL, got \"%s\"",
                  opts->endpoint);
         return NULL;

@@ -181,10 +181,10 @@ char *epp_evgen_resolve_url(const char *url, int batch)
     else if (ends_with(url, len, "/events"))
         len -= strlen("/events");
     const char *route = batch ? "/events/batch" : "/events";
-    char *res = malloc(len + strlen(route) + 1);
+    size_t size = len + strlen(route) + 1;
+    char *res = malloc(size);
     if (!res)
         return NULL;
-    memcpy(res, url, len);
-    strcpy(res + len, route);
+    snprintf(res, size, "%.*s%s", (int)len, url, route);
     return res;
 }
