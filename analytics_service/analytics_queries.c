@@ -444,7 +444,7 @@ int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int per
     /* One accumulator per point (a single one without a series): rows are OR-ed in lazily as
      * they are read, so only one stored bitmap is decoded at a time. */
     size_t nacc = period >= 0 ? (size_t)npoints : 1;
-    roaring_bitmap_t **acc = calloc(nacc, sizeof *acc);
+    roaring_bitmap_t **acc = calloc(nacc, sizeof(roaring_bitmap_t *));
     int rows = PQntuples(res);
     unknown_user_t *unknown = calloc((size_t)rows + 1, sizeof *unknown);
     size_t nunknown = 0;

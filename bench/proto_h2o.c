@@ -76,10 +76,15 @@ static int on_req(h2o_handler_t *h, h2o_req_t *req)
 static void on_msgs(h2o_multithread_receiver_t *r, h2o_linklist_t *msgs)
 {
     (void)r;
-    while (!h2o_linklist_is_empty(msgs)) {
-        msg_t *m = H2O_STRUCT_FROM_MEMBER(msg_t, super.link, msgs->next);
-        h2o_linklist_unlink(&m->super.link);
-        reply(m->req);
+    /* The receiver wants the list empty on return: it is taken whole, and each message is
+     * unlinked before its reply (which may free it) is sent. */
+    h2o_linklist_t *node = msgs->next;
+    h2o_linklist_init_anchor(msgs);
+    while (node != msgs) {
+        h2o_linklist_t *next = node->next;
+        node->next = node->prev = NULL;
+        reply(H2O_STRUCT_FROM_MEMBER(msg_t, super.link, node)->req);
+        node = next;
     }
 }
 static void *drainer(void *a)

@@ -144,7 +144,9 @@ int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out)
 
 void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out)
 {
-    memcpy(out, "00-", 3);
+    out[0] = '0';
+    out[1] = '0';
+    out[2] = '-';
     epp_hex_encode(ctx->trace_id, 16, out + 3);
     out[35] = '-';
     epp_hex_encode(ctx->span_id, 8, out + 36);

@@ -181,7 +181,7 @@ static void test_periods(void)
     /* Brute force: walking day by day over 30 years, a day's period index moves by one exactly
      * on Mondays (weeks) and on the 1st (months), and every period start is a day start. */
     int64_t base = at(2010, 1, 1, 0), wk = 0, mo = 0, dy = 0;
-    for (int64_t d = 1; d < 30 * 366; d++) {
+    for (int64_t d = 1; d < (int64_t)30 * 366; d++) {
         int64_t day = base + d * ANALYTICS_US_DAY;
         int64_t y;
         unsigned m, dd;
