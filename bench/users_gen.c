@@ -21,6 +21,7 @@
 #include <roaring/roaring.h>
 
 #include "epp_buf.h"
+#include "epp_rand.h"
 #include "epp_time.h"
 #include "epp_users.h"
 
@@ -28,10 +29,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t next_rand(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return epp_rand_next(&rng);
 }
 
 static int write_level(const char *dir, const char *name, int64_t start_us, int64_t width_us,

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "epp_rand.h"
 #include "epp_test.h"
 #include "epp_time.h"
 #include "analytics_plan.h"
@@ -14,10 +15,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return epp_rand_next(&rng_state);
 }
 
 /* A random instant: often exactly on, or one microsecond off, a bucket boundary. */
