@@ -7,8 +7,8 @@
 #   scripts/tidy.sh [BUILD]      (BUILD/compile_commands.json; JOBS defaults to nproc)
 #
 # Prints each finding, the number of files and the time taken. All of them, bench/ and tests/
-# included: about 2 to 2.5 minutes with 2 jobs on the shared 2-core machine (load 3-4), well
-# inside what CI can spend; were it to grow past ~5 minutes, bench/ and tests/ are the ones to
+# included: 2 to 3.5 minutes with 2 jobs on the shared 2-core machine (load 3 to 5), inside the
+# ~5 minutes CI can spend on it; were it to grow past that, bench/ and tests/ are the ones to
 # leave out first (they ship nothing).
 set -euo pipefail
 BUILD=${1:-build}
