@@ -7,7 +7,7 @@ CMAKE_ARGS ?=
 
 SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' \) -print)
 
-.PHONY: all deps build test run superset bench chaos fuzz format format-check clean
+.PHONY: all deps build test run superset bench chaos fuzz format format-check lint clean
 
 all: build
 
@@ -45,6 +45,13 @@ format:
 
 format-check:
 	@clang-format --dry-run --Werror $(SOURCES) && echo "format-check: ok"
+
+# Static checks: shellcheck over every shell script in the repository (scripts/, bench/, .ci/,
+# tests/; tracked, or new and not ignored), and clang-tidy with the checks in .clang-tidy over
+# the C sources the build compiles (scripts/tidy.sh, JOBS at a time). Both must report nothing.
+lint: build
+	@git ls-files -z --cached --others --exclude-standard '*.sh' .ci/run | xargs -0 shellcheck -x && echo "shellcheck: ok"
+	@JOBS=$(JOBS) bash scripts/tidy.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

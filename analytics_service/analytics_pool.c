@@ -63,7 +63,7 @@ analytics_pool_t *analytics_pool_create(const analytics_pool_opts_t *opts)
     pool->nstmts = opts->nstmts;
     pool->url = strdup(opts->url ? opts->url : "");
     pool->conns = calloc(pool->size, sizeof(*pool->conns));
-    pool->durations = calloc(opts->nstmts ? opts->nstmts : 1, sizeof(*pool->durations));
+    pool->durations = calloc(opts->nstmts ? opts->nstmts : 1, sizeof(epp_series_t *));
     if (!pool->url || !pool->conns || !pool->durations) {
         analytics_pool_destroy(pool);
         return NULL;
@@ -79,8 +79,7 @@ analytics_pool_t *analytics_pool_create(const analytics_pool_opts_t *opts)
                 analytics_pool_destroy(pool);
                 return NULL;
             }
-            memcpy(pool->span_names[i], "SELECT ", 7);
-            memcpy(pool->span_names[i] + 7, label, len + 1);
+            snprintf(pool->span_names[i], 7 + len + 1, "SELECT %s", label);
         }
         if (!pool->span_names) {
             analytics_pool_destroy(pool);

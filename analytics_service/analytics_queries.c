@@ -50,6 +50,39 @@ static void guard(epp_buf_t *b, const char *kind, int p)
                    kind, p, p + 1);
 }
 
+/* The tables of spans 0-4 of a plan (day, hours, minutes: analytics_plan.h): per event name,
+ * per bucket in all (sql/010), and the user bitmaps (sql/031). */
+static const char *const span_rollup[5] = {"public.epp_rollup_day", "public.epp_rollup_hour",
+                                           "public.epp_rollup_hour", "public.epp_rollup_minute",
+                                           "public.epp_rollup_minute"};
+static const char *const span_totals[5] = {
+    "public.epp_rollup_day_total", "public.epp_rollup_hour_total", "public.epp_rollup_hour_total",
+    "public.epp_rollup_minute_total", "public.epp_rollup_minute_total"};
+static const char *const span_bitmaps[5] = {
+    "public.epp_user_bitmap_day", "public.epp_user_bitmap_hour", "public.epp_user_bitmap_hour",
+    "public.epp_user_bitmap_minute", "public.epp_user_bitmap_minute"};
+
+/* Appends "SELECT what" over span i (0..6) of a planned range whose span bounds are $p ..
+ * $p+13 (see plan_values), with filter after the span's condition, and its retention guard.
+ * Spans 0-4 are whole buckets of the rollup table tables[i]; spans 5 and 6 are the raw
+ * sub-minute edges, read from public.events (analytics_plan.h). */
+static void span_select(epp_buf_t *b, const char *what, const char *const tables[5], int i,
+                        const char *filter, int p)
+{
+    int lo = p + 2 * i;
+    if (i < 5)
+        epp_buf_printf(b,
+                       "SELECT %s FROM %s WHERE bucket >= $%d::timestamptz AND "
+                       "bucket < $%d::timestamptz%s",
+                       what, tables[i], lo, lo + 1, filter);
+    else
+        epp_buf_printf(b,
+                       "SELECT %s FROM public.events WHERE \"timestamp\" >= $%d::timestamptz "
+                       "AND \"timestamp\" < $%d::timestamptz%s",
+                       what, lo, lo + 1, filter);
+    guard(b, i < 5 ? "rollup" : "raw", lo);
+}
+
 /* Appends the exact count of events in a planned range whose 14 span bounds are parameters
  * $p .. $p+13 (see plan_values), optionally filtered by event_name = $ev (ev 0: no filter). */
 static void count_expr(epp_buf_t *b, int p, int ev)
@@ -58,30 +91,12 @@ static void count_expr(epp_buf_t *b, int p, int ev)
     if (ev)
         snprintf(evf, sizeof(evf), " AND event_name = $%d::text", ev);
     /* Without a name filter, the per-bucket totals (sql/010) answer with one row per bucket. */
-    static const char *const by_name[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
-                                          "public.epp_rollup_hour", "public.epp_rollup_minute",
-                                          "public.epp_rollup_minute"};
-    static const char *const totals[] = {
-        "public.epp_rollup_day_total", "public.epp_rollup_hour_total",
-        "public.epp_rollup_hour_total", "public.epp_rollup_minute_total",
-        "public.epp_rollup_minute_total"};
-    const char *const *tables = ev ? by_name : totals;
+    const char *const *tables = ev ? span_rollup : span_totals;
     epp_buf_append_str(b, "(");
-    for (int i = 0; i < 5; i++) {
-        epp_buf_printf(b,
-                       "(SELECT coalesce(sum(n), 0) FROM %s WHERE bucket >= $%d::timestamptz "
-                       "AND bucket < $%d::timestamptz%s",
-                       tables[i], p + 2 * i, p + 2 * i + 1, evf);
-        guard(b, "rollup", p + 2 * i);
-        epp_buf_append_str(b, ") + ");
-    }
-    for (int i = 5; i < 7; i++) {
-        epp_buf_printf(b,
-                       "(SELECT count(*) FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz%s",
-                       p + 2 * i, p + 2 * i + 1, evf);
-        guard(b, "raw", p + 2 * i);
-        epp_buf_append_str(b, i == 5 ? ") + " : ")");
+    for (int i = 0; i < 7; i++) {
+        epp_buf_append_str(b, "(");
+        span_select(b, i < 5 ? "coalesce(sum(n), 0)" : "count(*)", tables, i, evf, p);
+        epp_buf_append_str(b, i < 6 ? ") + " : ")");
     }
     epp_buf_append_str(b, ")::int8");
 }
@@ -116,21 +131,12 @@ static void active_sql(epp_buf_t *b)
     epp_buf_append_str(b, "WITH raw AS (SELECT DISTINCT date_trunc('day', \"timestamp\", 'UTC') "
                           "AS tag, user_id FROM (");
     for (int i = 5; i < 7; i++) {
-        epp_buf_printf(b,
-                       "SELECT \"timestamp\", user_id FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
-                       1 + 2 * i, 2 + 2 * i);
-        guard(b, "raw", 1 + 2 * i);
+        span_select(b, "\"timestamp\", user_id", NULL, i, "", 1);
         epp_buf_append_str(b, i == 5 ? " UNION ALL " : ") e) ");
     }
-    static const char *const tables[] = {"day", "hour", "hour", "minute", "minute"};
     for (int i = 0; i < 5; i++) {
-        epp_buf_printf(b,
-                       "SELECT date_trunc('day', bucket, 'UTC'), bits, NULL::int8, NULL::text "
-                       "FROM public.epp_user_bitmap_%s WHERE bucket >= $%d::timestamptz AND "
-                       "bucket < $%d::timestamptz",
-                       tables[i], 1 + 2 * i, 2 + 2 * i);
-        guard(b, "rollup", 1 + 2 * i);
+        span_select(b, "date_trunc('day', bucket, 'UTC'), bits, NULL::int8, NULL::text",
+                    span_bitmaps, i, "", 1);
         epp_buf_append_str(b, " UNION ALL ");
     }
     epp_buf_append_str(b, "SELECT r.tag, NULL, d.uid, CASE WHEN d.uid IS NULL THEN r.user_id END "
@@ -188,24 +194,11 @@ int analytics_queries_init(void)
 
     b = &sql_text[ST_TOP];
     epp_buf_append_str(b, "SELECT event_name, sum(n)::int8 AS n FROM (");
-    static const char *const top_tables[] = {"public.epp_rollup_day", "public.epp_rollup_hour",
-                                             "public.epp_rollup_hour", "public.epp_rollup_minute",
-                                             "public.epp_rollup_minute"};
-    for (int i = 0; i < 5; i++) {
-        epp_buf_printf(b,
-                       "SELECT event_name, n FROM %s WHERE bucket >= $%d::timestamptz AND "
-                       "bucket < $%d::timestamptz",
-                       top_tables[i], 1 + 2 * i, 2 + 2 * i);
-        guard(b, "rollup", 1 + 2 * i);
-        epp_buf_append_str(b, " UNION ALL ");
-    }
-    for (int i = 5; i < 7; i++) {
-        epp_buf_printf(b,
-                       "SELECT event_name, count(*) FROM public.events WHERE \"timestamp\" >= "
-                       "$%d::timestamptz AND \"timestamp\" < $%d::timestamptz",
-                       1 + 2 * i, 2 + 2 * i);
-        guard(b, "raw", 1 + 2 * i);
-        epp_buf_append_str(b, i == 5 ? " GROUP BY event_name UNION ALL " : " GROUP BY event_name");
+    for (int i = 0; i < 7; i++) {
+        span_select(b, i < 5 ? "event_name, n" : "event_name, count(*)", span_rollup, i, "", 1);
+        epp_buf_append_str(b, i < 5    ? " UNION ALL "
+                              : i == 5 ? " GROUP BY event_name UNION ALL "
+                                       : " GROUP BY event_name");
     }
     epp_buf_printf(b,
                    ") t GROUP BY event_name HAVING sum(n) > 0 "
@@ -275,7 +268,7 @@ static void plan_values(const analytics_plan_t *p, ts_text_t *bufs, const char *
 {
     const analytics_span_t *spans[7] = {&p->day,       &p->hour[0], &p->hour[1], &p->minute[0],
                                         &p->minute[1], &p->raw[0],  &p->raw[1]};
-    for (int i = 0; i < 7; i++) {
+    for (size_t i = 0; i < 7; i++) {
         values[2 * i] = ts_param(spans[i]->lo, bufs[2 * i]);
         values[2 * i + 1] = ts_param(spans[i]->hi, bufs[2 * i + 1]);
     }
@@ -444,7 +437,7 @@ int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int per
     /* One accumulator per point (a single one without a series): rows are OR-ed in lazily as
      * they are read, so only one stored bitmap is decoded at a time. */
     size_t nacc = period >= 0 ? (size_t)npoints : 1;
-    roaring_bitmap_t **acc = calloc(nacc, sizeof *acc);
+    roaring_bitmap_t **acc = calloc(nacc, sizeof(roaring_bitmap_t *));
     int rows = PQntuples(res);
     unknown_user_t *unknown = calloc((size_t)rows + 1, sizeof *unknown);
     size_t nunknown = 0;

@@ -30,6 +30,7 @@ require_tools wrk nginx
 TMP=$(mktemp -d /tmp/epp-bench-http.XXXXXX)
 NGINX_PID=""
 ECHO_PID=""
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
     [ -n "$ECHO_PID" ] && kill "$ECHO_PID" 2>/dev/null && wait "$ECHO_PID" 2>/dev/null

@@ -46,6 +46,7 @@ TMP=$(mktemp -d /tmp/epp-bench-ingest.XXXXXX)
 NGINX_PID=""
 INGEST_PID=""
 BROKER_PID=""
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     for p in "$NGINX_PID" "$INGEST_PID" "$BROKER_PID"; do
         [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null

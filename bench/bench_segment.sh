@@ -39,6 +39,7 @@ done
 TMP=$(mktemp -d /tmp/epp-bench-segment.XXXXXX)
 INGEST_PID=""
 BROKER_PID=""
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     for p in "$INGEST_PID" "$BROKER_PID"; do
         [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null

@@ -24,12 +24,13 @@ done
 
 TMP=$(mktemp -d /tmp/epp-bench-tracing.XXXXXX)
 PIDS=()
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
     local rc=$?
     set +e # a killed child's status must not stop the clean-up half-way
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     rm -rf "$TMP"
-    exit $rc
+    exit "$rc"
 }
 trap cleanup EXIT
 

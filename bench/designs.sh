@@ -20,7 +20,8 @@ BUILD=${EPP_BUILD_DIR:-build}
 DUR=${BENCH_DURATION:-4}
 ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_HTTP_THREADS:-2}
-SYNC=$([ "${DESIGNS_SYNC:-0}" = 1 ] && echo --sync || true)
+SYNC=""
+[ "${DESIGNS_SYNC:-0}" = 1 ] && SYNC=--sync
 require_tools wrk nginx
 TMP=$(mktemp -d /tmp/epp-designs.XXXXXX)
 NGINX_PID=""

@@ -19,6 +19,7 @@
 #include "epp_http.h"
 #include "epp_log.h"
 #include "epp_metrics.h"
+#include "bench_args.h"
 
 #define QCAP 65536
 
@@ -111,9 +112,9 @@ int main(int argc, char **argv)
     o.port = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
-            o.port = atoi(argv[++i]);
+            o.port = (int)bench_arg_long("bench_http_echo", "--port", argv[++i], 0, 65535);
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc)
-            o.threads = (unsigned)atoi(argv[++i]);
+            o.threads = (unsigned)bench_arg_long("bench_http_echo", "--threads", argv[++i], 1, 256);
         else if (strcmp(argv[i], "--sync") == 0)
             sync = 1;
         else if (strcmp(argv[i], "--no-metrics") == 0)

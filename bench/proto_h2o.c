@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "bench_args.h"
 
 static h2o_globalconf_t config;
 static int port = 0, nthreads = 2, sync_mode = 0;
@@ -75,10 +76,15 @@ static int on_req(h2o_handler_t *h, h2o_req_t *req)
 static void on_msgs(h2o_multithread_receiver_t *r, h2o_linklist_t *msgs)
 {
     (void)r;
-    while (!h2o_linklist_is_empty(msgs)) {
-        msg_t *m = H2O_STRUCT_FROM_MEMBER(msg_t, super.link, msgs->next);
-        h2o_linklist_unlink(&m->super.link);
-        reply(m->req);
+    /* The receiver wants the list empty on return: it is taken whole, and each message is
+     * unlinked before its reply (which may free it) is sent. */
+    h2o_linklist_t *node = msgs->next;
+    h2o_linklist_init_anchor(msgs);
+    while (node != msgs) {
+        h2o_linklist_t *next = node->next;
+        node->next = node->prev = NULL;
+        reply(H2O_STRUCT_FROM_MEMBER(msg_t, super.link, node)->req);
+        node = next;
     }
 }
 static void *drainer(void *a)
@@ -140,9 +146,9 @@ int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--port"))
-            port = atoi(argv[++i]);
+            port = (int)bench_arg_long("bench_proto_h2o", "--port", argv[++i], 0, 65535);
         else if (!strcmp(argv[i], "--threads"))
-            nthreads = atoi(argv[++i]);
+            nthreads = (int)bench_arg_long("bench_proto_h2o", "--threads", argv[++i], 1, 256);
         else if (!strcmp(argv[i], "--sync"))
             sync_mode = 1;
     }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "bench_args.h"
 typedef struct {
     struct MHD_Connection *c;
     int state;
@@ -105,9 +106,9 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--mode"))
             mode = argv[++i];
         else if (!strcmp(argv[i], "--threads"))
-            threads = atoi(argv[++i]);
+            threads = (int)bench_arg_long("bench_proto_mhd", "--threads", argv[++i], 1, 256);
         else if (!strcmp(argv[i], "--port"))
-            port = atoi(argv[++i]);
+            port = (int)bench_arg_long("bench_proto_mhd", "--port", argv[++i], 0, 65535);
         else if (!strcmp(argv[i], "--sync"))
             sync_mode = 1;
     }

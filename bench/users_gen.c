@@ -21,6 +21,7 @@
 #include <roaring/roaring.h>
 
 #include "epp_buf.h"
+#include "epp_rand.h"
 #include "epp_time.h"
 #include "epp_users.h"
 
@@ -28,10 +29,7 @@ static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t next_rand(void)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return epp_rand_next(&rng);
 }
 
 static int write_level(const char *dir, const char *name, int64_t start_us, int64_t width_us,
@@ -64,6 +62,28 @@ static int write_level(const char *dir, const char *name, int64_t start_us, int6
     return fclose(f) != 0;
 }
 
+/* The ids of users 0..users-1, "user-<uid>" -> uid. 0, or 1 after printing why. */
+static int write_ids(const char *dir, int64_t users)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ids.tsv", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) {
+        perror(path);
+        return 1;
+    }
+    for (int64_t u = 0; u < users; u++)
+        fprintf(f, "user-%" PRId64 "\t%" PRId64 "\n", u, u);
+    return fclose(f) != 0;
+}
+
+static void free_level(roaring_bitmap_t **bits, size_t n)
+{
+    for (size_t i = 0; bits != NULL && i < n; i++)
+        epp_users_free(bits[i]);
+    free(bits);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 7 || (argc - 7) % 2 != 0) {
@@ -79,43 +99,37 @@ int main(int argc, char **argv)
     if (events < 1 || users < 1 || users > EPP_USERS_MAX_UID + 1 || days < 1)
         return 2;
     size_t nmin = (size_t)days * 1440, nhour = (size_t)days * 24, nday = (size_t)days;
-    roaring_bitmap_t **mins = calloc(nmin, sizeof *mins);
-    roaring_bitmap_t **hours = calloc(nhour, sizeof *hours);
-    roaring_bitmap_t **dayb = calloc(nday, sizeof *dayb);
-    if (!mins || !hours || !dayb)
-        return 1;
+    roaring_bitmap_t **mins = calloc(nmin, sizeof(roaring_bitmap_t *));
+    roaring_bitmap_t **hours = calloc(nhour, sizeof(roaring_bitmap_t *));
+    roaring_bitmap_t **dayb = calloc(nday, sizeof(roaring_bitmap_t *));
     /* Each minute's events; a small buffer of uids per minute, added in one call. */
-    uint32_t *buf = malloc(sizeof *buf * (size_t)(events / (int64_t)nmin + 2));
-    int64_t done = 0;
-    for (size_t m = 0; m < nmin; m++) {
-        int64_t upto = events * (int64_t)(m + 1) / (int64_t)nmin, k = 0;
-        for (; done < upto; done++)
-            buf[k++] = (uint32_t)(next_rand() % (uint64_t)users);
-        mins[m] = roaring_bitmap_of_ptr((size_t)k, buf);
+    uint32_t *buf =
+        mins && hours && dayb ? malloc(sizeof *buf * (size_t)(events / (int64_t)nmin + 2)) : NULL;
+    int rc = 0;
+    if (buf == NULL) {
+        fprintf(stderr, "out of memory\n");
+        rc = 1;
+    } else {
+        int64_t done = 0;
+        for (size_t m = 0; m < nmin; m++) {
+            int64_t upto = events * (int64_t)(m + 1) / (int64_t)nmin, k = 0;
+            for (; done < upto; done++)
+                buf[k++] = (uint32_t)(next_rand() % (uint64_t)users);
+            mins[m] = roaring_bitmap_of_ptr((size_t)k, buf);
+        }
+        for (size_t h = 0; h < nhour; h++)
+            hours[h] = roaring_bitmap_or_many(60, (const roaring_bitmap_t **)&mins[h * 60]);
+        for (size_t d = 0; d < nday; d++)
+            dayb[d] = roaring_bitmap_or_many(24, (const roaring_bitmap_t **)&hours[d * 24]);
     }
     free(buf);
-    for (size_t h = 0; h < nhour; h++)
-        hours[h] = roaring_bitmap_or_many(60, (const roaring_bitmap_t **)&mins[h * 60]);
-    for (size_t d = 0; d < nday; d++)
-        dayb[d] = roaring_bitmap_or_many(24, (const roaring_bitmap_t **)&hours[d * 24]);
+    if (rc == 0)
+        rc = write_ids(dir, users) ||
+             write_level(dir, "minute", start, 60LL * 1000000, mins, nmin) ||
+             write_level(dir, "hour", start, 3600LL * 1000000, hours, nhour) ||
+             write_level(dir, "day", start, 86400LL * 1000000, dayb, nday);
 
-    char path[1024];
-    snprintf(path, sizeof path, "%s/ids.tsv", dir);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) {
-        perror(path);
-        return 1;
-    }
-    for (int64_t u = 0; u < users; u++)
-        fprintf(f, "user-%" PRId64 "\t%" PRId64 "\n", u, u);
-    if (fclose(f) != 0)
-        return 1;
-    if (write_level(dir, "minute", start, 60LL * 1000000, mins, nmin) ||
-        write_level(dir, "hour", start, 3600LL * 1000000, hours, nhour) ||
-        write_level(dir, "day", start, 86400LL * 1000000, dayb, nday))
-        return 1;
-
-    for (int a = 7; a + 1 < argc; a += 2) {
+    for (int a = 7; rc == 0 && a + 1 < argc; a += 2) {
         int64_t from = strtoll(argv[a], NULL, 10) * 1000000,
                 to = strtoll(argv[a + 1], NULL, 10) * 1000000;
         roaring_bitmap_t *u = roaring_bitmap_create();
@@ -128,14 +142,8 @@ int main(int argc, char **argv)
                roaring_bitmap_get_cardinality(u));
         roaring_bitmap_free(u);
     }
-    for (size_t i = 0; i < nmin; i++)
-        roaring_bitmap_free(mins[i]);
-    for (size_t i = 0; i < nhour; i++)
-        roaring_bitmap_free(hours[i]);
-    for (size_t i = 0; i < nday; i++)
-        roaring_bitmap_free(dayb[i]);
-    free(mins);
-    free(hours);
-    free(dayb);
-    return 0;
+    free_level(mins, nmin);
+    free_level(hours, nhour);
+    free_level(dayb, nday);
+    return rc;
 }

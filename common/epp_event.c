@@ -153,7 +153,7 @@ static int key_is(const epp_json_member_t *m, const char *name, size_t len)
     return m->key_len == len && memcmp(m->key, name, len) == 0;
 }
 
-#define KEY_IS(m, lit) key_is((m), lit, sizeof lit - 1)
+#define KEY_IS(m, lit) key_is((m), (lit), sizeof(lit) - 1)
 
 /* Appends the members as one compact JSON object. 0 or EPP_ENOMEM. */
 static int write_members(epp_buf_t *out, const epp_json_member_t *m, size_t n)
@@ -198,7 +198,7 @@ static int event_store(epp_event_t *ev, const epp_json_value_t *user_id,
     size_t meta_len = st->len - meta_off;
     if (meta_len > EPP_EVENT_MAX_METADATA) {
         set_err(err, "payload_too_large", "metadata",
-                "metadata is %zu bytes of compact JSON, more than the limit of %d", meta_len,
+                "metadata is %zu bytes of compact JSON, more than the limit of %zu", meta_len,
                 EPP_EVENT_MAX_METADATA);
         epp_buf_reset(st);
         return EPP_ETOOBIG;

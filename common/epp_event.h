@@ -18,9 +18,9 @@
 #include "epp_json.h"
 #include "epp_uuid.h"
 
-#define EPP_EVENT_MAX_STRING    256         /* bytes, user_id and event_name */
-#define EPP_EVENT_MAX_METADATA  (32 * 1024) /* bytes of compact metadata JSON */
-#define EPP_EVENT_MAX_DEPTH     32          /* metadata nesting; the metadata object is 1 */
+#define EPP_EVENT_MAX_STRING    256                 /* bytes, user_id and event_name */
+#define EPP_EVENT_MAX_METADATA  ((size_t)32 * 1024) /* bytes of compact metadata JSON */
+#define EPP_EVENT_MAX_DEPTH     32                  /* metadata nesting; the metadata object is 1 */
 #define EPP_EVENT_MAX_FUTURE_US (24LL * 3600 * 1000000) /* timestamp - received_at */
 
 typedef enum {

@@ -32,8 +32,8 @@
 #define LINGER_US      1000000
 #define ACCEPT_BURST   8
 #define RBUF_MIN       4096
-#define KEEP_BUF_MAX   (64 * 1024) /* larger per-request buffers are freed after use */
-#define BODY_READ_STEP (64 * 1024)
+#define KEEP_BUF_MAX   ((size_t)64 * 1024) /* larger per-request buffers are freed after use */
+#define BODY_READ_STEP ((size_t)64 * 1024)
 
 static void gauge_add(epp_series_t *g, double v)
 {
@@ -192,7 +192,7 @@ static int conn_write_reply(epp_http__conn_t *c)
     c->scan = 0;
     if (req->close_after) {
         c->lingering = 1;
-        c->linger_left = srv->opts.max_body * 4 + 1024 * 1024;
+        c->linger_left = srv->opts.max_body * 4 + (size_t)1024 * 1024;
         c->linger_until_us = now + LINGER_US;
     }
     return 0;

@@ -521,7 +521,7 @@ int epp_http__guard_init(epp_http_server_t *srv, char *err, size_t errsz)
     const epp_http_opts_t *o = &srv->opts;
     for (unsigned i = 0; i < 16; i++)
         pthread_mutex_init(&srv->ip_locks[i], NULL);
-    srv->ip_table = calloc(IP_TABLE, sizeof(*srv->ip_table));
+    srv->ip_table = calloc(IP_TABLE, sizeof(epp_http__ipent_t *));
     if (!srv->ip_table)
         goto nomem;
     size_t nkeys = 0;

@@ -39,10 +39,10 @@
 #define EPP_HTTP__MAX_HEADERS 100 /* request headers (431 beyond) */
 #define EPP_HTTP__MAX_KEY_LEN 256 /* API keys are compared over this fixed length */
 /* Request line and headers together (431, or 414 for the request line alone, beyond it). */
-#define EPP_HTTP__HEAD_MAX (16 * 1024)
+#define EPP_HTTP__HEAD_MAX ((size_t)16 * 1024)
 /* A body up to this size is part of a connection's own allowance and takes nothing from the
  * server's budget of bodies in flight; a larger one reserves its size there. */
-#define EPP_HTTP__SMALL_BODY (16 * 1024)
+#define EPP_HTTP__SMALL_BODY ((size_t)16 * 1024)
 #define EPP_HTTP__SWEEP_US   500000 /* how often a worker checks its connections' time limits */
 
 /* Request state bits (epp_http_reply.c explains the machine). */

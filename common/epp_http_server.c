@@ -159,9 +159,9 @@ void epp_http_opts_default(epp_http_opts_t *opts)
     opts->threads = 2;
     opts->max_connections = 10000;
     opts->timeout_s = 30;
-    opts->max_body = 1024 * 1024;
-    opts->max_body_inflight = 64u * 1024 * 1024;
-    opts->max_body_inflight_per_ip = 16u * 1024 * 1024;
+    opts->max_body = (size_t)1024 * 1024;
+    opts->max_body_inflight = (size_t)64 * 1024 * 1024;
+    opts->max_body_inflight_per_ip = (size_t)16 * 1024 * 1024;
     opts->auth_fail_rps = 1;
     opts->auth_fail_burst = 20;
 }
@@ -407,7 +407,7 @@ static void answer_pending(epp_http_server_t *srv)
         epp_http__worker_t *w = &srv->workers[i];
         pthread_mutex_lock(&w->lock);
         size_t n = w->nconns, np = 0;
-        epp_http_req_t **pending = calloc(n ? n : 1, sizeof(*pending));
+        epp_http_req_t **pending = calloc(n ? n : 1, sizeof(epp_http_req_t *));
         for (epp_http__conn_t *c = w->conns; c && pending; c = c->next) {
             unsigned st = atomic_load(&c->req.state);
             if ((st & EPP_HTTP__ST_DISPATCHED) && !(st & EPP_HTTP__ST_CLAIMED))

@@ -320,7 +320,7 @@ static void *yalloc(void *ctx, size_t size)
         b->pool_used += need;
         return p;
     }
-    return malloc(size);
+    return malloc(size ? size : 1);
 }
 
 static void *yrealloc(void *ctx, void *ptr, size_t size)
@@ -367,7 +367,7 @@ static int fail_nomem(builder_t *b)
 /* Grows one of the two stacks: the inline array first, then the heap. */
 static int grow(void **arr, size_t *cap, size_t elem, void *inline_arr)
 {
-    size_t ncap = *cap * 2;
+    size_t ncap = *cap ? *cap * 2 : 8;
     void *p;
     if (*arr == inline_arr) {
         p = malloc(ncap * elem);
@@ -520,7 +520,7 @@ static int cb_close(void *ctx)
             v->u.obj.members = m;
             v->u.obj.n = n;
         } else {
-            epp_json_value_t **items = arena_alloc(b->doc, n * sizeof *items);
+            epp_json_value_t **items = arena_alloc(b->doc, n * sizeof(epp_json_value_t *));
             if (!items)
                 return fail_nomem(b);
             for (size_t i = 0; i < n; i++)

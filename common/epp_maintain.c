@@ -36,7 +36,7 @@ int epp_maintain_parse_duration(const char *s, int64_t *us)
         unit = 86400;
         break;
     case 'w':
-        unit = 7 * 86400;
+        unit = (int64_t)7 * 86400;
         break;
     default:
         return EPP_EINVAL;

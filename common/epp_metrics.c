@@ -523,14 +523,16 @@ epp_series_t *epp_metric_series_v(epp_metric_t *f, const char *const *values)
 {
     if (!f || f->kind == KIND_FN)
         return NULL;
-    /* Compare in the stored form: NULL as "", invalid UTF-8 repaired. */
+    /* Compare in the stored form: NULL as "", invalid UTF-8 repaired. The label count is fixed
+     * when the family is made. */
+    const size_t n = f->nlabels;
     const char *stack_vals[8] = {0};
     char *stack_owned[8];
     const char **vals = stack_vals;
     char **owned = stack_owned;
-    if (f->nlabels > 8) {
-        vals = calloc(f->nlabels, sizeof *vals);
-        owned = calloc(f->nlabels, sizeof *owned);
+    if (n > 8) {
+        vals = calloc(n, sizeof *vals);
+        owned = calloc(n, sizeof *owned);
         if (!vals || !owned) {
             free(vals);
             free(owned);
@@ -539,7 +541,7 @@ epp_series_t *epp_metric_series_v(epp_metric_t *f, const char *const *values)
     }
     epp_series_t *s = NULL;
     bool oom = false;
-    for (size_t i = 0; i < f->nlabels; i++) {
+    for (size_t i = 0; i < n; i++) {
         const char *v = values && values[i] ? values[i] : "";
         owned[i] = NULL;
         if (!oom && !utf8_valid(v)) {
@@ -552,7 +554,7 @@ epp_series_t *epp_metric_series_v(epp_metric_t *f, const char *const *values)
     if (!oom) {
         pthread_mutex_lock(&f->lock);
         for (s = f->series; s; s = s->next)
-            if (values_match(s, f->nlabels, vals))
+            if (values_match(s, n, vals))
                 break;
         if (!s) {
             s = series_new(f, vals);
@@ -563,7 +565,7 @@ epp_series_t *epp_metric_series_v(epp_metric_t *f, const char *const *values)
         }
         pthread_mutex_unlock(&f->lock);
     }
-    for (size_t i = 0; i < f->nlabels; i++)
+    for (size_t i = 0; i < n; i++)
         free(owned[i]);
     if (vals != stack_vals) {
         free(vals);
@@ -837,7 +839,8 @@ static double process_open_fds(void *arg)
     for (struct dirent *e; (e = readdir(d)) != NULL;) {
         if (e->d_name[0] == '.')
             continue;
-        if (atoi(e->d_name) == self) /* the descriptor of this listing */
+        char *end = NULL;
+        if (strtol(e->d_name, &end, 10) == self && *end == '\0') /* this listing's own */
             continue;
         n++;
     }

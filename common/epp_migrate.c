@@ -44,7 +44,7 @@ static int load_applied(PGconn *conn, int **versions, size_t *n, epp_pg_error_t 
         return EPP_ENOMEM;
     }
     for (size_t i = 0; i < rows; i++)
-        (*versions)[i] = atoi(PQgetvalue(res, (int)i, 0));
+        (*versions)[i] = (int)strtol(PQgetvalue(res, (int)i, 0), NULL, 10); /* an int column */
     *n = rows;
     PQclear(res);
     return 0;
@@ -223,7 +223,7 @@ int epp_migrate_load_dir(const char *dir, epp_migration_t **out, size_t *n, char
                 snprintf(err, errsz, "cannot read %s", path);
             break;
         }
-        list[count].version = atoi(nm);
+        list[count].version = (int)strtol(nm, NULL, 10); /* the leading digits, checked above */
         list[count].name = strdup(nm);
         list[count].sql = sql;
         count++;

@@ -25,6 +25,10 @@
 
 #include "epp_config.h"
 
+/* The fragments' `m.field` arguments are offsetof member designators, which cannot be put in
+ * parentheses. */
+/* NOLINTBEGIN(bugprone-macro-parentheses) */
+
 /* ---- Logging (every program) ---- */
 
 typedef struct {
@@ -159,5 +163,7 @@ typedef struct {
     EPP_CONF_STR("sql-dir", "EPP_SQL_DIR", NULL, st, f,                                            \
                  "Read the migrations from this directory instead of those built in")
 /* clang-format on */
+
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 #endif

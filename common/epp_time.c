@@ -106,7 +106,7 @@ int epp_time_parse_rfc3339(const char *s, size_t len, int64_t *us)
         int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2);
         if (oh < 0 || oh > 23 || om < 0 || om > 59)
             return EPP_EINVAL;
-        offset_sec = (int64_t)oh * 3600 + om * 60;
+        offset_sec = (int64_t)oh * 3600 + (int64_t)om * 60;
         if (s[i] == '-')
             offset_sec = -offset_sec;
         i += 6;
@@ -117,7 +117,7 @@ int epp_time_parse_rfc3339(const char *s, size_t len, int64_t *us)
         return EPP_EINVAL;
 
     int64_t days = epp_time_days_from_civil(year, (unsigned)mon, (unsigned)day);
-    int64_t secs = days * 86400 + hour * 3600 + min * 60 + sec - offset_sec;
+    int64_t secs = days * 86400 + (int64_t)hour * 3600 + (int64_t)min * 60 + sec - offset_sec;
     *us = secs * EPP_USEC_PER_SEC + frac_us;
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "epp_hex.h"
 #include "epp_json.h"
 #include "epp_log.h"
+#include "epp_rand.h"
 #include "epp_time.h"
 
 #define MAX_ATTRS   24
@@ -86,7 +87,7 @@ struct epp_tracer {
     epp_series_t *m_dropped_failed;
 };
 
-/* Ids come from a per-thread xorshift generator seeded from the kernel: ids need to be unique,
+/* Ids come from a per-thread epp_rand generator seeded from the kernel: ids need to be unique,
  * not secret, and a syscall per span would cost more than the span. */
 static _Thread_local uint64_t rng_state;
 
@@ -98,12 +99,7 @@ static uint64_t rng_next(void)
             seed = (uint64_t)epp_time_mono_us() * 0x9E3779B97F4A7C15ULL | 1;
         rng_state = seed;
     }
-    uint64_t x = rng_state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    rng_state = x;
-    return x * 0x2545F4914F6CDD1DULL;
+    return epp_rand_next(&rng_state);
 }
 
 static void random_bytes(uint8_t *out, size_t n)
@@ -144,7 +140,9 @@ int epp_traceparent_parse(const char *s, epp_trace_ctx_t *out)
 
 void epp_traceparent_format(const epp_trace_ctx_t *ctx, char *out)
 {
-    memcpy(out, "00-", 3);
+    out[0] = '0';
+    out[1] = '0';
+    out[2] = '-';
     epp_hex_encode(ctx->trace_id, 16, out + 3);
     out[35] = '-';
     epp_hex_encode(ctx->span_id, 8, out + 36);
@@ -614,7 +612,7 @@ epp_tracer_t *epp_tracer_create(const epp_tracer_opts_t *opts, char *err, size_t
         err[0] = '\0';
     if (!opts->endpoint || !opts->endpoint[0])
         return NULL;
-    if (strncmp(opts->endpoint, "http://", 7) && strncmp(opts->endpoint, "https://", 8)) {
+    if (strncmp(opts->endpoint, "http://", 7) != 0 && strncmp(opts->endpoint, "https://", 8) != 0) {
         snprintf(err, errsz, "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s):// URL, got \"%s\"",
                  opts->endpoint);
         return NULL;

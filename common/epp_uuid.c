@@ -149,7 +149,7 @@ static uint32_t rol32(uint32_t x, unsigned n)
 static void sha1_block(sha1_t *ctx, const uint8_t *p)
 {
     uint32_t w[16];
-    for (int t = 0; t < 16; t++)
+    for (size_t t = 0; t < 16; t++)
         w[t] = (uint32_t)p[4 * t] << 24 | (uint32_t)p[4 * t + 1] << 16 |
                (uint32_t)p[4 * t + 2] << 8 | (uint32_t)p[4 * t + 3];
     uint32_t a = ctx->h[0], b = ctx->h[1], c = ctx->h[2], d = ctx->h[3], e = ctx->h[4];
@@ -188,12 +188,12 @@ static void sha1_block(sha1_t *ctx, const uint8_t *p)
  * SHA1MSG2): each group of four rounds takes the next schedule words and prepares later ones. */
 #define SHA1_NI_GROUP(ex, ey, wcur, wnext, wplus2, wplus3, f)                                      \
     do {                                                                                           \
-        ex = _mm_sha1nexte_epu32(ex, wcur);                                                        \
-        ey = abcd;                                                                                 \
-        wnext = _mm_sha1msg2_epu32(wnext, wcur);                                                   \
+        (ex) = _mm_sha1nexte_epu32(ex, wcur);                                                      \
+        (ey) = abcd;                                                                               \
+        (wnext) = _mm_sha1msg2_epu32(wnext, wcur);                                                 \
         abcd = _mm_sha1rnds4_epu32(abcd, ex, f);                                                   \
-        wplus3 = _mm_sha1msg1_epu32(wplus3, wcur);                                                 \
-        wplus2 = _mm_xor_si128(wplus2, wcur);                                                      \
+        (wplus3) = _mm_sha1msg1_epu32(wplus3, wcur);                                               \
+        (wplus2) = _mm_xor_si128(wplus2, wcur);                                                    \
     } while (0)
 
 __attribute__((target("sha,sse4.1"))) static void sha1_block_ni(sha1_t *ctx, const uint8_t *p)
@@ -298,7 +298,7 @@ static void sha1_final(sha1_t *c, uint8_t out[20])
     for (int i = 0; i < 8; i++)
         pad[n + (size_t)i] = (uint8_t)(bits >> (56 - 8 * i));
     sha1_update(c, pad, n + 8);
-    for (int i = 0; i < 5; i++) {
+    for (size_t i = 0; i < 5; i++) {
         out[4 * i] = (uint8_t)(c->h[i] >> 24);
         out[4 * i + 1] = (uint8_t)(c->h[i] >> 16);
         out[4 * i + 2] = (uint8_t)(c->h[i] >> 8);

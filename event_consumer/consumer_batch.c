@@ -301,8 +301,9 @@ static uint64_t str_hash(const char *s, size_t len)
 /* The index in b->users of row r's user, added when new. */
 static int intern_user(consumer_batch_t *b, consumer_row_t *r)
 {
-    /* The set stays at most half full: rebuilt at four times the users' capacity. */
-    if (b->nusers == b->users_cap) {
+    /* The set stays at most half full: rebuilt at four times the users' capacity (made here,
+     * on the batch's first user). */
+    if (b->uset == NULL || b->nusers == b->users_cap) {
         size_t ncap = b->users_cap ? b->users_cap * 2 : 1024;
         consumer_user_t *nu = realloc(b->users, ncap * sizeof *nu);
         uint32_t *ns = calloc(ncap * 4, sizeof *ns);

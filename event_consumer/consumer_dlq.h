@@ -28,7 +28,7 @@
 
 /* Room for the headers a dead letter adds to the original message (error.message is at most a
  * few hundred bytes, a topic name 249). */
-#define CONSUMER_DLQ_HEADER_ROOM (64 * 1024)
+#define CONSUMER_DLQ_HEADER_ROOM (64LL * 1024)
 
 typedef struct consumer_dlq consumer_dlq_t;
 

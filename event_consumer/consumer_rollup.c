@@ -165,7 +165,7 @@ int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t ki
         n += r->slots[i].hash != 0 && r->slots[i].kind == kind;
     if (n == 0)
         return 0;
-    const entry_t **v = malloc(n * sizeof *v);
+    const entry_t **v = malloc(n * sizeof(const entry_t *));
     if (v == NULL)
         return EPP_ENOMEM;
     size_t k = 0;
@@ -179,7 +179,7 @@ int consumer_rollup_arrays(const consumer_rollup_t *r, consumer_rollup_kind_t ki
         free(v);
         return 0;
     }
-    qsort(v, n, sizeof *v, cmp_entry);
+    qsort(v, n, sizeof(const entry_t *), cmp_entry);
     int rc = epp_pgcopy_array_header(buckets, EPP_PG_OID_TIMESTAMPTZ, n);
     if (rc == 0)
         rc = epp_pgcopy_array_header(keys, EPP_PG_OID_TEXT, n);

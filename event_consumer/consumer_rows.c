@@ -51,7 +51,7 @@ static int copy_in(PGconn *conn, const char *sql, const char *data, size_t len, 
         return rc != 0 ? rc : EPP_EIO;
     /* Sent in slices: libpq copies each into its output buffer, so one huge call would double
      * the memory of a large batch. */
-    const size_t slice = 256 * 1024;
+    const size_t slice = (size_t)256 * 1024;
     int ok = 1;
     for (size_t off = 0; off < len && ok; off += slice)
         ok = PQputCopyData(conn, data + off, (int)(len - off < slice ? len - off : slice)) == 1;

@@ -817,7 +817,6 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
                 }
                 if (known == 1) {
                     EPP_INFO("the unknown COMMIT had committed");
-                    rc = 0;
                     break;
                 }
                 /* Not committed (or still unknown at a stop): redo; the offsets check in the

@@ -67,7 +67,8 @@ typedef struct {
 
 static lane_t *lane_of(app_t *a, int32_t partition)
 {
-    return &a->lanes[(size_t)(partition < 0 ? 0 : partition) % a->nlanes];
+    size_t n = a->nlanes > 0 ? a->nlanes : 1; /* set before any partition can arrive */
+    return &a->lanes[(size_t)(partition < 0 ? 0 : partition) % n];
 }
 
 static void flush_lane(lane_t *l)

@@ -49,9 +49,8 @@ ingest_media_t ingest_media_type(const char *content_type)
     p = skip_ws(p, end);
     if ((q = match_token(p, end, "application/json")) != NULL)
         media = INGEST_MEDIA_JSON;
-    else if ((q = match_token(p, end, "application/x-ndjson")) != NULL)
-        media = INGEST_MEDIA_NDJSON;
-    else if ((q = match_token(p, end, "application/ndjson")) != NULL)
+    else if ((q = match_token(p, end, "application/x-ndjson")) != NULL ||
+             (q = match_token(p, end, "application/ndjson")) != NULL)
         media = INGEST_MEDIA_NDJSON;
     else if ((q = match_token(p, end, "text/plain")) != NULL)
         media = INGEST_MEDIA_TEXT;

@@ -315,7 +315,7 @@ void ingest_app_shutdown(ingest_app_t *app, epp_http_server_t *srv)
     epp_http_quiesce(srv);
     int64_t deadline = epp_time_mono_us() + conf->shutdown_timeout_ms * 1000;
     while (epp_http_inflight(srv) > 0 && epp_time_mono_us() < deadline) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
+        struct timespec ts = {0, 10L * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     int64_t left_ms = (deadline - epp_time_mono_us()) / 1000;

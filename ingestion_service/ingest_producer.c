@@ -134,7 +134,7 @@ static void *poll_main(void *arg)
          * error. Blocking in rd_kafka_poll here would take every report batch away from the
          * workers and cost a wake-up each. */
         while (!atomic_load(&in->stop)) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
+            struct timespec ts = {0, 10L * 1000 * 1000};
             nanosleep(&ts, NULL);
             rd_kafka_poll(in->rk, 0);
         }
@@ -252,7 +252,7 @@ static size_t wait_outq(inst_t *in, int64_t timeout_us)
     int64_t deadline = epp_time_mono_us() + timeout_us;
     int n;
     while ((n = rd_kafka_outq_len(in->rk)) > 0 && epp_time_mono_us() < deadline) {
-        struct timespec ts = {0, 5 * 1000 * 1000};
+        struct timespec ts = {0, 5L * 1000 * 1000};
         nanosleep(&ts, NULL);
     }
     return n > 0 ? (size_t)n : 0;

@@ -77,7 +77,7 @@ static void scan(const epp_json_value_t *obj, seg_msg_t *m)
 {
 #define FIELD(name, member)                                                                        \
     {                                                                                              \
-        name, sizeof name - 1, offsetof(seg_msg_t, member)                                         \
+        (name), sizeof(name) - 1, offsetof(seg_msg_t, member)                                      \
     }
     static const struct {
         const char *name;
@@ -203,7 +203,7 @@ static int message_event(seg_ctx_t *c, const epp_json_value_t *v, ingest_segment
     if (c->measure && v->raw_len > INGEST_SEGMENT_MAX_MESSAGE &&
         (size = epp_json_compact_size(v)) > INGEST_SEGMENT_MAX_MESSAGE) {
         snprintf(err->message, sizeof err->message,
-                 "the message is %zu bytes of compact JSON, more than the limit of %d", size,
+                 "the message is %zu bytes of compact JSON, more than the limit of %zu", size,
                  INGEST_SEGMENT_MAX_MESSAGE);
         err->code = "payload_too_large";
         err->field[0] = '\0';

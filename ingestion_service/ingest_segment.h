@@ -25,8 +25,8 @@
 #include "epp_event.h"
 #include "ingest_batch.h"
 
-#define INGEST_SEGMENT_MAX_MESSAGE (32 * 1024)  /* compact JSON bytes of one message */
-#define INGEST_SEGMENT_MAX_BODY    (500 * 1024) /* bytes of a request, after gzip */
+#define INGEST_SEGMENT_MAX_MESSAGE ((size_t)32 * 1024)  /* compact JSON bytes of one message */
+#define INGEST_SEGMENT_MAX_BODY    ((size_t)500 * 1024) /* bytes of a request, after gzip */
 
 /* The namespace of the UUIDv5 event ids made from messageIds that are not UUIDs:
  * UUIDv5(NAMESPACE_URL, "urn:epp:segment:messageId"). */

@@ -3,11 +3,12 @@
 #
 #   scripts/fuzz.sh [SECONDS]     (default 60 per target)
 #
-# Targets are built with clang (-fsanitize=fuzzer,address,undefined) straight from common/*.c,
-# not through the CMake build, into build-fuzz/. Each target starts from a temporary copy of its
-# seed corpus tests/fuzz/corpus/<name>/ (so new inputs never land in the repository) and uses
+# The targets are built by CMake with -DEPP_FUZZ=ON and clang (-fsanitize=fuzzer, ASan, UBSan),
+# each linked with the library whose code it fuzzes (tests/fuzz/CMakeLists.txt), into
+# build-fuzz/fuzz/. Each target starts from a temporary copy of its seed corpus
+# tests/fuzz/corpus/<name>/ (so new inputs never land in the repository) and uses
 # tests/fuzz/<name>.dict when present. Crash inputs are kept in build-fuzz/artifacts/.
-# Exits non-zero if any target fails to build or finds a crash, leak, timeout or sanitizer report.
+# Exits non-zero if the build fails or any target finds a crash, leak, timeout or sanitizer report.
 set -euo pipefail
 
 seconds=${1:-60}
@@ -28,54 +29,19 @@ if [ ${#targets[@]} -eq 0 ]; then
     exit 0
 fi
 
-pkgs="rdkafka libpq yajl libcurl zlib"
-# shellcheck disable=SC2086
-pkg_cflags=$(pkg-config --cflags $pkgs 2>/dev/null || true)
-# shellcheck disable=SC2086
-pkg_libs=$(pkg-config --libs $pkgs 2>/dev/null || echo "-lrdkafka -lpq -lyajl -lcurl -lz")
-# shellcheck disable=SC2206,SC2054
-cflags=(-std=c17 -D_GNU_SOURCE '-DEPP_VERSION="fuzz"' -g -O1 -fno-omit-frame-pointer
-        -fsanitize=address,undefined -fno-sanitize-recover=undefined "-I$root/common" $pkg_cflags)
-
-rm -rf "$out/obj"
-mkdir -p "$out/obj" "$out/artifacts"
-
-# libepp once, instrumented for coverage but without libFuzzer's main().
-echo "fuzz.sh: building common/*.c with $cc"
-objs=()
-for src in "$root"/common/*.c; do
-    obj=$out/obj/$(basename "${src%.c}").o
-    "$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj" 2>"$obj.log" &
-    objs+=("$obj")
-    # Two compilers at a time: the machine is shared.
-    while [ "$(jobs -rp | wc -l)" -ge 2 ]; do wait -n || true; done
-done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || true; done
-# The objects go into an archive, so each target links only what it uses. A file that does
-# not compile is left out with a warning (the CMake build is where it fails loudly); a target
-# that needs it then fails to link, which fails the run.
-built=()
-for obj in "${objs[@]}"; do
-    if [ -f "$obj" ]; then
-        built+=("$obj")
-    else
-        echo "fuzz.sh: warning: common/$(basename "${obj%.o}").c did not compile, left out (see $obj.log)" >&2
-    fi
-done
-rm -f "$out/libepp-fuzz.a"
-ar rcs "$out/libepp-fuzz.a" "${built[@]}"
+mkdir -p "$out"
+echo "fuzz.sh: building the fuzzers with $cc (cmake -DEPP_FUZZ=ON, $out)"
+cmake -S "$root" -B "$out" -DCMAKE_C_COMPILER="$cc" -DCMAKE_BUILD_TYPE=Debug -DEPP_FUZZ=ON \
+    >"$out/configure.log" 2>&1 || { cat "$out/configure.log" >&2; exit 1; }
+# Two compilers at a time at most: the machine is shared.
+cmake --build "$out" --target fuzzers -j "${FUZZ_JOBS:-2}"
+mkdir -p "$out/artifacts"
 
 status=0
 for src in "${targets[@]}"; do
     target=$(basename "${src%.c}")
     name=${target#fuzz_}
-    bin=$out/$target
-    # shellcheck disable=SC2086
-    if ! "$cc" "${cflags[@]}" -fsanitize=fuzzer "$src" "$out/libepp-fuzz.a" -o "$bin" $pkg_libs -lpthread -lm; then
-        echo "fuzz.sh: $target: build failed" >&2
-        status=1
-        continue
-    fi
+    bin=$out/fuzz/$target
     corpus=$(mktemp -d "${TMPDIR:-/tmp}/epp-fuzz-$name.XXXXXX")
     if [ -d "$root/tests/fuzz/corpus/$name" ]; then
         cp -R "$root/tests/fuzz/corpus/$name/." "$corpus/"

@@ -14,7 +14,7 @@ PACKAGES=(
     postgresql postgresql-contrib prometheus kcat wrk nginx-light
     # Apache Kafka (scripts/kafka.sh): Java 17 runs the broker, Maven fetches its jars
     openjdk-17-jre-headless maven
-    clang clang-format libclang-rt-14-dev valgrind
+    clang clang-format clang-tidy libclang-rt-14-dev valgrind shellcheck
     docker-compose chromium
     python3 python3-psycopg2 python3-confluent-kafka python3-yaml python3-venv
     curl git ca-certificates

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "epp_rand.h"
 #include "epp_test.h"
 #include "epp_time.h"
 #include "analytics_plan.h"
@@ -14,10 +15,7 @@ static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
 static uint64_t rnd(void)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
+    return epp_rand_next(&rng_state);
 }
 
 /* A random instant: often exactly on, or one microsecond off, a bucket boundary. */
@@ -181,7 +179,7 @@ static void test_periods(void)
     /* Brute force: walking day by day over 30 years, a day's period index moves by one exactly
      * on Mondays (weeks) and on the 1st (months), and every period start is a day start. */
     int64_t base = at(2010, 1, 1, 0), wk = 0, mo = 0, dy = 0;
-    for (int64_t d = 1; d < 30 * 366; d++) {
+    for (int64_t d = 1; d < (int64_t)30 * 366; d++) {
         int64_t day = base + d * ANALYTICS_US_DAY;
         int64_t y;
         unsigned m, dd;

@@ -4,7 +4,7 @@
  *
  * Input: the first byte picks the route (and a small or the default max_points; 0xff: the raw
  * planner mode of fuzz_raw()); the rest is a
- * query string "name=value&..." decoded like epp_http does (%XX and '+'). For the routes
+ * query string "name=value&..." decoded by epp_http's decoder (%XX and '+'). For the routes
  * with a path parameter, "user_id" / "event_id" in the query string stand for the path segment.
  *
  * Beyond "no crash, no sanitizer report" it checks what the SQL layer relies on:
@@ -18,15 +18,17 @@
  *  - limits, text filters and ids are within their documented bounds.
  * A violated property aborts, which libFuzzer reports as a crash.
  *
- * The two sources are compiled into this target directly: scripts/fuzz.sh builds targets from
- * the common/ sources only, and the corpus replay (tests/fuzz/CMakeLists.txt) links only libepp. */
+ * The target links epp_analytics_plan, the library the service and its tests link
+ * (tests/fuzz/CMakeLists.txt). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../analytics_service/analytics_params.c"
-#include "../../analytics_service/analytics_plan.c"
+#include "analytics_params.h"
+#include "analytics_plan.h"
+#include "epp_error.h"
+#include "epp_http_internal.h"
 #include "epp_json.h"
 #include "epp_time.h"
 #include "fuzz_check.h"
@@ -39,37 +41,16 @@ typedef struct {
     int n;
 } args_t;
 
-static int hexdigit(char c)
+/* In-place URL decoding of a NUL-terminated string, by the HTTP layer's own decoder (%XX and
+ * '+'). 0, or -1 for a %00, which epp_http refuses with 400 before any handler runs. */
+static int url_decode(char *s)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
+    return epp_http__url_decode(s, s, strlen(s), 1) < 0 ? -1 : 0;
 }
 
-/* In-place URL decoding of a NUL-terminated string (a %00 ends it, as it does for a C
- * string; epp_http refuses a %00 in a query with 400). */
-static void url_decode(char *s)
-{
-    char *out = s;
-    for (char *p = s; *p; p++) {
-        if (*p == '+') {
-            *out++ = ' ';
-        } else if (*p == '%' && hexdigit(p[1]) >= 0 && hexdigit(p[2]) >= 0) {
-            *out++ = (char)(hexdigit(p[1]) * 16 + hexdigit(p[2]));
-            p += 2;
-        } else {
-            *out++ = *p;
-        }
-    }
-    *out = '\0';
-}
-
-/* Splits buf (modified) into decoded arguments; the first occurrence of a name wins. */
-static void split_query(char *buf, args_t *a)
+/* Splits buf (modified) into decoded arguments; the first occurrence of a name wins. -1 when
+ * an argument does not decode (epp_http answers such a request 400 itself). */
+static int split_query(char *buf, args_t *a)
 {
     a->n = 0;
     char *save = NULL;
@@ -81,12 +62,13 @@ static void split_query(char *buf, args_t *a)
             *eq = '\0';
             value = eq + 1;
         }
-        url_decode(tok);
-        url_decode(value);
+        if (url_decode(tok) < 0 || url_decode(value) < 0)
+            return -1;
         a->names[a->n] = tok;
         a->values[a->n] = value;
         a->n++;
     }
+    return 0;
 }
 
 static const char *get(void *ud, const char *name)
@@ -283,7 +265,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data + 1, size - 1);
     buf[size - 1] = '\0';
     args_t args;
-    split_query(buf, &args);
+    if (split_query(buf, &args) != 0) {
+        free(buf);
+        return 0;
+    }
 
     analytics_params_t p;
     analytics_param_error_t err;

@@ -13,14 +13,15 @@
  *    go into the JSON reply); each valid event's canonical form is read back in Kafka mode.
  * A violated property aborts, which libFuzzer reports as a crash.
  *
- * ingest_batch.c is included rather than linked: scripts/fuzz.sh and the replay build link the
- * target against libepp only, and the splitter deliberately has no dependency beyond libepp. */
+ * The target links epp_ingest_core, the library the service and its tests link
+ * (tests/fuzz/CMakeLists.txt); the splitter itself depends on nothing beyond libepp. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../ingestion_service/ingest_batch.c"
+#include "ingest_batch.h"
+#include "epp_error.h"
 #include "epp_event.h"
 #include "epp_json.h"
 #include "epp_time.h"

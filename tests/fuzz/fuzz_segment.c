@@ -16,15 +16,16 @@
  *    member comes first, and its timestamp is at most 24 h ahead of the time of receipt.
  * A violated property aborts, which libFuzzer reports as a crash.
  *
- * The parser is included rather than linked: scripts/fuzz.sh and the replay build link the
- * target against libepp only. */
+ * The target links epp_ingest_core, the library the service and its tests link
+ * (tests/fuzz/CMakeLists.txt). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../ingestion_service/ingest_batch.c"
-#include "../../ingestion_service/ingest_segment.c"
+#include "ingest_batch.h"
+#include "ingest_segment.h"
+#include "epp_error.h"
 #include "epp_event.h"
 #include "epp_json.h"
 #include "epp_time.h"

@@ -59,7 +59,7 @@ static void test_body_decode(void)
     epp_buf_reset(&gz);
     CHECK_INT_EQ(epp_gzip_deflate(zeros, 8 << 20, 9, &gz), 0);
     free(zeros);
-    CHECK(gz.len < 64 * 1024);
+    CHECK(gz.len < (size_t)64 * 1024);
     CHECK_INT_EQ(ingest_body_decode(gz.data, gz.len, "gzip", 1 << 20, &big, &out, &len, &fail),
                  EPP_ETOOBIG);
     CHECK_INT_EQ(fail.status, 413);

@@ -635,9 +635,9 @@ static void test_auth(void)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *h[] = {cases[i][0], NULL};
         http(port, "POST", "/echo", h, "x", 1, 0, &r);
-        if (r.status != atol(cases[i][1]))
+        if (r.status != strtol(cases[i][1], NULL, 10))
             fprintf(stderr, "case %s\n", cases[i][0]);
-        CHECK_INT_EQ(r.status, atol(cases[i][1]));
+        CHECK_INT_EQ(r.status, strtol(cases[i][1], NULL, 10));
         resp_free(&r);
     }
     /* A very long key is refused, not crashed on. */
@@ -714,9 +714,9 @@ static void test_auth_basic_self(void)
         snprintf(p, sizeof p, "%.*s", colon ? (int)(colon - path) : (int)strlen(path), path);
         const char *body = colon ? colon + 1 : "x";
         http(port, "POST", p, cases[i][0] ? h : NULL, body, strlen(body), 0, &r);
-        if (r.status != atol(cases[i][2]))
+        if (r.status != strtol(cases[i][2], NULL, 10))
             fprintf(stderr, "case %zu: %.40s %s\n", i, cases[i][0] ? cases[i][0] : "-", path);
-        CHECK_INT_EQ(r.status, atol(cases[i][2]));
+        CHECK_INT_EQ(r.status, strtol(cases[i][2], NULL, 10));
         if (r.status == 401)
             CHECK(strstr(r.body.data, "\"code\":\"unauthorized\"") != NULL);
         resp_free(&r);
@@ -755,7 +755,7 @@ static void test_auth_rate_limit(void)
     const char *wrong[] = {"X-API-Key: b", NULL};
     const char *basic_wrong[] = {"Authorization: Basic Yjo=", NULL}; /* b: */
     const char *good[] = {"X-API-Key: a", NULL};
-    int st[6];
+    long st[6];
     http(port, "POST", "/echo", wrong, "x", 1, 0, &r);
     st[0] = r.status;
     resp_free(&r);
@@ -981,6 +981,7 @@ static void test_connection_limits(void)
     /* Slowloris: a request line and half the headers, then silence: closed after ~1 s. */
     const char part[] = "GET /health HTTP/1.1\r\nHost: x\r\n";
     w = send(fds[0], part, sizeof(part) - 1, MSG_NOSIGNAL);
+    CHECK(w == (ssize_t)(sizeof(part) - 1));
     int64_t t0 = time(NULL);
     n = recv(fds[0], buf, sizeof(buf), 0);
     CHECK(n <= 0);
@@ -993,14 +994,13 @@ static void test_connection_limits(void)
     usleep(100000);
     int slow = tcp_connect(port);
     w = send(slow, head, sizeof(head) - 1, MSG_NOSIGNAL);
+    CHECK(w == (ssize_t)(sizeof(head) - 1));
     struct timeval t_start, t_end;
     gettimeofday(&t_start, NULL);
     int closed = 0;
     for (int i = 0; i < 20 && !closed; i++) {
         usleep(400000);
-        if (send(slow, "x", 1, MSG_NOSIGNAL) < 0)
-            closed = 1;
-        else if (recv(slow, buf, sizeof(buf), MSG_DONTWAIT) == 0)
+        if (send(slow, "x", 1, MSG_NOSIGNAL) < 0 || recv(slow, buf, sizeof(buf), MSG_DONTWAIT) == 0)
             closed = 1;
     }
     gettimeofday(&t_end, NULL);
@@ -1057,7 +1057,7 @@ static int raw_status(int port, const char *data, size_t len)
     close(fd);
     if (n < 12 || strncmp(buf, "HTTP/1.", 7) != 0)
         return 0;
-    return atoi(buf + 9);
+    return (int)strtol(buf + 9, NULL, 10);
 }
 
 /* Hostile input gets a bounded refusal and the server keeps serving. */
@@ -1086,7 +1086,8 @@ static void test_hostile(void)
     CHECK(st == 0 || st == 400 || st == 413);
     char longurl[9000] = "GET /items/";
     memset(longurl + 11, 'u', 8000);
-    strcpy(longurl + 8011, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    static const char tail[] = " HTTP/1.1\r\nHost: x\r\n\r\n";
+    memcpy(longurl + 8011, tail, sizeof tail);
     st = raw_status(P, longurl, strlen(longurl));
     CHECK_INT_EQ(st, 200); /* fits in the buffer: a long id is the handler's business */
     http(P, "GET", "/health", NULL, NULL, 0, 0, &r);
@@ -1108,7 +1109,7 @@ static int read_status(int fd, char *buf, size_t bufsz)
     }
     if (got < 12 || strncmp(buf, "HTTP/1.", 7) != 0)
         return 0;
-    return atoi(buf + 9);
+    return (int)strtol(buf + 9, NULL, 10);
 }
 
 /* Issue 19, defect 6: wrong keys are throttled per client before any key is compared (so
@@ -1243,18 +1244,18 @@ static void test_body_budget(void)
 {
     epp_http_opts_t o;
     epp_http_opts_default(&o);
-    o.max_body = 1024 * 1024;
-    o.max_body_inflight = 1024 * 1024;
-    o.max_body_inflight_per_ip = 200 * 1024;
+    o.max_body = (size_t)1024 * 1024;
+    o.max_body_inflight = (size_t)1024 * 1024;
+    o.max_body_inflight_per_ip = (size_t)200 * 1024;
     epp_http_server_t *s = start(&o);
     CHECK(s != NULL);
     int port = epp_http_port(s);
     char buf[1024];
     /* The per-client share: 150 KiB held, 100 KiB more refused. */
-    int a = post_partial(port, 150 * 1024, 10, 0);
+    int a = post_partial(port, (size_t)150 * 1024, 10, 0);
     CHECK(a >= 0);
     usleep(100000);
-    int b = post_partial(port, 100 * 1024, 0, 0);
+    int b = post_partial(port, (size_t)100 * 1024, 0, 0);
     CHECK(b >= 0);
     CHECK_INT_EQ(read_status(b, buf, sizeof(buf)), 503);
     CHECK(strstr(buf, "Retry-After: 1") != NULL);
@@ -1269,32 +1270,32 @@ static void test_body_budget(void)
     close(a);
     usleep(200000);
     /* Given back: the same 100 KiB now fits. */
-    char *big = malloc(100 * 1024);
-    memset(big, 'x', 100 * 1024);
-    http(port, "POST", "/echo", NULL, big, 100 * 1024, 0, &r);
+    char *big = malloc((size_t)100 * 1024);
+    memset(big, 'x', (size_t)100 * 1024);
+    http(port, "POST", "/echo", NULL, big, (size_t)100 * 1024, 0, &r);
     CHECK_INT_EQ(r.status, 200);
-    CHECK_INT_EQ(r.body.len, 100 * 1024);
+    CHECK_INT_EQ(r.body.len, (size_t)100 * 1024);
     resp_free(&r);
     epp_http_destroy(s);
 
     /* The server-wide budget, and a chunked body that grows past it. */
-    o.max_body_inflight = 200 * 1024;
+    o.max_body_inflight = (size_t)200 * 1024;
     o.max_body_inflight_per_ip = 0;
     s = start(&o);
     CHECK(s != NULL);
     port = epp_http_port(s);
-    a = post_partial(port, 150 * 1024, 10, 0);
+    a = post_partial(port, (size_t)150 * 1024, 10, 0);
     usleep(100000);
-    b = post_partial(port, 100 * 1024, 0, 0);
+    b = post_partial(port, (size_t)100 * 1024, 0, 0);
     CHECK_INT_EQ(read_status(b, buf, sizeof(buf)), 503);
     CHECK(strstr(buf, "\"code\":\"server_busy\"") != NULL || strstr(buf, "Retry-After") != NULL);
     close(b);
-    int c = post_partial(port, 0, 120 * 1024, 1);
+    int c = post_partial(port, 0, (size_t)120 * 1024, 1);
     CHECK_INT_EQ(read_status(c, buf, sizeof(buf)), 503);
     close(c);
     close(a);
     usleep(200000);
-    http(port, "POST", "/echo", NULL, big, 100 * 1024, 1, &r);
+    http(port, "POST", "/echo", NULL, big, (size_t)100 * 1024, 1, &r);
     CHECK_INT_EQ(r.status, 200);
     resp_free(&r);
     free(big);

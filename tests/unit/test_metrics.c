@@ -218,7 +218,7 @@ static void test_concurrent_updates(void)
         pthread_join(th[t], NULL);
     CHECK(epp_series_value(sh.counter) == (double)THREADS * ITERS);
     CHECK(epp_series_value(sh.fraction) == (double)THREADS * ITERS * 0.5);
-    CHECK(epp_series_value(sh.gauge) == (double)THREADS * (ITERS / 2) * 0.5);
+    CHECK(epp_series_value(sh.gauge) == (double)THREADS * (ITERS / 2.0) * 0.5); /* ITERS is even */
     CHECK(epp_series_value(sh.hist) == (double)THREADS * ITERS);
     epp_buf_reset(&out);
     CHECK_INT_EQ(epp_metrics_render(m, &out), 0);

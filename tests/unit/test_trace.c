@@ -104,11 +104,13 @@ static void receiver_start(receiver_t *r, int status)
     r->status = status;
     r->fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bind(r->fd, (struct sockaddr *)&a, sizeof a);
     socklen_t al = sizeof a;
-    getsockname(r->fd, (struct sockaddr *)&a, &al);
+    if (bind(r->fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        getsockname(r->fd, (struct sockaddr *)&a, &al) != 0 || listen(r->fd, 16) != 0) {
+        perror("receiver_start");
+        abort();
+    }
     r->port = ntohs(a.sin_port);
-    listen(r->fd, 16);
     pthread_t th;
     pthread_create(&th, NULL, receiver_main, r);
     pthread_detach(th);
@@ -194,7 +196,7 @@ static void test_export(void)
         CHECK(uint_string(epp_json_get(s, "endTimeUnixNano")));
         const epp_json_value_t *kind = epp_json_get(s, "kind");
         CHECK(kind && kind->type == EPP_JSON_NUMBER);
-        kinds |= 1 << atoi(kind->u.s.text);
+        kinds |= 1 << strtol(kind->u.s.text, NULL, 10);
         const epp_json_value_t *links = epp_json_get(s, "links");
         if (links) {
             CHECK(links->u.arr.n == 1);

@@ -110,7 +110,7 @@ static int cmp_uuid(const void *a, const void *b)
  * generator gives one process-wide strict order. */
 static void test_v7_monotonic_threads(void)
 {
-    epp_uuid_t *all = malloc(2 * PER_THREAD * sizeof *all);
+    epp_uuid_t *all = malloc((size_t)2 * PER_THREAD * sizeof *all);
     CHECK(all);
     gen_arg_t args[2] = {{all}, {all + PER_THREAD}};
     pthread_t th[2];
@@ -132,7 +132,7 @@ static void test_v7_monotonic_threads(void)
             }
         }
     }
-    qsort(all, 2 * PER_THREAD, sizeof *all, cmp_uuid);
+    qsort(all, (size_t)2 * PER_THREAD, sizeof *all, cmp_uuid);
     for (int i = 1; i < 2 * PER_THREAD; i++) {
         if (memcmp(&all[i - 1], &all[i], sizeof *all) == 0) {
             free(all);

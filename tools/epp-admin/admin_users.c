@@ -61,8 +61,8 @@ static int remove_level(PGconn *conn, int level, epp_users_scratch_t *s)
         return report("user bitmaps", &pe);
     int rows = PQntuples(res);
     int64_t *buckets = calloc((size_t)rows + 1, sizeof *buckets);
-    roaring_bitmap_t **merged = calloc((size_t)rows + 1, sizeof *merged);
-    roaring_bitmap_t **remove = calloc((size_t)rows + 1, sizeof *remove);
+    roaring_bitmap_t **merged = calloc((size_t)rows + 1, sizeof(roaring_bitmap_t *));
+    roaring_bitmap_t **remove = calloc((size_t)rows + 1, sizeof(roaring_bitmap_t *));
     size_t n = 0;
     int rc = buckets && merged && remove ? 0 : EPP_ENOMEM;
     for (int r = 0; r < rows && rc == 0; r++) {

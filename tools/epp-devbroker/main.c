@@ -678,7 +678,7 @@ static void route(devbroker_t *db, struct MHD_Connection *conn, const char *meth
         reply_error(r, 404, "no such path");
         return;
     }
-    strcpy(path, url);
+    memcpy(path, url, strlen(url) + 1);
     q.n = split_path(path, q.seg, 8);
     if (q.n < 1) {
         not_found(&q);
@@ -888,7 +888,7 @@ static char **join_topic_flags(int argc, char **argv, int *argc_out, char **join
         /* After a "--" the flag would be positional: put it before. */
         int pos = n;
         for (int i = 1; i < n; i++)
-            if (strcmp(out[i], "--") == 0) {
+            if (out[i] != NULL && strcmp(out[i], "--") == 0) {
                 pos = i;
                 break;
             }

@@ -13,6 +13,7 @@
  * nanosecond timeout (and a 1 µs timer slack) so requests leave at their intended times rather
  * than in millisecond bursts. */
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -508,7 +509,11 @@ static ssize_t parse_response(const conn_t *c, int *status, bool *close_after)
     size_t head = (size_t)(eoh - b) + 4;
     if (len < 12 || memcmp(b, "HTTP/1.", 7) != 0)
         return -1;
-    *status = atoi(b + 9);
+    /* "HTTP/1.x NNN": three digits. */
+    if (!isdigit((unsigned char)b[9]) || !isdigit((unsigned char)b[10]) ||
+        !isdigit((unsigned char)b[11]))
+        return -1;
+    *status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
     *close_after = b[7] == '0';
     long long clen = -1;
     bool chunked = false;
@@ -900,7 +905,7 @@ int main(int argc, char **argv)
     L.interval_ns = 1e9 / conf.rps;
     L.n_conns = (size_t)conf.connections;
     L.conns = calloc(L.n_conns, sizeof(*L.conns));
-    L.idle = calloc(L.n_conns, sizeof(*L.idle));
+    L.idle = calloc(L.n_conns, sizeof(conn_t *));
     L.ep = epoll_create1(EPOLL_CLOEXEC);
     if (!L.conns || !L.idle || L.ep < 0) {
         fprintf(stderr, "epp-load: cannot set up: %s\n", strerror(errno));

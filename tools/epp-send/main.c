@@ -269,8 +269,8 @@ static int run(sender_t *s)
 {
     size_t nx = (size_t)s->conf->concurrency;
     xfer_t *xs = calloc(nx, sizeof(*xs));
-    xfer_t **idle = calloc(nx, sizeof(*idle));
-    xfer_t **waiting = calloc(nx, sizeof(*waiting)); /* in backoff before a retry */
+    xfer_t **idle = calloc(nx, sizeof(xfer_t *));
+    xfer_t **waiting = calloc(nx, sizeof(xfer_t *)); /* in backoff before a retry */
     size_t n_idle = 0, n_waiting = 0;
     int rc = 0;
     if (!xs || !idle || !waiting) {

@@ -6,6 +6,7 @@
 
 #include "epp_error.h"
 #include "epp_json.h"
+#include "epp_rand.h"
 #include "epp_time.h"
 
 void epp_evgen_free(epp_evgen_t *g)
@@ -73,12 +74,7 @@ nomem:
 
 uint64_t epp_evgen_rand(epp_evgen_t *g)
 {
-    uint64_t x = g->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    g->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
+    return epp_rand_next(&g->rng);
 }
 
 static unsigned rnd(epp_evgen_t *g, unsigned n)
@@ -181,10 +177,10 @@ char *epp_evgen_resolve_url(const char *url, int batch)
     else if (ends_with(url, len, "/events"))
         len -= strlen("/events");
     const char *route = batch ? "/events/batch" : "/events";
-    char *res = malloc(len + strlen(route) + 1);
+    size_t size = len + strlen(route) + 1;
+    char *res = malloc(size);
     if (!res)
         return NULL;
-    memcpy(res, url, len);
-    strcpy(res + len, route);
+    snprintf(res, size, "%.*s%s", (int)len, url, route);
     return res;
 }
