@@ -339,7 +339,6 @@ int epp_http__guard_check(epp_http_req_t *req, const epp_http__route_t *route);
 char *epp_http__arena_alloc(epp_http__conn_t *c, size_t n);
 void epp_http__arena_reset(epp_http__conn_t *c);
 void epp_http__arena_free(epp_http__conn_t *c);
-/* The value of a hex digit, or -1. */
 /* Percent-decodes src[0, len) into dst (len + 1 bytes); plus: '+' is a space (queries).
  * -1 when the result would hold a NUL byte. */
 int epp_http__url_decode(char *dst, const char *src, size_t len, int plus);

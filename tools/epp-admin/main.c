@@ -85,11 +85,7 @@ static const epp_conf_opt_t migrate_opts[] = {
 };
 
 static const epp_conf_opt_t retention_opts[] = {
-    OPT_DB,
-    EPP_MAINTAIN_CONF_OPTS(admin_conf_t),
-    OPT_DRY_RUN,
-    OPT_LOG,
-    EPP_CONF_END,
+    OPT_DB, EPP_MAINTAIN_CONF_OPTS(admin_conf_t), OPT_DRY_RUN, OPT_LOG, EPP_CONF_END,
 };
 
 static const epp_conf_opt_t dlq_list_opts[] = {
