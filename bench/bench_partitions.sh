@@ -23,7 +23,7 @@
 #            time of the raw edge count (a custom plan);
 #   drop     removing the oldest day (retention): DROP of its partition with its ids (daily),
 #            DELETE of its rows and ids (monthly: a month can only be dropped whole; none);
-#   size     table + indexes (+ epp_event_ids), GB.
+#   size     table + indexes (+ epp_event_ids), GB; epp_event_ids alone (ids GB).
 # Ratios are printed against `none` measured in the same run. Each database is dropped after its
 # layout is measured (100M rows need ~40 GB while they exist).
 #
@@ -270,14 +270,17 @@ def drop_oldest_day(db, layout):
 
 
 def size_gb(db):
+    """(all tables with their indexes, epp_event_ids with its indexes), GB."""
     c = connect(db)
     cur = c.cursor()
     cur.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
                 "WHERE n.nspname = 'public' AND c.relkind = 'r'")
     v = float(cur.fetchone()[0]) / 1e9
+    cur.execute("SELECT coalesce(pg_total_relation_size(to_regclass('public.epp_event_ids')), 0)")
+    ids = float(cur.fetchone()[0]) / 1e9
     c.close()
-    return v
+    return v, ids
 
 
 admin = connect("postgres")
@@ -291,7 +294,7 @@ for n in sizes:
         a.execute("DROP DATABASE IF EXISTS %s" % db)
         a.execute("CREATE DATABASE %s" % db)
         r = {"load s": load(db, layout, n)}
-        r["size GB"] = size_gb(db)
+        r["size GB"], r["ids GB"] = size_gb(db)
         r["insert rows/s"], r["insert cpu us/row"] = insert_rate(db, batches[:20])
         r["insert rows/s, no ids"], r["insert cpu us/row, no ids"] = insert_rate(
             db, batches[20:], with_ids=layout == "none")
