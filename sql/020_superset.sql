@@ -139,31 +139,40 @@ BEGIN
     RETURN NULL;
 END $$;
 
--- Existing pairs first, under a lock so that no write slips between the backfill and the
--- triggers.
-LOCK TABLE public.epp_user_day IN SHARE ROW EXCLUSIVE MODE;
-INSERT INTO public.epp_user_day_count (bucket, n)
-    SELECT bucket, count(*) FROM public.epp_user_day
-    WHERE NOT EXISTS (SELECT 1 FROM public.epp_user_day_count)
-    GROUP BY bucket;
-DROP TRIGGER IF EXISTS epp_user_day_count_ins ON public.epp_user_day;
-CREATE TRIGGER epp_user_day_count_ins AFTER INSERT ON public.epp_user_day
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_apply();
-DROP TRIGGER IF EXISTS epp_user_day_count_upd ON public.epp_user_day;
-CREATE TRIGGER epp_user_day_count_upd AFTER UPDATE ON public.epp_user_day
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_apply();
-DROP TRIGGER IF EXISTS epp_user_day_count_del ON public.epp_user_day;
-CREATE TRIGGER epp_user_day_count_del AFTER DELETE ON public.epp_user_day
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_apply();
-DROP TRIGGER IF EXISTS epp_user_day_count_truncate ON public.epp_user_day;
-CREATE TRIGGER epp_user_day_count_truncate AFTER TRUNCATE ON public.epp_user_day
-    FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_truncate();
+-- The pairs' counts and the view, while epp_user_day exists: sql/031 replaces both with the
+-- user bitmaps and drops epp_user_day, and this file must still run again harmlessly after it
+-- (the benchmarks re-apply every migration to their cached data sets).
+DO $do$
+BEGIN
+    IF to_regclass('public.epp_user_day') IS NULL THEN
+        RETURN;
+    END IF;
+    -- Existing pairs first, under a lock so that no write slips between the backfill and the
+    -- triggers.
+    LOCK TABLE public.epp_user_day IN SHARE ROW EXCLUSIVE MODE;
+    INSERT INTO public.epp_user_day_count (bucket, n)
+        SELECT bucket, count(*) FROM public.epp_user_day
+        WHERE NOT EXISTS (SELECT 1 FROM public.epp_user_day_count)
+        GROUP BY bucket;
+    DROP TRIGGER IF EXISTS epp_user_day_count_ins ON public.epp_user_day;
+    CREATE TRIGGER epp_user_day_count_ins AFTER INSERT ON public.epp_user_day
+        REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_apply();
+    DROP TRIGGER IF EXISTS epp_user_day_count_upd ON public.epp_user_day;
+    CREATE TRIGGER epp_user_day_count_upd AFTER UPDATE ON public.epp_user_day
+        REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_apply();
+    DROP TRIGGER IF EXISTS epp_user_day_count_del ON public.epp_user_day;
+    CREATE TRIGGER epp_user_day_count_del AFTER DELETE ON public.epp_user_day
+        REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_apply();
+    DROP TRIGGER IF EXISTS epp_user_day_count_truncate ON public.epp_user_day;
+    CREATE TRIGGER epp_user_day_count_truncate AFTER TRUNCATE ON public.epp_user_day
+        FOR EACH STATEMENT EXECUTE FUNCTION public.epp_user_day_count_truncate();
 
-CREATE OR REPLACE VIEW public.epp_daily_active_users AS
-    SELECT bucket AS day, sum(n)::bigint AS active_users
-    FROM public.epp_user_day_count
-    GROUP BY bucket
-    HAVING sum(n) > 0;
+    CREATE OR REPLACE VIEW public.epp_daily_active_users AS
+        SELECT bucket AS day, sum(n)::bigint AS active_users
+        FROM public.epp_user_day_count
+        GROUP BY bucket
+        HAVING sum(n) > 0;
+END $do$;
