@@ -157,11 +157,6 @@ LIMIT 20
 """
 
 
-def _has_table(cur, table):
-    cur.execute("SELECT to_regclass(%s) IS NOT NULL", ("public." + table,))
-    return cur.fetchone()[0]
-
-
 DICT_MISSING_SQL = """
 SELECT DISTINCT e.user_id FROM public.events e
 WHERE NOT EXISTS (SELECT 1 FROM public.epp_user_ids d WHERE d.user_id = e.user_id)
@@ -229,14 +224,14 @@ def check(conn):
     problems = []
     with conn.cursor() as cur:
         problems += derived_problems(cur)
-        if _has_table(cur, "epp_user_ids"):
+        if _exists(cur, "public.epp_user_ids"):
             cur.execute(DICT_MISSING_SQL)
             for (user,) in cur.fetchall():
                 problems.append("epp_user_ids: user %r of public.events has no uid" % user)
-        if _has_table(cur, "epp_user_bitmap_day"):
+        if _exists(cur, "public.epp_user_bitmap_day"):
             check_bitmaps(cur, problems)
         for table, key, expected in ROLLUPS:
-            if table == "epp_user_day" and not _has_table(cur, table):
+            if table == "epp_user_day" and not _exists(cur, "public." + table):
                 continue  # replaced by the user bitmaps (sql/031)
             if table == "epp_user_day" and not _has_count_column(cur, table):
                 cur.execute(SET_DIFF_SQL)
