@@ -19,6 +19,10 @@ const epp_conf_opt_t analytics_conf_opts[] = {
     EPP_OPT_PG_CONNECT_TIMEOUT(C, connect_timeout_s, "3"),
     EPP_CONF_INT("max-points", "MAX_POINTS", "10000", 1, 1000000, C, max_points,
                  "Largest timeseries answer; more points is a 400"),
+    EPP_CONF_INT("user-bitmap-cache-mb", "USER_BITMAP_CACHE_MB", "64", 0, 65536, C,
+                 user_bitmap_cache_mb,
+                 "Memory for decoded hour and day user bitmaps shared by the requests of "
+                 "/analytics/users/active; 0: none (every answer decodes them)"),
     EPP_OPTS_LOG(C, log, "info"),
     EPP_OPTS_TRACE(C, trace, ANALYTICS_PROG),
     EPP_CONF_END,

@@ -17,6 +17,7 @@ typedef struct {
     int64_t pool_wait_ms;
     int64_t connect_timeout_s;
     int64_t max_points;
+    int64_t user_bitmap_cache_mb;
     epp_opts_log_t log;
     epp_opts_trace_t trace;
 } analytics_conf_t;

@@ -238,8 +238,8 @@ static void h_active(call_t *c)
         return;
     }
     epp_pg_error_t err = {0};
-    int rc = analytics_q_active(conn, p->from, p->to, series ? p->period : -1, p->npoints, &n,
-                                points, &err);
+    int rc = analytics_q_active(conn, c->ctx->ucache, p->from, p->to, series ? p->period : -1,
+                                p->npoints, &n, points, &err);
     analytics_pool_release(c->ctx->pool, conn);
     if (rc < 0) {
         free(points);

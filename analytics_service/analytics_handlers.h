@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "analytics_pool.h"
+#include "analytics_ucache.h"
 #include "epp_http.h"
 #include "epp_trace.h"
 
@@ -21,10 +22,11 @@ typedef struct {
 
 /* Shared by every handler; read-only once the server has started. */
 struct analytics_ctx {
-    analytics_pool_t *pool; /* borrowed */
-    int pool_wait_ms;       /* how long a request waits for a connection */
-    int64_t max_points;     /* timeseries answers larger than this are a 400 */
-    epp_tracer_t *tracer;   /* borrowed; NULL: tracing off (no span, no cost) */
+    analytics_pool_t *pool;     /* borrowed */
+    int pool_wait_ms;           /* how long a request waits for a connection */
+    int64_t max_points;         /* timeseries answers larger than this are a 400 */
+    epp_tracer_t *tracer;       /* borrowed; NULL: tracing off (no span, no cost) */
+    analytics_ucache_t *ucache; /* borrowed; NULL: user bitmaps not cached */
     /* Filled by analytics_handlers_register(). */
     epp_http_server_t *srv; /* for server.port */
     analytics_binding_t bindings[ANALYTICS_NROUTES];

@@ -15,6 +15,7 @@
 #include "epp_time.h"
 #include "epp_users.h"
 #include "analytics_plan.h"
+#include "analytics_ucache.h"
 
 enum {
     ST_COUNT,
@@ -121,13 +122,22 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
     epp_buf_append_str(b, ") t");
 }
 
-/* Distinct users of a planned range (parameters as for count_expr): the rows of the per-bucket
- * user bitmaps (sql/031) of its whole days, hours and minutes, and the users of its sub-minute
- * edges with their uid (NULL for a user the dictionary does not know: counted apart), each
- * tagged with the UTC day it lies in, so that a series of days, weeks or months groups them.
- * Binary results: (tag timestamptz, bits bytea, uid int8, user_id text). */
+/* Result columns of ST_ACTIVE (binary). kind: */
+enum { AK_MINUTE, AK_HOUR, AK_DAY, AK_USER, AK_GENERATION };
+enum { AC_TAG, AC_KIND, AC_ID, AC_N, AC_BITS, AC_USER };
+
+/* Distinct users of a planned range (parameters as for count_expr, then $15 and $16: the ids
+ * of the hour and day bitmaps the cache pinned, whose bits are left out): the rows of the
+ * per-bucket user bitmaps (sql/031) of its whole days, hours and minutes with their bucket, and
+ * the users of its sub-minute edges with their uid (NULL for a user the dictionary does not
+ * know: counted apart) tagged with the UTC day they lie in, so that a series of days, weeks or
+ * months groups them; and one row with the tables' generation (analytics_ucache.h).
+ * Columns: tag timestamptz, kind int4 (AK_*), id int8 (bitmap id, or the edge user's uid),
+ * n int8 (the bitmap's cardinality), bits bytea, user_id text (or the generation). */
 static void active_sql(epp_buf_t *b)
 {
+    static const char *const kind[5] = {"2", "1", "1", "0", "0"};
+    static const char *const skip[5] = {"$16", "$15", "$15", NULL, NULL};
     epp_buf_append_str(b, "WITH raw AS (SELECT DISTINCT date_trunc('day', \"timestamp\", 'UTC') "
                           "AS tag, user_id FROM (");
     for (int i = 5; i < 7; i++) {
@@ -135,16 +145,29 @@ static void active_sql(epp_buf_t *b)
         epp_buf_append_str(b, i == 5 ? " UNION ALL " : ") e) ");
     }
     for (int i = 0; i < 5; i++) {
-        span_select(b, "date_trunc('day', bucket, 'UTC'), bits, NULL::int8, NULL::text",
-                    span_bitmaps, i, "", 1);
+        char what[200];
+        if (skip[i])
+            snprintf(what, sizeof what,
+                     "bucket, %s, id, n, CASE WHEN id = ANY(%s::int8[]) THEN NULL ELSE bits END, "
+                     "NULL::text",
+                     kind[i], skip[i]);
+        else
+            snprintf(what, sizeof what, "bucket, %s, id, n, bits, NULL::text", kind[i]);
+        span_select(b, what, span_bitmaps, i, "", 1);
         epp_buf_append_str(b, " UNION ALL ");
     }
     /* One dictionary probe per edge user (a scalar subquery, kept from being pulled up by
      * OFFSET 0): as a join, the planner hashed the whole dictionary for the few users of the
      * edges -- 100,000 rows, ~20 ms of the 1-day answer at 10M events (bench_analytics). */
-    epp_buf_append_str(b, "SELECT tag, NULL, uid, CASE WHEN uid IS NULL THEN user_id END FROM "
-                          "(SELECT r.tag, r.user_id, (SELECT d.uid FROM public.epp_user_ids d "
+    epp_buf_append_str(b, "SELECT tag, 3, uid, NULL, NULL, CASE WHEN uid IS NULL THEN user_id END "
+                          "FROM (SELECT r.tag, r.user_id, (SELECT d.uid FROM public.epp_user_ids d "
                           "WHERE d.user_id = r.user_id) AS uid FROM raw r OFFSET 0) x");
+    /* The generation: the server's start and the cached tables' files (a TRUNCATE, VACUUM FULL
+     * or a re-created table gives them new ones). */
+    epp_buf_append_str(b, " UNION ALL SELECT NULL, 4, NULL, NULL, NULL, concat_ws(' ', "
+                          "pg_postmaster_start_time(), "
+                          "pg_relation_filenode('public.epp_user_bitmap_hour'), "
+                          "pg_relation_filenode('public.epp_user_bitmap_day'))");
 }
 
 static void set_stmt(int i, const char *name, int nparams, const char *label)
@@ -211,7 +234,7 @@ int analytics_queries_init(void)
     set_stmt(ST_TOP, "top", PLAN_PARAMS + 1, "top");
 
     active_sql(&sql_text[ST_ACTIVE]);
-    set_stmt(ST_ACTIVE, "active", PLAN_PARAMS, "active_users");
+    set_stmt(ST_ACTIVE, "active", PLAN_PARAMS + 2, "active_users");
     stmts[ST_ACTIVE].binary = 1;
 
 #define ROW_COLUMNS                                                                                \
@@ -426,55 +449,154 @@ static void count_unknown(unknown_user_t *u, size_t n, int64_t *points, int64_t 
     }
 }
 
-int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int period,
-                       int64_t npoints, int64_t *total, int64_t *points, epp_pg_error_t *err)
+static int64_t be64_at(const PGresult *res, int row, int col)
+{
+    return (int64_t)epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, row, col));
+}
+
+static int kind_at(const PGresult *res, int row)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, AC_KIND);
+    if (PQgetisnull(res, row, AC_KIND) || PQgetlength(res, row, AC_KIND) != 4)
+        return -1;
+    return (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+}
+
+/* The rows of one ST_ACTIVE answer OR-ed into acc[point] (a NULL slot is created on first use)
+ * and the unknown edge users collected. Rows whose bits were left out come from r's pins; a
+ * decoded hour or day row goes to the cache. EPP_EAGAIN: the answer cannot be used with r's
+ * pins (the generation changed, or a row the cache should hold is missing): run it again
+ * without them. */
+static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics_uc_req_t *r,
+                       int period, int64_t first, roaring_bitmap_t **acc, size_t nacc,
+                       unknown_user_t *unknown, size_t *nunknown)
+{
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows; i++)
+        if (kind_at(res, i) == AK_GENERATION &&
+            !analytics_ucache_check(cache, r, PQgetvalue(res, i, AC_USER)))
+            return EPP_EAGAIN;
+    for (int i = 0; i < rows; i++) {
+        int kind = kind_at(res, i);
+        if (kind == AK_GENERATION)
+            continue;
+        if (kind < AK_MINUTE || kind > AK_USER || PQgetisnull(res, i, AC_TAG))
+            return EPP_EINVAL;
+        int64_t ts = be64_at(res, i, AC_TAG) + EPP_PGCOPY_PG_EPOCH_US;
+        int64_t tag = epp_time_floor(ts, ANALYTICS_US_DAY);
+        int64_t point = period >= 0 ? analytics_period_index(period, first, tag) : 0;
+        if (point < 0 || point >= (int64_t)nacc)
+            return EPP_EINVAL; /* cannot happen: every piece lies inside [from, to) */
+        if (acc[point] == NULL && (acc[point] = roaring_bitmap_create()) == NULL)
+            return EPP_ENOMEM;
+        if (kind == AK_USER) {
+            if (!PQgetisnull(res, i, AC_ID))
+                roaring_bitmap_add(acc[point], (uint32_t)be64_at(res, i, AC_ID));
+            else
+                unknown[(*nunknown)++] = (unknown_user_t){point, PQgetvalue(res, i, AC_USER),
+                                                          PQgetlength(res, i, AC_USER)};
+            continue;
+        }
+        analytics_uc_level_t level = kind == AK_DAY ? ANALYTICS_UC_DAY : ANALYTICS_UC_HOUR;
+        int64_t id = be64_at(res, i, AC_ID), n = be64_at(res, i, AC_N);
+        if (PQgetisnull(res, i, AC_BITS)) {
+            const roaring_bitmap_t *cached = analytics_ucache_get(r, level, id, n);
+            if (cached == NULL) {
+                /* Left out for an id r pinned, yet not that row: only a hand-restarted
+                 * identity does this. */
+                EPP_LOGKV(EPP_LOG_WARN, "user bitmap cache emptied", "reason",
+                          "a stored row does not match the cached one of its id");
+                analytics_ucache_reset(cache);
+                return EPP_EAGAIN;
+            }
+            roaring_bitmap_lazy_or_inplace(acc[point], cached, true);
+            continue;
+        }
+        roaring_bitmap_t *bits = epp_users_deserialize(PQgetvalue(res, i, AC_BITS),
+                                                       (size_t)PQgetlength(res, i, AC_BITS));
+        if (bits == NULL)
+            return EPP_EINVAL;
+        roaring_bitmap_lazy_or_inplace(acc[point], bits, true);
+        int rc = 0;
+        if (kind == AK_MINUTE)
+            roaring_bitmap_free(bits);
+        else
+            rc = analytics_ucache_add(cache, r, level, id, ts, n, bits);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Runs ST_ACTIVE for plan with the hour and day bitmaps of the range pinned in r. */
+static int active_exec(analytics_conn_t *conn, analytics_ucache_t *cache, analytics_uc_req_t *r,
+                       const analytics_plan_t *plan, PGresult **res, epp_pg_error_t *err)
 {
     ts_text_t bufs[PLAN_PARAMS];
-    const char *values[PLAN_PARAMS];
+    const char *values[PLAN_PARAMS + 2];
+    epp_buf_t ids[2] = {{0}};
+    plan_values(plan, bufs, values);
+    int rc = analytics_ucache_pin(cache, r, ANALYTICS_UC_DAY, plan->day.lo, plan->day.hi);
+    for (int k = 0; k < 2 && rc == 0; k++)
+        rc = analytics_ucache_pin(cache, r, ANALYTICS_UC_HOUR, plan->hour[k].lo, plan->hour[k].hi);
+    if (rc == 0)
+        rc = analytics_ucache_ids(r, ANALYTICS_UC_HOUR, &ids[0]);
+    if (rc == 0)
+        rc = analytics_ucache_ids(r, ANALYTICS_UC_DAY, &ids[1]);
+    if (rc == 0) {
+        values[PLAN_PARAMS] = ids[0].data;
+        values[PLAN_PARAMS + 1] = ids[1].data;
+        rc = analytics_conn_exec(conn, ST_ACTIVE, values, res, err);
+    } else {
+        snprintf(err->message, sizeof err->message, "out of memory");
+    }
+    epp_buf_free(&ids[0]);
+    epp_buf_free(&ids[1]);
+    return rc;
+}
+
+int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_t from, int64_t to,
+                       int period, int64_t npoints, int64_t *total, int64_t *points,
+                       epp_pg_error_t *err)
+{
     analytics_plan_t plan;
     analytics_plan_range(from, to, &plan);
-    plan_values(&plan, bufs, values);
-    PGresult *res = NULL;
-    int rc = analytics_conn_exec(conn, ST_ACTIVE, values, &res, err);
-    if (rc < 0)
-        return rc;
     /* One accumulator per point (a single one without a series): rows are OR-ed in lazily as
      * they are read, so only one stored bitmap is decoded at a time. */
     size_t nacc = period >= 0 ? (size_t)npoints : 1;
-    roaring_bitmap_t **acc = calloc(nacc, sizeof(roaring_bitmap_t *));
-    int rows = PQntuples(res);
-    unknown_user_t *unknown = calloc((size_t)rows + 1, sizeof *unknown);
-    size_t nunknown = 0;
-    rc = acc != NULL && unknown != NULL ? 0 : EPP_ENOMEM;
     int64_t first = period >= 0 ? analytics_period_floor(period, from) : 0;
-    for (int r = 0; r < rows && rc == 0; r++) {
-        int64_t tag = (int64_t)epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, r, 0)) +
-                      EPP_PGCOPY_PG_EPOCH_US;
-        int64_t point = period >= 0 ? analytics_period_index(period, first, tag) : 0;
-        if (point < 0 || point >= (int64_t)nacc) {
-            rc = EPP_EINVAL; /* cannot happen: every piece lies inside [from, to) */
+    roaring_bitmap_t **acc = calloc(nacc, sizeof(roaring_bitmap_t *));
+    unknown_user_t *unknown = NULL;
+    size_t nunknown = 0;
+    PGresult *res = NULL;
+    int rc = acc != NULL ? 0 : EPP_ENOMEM;
+    /* A second attempt runs without the pins of the first (the cache was emptied); a third,
+     * should the generation move again meanwhile, without the cache at all. */
+    for (int attempt = 0; attempt < 3 && rc == 0; attempt++) {
+        analytics_ucache_t *c = attempt < 2 ? cache : NULL;
+        analytics_uc_req_t r = {0};
+        rc = active_exec(conn, c, &r, &plan, &res, err);
+        if (rc < 0) {
+            analytics_ucache_release(c, &r, 0);
             break;
         }
-        if (acc[point] == NULL && (acc[point] = roaring_bitmap_create()) == NULL) {
-            rc = EPP_ENOMEM;
+        unknown = calloc((size_t)PQntuples(res) + 1, sizeof *unknown);
+        nunknown = 0;
+        rc = unknown != NULL ? active_rows(res, c, &r, period, first, acc, nacc, unknown, &nunknown)
+                             : EPP_ENOMEM;
+        analytics_ucache_release(c, &r, rc == 0);
+        if (rc != EPP_EAGAIN)
             break;
+        /* Start over: nothing of this answer is kept. */
+        for (size_t i = 0; i < nacc; i++) {
+            epp_users_free(acc[i]);
+            acc[i] = NULL;
         }
-        if (!PQgetisnull(res, r, 1)) {
-            roaring_bitmap_t *bits =
-                epp_users_deserialize(PQgetvalue(res, r, 1), (size_t)PQgetlength(res, r, 1));
-            if (bits == NULL) {
-                rc = EPP_EINVAL;
-                break;
-            }
-            roaring_bitmap_lazy_or_inplace(acc[point], bits, true);
-            roaring_bitmap_free(bits);
-        } else if (!PQgetisnull(res, r, 2)) {
-            uint64_t uid = epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, r, 2));
-            roaring_bitmap_add(acc[point], (uint32_t)uid);
-        } else {
-            unknown[nunknown++] =
-                (unknown_user_t){point, PQgetvalue(res, r, 3), PQgetlength(res, r, 3)};
-        }
+        free(unknown);
+        unknown = NULL;
+        PQclear(res);
+        res = NULL;
+        rc = 0;
     }
     if (rc == 0) {
         roaring_bitmap_t *all = roaring_bitmap_create();
@@ -495,9 +617,13 @@ int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int per
             count_unknown(unknown, nunknown, period >= 0 ? points : NULL, total);
         }
     }
+    if (rc == EPP_EAGAIN)
+        rc = EPP_EINVAL; /* cannot happen: the last attempt pins nothing */
     if (rc == EPP_EINVAL) {
         snprintf(err->message, sizeof err->message, "a stored user bitmap cannot be read");
         EPP_LOGKV(EPP_LOG_ERROR, "unreadable user bitmap", "query", "active_users");
+    } else if (rc == EPP_ENOMEM) {
+        snprintf(err->message, sizeof err->message, "out of memory");
     }
     for (size_t i = 0; acc != NULL && i < nacc; i++)
         epp_users_free(acc[i]);

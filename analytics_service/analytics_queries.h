@@ -22,6 +22,7 @@
 #include <libpq-fe.h>
 
 #include "analytics_pool.h"
+#include "analytics_ucache.h"
 
 /* The SQLSTATE of a question that needs data retention dropped (sql/040). */
 #define ANALYTICS_SQLSTATE_RETENTION "EPP01"
@@ -50,12 +51,14 @@ int analytics_q_top(analytics_conn_t *conn, int64_t from, int64_t to, int limit,
 
 /* Exact number of distinct user_id in [from, to) into *total, from the per-bucket user bitmaps
  * (sql/031) of the range's whole days, hours and minutes and the users of its sub-minute edges,
- * unioned here with CRoaring; all read by one statement (one snapshot). With period >= 0 (an
- * analytics_period_t) also points[0..npoints): the distinct users of each day, week or month
- * from the one holding from, each counting only its part inside [from, to). A stored bitmap
- * that cannot be read is EPP_EINVAL (logged; never a wrong number). */
-int analytics_q_active(analytics_conn_t *conn, int64_t from, int64_t to, int period,
-                       int64_t npoints, int64_t *total, int64_t *points, epp_pg_error_t *err);
+ * unioned here with CRoaring; all read by one statement (one snapshot), the hour and day
+ * bitmaps that cache (may be NULL) holds left out of its answer (analytics_ucache.h). With
+ * period >= 0 (an analytics_period_t) also points[0..npoints): the distinct users of each day,
+ * week or month from the one holding from, each counting only its part inside [from, to). A
+ * stored bitmap that cannot be read is EPP_EINVAL (logged; never a wrong number). */
+int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_t from, int64_t to,
+                       int period, int64_t npoints, int64_t *total, int64_t *points,
+                       epp_pg_error_t *err);
 
 /* Result columns of analytics_q_user_events and analytics_q_event. */
 enum {

@@ -49,6 +49,7 @@ int main(int argc, char **argv)
     analytics_pool_t *pool = NULL;
     epp_http_server_t *srv = NULL;
     epp_tracer_t *tracer = NULL;
+    analytics_ucache_t *ucache = NULL;
     if (!metrics || epp_metrics_add_process(metrics, ANALYTICS_PROG) < 0 ||
         analytics_queries_init() < 0) {
         EPP_ERROR("out of memory at start-up");
@@ -92,8 +93,14 @@ int main(int argc, char **argv)
         EPP_LOGKV(EPP_LOG_ERROR, "cannot create the HTTP server", "error", err);
         goto out;
     }
+    ucache = analytics_ucache_create((size_t)conf.user_bitmap_cache_mb << 20, metrics);
+    if (!ucache && conf.user_bitmap_cache_mb > 0) {
+        EPP_ERROR("out of memory at start-up");
+        goto out;
+    }
     analytics_ctx_t ctx = {
         .pool = pool,
+        .ucache = ucache,
         .pool_wait_ms = (int)conf.pool_wait_ms,
         .max_points = conf.max_points,
         .tracer = tracer,
@@ -118,6 +125,7 @@ out:
     /* The server first: its handlers use the pool. */
     epp_http_destroy(srv);
     analytics_pool_destroy(pool);
+    analytics_ucache_destroy(ucache);
     /* After the last span has ended: exports what is queued, bounded by one POST timeout. */
     epp_tracer_destroy(tracer);
     analytics_queries_free();

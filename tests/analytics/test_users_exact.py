@@ -7,7 +7,12 @@ does in production (tests/lib: epp_rollups also checks the stored bitmaps each t
    consumer with small batches that is SIGKILLed three times and restarted (replays), then the
    whole stream produced a second time (every row a duplicate: the slow path);
 2. after epp-admin delete-test (the uids of users left without an event leave the bitmaps);
-3. after epp-admin restore of the deleted rows.
+3. after epp-admin restore of the deleted rows;
+4. after the bitmaps were rebuilt from the events with their identity restarted (TRUNCATE ...
+   RESTART IDENTITY, then sql/031's backfill): the same ids now name other bitmaps.
+One epp-analytics process answers all four, so its cache of decoded hour and day bitmaps
+(analytics_ucache.h) is tested with them: merged and deleted rows must leave it, and the
+rebuild must empty it (a new generation); the test fails if the cache never served a row.
 Each point of a series is checked on its own: the users of [max(period, from), min(next, to))."""
 
 import datetime
@@ -129,6 +134,23 @@ def check_ranges(svc, url, what):
     print("%s: %d answers (ranges and points) equal count(DISTINCT user_id)" % (what, checked))
 
 
+def rebuild_bitmaps(url):
+    """Empties the bitmap tables, restarting their identities, and lets sql/031 backfill them
+    from the events (as a migration of a database with data does)."""
+    root = os.path.dirname(os.path.dirname(HERE))
+    with open(os.path.join(root, "sql", "031_user_bitmaps.sql")) as f:
+        backfill = f.read()
+    conn = t.pg_connect(url)
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE public.epp_user_bitmap_minute, public.epp_user_bitmap_hour, "
+                    "public.epp_user_bitmap_day RESTART IDENTITY")
+        cur.execute(backfill)
+        cur.execute("SELECT min(id) FROM public.epp_user_bitmap_day")
+        t.check(cur.fetchone()[0] == 1, "the rebuilt day bitmaps start again at id 1")
+    conn.commit()
+    conn.close()
+
+
 def admin(env, url, *args):
     p = subprocess.run([t.bin_path(env, "epp-admin")] + list(args), capture_output=True,
                        text=True, timeout=120, env=dict(os.environ, DATABASE_URL=url))
@@ -175,6 +197,19 @@ def main():
             print(admin(env, url, "restore", tmp))
             os.unlink(tmp)
             check_ranges(ana, url, "after restore")
+            rebuild_bitmaps(url)
+            check_ranges(ana, url, "after the bitmaps were rebuilt with restarted ids")
+            text = t.metrics_text(ana)
+            rows = {src: t.metric_value(None, "epp_analytics_user_bitmap_rows_total",
+                                        {"source": src}, text=text, default=0)
+                    for src in ("cache", "database")}
+            resets = t.metric_value(None, "epp_analytics_user_bitmap_cache_resets_total",
+                                    text=text, default=0)
+            print("hour and day bitmaps used: %d from the cache, %d decoded; %d cache resets" %
+                  (rows["cache"], rows["database"], resets))
+            t.check(rows["cache"] > rows["database"], "the cache served fewer rows than were "
+                    "decoded: %r" % rows)
+            t.check(resets >= 1, "the rebuild with restarted ids did not empty the cache")
         finally:
             ana.stop()
     finally:
