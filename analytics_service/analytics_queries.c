@@ -30,6 +30,7 @@ enum {
     ST_SERIES_DAY_EV,
     ST_TOP,
     ST_ACTIVE,
+    ST_UIDS,
     ST_USER_EVENTS,
     ST_EVENT,
     ST_N
@@ -122,6 +123,15 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
     epp_buf_append_str(b, ") t");
 }
 
+/* The generation of the tables whose rows analytics_ucache keeps (analytics_ucache.h): the
+ * server's start and the tables' files (a TRUNCATE, VACUUM FULL or a re-created table gives
+ * them new ones). */
+#define GENERATION_SQL                                                                             \
+    "concat_ws(' ', pg_postmaster_start_time(), "                                                  \
+    "pg_relation_filenode('public.epp_user_bitmap_hour'), "                                        \
+    "pg_relation_filenode('public.epp_user_bitmap_day'), "                                         \
+    "pg_relation_filenode('public.epp_user_ids'))"
+
 /* Result columns of ST_ACTIVE (binary). kind: */
 enum { AK_MINUTE, AK_HOUR, AK_DAY, AK_USER, AK_GENERATION };
 enum { AC_TAG, AC_KIND, AC_ID, AC_N, AC_BITS, AC_USER };
@@ -156,18 +166,14 @@ static void active_sql(epp_buf_t *b)
         span_select(b, what, span_bitmaps, i, "", 1);
         epp_buf_append_str(b, " UNION ALL ");
     }
-    /* One dictionary probe per edge user (a scalar subquery, kept from being pulled up by
-     * OFFSET 0): as a join, the planner hashed the whole dictionary for the few users of the
-     * edges -- 100,000 rows, ~20 ms of the 1-day answer at 10M events (bench_analytics). */
-    epp_buf_append_str(b, "SELECT tag, 3, uid, NULL, NULL, CASE WHEN uid IS NULL THEN user_id END "
-                          "FROM (SELECT r.tag, r.user_id, (SELECT d.uid FROM public.epp_user_ids d "
-                          "WHERE d.user_id = r.user_id) AS uid FROM raw r OFFSET 0) x");
+    /* The edge users by name: the service maps them to uids from its copy of the dictionary,
+     * asking ST_UIDS for the ones it lacks. (Probing the dictionary here, once per edge user,
+     * was ~0.4 ms of a 1-day answer's ~1 ms statement at 10M events; joining it hashed all of
+     * it, ~20 ms.) */
+    epp_buf_append_str(b, "SELECT tag, 3, NULL, NULL, NULL, user_id FROM raw");
     /* The generation: the server's start and the cached tables' files (a TRUNCATE, VACUUM FULL
      * or a re-created table gives them new ones). */
-    epp_buf_append_str(b, " UNION ALL SELECT NULL, 4, NULL, NULL, NULL, concat_ws(' ', "
-                          "pg_postmaster_start_time(), "
-                          "pg_relation_filenode('public.epp_user_bitmap_hour'), "
-                          "pg_relation_filenode('public.epp_user_bitmap_day'))");
+    epp_buf_printf(b, " UNION ALL SELECT NULL, 4, NULL, NULL, NULL, %s", GENERATION_SQL);
 }
 
 static void set_stmt(int i, const char *name, int nparams, const char *label)
@@ -236,6 +242,13 @@ int analytics_queries_init(void)
     active_sql(&sql_text[ST_ACTIVE]);
     set_stmt(ST_ACTIVE, "active", PLAN_PARAMS + 2, "active_users");
     stmts[ST_ACTIVE].binary = 1;
+    /* The uids of the edge users the cache lacks ($1: a text[] literal), and the generation
+     * (user_id NULL) read in the same snapshot. */
+    epp_buf_printf(&sql_text[ST_UIDS],
+                   "SELECT user_id, uid FROM public.epp_user_ids WHERE user_id = ANY($1::text[]) "
+                   "UNION ALL SELECT %s, NULL",
+                   GENERATION_SQL);
+    set_stmt(ST_UIDS, "uids", 1, "active_users");
 
 #define ROW_COLUMNS                                                                                \
     "event_id::text, user_id, event_name, metadata::text, "                                        \
@@ -462,6 +475,116 @@ static int kind_at(const PGresult *res, int row)
     return (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
 }
 
+/* The users of an answer's sub-minute edges, by name, and the answer's generation. */
+typedef struct {
+    analytics_uc_user_t *u;
+    int64_t *point;
+    size_t n;
+    const char *gen;
+} edge_users_t;
+
+typedef struct {
+    const char *name;
+    int len;
+    int64_t uid;
+} uid_row_t;
+
+static int cmp_uid_row(const void *pa, const void *pb)
+{
+    const uid_row_t *a = pa, *b = pb;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    return memcmp(a->name, b->name, (size_t)a->len);
+}
+
+/* Appends name as an element of a Postgres array literal: quoted, '"' and '\' escaped. */
+static int array_elem(epp_buf_t *b, const char *name, int len)
+{
+    int rc = epp_buf_append_str(b, b->len > 1 ? ",\"" : "\"");
+    for (int i = 0; i < len && rc == 0; i++) {
+        if (name[i] == '"' || name[i] == '\\')
+            rc = epp_buf_append_char(b, '\\');
+        if (rc == 0)
+            rc = epp_buf_append_char(b, name[i]);
+    }
+    return rc == 0 ? epp_buf_append_char(b, '"') : rc;
+}
+
+/* Looks up the uids of the edge users the cache lacks (ST_UIDS) and hands them to the cache.
+ * EPP_EAGAIN when the dictionary's generation is not the answer's. */
+static int fetch_uids(analytics_conn_t *conn, analytics_ucache_t *cache,
+                      const analytics_uc_req_t *r, edge_users_t *e, epp_pg_error_t *err)
+{
+    epp_buf_t arr = {0};
+    int rc = epp_buf_append_char(&arr, '{');
+    for (size_t i = 0; i < e->n && rc == 0; i++)
+        if (e->u[i].uid < 0)
+            rc = array_elem(&arr, e->u[i].name, e->u[i].len);
+    if (rc == 0)
+        rc = epp_buf_append_char(&arr, '}');
+    PGresult *res = NULL;
+    if (rc == 0) {
+        const char *values[1] = {arr.data};
+        rc = analytics_conn_exec(conn, ST_UIDS, values, &res, err);
+    } else {
+        rc = EPP_ENOMEM;
+    }
+    epp_buf_free(&arr);
+    if (rc < 0)
+        return rc;
+    int rows = PQntuples(res);
+    uid_row_t *found = calloc((size_t)rows + 1, sizeof *found);
+    size_t nfound = 0;
+    const char *gen = NULL;
+    for (int i = 0; found != NULL && i < rows; i++) {
+        if (PQgetisnull(res, i, 1))
+            gen = PQgetvalue(res, i, 0);
+        else
+            found[nfound++] = (uid_row_t){PQgetvalue(res, i, 0), PQgetlength(res, i, 0),
+                                          strtoll(PQgetvalue(res, i, 1), NULL, 10)};
+    }
+    if (found == NULL) {
+        rc = EPP_ENOMEM;
+    } else if (gen == NULL || strcmp(gen, e->gen) != 0) {
+        rc = EPP_EAGAIN;
+    } else {
+        qsort(found, nfound, sizeof *found, cmp_uid_row);
+        for (size_t i = 0; i < e->n; i++) {
+            if (e->u[i].uid >= 0)
+                continue;
+            uid_row_t key = {e->u[i].name, e->u[i].len, 0};
+            const uid_row_t *f = bsearch(&key, found, nfound, sizeof *found, cmp_uid_row);
+            if (f != NULL)
+                e->u[i].uid = f->uid;
+        }
+        analytics_ucache_put_uids(cache, r, e->u, e->n);
+    }
+    free(found);
+    PQclear(res);
+    return rc;
+}
+
+/* Adds the edge users to acc[point] by uid, from the cache or the dictionary; those the
+ * dictionary does not know go to unknown[] (counted by name). */
+static int resolve_edges(analytics_conn_t *conn, analytics_ucache_t *cache,
+                         const analytics_uc_req_t *r, edge_users_t *e, roaring_bitmap_t **acc,
+                         unknown_user_t *unknown, size_t *nunknown, epp_pg_error_t *err)
+{
+    int rc = analytics_ucache_uids(cache, r, e->u, e->n);
+    size_t missing = 0;
+    for (size_t i = 0; i < e->n; i++)
+        missing += e->u[i].uid < 0;
+    if (rc == 0 && missing > 0)
+        rc = fetch_uids(conn, cache, r, e, err);
+    for (size_t i = 0; i < e->n && rc == 0; i++) {
+        if (e->u[i].uid >= 0)
+            roaring_bitmap_add(acc[e->point[i]], (uint32_t)e->u[i].uid);
+        else
+            unknown[(*nunknown)++] = (unknown_user_t){e->point[i], e->u[i].name, e->u[i].len};
+    }
+    return rc;
+}
+
 /* The rows of one ST_ACTIVE answer OR-ed into acc[point] (a NULL slot is created on first use)
  * and the unknown edge users collected. Rows whose bits were left out come from r's pins; a
  * decoded hour or day row goes to the cache. EPP_EAGAIN: the answer cannot be used with r's
@@ -469,13 +592,17 @@ static int kind_at(const PGresult *res, int row)
  * without them. */
 static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics_uc_req_t *r,
                        int period, int64_t first, roaring_bitmap_t **acc, size_t nacc,
-                       unknown_user_t *unknown, size_t *nunknown)
+                       edge_users_t *edges)
 {
     int rows = PQntuples(res);
     for (int i = 0; i < rows; i++)
-        if (kind_at(res, i) == AK_GENERATION &&
-            !analytics_ucache_check(cache, r, PQgetvalue(res, i, AC_USER)))
-            return EPP_EAGAIN;
+        if (kind_at(res, i) == AK_GENERATION) {
+            edges->gen = PQgetvalue(res, i, AC_USER);
+            if (!analytics_ucache_check(cache, r, edges->gen))
+                return EPP_EAGAIN;
+        }
+    if (edges->gen == NULL)
+        return EPP_EINVAL;
     for (int i = 0; i < rows; i++) {
         int kind = kind_at(res, i);
         if (kind == AK_GENERATION)
@@ -490,11 +617,10 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
         if (acc[point] == NULL && (acc[point] = roaring_bitmap_create()) == NULL)
             return EPP_ENOMEM;
         if (kind == AK_USER) {
-            if (!PQgetisnull(res, i, AC_ID))
-                roaring_bitmap_add(acc[point], (uint32_t)be64_at(res, i, AC_ID));
-            else
-                unknown[(*nunknown)++] = (unknown_user_t){point, PQgetvalue(res, i, AC_USER),
-                                                          PQgetlength(res, i, AC_USER)};
+            size_t k = edges->n++;
+            edges->u[k] = (analytics_uc_user_t){PQgetvalue(res, i, AC_USER),
+                                                PQgetlength(res, i, AC_USER), -1};
+            edges->point[k] = point;
             continue;
         }
         analytics_uc_level_t level = kind == AK_DAY ? ANALYTICS_UC_DAY : ANALYTICS_UC_HOUR;
@@ -580,10 +706,19 @@ int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_
             analytics_ucache_release(c, &r, 0);
             break;
         }
-        unknown = calloc((size_t)PQntuples(res) + 1, sizeof *unknown);
+        size_t rows = (size_t)PQntuples(res) + 1;
+        unknown = calloc(rows, sizeof *unknown);
         nunknown = 0;
-        rc = unknown != NULL ? active_rows(res, c, &r, period, first, acc, nacc, unknown, &nunknown)
-                             : EPP_ENOMEM;
+        edge_users_t edges = {calloc(rows, sizeof *edges.u), calloc(rows, sizeof *edges.point), 0,
+                              NULL};
+        if (unknown == NULL || edges.u == NULL || edges.point == NULL)
+            rc = EPP_ENOMEM;
+        if (rc == 0)
+            rc = active_rows(res, c, &r, period, first, acc, nacc, &edges);
+        if (rc == 0)
+            rc = resolve_edges(conn, c, &r, &edges, acc, unknown, &nunknown, err);
+        free(edges.u);
+        free(edges.point);
         analytics_ucache_release(c, &r, rc == 0);
         if (rc != EPP_EAGAIN)
             break;

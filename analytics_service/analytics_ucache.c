@@ -7,6 +7,7 @@
 
 #include "epp_error.h"
 #include "epp_log.h"
+#include "epp_uidcache.h"
 
 struct analytics_uc_entry {
     int level;
@@ -19,8 +20,12 @@ struct analytics_uc_entry {
     int indexed;   /* in c->e; an entry is freed once it is neither indexed nor pinned */
 };
 
+/* Bytes per dictionary pair in epp_uidcache (a 24-byte slot at most half full, and the key). */
+#define UID_PAIR_BYTES 64
+
 struct analytics_ucache {
     pthread_mutex_t mu;
+    epp_uidcache_t *uids;     /* the dictionary's pairs read so far */
     analytics_uc_entry_t **e; /* sorted by (level, id) */
     size_t n, cap;
     size_t bytes, max_bytes;
@@ -67,7 +72,8 @@ static void entry_free(analytics_uc_entry_t *x)
 
 static void gauges(analytics_ucache_t *c)
 {
-    epp_series_set(c->bytes_gauge, (double)c->bytes);
+    epp_series_set(c->bytes_gauge,
+                   (double)(c->bytes + epp_uidcache_size(c->uids) * UID_PAIR_BYTES));
     epp_series_set(c->entries_gauge, (double)c->n);
 }
 
@@ -106,6 +112,8 @@ analytics_ucache_t *analytics_ucache_create(size_t max_bytes, epp_metrics_t *met
 
 static void clear_locked(analytics_ucache_t *c)
 {
+    epp_uidcache_destroy(c->uids);
+    c->uids = NULL;
     for (size_t i = 0; i < c->n; i++) {
         analytics_uc_entry_t *x = c->e[i];
         x->gone = 1;
@@ -381,4 +389,36 @@ void analytics_ucache_release(analytics_ucache_t *c, analytics_uc_req_t *r, int 
     free(r->used);
     free(r->fresh);
     memset(r, 0, sizeof *r);
+}
+
+int analytics_ucache_uids(analytics_ucache_t *c, const analytics_uc_req_t *r,
+                          analytics_uc_user_t *u, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        u[i].uid = -1;
+    if (c == NULL)
+        return 0;
+    pthread_mutex_lock(&c->mu);
+    int rc = r->epoch == c->epoch ? 0 : EPP_EAGAIN;
+    for (size_t i = 0; i < n && rc == 0 && c->uids != NULL; i++)
+        u[i].uid = epp_uidcache_get(c->uids, u[i].name, (size_t)u[i].len);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+void analytics_ucache_put_uids(analytics_ucache_t *c, const analytics_uc_req_t *r,
+                               const analytics_uc_user_t *u, size_t n)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    /* A quarter of the budget for the dictionary (emptied when full: epp_uidcache). */
+    size_t max = c->max_bytes / 4 / UID_PAIR_BYTES;
+    if (r->epoch == c->epoch && c->uids == NULL)
+        c->uids = epp_uidcache_create(max ? max : 1);
+    for (size_t i = 0; i < n && r->epoch == c->epoch && c->uids != NULL; i++)
+        if (u[i].uid >= 0 && u[i].uid <= UINT32_MAX &&
+            epp_uidcache_put(c->uids, u[i].name, (size_t)u[i].len, u[i].uid) != 0)
+            break;
+    pthread_mutex_unlock(&c->mu);
 }

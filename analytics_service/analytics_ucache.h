@@ -76,4 +76,21 @@ void analytics_ucache_release(analytics_ucache_t *c, analytics_uc_req_t *r, int 
  * identity was restarted by hand). */
 void analytics_ucache_reset(analytics_ucache_t *c);
 
+/* The user dictionary (sql/030) as far as answers have needed it: its rows are only ever
+ * inserted, never changed or deleted, so a user_id -> uid pair read once holds for the whole
+ * generation. Bounded by a quarter of the budget (then emptied and refilled). */
+typedef struct {
+    const char *name; /* the user_id, not NUL-terminated */
+    int len;
+    int64_t uid; /* out: the uid, or -1 if not cached */
+} analytics_uc_user_t;
+/* Fills u[i].uid from the cache for the n users (-1 where unknown to it). 0, or EPP_EAGAIN if
+ * the cache was emptied since r checked its generation (run the request again). */
+int analytics_ucache_uids(analytics_ucache_t *c, const analytics_uc_req_t *r,
+                          analytics_uc_user_t *u, size_t n);
+/* Remembers the pairs of u[0..n) with uid >= 0, read by a request of r's epoch (dropped if the
+ * cache was emptied since). */
+void analytics_ucache_put_uids(analytics_ucache_t *c, const analytics_uc_req_t *r,
+                               const analytics_uc_user_t *u, size_t n);
+
 #endif

@@ -1,7 +1,7 @@
 #include "consumer_writer.h"
 
 #include "consumer_rows.h"
-#include "consumer_uidcache.h"
+#include "epp_uidcache.h"
 #include "consumer_users.h"
 
 #include <inttypes.h>
@@ -50,11 +50,11 @@ struct consumer_writer {
     epp_buf_t arr[3];             /* rollup array parameters */
     int64_t rollup_us, commit_us; /* of the last attempt, for the debug log */
     int64_t users_us;
-    epp_tracer_t *tracer;      /* borrowed; NULL: no spans */
-    consumer_uidcache_t *uids; /* NULL: off (every user is looked up) */
-    epp_buf_t unames;          /* the users to look up: pointers, lengths, uids */
-    consumer_users_t *users;   /* the lane's user bitmaps (consumer_users.h) */
-    char span_name[160];       /* "<topic> process" */
+    epp_tracer_t *tracer;    /* borrowed; NULL: no spans */
+    epp_uidcache_t *uids;    /* NULL: off (every user is looked up) */
+    epp_buf_t unames;        /* the users to look up: pointers, lengths, uids */
+    consumer_users_t *users; /* the lane's user bitmaps (consumer_users.h) */
+    char span_name[160];     /* "<topic> process" */
 };
 
 static const char lock_offsets_sql[] =
@@ -135,7 +135,7 @@ consumer_writer_t *consumer_writer_create(const consumer_conf_t *conf, consumer_
     }
     if (conf->user_cache > 0) {
         size_t per = (size_t)(conf->user_cache / lanes);
-        w->uids = consumer_uidcache_create(per ? per : 1);
+        w->uids = epp_uidcache_create(per ? per : 1);
         if (w->uids == NULL) {
             consumer_users_destroy(w->users);
             free(w);
@@ -172,7 +172,7 @@ void consumer_writer_destroy(consumer_writer_t *w)
         PQfinish(w->conn);
     epp_buf_free(&w->scratch2);
     consumer_users_destroy(w->users);
-    consumer_uidcache_destroy(w->uids);
+    epp_uidcache_destroy(w->uids);
     epp_buf_free(&w->unames);
     for (int i = 0; i < 3; i++)
         epp_buf_free(&w->arr[i]);
@@ -400,7 +400,7 @@ static int resolve_users(consumer_writer_t *w, consumer_batch_t *b, epp_pg_error
     size_t miss = 0;
     for (size_t k = 0; k < b->nusers; k++) {
         consumer_user_t *u = &b->users[k];
-        u->uid = consumer_uidcache_get(w->uids, consumer_row_str(b, u->off), u->len);
+        u->uid = epp_uidcache_get(w->uids, consumer_row_str(b, u->off), u->len);
         miss += u->uid < 0;
     }
     if (miss == 0)
@@ -437,7 +437,7 @@ static void remember_users(consumer_writer_t *w, const consumer_batch_t *b)
     for (size_t k = 0; k < b->nusers && w->uids != NULL; k++) {
         const consumer_user_t *u = &b->users[k];
         if (u->uid >= 0 &&
-            consumer_uidcache_put(w->uids, consumer_row_str(b, u->off), u->len, u->uid) != 0)
+            epp_uidcache_put(w->uids, consumer_row_str(b, u->off), u->len, u->uid) != 0)
             break;
     }
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "epp_error.h"
 #include "epp_test.h"
 #include "analytics_ucache.h"
 
@@ -137,10 +138,55 @@ static void test_budget(void)
     analytics_ucache_release(NULL, &r, 1);
 }
 
+static void test_uids(void)
+{
+    analytics_ucache_t *c = analytics_ucache_create(1 << 20, NULL);
+    analytics_uc_req_t r = {0};
+    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_DAY, 0, HOUR), 0);
+    CHECK_INT_EQ(analytics_ucache_check(c, &r, "g1"), 1);
+    analytics_uc_user_t u[3] = {{"alice", 5, 7}, {"bob", 3, -1}, {"al", 2, 9}};
+    analytics_ucache_put_uids(c, &r, u, 3);
+    analytics_uc_user_t q[4] = {{"alice", 5, 0}, {"bob", 3, 0}, {"al", 2, 0}, {"alic", 4, 0}};
+    CHECK_INT_EQ(analytics_ucache_uids(c, &r, q, 4), 0);
+    CHECK(q[0].uid == 7 && q[1].uid == -1 && q[2].uid == 9 && q[3].uid == -1);
+    analytics_ucache_release(c, &r, 1);
+
+    /* Many names: the table grows, and past a quarter of the budget starts again. */
+    char names[20000][12];
+    analytics_uc_user_t many[20000];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(names[i], sizeof names[i], "u%d", i);
+        many[i] = (analytics_uc_user_t){names[i], (int)strlen(names[i]), i};
+    }
+    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_DAY, 0, HOUR), 0);
+    CHECK_INT_EQ(analytics_ucache_check(c, &r, "g1"), 1);
+    analytics_ucache_put_uids(c, &r, many, 20000);
+    CHECK_INT_EQ(analytics_ucache_uids(c, &r, many, 20000), 0);
+    int hits = 0, wrong = 0;
+    for (int i = 0; i < 20000; i++) {
+        hits += many[i].uid >= 0;
+        wrong += many[i].uid >= 0 && many[i].uid != i;
+    }
+    CHECK(hits > 1000 && hits < 20000); /* 1 MB / 4 holds some, not all */
+    CHECK_INT_EQ(wrong, 0);
+
+    /* Another generation: what r read belongs to the old one. */
+    analytics_uc_req_t other = {0};
+    CHECK_INT_EQ(analytics_ucache_check(c, &other, "g2"), 1);
+    CHECK_INT_EQ(analytics_ucache_uids(c, &r, q, 1), EPP_EAGAIN);
+    analytics_ucache_put_uids(c, &r, u, 1); /* dropped: r is of the old generation */
+    CHECK_INT_EQ(analytics_ucache_uids(c, &other, q, 1), 0);
+    CHECK(q[0].uid == -1);
+    analytics_ucache_release(c, &r, 0);
+    analytics_ucache_release(c, &other, 0);
+    analytics_ucache_destroy(c);
+}
+
 int main(void)
 {
     EPP_RUN(test_pin_get_release);
     EPP_RUN(test_generation);
     EPP_RUN(test_budget);
+    EPP_RUN(test_uids);
     return EPP_TEST_RESULT();
 }

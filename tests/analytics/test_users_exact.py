@@ -51,7 +51,11 @@ def edge_instant(lo, hi):
 
 def make_events():
     out = []
-    users = ["user-%d" % i for i in range(800)] + ["tester-%d" % i for i in range(120)]
+    # Names that a Postgres array literal must quote (epp-analytics asks the dictionary for the
+    # edge users it has not cached with one text[] parameter).
+    odd = ['q"uote-%d', 'back\\slash-%d', 'br{a,c}e-%d', 'sp ace-%d', 'NULL-%d', '\u00fcn\u00ef-%d']
+    users = (["user-%d" % i for i in range(800)] + ["tester-%d" % i for i in range(120)] +
+             [o % i for o in odd for i in range(5)])
     for i in range(N_EVENTS):
         user = rng.choice(users)
         ts = min(max(edge_instant(BASE, BASE + SPAN), BASE), BASE + SPAN - 1)

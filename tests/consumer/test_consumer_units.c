@@ -7,7 +7,7 @@
 #include "consumer_dlq.h"
 #include "consumer_positions.h"
 #include "consumer_rollup.h"
-#include "consumer_uidcache.h"
+#include "epp_uidcache.h"
 #include "epp_error.h"
 #include "epp_pg.h"
 #include "epp_pgcopy.h"
@@ -177,40 +177,40 @@ static void test_linked_sampling(void)
 
 static void test_uidcache(void)
 {
-    consumer_uidcache_t *c = consumer_uidcache_create(3);
+    epp_uidcache_t *c = epp_uidcache_create(3);
     CHECK(c != NULL);
-    CHECK_INT_EQ(consumer_uidcache_get(c, "u1", 2), -1);
-    CHECK_INT_EQ(consumer_uidcache_put(c, "u1", 2, 0), 0);
-    CHECK_INT_EQ(consumer_uidcache_put(c, "u1", 2, 0), 0); /* again: no second entry */
-    CHECK_INT_EQ(consumer_uidcache_put(c, "u2", 2, 7), 0);
-    CHECK_INT_EQ(consumer_uidcache_put(c, "u22", 3, 9), 0);
-    CHECK_INT_EQ((int64_t)consumer_uidcache_size(c), 3);
-    CHECK_INT_EQ(consumer_uidcache_get(c, "u1", 2), 0);
-    CHECK_INT_EQ(consumer_uidcache_get(c, "u2", 2), 7);
-    CHECK_INT_EQ(consumer_uidcache_get(c, "u", 1), -1);
+    CHECK_INT_EQ(epp_uidcache_get(c, "u1", 2), -1);
+    CHECK_INT_EQ(epp_uidcache_put(c, "u1", 2, 0), 0);
+    CHECK_INT_EQ(epp_uidcache_put(c, "u1", 2, 0), 0); /* again: no second entry */
+    CHECK_INT_EQ(epp_uidcache_put(c, "u2", 2, 7), 0);
+    CHECK_INT_EQ(epp_uidcache_put(c, "u22", 3, 9), 0);
+    CHECK_INT_EQ((int64_t)epp_uidcache_size(c), 3);
+    CHECK_INT_EQ(epp_uidcache_get(c, "u1", 2), 0);
+    CHECK_INT_EQ(epp_uidcache_get(c, "u2", 2), 7);
+    CHECK_INT_EQ(epp_uidcache_get(c, "u", 1), -1);
     /* Full: cleared, then the new entry is kept. */
-    CHECK_INT_EQ(consumer_uidcache_put(c, "u3", 2, 4), 0);
-    CHECK_INT_EQ((int64_t)consumer_uidcache_size(c), 1);
-    CHECK_INT_EQ(consumer_uidcache_get(c, "u3", 2), 4);
-    CHECK_INT_EQ(consumer_uidcache_get(c, "u1", 2), -1);
-    consumer_uidcache_destroy(c);
+    CHECK_INT_EQ(epp_uidcache_put(c, "u3", 2, 4), 0);
+    CHECK_INT_EQ((int64_t)epp_uidcache_size(c), 1);
+    CHECK_INT_EQ(epp_uidcache_get(c, "u3", 2), 4);
+    CHECK_INT_EQ(epp_uidcache_get(c, "u1", 2), -1);
+    epp_uidcache_destroy(c);
 
     /* Growth past the initial table, every entry still found. */
-    c = consumer_uidcache_create(100000);
+    c = epp_uidcache_create(100000);
     char key[32];
     for (int i = 0; i < 50000; i++) {
         int n = snprintf(key, sizeof key, "user-%d", i);
-        CHECK_INT_EQ(consumer_uidcache_put(c, key, (size_t)n, i * 3LL), 0);
+        CHECK_INT_EQ(epp_uidcache_put(c, key, (size_t)n, i * 3LL), 0);
     }
     int found = 0;
     for (int i = 0; i < 50000; i++) {
         int n = snprintf(key, sizeof key, "user-%d", i);
-        found += consumer_uidcache_get(c, key, (size_t)n) == i * 3LL;
+        found += epp_uidcache_get(c, key, (size_t)n) == i * 3LL;
     }
     CHECK_INT_EQ(found, 50000);
-    CHECK_INT_EQ(consumer_uidcache_get(NULL, "x", 1), -1);
-    consumer_uidcache_destroy(c);
-    consumer_uidcache_destroy(NULL);
+    CHECK_INT_EQ(epp_uidcache_get(NULL, "x", 1), -1);
+    epp_uidcache_destroy(c);
+    epp_uidcache_destroy(NULL);
 }
 
 /* The stored bitmap format: what epp_users_serialize writes is what sql/031 reads (cookie

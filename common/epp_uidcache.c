@@ -1,4 +1,4 @@
-#include "consumer_uidcache.h"
+#include "epp_uidcache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +15,7 @@ typedef struct {
     uint32_t off, len;
 } slot_t;
 
-struct consumer_uidcache {
+struct epp_uidcache {
     slot_t *slots;
     size_t cap; /* power of two */
     size_t used;
@@ -28,9 +28,9 @@ static uint64_t hash_key(const char *key, size_t len)
     return epp_hash_bytes(0, key, len);
 }
 
-consumer_uidcache_t *consumer_uidcache_create(size_t max_entries)
+epp_uidcache_t *epp_uidcache_create(size_t max_entries)
 {
-    consumer_uidcache_t *c = calloc(1, sizeof *c);
+    epp_uidcache_t *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
     c->max = max_entries ? max_entries : 1;
@@ -43,7 +43,7 @@ consumer_uidcache_t *consumer_uidcache_create(size_t max_entries)
     return c;
 }
 
-void consumer_uidcache_destroy(consumer_uidcache_t *c)
+void epp_uidcache_destroy(epp_uidcache_t *c)
 {
     if (c == NULL)
         return;
@@ -52,19 +52,19 @@ void consumer_uidcache_destroy(consumer_uidcache_t *c)
     free(c);
 }
 
-static void clear(consumer_uidcache_t *c)
+static void clear(epp_uidcache_t *c)
 {
     memset(c->slots, 0, c->cap * sizeof *c->slots);
     c->used = 0;
     epp_buf_reset(&c->keys);
 }
 
-size_t consumer_uidcache_size(const consumer_uidcache_t *c)
+size_t epp_uidcache_size(const epp_uidcache_t *c)
 {
     return c ? c->used : 0;
 }
 
-static slot_t *find(const consumer_uidcache_t *c, uint64_t h, const char *key, size_t len)
+static slot_t *find(const epp_uidcache_t *c, uint64_t h, const char *key, size_t len)
 {
     size_t i = (size_t)h & (c->cap - 1);
     for (;;) {
@@ -77,7 +77,7 @@ static slot_t *find(const consumer_uidcache_t *c, uint64_t h, const char *key, s
     }
 }
 
-int64_t consumer_uidcache_get(const consumer_uidcache_t *c, const char *user_id, size_t len)
+int64_t epp_uidcache_get(const epp_uidcache_t *c, const char *user_id, size_t len)
 {
     if (c == NULL || c->used == 0)
         return -1;
@@ -85,7 +85,7 @@ int64_t consumer_uidcache_get(const consumer_uidcache_t *c, const char *user_id,
     return s->hash != 0 ? s->uid : -1;
 }
 
-static int grow(consumer_uidcache_t *c)
+static int grow(epp_uidcache_t *c)
 {
     size_t ncap = c->cap * 2;
     slot_t *ns = calloc(ncap, sizeof *ns);
@@ -106,7 +106,7 @@ static int grow(consumer_uidcache_t *c)
     return 0;
 }
 
-int consumer_uidcache_put(consumer_uidcache_t *c, const char *user_id, size_t len, int64_t uid)
+int epp_uidcache_put(epp_uidcache_t *c, const char *user_id, size_t len, int64_t uid)
 {
     if (c == NULL)
         return 0;
