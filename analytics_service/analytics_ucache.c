@@ -163,7 +163,8 @@ int analytics_ucache_pin(analytics_ucache_t *c, analytics_uc_req_t *r, analytics
     for (size_t i = first; i < c->n && c->e[i]->level == (int)level; i++)
         want += c->e[i]->bucket >= lo && c->e[i]->bucket < hi;
     if (want > 0) {
-        analytics_uc_entry_t **p = realloc(r->pins, (r->npins + want) * sizeof *p);
+        analytics_uc_entry_t **p =
+            realloc(r->pins, (r->npins + want) * sizeof(analytics_uc_entry_t *));
         unsigned char *u = p ? realloc(r->used, r->npins + want) : NULL;
         if (p)
             r->pins = p;
@@ -186,7 +187,7 @@ int analytics_ucache_pin(analytics_ucache_t *c, analytics_uc_req_t *r, analytics
     /* Spans of one level are pinned in increasing order of bucket, not of id: keep the pins
      * sorted for analytics_ucache_get (used[] is still all 0 here). */
     if (rc == 0 && want > 0)
-        qsort(r->pins, r->npins, sizeof *r->pins, cmp_entry);
+        qsort(r->pins, r->npins, sizeof(analytics_uc_entry_t *), cmp_entry);
     return rc;
 }
 
@@ -253,7 +254,7 @@ int analytics_ucache_add(analytics_ucache_t *c, analytics_uc_req_t *r, analytics
     }
     if (r->nfresh == r->capfresh) {
         size_t cap = r->capfresh ? 2 * r->capfresh : 32;
-        analytics_uc_entry_t **f = realloc(r->fresh, cap * sizeof *f);
+        analytics_uc_entry_t **f = realloc(r->fresh, cap * sizeof(analytics_uc_entry_t *));
         if (f == NULL) {
             roaring_bitmap_free(bits);
             return EPP_ENOMEM;
@@ -286,13 +287,13 @@ static int insert_locked(analytics_ucache_t *c, analytics_uc_entry_t *x)
         return 0;
     if (c->n == c->cap) {
         size_t cap = c->cap ? 2 * c->cap : 256;
-        analytics_uc_entry_t **e = realloc(c->e, cap * sizeof *e);
+        analytics_uc_entry_t **e = realloc(c->e, cap * sizeof(analytics_uc_entry_t *));
         if (e == NULL)
             return 0;
         c->e = e;
         c->cap = cap;
     }
-    memmove(c->e + i + 1, c->e + i, (c->n - i) * sizeof *c->e);
+    memmove(c->e + i + 1, c->e + i, (c->n - i) * sizeof(analytics_uc_entry_t *));
     c->e[i] = x;
     x->indexed = 1;
     c->n++;
@@ -332,14 +333,14 @@ static void evict_locked(analytics_ucache_t *c)
 {
     if (c->bytes <= c->max_bytes)
         return;
-    analytics_uc_entry_t **v = malloc(c->n * sizeof *v);
+    analytics_uc_entry_t **v = malloc((c->n ? c->n : 1) * sizeof(analytics_uc_entry_t *));
     if (v == NULL)
         return;
     size_t m = 0;
     for (size_t i = 0; i < c->n; i++)
         if (c->e[i]->refs == 0)
             v[m++] = c->e[i];
-    qsort(v, m, sizeof *v, cmp_tick);
+    qsort(v, m, sizeof(analytics_uc_entry_t *), cmp_tick);
     size_t target = c->max_bytes / 10 * 9;
     for (size_t i = 0; i < m && c->bytes > target; i++) {
         c->bytes -= v[i]->bytes;
