@@ -12,7 +12,10 @@
 # 2. Unique users (issue 21): /analytics/users/active over 1, 7 and 30 days (edges not aligned)
 #    and a 30-day DAU series (interval=day), p50/p99 through HTTP against count(DISTINCT user_id)
 #    in plain SQL (median of 3), every answer compared (targets: p99 < 5 ms and >= 100x for the
-#    ranges, p99 < 10 ms for the series); the user bitmaps' size on disk per day.
+#    ranges, p99 < 10 ms for the series); the user bitmaps' size on disk per day. Beside each:
+#    the first request of the range (before the service's bitmap cache holds it) and p50/p99 of a
+#    second epp-analytics with USER_BITMAP_CACHE_MB=0 (every answer moves and decodes its hour
+#    and day bitmaps), whose answers must be the same.
 # 3. 200 concurrent dashboard-style clients (wrk, a Lua script cycling through the URLs the
 #    dashboard polls, daily active users included) for BENCH_DURATION seconds (default 10):
 #    throughput and latency percentiles (target p99 < 20 ms); then epp-analytics' peak RSS
@@ -49,9 +52,11 @@ free_port() {
 
 TMP=$(mktemp -d /tmp/epp-bench-analytics.XXXXXX)
 SVC_PID=""
+NC_PID=""
 BIG_PID=""
 cleanup() {
     [ -n "$SVC_PID" ] && kill "$SVC_PID" 2>/dev/null && wait "$SVC_PID" 2>/dev/null
+    [ -n "$NC_PID" ] && kill "$NC_PID" 2>/dev/null && wait "$NC_PID" 2>/dev/null
     [ -n "$BIG_PID" ] && kill "$BIG_PID" 2>/dev/null && wait "$BIG_PID" 2>/dev/null
     analytics_data_stop
     rm -rf "$TMP"
@@ -64,12 +69,18 @@ PORT=$(free_port)
 DATABASE_URL="$DB" HTTP_PORT=$PORT HTTP_BIND_ADDRESS=127.0.0.1 HTTP_THREADS=$THREADS LOG_LEVEL=warn \
     QUERY_TIMEOUT_MS=30000 "$BIN" 2>"$TMP/analytics.log" &
 SVC_PID=$!
+# The same without the bitmap cache, for the unique-users comparison.
+NC_PORT=$(free_port)
+DATABASE_URL="$DB" HTTP_PORT=$NC_PORT HTTP_BIND_ADDRESS=127.0.0.1 HTTP_THREADS=$THREADS LOG_LEVEL=warn \
+    QUERY_TIMEOUT_MS=30000 USER_BITMAP_CACHE_MB=0 "$BIN" 2>"$TMP/analytics-nocache.log" &
+NC_PID=$!
 for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 && break
+    curl -fs "http://127.0.0.1:$PORT/ready" >/dev/null 2>&1 &&
+        curl -fs "http://127.0.0.1:$NC_PORT/ready" >/dev/null 2>&1 && break
     sleep 0.1
 done
 
-$PY - "$PORT" "$DB" "$REQS" <<'PYEOF' | tee -a "$TMP/verdicts.txt"
+$PY - "$PORT" "$DB" "$REQS" "$NC_PORT" <<'PYEOF' | tee -a "$TMP/verdicts.txt"
 import http.client, json, statistics, sys, time, urllib.parse
 import psycopg2
 
@@ -108,23 +119,45 @@ def same(q, body, rows):
     got = {to_us(p["ts"]): p["count"] for p in body["points"] if p["count"]}
     return got == {r[0]: r[1] for r in rows}
 
-h = http.client.HTTPConnection("127.0.0.1", port)
-def get(path):
-    global h
-    try:
-        t0 = time.perf_counter()
-        h.request("GET", path)
-        r = h.getresponse()
-    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-        # The plain-SQL baselines can keep the connection idle past HTTP_TIMEOUT_S (30 s), and
-        # epp-analytics closes it: open a new one, as a client would.
-        h.close()
-        h = http.client.HTTPConnection("127.0.0.1", port)
-        t0 = time.perf_counter()
-        h.request("GET", path)
-        r = h.getresponse()
-    data = r.read()
-    return (time.perf_counter() - t0) * 1000.0, r.status, data
+class Client:
+    """One keep-alive connection to an epp-analytics."""
+    def __init__(self, port):
+        self.port = port
+        self.h = http.client.HTTPConnection("127.0.0.1", port)
+
+    def get(self, path):
+        for attempt in (0, 1):
+            try:
+                t0 = time.perf_counter()
+                self.h.request("GET", path)
+                r = self.h.getresponse()
+                break
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # The plain-SQL baselines can keep the connection idle past HTTP_TIMEOUT_S
+                # (30 s), and epp-analytics closes it: open a new one, as a client would.
+                self.h.close()
+                self.h = http.client.HTTPConnection("127.0.0.1", self.port)
+                if attempt:
+                    raise
+        data = r.read()
+        return (time.perf_counter() - t0) * 1000.0, r.status, data
+
+    def measure(self, url):
+        """First request's ms, then p50 and p99 over reqs requests after 20 to warm up, and the
+        last answer."""
+        first = self.get(url)[0]
+        for _ in range(20):
+            self.get(url)
+        lat = []
+        for _ in range(reqs):
+            ms, st, data = self.get(url)
+            assert st == 200, (st, data)
+            lat.append(ms)
+        lat.sort()
+        return first, lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1], data
+
+svc = Client(port)
+nocache = Client(int(sys.argv[4]))
 
 print("%-18s %-4s %10s %10s %12s %10s %10s" % ("query", "range", "http p50", "http p99", "plain SQL", "SQL/p99", "SQL/p50"))
 worst_p99, worst_ratio, all_same = 0.0, 1e18, True
@@ -132,15 +165,7 @@ for rname, (lo, hi) in ranges.items():
     for q, (sql, _) in SQL.items():
         path, extra = PATH[q]
         url = path + "?" + urllib.parse.urlencode(dict(extra, from_ts=lo, to_ts=hi))
-        for _ in range(20):
-            get(url)
-        lat = []
-        for _ in range(reqs):
-            ms, st, data = get(url)
-            assert st == 200, (st, data)
-            lat.append(ms)
-        lat.sort()
-        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+        _, p50, p99, data = svc.measure(url)
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -161,24 +186,22 @@ print("worst p99 %.2f ms (target < 5 ms): %s; worst ratio SQL/p99 %.0fx (target 
 # 30-day DAU series.
 uranges = {"1d": ("2026-10-30T23:59:42.7Z", "2026-10-31T23:59:42.7Z"), "7d": ranges["7d"],
            "30d": ranges["30d"]}
-print("%-18s %-4s %10s %10s %12s %10s" % ("unique users", "range", "http p50", "http p99",
-                                          "plain SQL", "SQL/p99"))
+# Each also without the service's bitmap cache (a second epp-analytics, USER_BITMAP_CACHE_MB=0:
+# every answer moves and decodes its hour and day bitmaps), and the first request of each range
+# on the cached one (what a range nobody asked for yet costs).
+print("%-18s %-4s %10s %10s %12s %10s %12s %12s %12s" % (
+    "unique users", "range", "http p50", "http p99", "plain SQL", "SQL/p99", "first req",
+    "nocache p50", "nocache p99"))
 worst_p99, worst_ratio, all_same = 0.0, 1e18, True
 for rname, (lo, hi) in list(uranges.items()) + [("dau", ranges["30d"])]:
     q = {"from_ts": lo, "to_ts": hi}
     if rname == "dau":
         q["interval"] = "day"
     url = "/analytics/users/active?" + urllib.parse.urlencode(q)
-    for _ in range(20):
-        get(url)
-    lat = []
-    for _ in range(reqs):
-        ms, st, data = get(url)
-        assert st == 200, (st, data)
-        lat.append(ms)
-    lat.sort()
-    p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+    first, p50, p99, data = svc.measure(url)
+    _, nc_p50, nc_p99, nc_data = nocache.measure(url)
     body = json.loads(data)
+    same_nc = json.loads(nc_data) == body
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
@@ -196,15 +219,16 @@ for rname, (lo, hi) in list(uranges.items()) + [("dau", ranges["30d"])]:
             ok = body["unique_users"] == n
         times.append((time.perf_counter() - t0) * 1000.0)
     sql_ms = statistics.median(times)
+    ok &= same_nc
     all_same &= ok
     if rname != "dau":
         worst_p99 = max(worst_p99, p99)
         worst_ratio = min(worst_ratio, sql_ms / p99)
     else:
         dau_p99 = p99
-    print("%-18s %-4s %8.2fms %8.2fms %10.1fms %9.0fx%s" % (
+    print("%-18s %-4s %8.2fms %8.2fms %10.1fms %9.0fx %10.2fms %10.2fms %10.2fms%s" % (
         "users/active" if rname != "dau" else "DAU series (day)", rname if rname != "dau" else "30d",
-        p50, p99, sql_ms, sql_ms / p99, "" if ok else "  ANSWERS DIFFER"))
+        p50, p99, sql_ms, sql_ms / p99, first, nc_p50, nc_p99, "" if ok else "  ANSWERS DIFFER"))
 print("unique users: worst p99 %.2f ms (target < 5 ms): %s; worst ratio SQL/p99 %.0fx (target >= "
       "100x): %s; DAU series p99 %.2f ms (target < 10 ms): %s; answers equal: %s" % (
           worst_p99, "PASS" if worst_p99 < 5 else "FAIL", worst_ratio,
