@@ -17,7 +17,9 @@ Each workload runs BENCH_CONSUMER_ROUNDS (3) rounds; a round is `psql \\copy` in
 database with the schema, then the consumer into another fresh database (a new consumer group
 reading the topic from the start). The consumer's rate counts from its first committed batch to
 its last (the group join is not insert time). Printed: each round's ratio, the median, the
-consumer's CPU time and peak RSS (VmHWM).
+consumer's CPU time and peak RSS (VmHWM). In the first round, also the floor: the consumer's
+final tables (events, rollups, user dictionary and bitmaps) loaded into a fresh database by
+`\\copy`, the least Postgres must write for what the consumer stores (state_copy_rate).
 
 With BENCH_CONSUMER_PROFILE=1 (the wrapper then loads pg_stat_statements and logs lock waits
 over 10 ms), each round also prints where the time went in Postgres: the statements by total
@@ -277,6 +279,40 @@ def copy_rate(tsv, n, tag):
     return n / secs
 
 
+# What the consumer stores, loaded in bulk (`\copy` of its final tables, the first round of each
+# workload): public.events (whose trigger fills epp_event_ids, as for the plain `\copy`), the
+# rollups (whose triggers keep the totals), the user dictionary and the user bitmaps. That is the
+# least Postgres must write for the consumer's result, with none of its per-batch work (upserts,
+# merges, offsets, one transaction per batch): how close the consumer comes to it says how much
+# is the consumer's, and how much is the schema's.
+STATE_TABLES = ["public.events", "public.epp_rollup_minute", "public.epp_rollup_hour",
+                "public.epp_rollup_day", "public.epp_user_ids", "public.epp_user_bitmap_minute",
+                "public.epp_user_bitmap_hour", "public.epp_user_bitmap_day"]
+
+
+def state_copy_rate(src_url, n, tag):
+    files = []
+    out = ["-c", "SET TIME ZONE 'UTC'"]
+    for tbl in STATE_TABLES:
+        f = os.path.join(TMP, "%s_%s.copy" % (tag, tbl.split(".")[1]))
+        out += ["-c", "\\copy (SELECT * FROM %s) TO '%s'" % (tbl, f)]
+        files.append((tbl, f))
+    psql(src_url, *out)
+    name = "bc_state_" + tag
+    t.create_database(env, name)
+    t.apply_migrations(db_url(name))
+    load = ["-c", "SET TIME ZONE 'UTC'"]
+    for tbl, f in files:
+        load += ["-c", "\\copy %s FROM '%s'" % (tbl, f)]
+    t0 = time.monotonic()
+    psql(db_url(name), *load)
+    secs = time.monotonic() - t0
+    t.drop_database(env, name)
+    for _, f in files:
+        os.unlink(f)
+    return n / secs
+
+
 def proc_status(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -291,8 +327,9 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def consumer_rate(benv, topic, n, total, tag):
-    """Drains topic into a fresh database: (rows/s from the first commit, cpu s, peak RSS MB)."""
+def consumer_rate(benv, topic, n, total, tag, state=False):
+    """Drains topic into a fresh database: (rows/s from the first commit, cpu s, peak RSS MB,
+    and with state the rate of state_copy_rate on its result, else None)."""
     url = t.create_database(env, "bc_cons_" + tag)
     prof = profile_start(url)
     svc_env = {"DATABASE_URL": url, "KAFKA_TOPIC": topic, "KAFKA_GROUP_ID": "bench_" + tag,
@@ -339,10 +376,11 @@ def consumer_rate(benv, topic, n, total, tag):
     if rows != n or rolled != n:
         sys.exit("bench_consumer: %d rows, rollups count %s, expected %d" % (rows, rolled, n))
     profile_report(url, prof, n, "epp-consumer")
+    floor = state_copy_rate(url, n, tag) if state else None
     t.drop_database(env, url)
     if first[1] >= total:  # everything in one commit: no interval to measure
-        return n / (end - start), cpu, rss
-    return n * (total - first[1]) / total / (end - first[0]), cpu, rss
+        return n / (end - start), cpu, rss, floor
+    return n * (total - first[1]) / total / (end - first[0]), cpu, rss, floor
 
 
 def run_workload(benv, name):
@@ -356,10 +394,16 @@ def run_workload(benv, name):
     tsv = os.path.join(TMP, topic + ".tsv")
     total = send_through_ingest(benv, topic, name, spec, n, tsv)
     ratios, cpus, rsss, rates, copies = [], [], [], [], []
+    floor = None
     for r in range(ROUNDS):
         tag = "%s_%d" % (topic, r)
         c = copy_rate(tsv, n, tag)
-        rate, cpu, rss = consumer_rate(benv, topic, n, total, tag)
+        rate, cpu, rss, f = consumer_rate(benv, topic, n, total, tag, state=r == 0)
+        if f is not None:
+            floor = (f, c, rate)
+            print("  round %d: the consumer's final state loaded by \\copy: %7.0f rows/s "
+                  "(%.2fx of the plain \\copy; the consumer %.2fx of it)" % (
+                      r + 1, f, f / c, rate / f), flush=True)
         ratios.append(rate / c)
         cpus.append(cpu)
         rsss.append(rss)
@@ -373,6 +417,10 @@ def run_workload(benv, name):
         MISSED.append("%s %.2fx < %.2fx" % (name, med, spec["target"]))
     if max(rsss) >= 128:
         MISSED.append("%s peak RSS %.0f MB >= 128 MB" % (name, max(rsss)))
+    if floor is not None:
+        print("%s: the consumer's final state loaded in bulk: %.0f rows/s, %.2fx of the plain "
+              "\\copy; the consumer reached %.2fx of that floor (round 1)" % (
+                  name, floor[0], floor[0] / floor[1], floor[2] / floor[0]), flush=True)
     print("%s: median %.2fx of \\copy (rounds %s; consumer %0.f rows/s, \\copy %.0f rows/s "
           "median); CPU %.1fs, peak RSS %.0f MB; target >= %.2fx: %s%s" % (
               name, med, " ".join("%.2f" % x for x in ratios), statistics.median(rates),
