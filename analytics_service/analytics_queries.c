@@ -564,10 +564,83 @@ static int fetch_uids(analytics_conn_t *conn, analytics_ucache_t *cache,
     return rc;
 }
 
-/* Adds the edge users to acc[point] by uid, from the cache or the dictionary; those the
+/* The users of one point of an answer: a stored bitmap borrowed while it is the only one (a day
+ * of a DAU series: counted without a copy), or the point's own union once a second one comes. A
+ * borrowed bitmap is pinned in the cache or handed to it by this request: alive until its
+ * release, which comes after the count. */
+typedef struct {
+    roaring_bitmap_t *own;
+    const roaring_bitmap_t *ref;
+} point_acc_t;
+
+/* The point's own union (made from its borrowed bitmap, if any); NULL when out of memory. */
+static roaring_bitmap_t *point_own(point_acc_t *p)
+{
+    if (p->own == NULL)
+        p->own = p->ref ? roaring_bitmap_copy(p->ref) : roaring_bitmap_create();
+    return p->own;
+}
+
+/* Adds b; borrow: b outlives the count (else it is OR-ed into the point's own union). */
+static int point_add(point_acc_t *p, const roaring_bitmap_t *b, int borrow)
+{
+    if (borrow && p->own == NULL && p->ref == NULL) {
+        p->ref = b;
+        return 0;
+    }
+    if (point_own(p) == NULL)
+        return EPP_ENOMEM;
+    roaring_bitmap_lazy_or_inplace(p->own, b, true);
+    return 0;
+}
+
+static void points_free(point_acc_t *acc, size_t n)
+{
+    for (size_t i = 0; acc != NULL && i < n; i++) {
+        epp_users_free(acc[i].own);
+        acc[i] = (point_acc_t){NULL, NULL};
+    }
+}
+
+/* The distinct users of each point into points[] (NULL: no series) and of all of them, with the
+ * unknown edge users, into *total. */
+static int active_count(point_acc_t *acc, size_t nacc, unknown_user_t *unknown, size_t nunknown,
+                        int64_t *points, int64_t *total)
+{
+    const roaring_bitmap_t *only = NULL;
+    size_t used = 0;
+    for (size_t i = 0; i < nacc; i++) {
+        if (acc[i].own == NULL && acc[i].ref == NULL)
+            continue;
+        if (acc[i].own != NULL)
+            roaring_bitmap_repair_after_lazy(acc[i].own);
+        only = acc[i].own ? acc[i].own : acc[i].ref;
+        used++;
+        if (points != NULL)
+            points[i] = (int64_t)roaring_bitmap_get_cardinality(only);
+    }
+    *total = 0;
+    if (used == 1) {
+        *total = (int64_t)roaring_bitmap_get_cardinality(only);
+    } else if (used > 1) {
+        roaring_bitmap_t *all = roaring_bitmap_create();
+        if (all == NULL)
+            return EPP_ENOMEM;
+        for (size_t i = 0; i < nacc; i++)
+            if (acc[i].own != NULL || acc[i].ref != NULL)
+                roaring_bitmap_lazy_or_inplace(all, acc[i].own ? acc[i].own : acc[i].ref, true);
+        roaring_bitmap_repair_after_lazy(all);
+        *total = (int64_t)roaring_bitmap_get_cardinality(all);
+        roaring_bitmap_free(all);
+    }
+    count_unknown(unknown, nunknown, points, total);
+    return 0;
+}
+
+/* Adds the edge users to their points by uid, from the cache or the dictionary; those the
  * dictionary does not know go to unknown[] (counted by name). */
 static int resolve_edges(analytics_conn_t *conn, analytics_ucache_t *cache,
-                         const analytics_uc_req_t *r, edge_users_t *e, roaring_bitmap_t **acc,
+                         const analytics_uc_req_t *r, edge_users_t *e, point_acc_t *acc,
                          unknown_user_t *unknown, size_t *nunknown, epp_pg_error_t *err)
 {
     int rc = analytics_ucache_uids(cache, r, e->u, e->n);
@@ -577,21 +650,23 @@ static int resolve_edges(analytics_conn_t *conn, analytics_ucache_t *cache,
     if (rc == 0 && missing > 0)
         rc = fetch_uids(conn, cache, r, e, err);
     for (size_t i = 0; i < e->n && rc == 0; i++) {
-        if (e->u[i].uid >= 0)
-            roaring_bitmap_add(acc[e->point[i]], (uint32_t)e->u[i].uid);
-        else
+        if (e->u[i].uid >= 0) {
+            roaring_bitmap_t *own = point_own(&acc[e->point[i]]);
+            if (own == NULL)
+                return EPP_ENOMEM;
+            roaring_bitmap_add(own, (uint32_t)e->u[i].uid);
+        } else
             unknown[(*nunknown)++] = (unknown_user_t){e->point[i], e->u[i].name, e->u[i].len};
     }
     return rc;
 }
 
-/* The rows of one ST_ACTIVE answer OR-ed into acc[point] (a NULL slot is created on first use)
- * and the unknown edge users collected. Rows whose bits were left out come from r's pins; a
- * decoded hour or day row goes to the cache. EPP_EAGAIN: the answer cannot be used with r's
- * pins (the generation changed, or a row the cache should hold is missing): run it again
- * without them. */
+/* The bitmap rows of one ST_ACTIVE answer added to their points, and its edge users collected. Rows
+ * whose bits were left out come from r's pins; a decoded hour or day row goes to the cache.
+ * EPP_EAGAIN: the answer cannot be used with r's pins (the generation changed, or a row the cache
+ * should hold is missing): run it again without them. */
 static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics_uc_req_t *r,
-                       int period, int64_t first, roaring_bitmap_t **acc, size_t nacc,
+                       int period, int64_t first, point_acc_t *acc, size_t nacc,
                        edge_users_t *edges)
 {
     int rows = PQntuples(res);
@@ -614,8 +689,6 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
         int64_t point = period >= 0 ? analytics_period_index(period, first, tag) : 0;
         if (point < 0 || point >= (int64_t)nacc)
             return EPP_EINVAL; /* cannot happen: every piece lies inside [from, to) */
-        if (acc[point] == NULL && (acc[point] = roaring_bitmap_create()) == NULL)
-            return EPP_ENOMEM;
         if (kind == AK_USER) {
             size_t k = edges->n++;
             edges->u[k] = (analytics_uc_user_t){PQgetvalue(res, i, AC_USER),
@@ -635,19 +708,21 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
                 analytics_ucache_reset(cache);
                 return EPP_EAGAIN;
             }
-            roaring_bitmap_lazy_or_inplace(acc[point], cached, true);
+            if (point_add(&acc[point], cached, 1) != 0)
+                return EPP_ENOMEM;
             continue;
         }
         roaring_bitmap_t *bits = epp_users_deserialize(PQgetvalue(res, i, AC_BITS),
                                                        (size_t)PQgetlength(res, i, AC_BITS));
         if (bits == NULL)
             return EPP_EINVAL;
-        roaring_bitmap_lazy_or_inplace(acc[point], bits, true);
-        int rc = 0;
+        /* A minute bitmap is freed here; an hour or day one goes to the cache, which keeps
+         * it (or frees it) only on release -- without a cache, at once. */
+        int rc = point_add(&acc[point], bits, kind != AK_MINUTE && cache != NULL);
         if (kind == AK_MINUTE)
             roaring_bitmap_free(bits);
-        else
-            rc = analytics_ucache_add(cache, r, level, id, ts, n, bits);
+        else if (analytics_ucache_add(cache, r, level, id, ts, n, bits) != 0)
+            rc = EPP_ENOMEM;
         if (rc != 0)
             return rc;
     }
@@ -688,10 +763,10 @@ int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_
     analytics_plan_t plan;
     analytics_plan_range(from, to, &plan);
     /* One accumulator per point (a single one without a series): rows are OR-ed in lazily as
-     * they are read, so only one stored bitmap is decoded at a time. */
+     * they are read, so only one stored minute bitmap is decoded at a time. */
     size_t nacc = period >= 0 ? (size_t)npoints : 1;
     int64_t first = period >= 0 ? analytics_period_floor(period, from) : 0;
-    roaring_bitmap_t **acc = calloc(nacc, sizeof(roaring_bitmap_t *));
+    point_acc_t *acc = calloc(nacc, sizeof *acc);
     unknown_user_t *unknown = NULL;
     size_t nunknown = 0;
     PGresult *res = NULL;
@@ -717,40 +792,21 @@ int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_
             rc = active_rows(res, c, &r, period, first, acc, nacc, &edges);
         if (rc == 0)
             rc = resolve_edges(conn, c, &r, &edges, acc, unknown, &nunknown, err);
+        /* Counted before the release: the points borrow bitmaps r holds. */
+        if (rc == 0)
+            rc = active_count(acc, nacc, unknown, nunknown, period >= 0 ? points : NULL, total);
         free(edges.u);
         free(edges.point);
+        points_free(acc, nacc);
         analytics_ucache_release(c, &r, rc == 0);
         if (rc != EPP_EAGAIN)
             break;
         /* Start over: nothing of this answer is kept. */
-        for (size_t i = 0; i < nacc; i++) {
-            epp_users_free(acc[i]);
-            acc[i] = NULL;
-        }
         free(unknown);
         unknown = NULL;
         PQclear(res);
         res = NULL;
         rc = 0;
-    }
-    if (rc == 0) {
-        roaring_bitmap_t *all = roaring_bitmap_create();
-        for (size_t i = 0; i < nacc && all != NULL; i++) {
-            if (acc[i] == NULL)
-                continue;
-            roaring_bitmap_repair_after_lazy(acc[i]);
-            if (points != NULL)
-                points[i] = (int64_t)roaring_bitmap_get_cardinality(acc[i]);
-            roaring_bitmap_lazy_or_inplace(all, acc[i], true);
-        }
-        if (all == NULL) {
-            rc = EPP_ENOMEM;
-        } else {
-            roaring_bitmap_repair_after_lazy(all);
-            *total = (int64_t)roaring_bitmap_get_cardinality(all);
-            roaring_bitmap_free(all);
-            count_unknown(unknown, nunknown, period >= 0 ? points : NULL, total);
-        }
     }
     if (rc == EPP_EAGAIN)
         rc = EPP_EINVAL; /* cannot happen: the last attempt pins nothing */
@@ -760,8 +816,7 @@ int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_
     } else if (rc == EPP_ENOMEM) {
         snprintf(err->message, sizeof err->message, "out of memory");
     }
-    for (size_t i = 0; acc != NULL && i < nacc; i++)
-        epp_users_free(acc[i]);
+    points_free(acc, nacc);
     free(acc);
     free(unknown);
     PQclear(res);

@@ -275,7 +275,9 @@ wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$TMP/dash.lua" "http://127.0.0.1:$P
 # b) The target: CONNS dashboards, each asking its URLs once per REFRESH_S (the page's fastest
 #    refresh, 2 s; its default is 5 s), one connection each, requests spread over the refresh.
 REFRESH_S=${BENCH_DASH_REFRESH_S:-2}
-sed "s/^local i = 0$/local i = 0\ndelay = function() return math.floor($REFRESH_S * 1000 \/ #paths) end/" \
+# Each pause is drawn uniformly from [0, 2 x the mean], so that the clients are not in step (the
+# same pause everywhere kept all 200 sending in one wave).
+sed "s/^local i = 0$/local i = 0\ndelay = function() return math.random(0, math.floor(2 * $REFRESH_S * 1000 \/ #paths)) end/" \
     "$TMP/dash.lua" >"$TMP/paced.lua"
 echo "--- $CONNS dashboard clients, each refreshing every ${REFRESH_S}s, ${DUR}s (wrk -t2 -c$CONNS, a pause between a connection's requests; target p99 < 20 ms)"
 wrk -t2 -c"$CONNS" -d"${DUR}s" --latency -s "$TMP/paced.lua" "http://127.0.0.1:$PORT" >"$TMP/paced.txt"
