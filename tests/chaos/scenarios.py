@@ -214,10 +214,10 @@ def lost_ack(ctx):
 # run with one request in flight; EPP_CHAOS_INFLIGHT=5 shows the artefact. Apache Kafka refuses
 # the out-of-order batch, and every real-Kafka scenario runs the production default of 5.
 MOCK_INFLIGHT = os.environ.get("EPP_CHAOS_INFLIGHT", "1")
-# One in flight per connection is not enough when leaders move: the old leader's connection and
-# the new leader's each carry one request, the new leader's later batch succeeds first, and the
-# old leader's NOT_LEADER_FOR_PARTITION batch is implicitly acked (lost 1 of 9,441 in CI's
-# sanitizer stage). Without idempotence librdkafka keeps no sequence state to be fooled by: it
+# One in flight per connection was not enough when leaders move (lost 1 of 9,441 in CI's
+# sanitizer stage), most likely because the old leader's connection and the new leader's each
+# carry one request: the new leader's later batch succeeds first, and the old leader's
+# NOT_LEADER_FOR_PARTITION batch is implicitly acked. Without idempotence librdkafka keeps no sequence state to be fooled by: it
 # resends the refused batch (a topic duplicate, skipped by the consumer's event_id check).
 # EPP_CHAOS_IDEMPOTENT=1 restores the production setting to show the artefact.
 MOCK_LEADER_CONFIG = ("max.in.flight.requests.per.connection=" + MOCK_INFLIGHT +
