@@ -10,8 +10,10 @@
 #    answer (median of 3 runs). Prints both and the ratio SQL / HTTP p99 (target: p99 < 5 ms and
 #    ratio >= 50). Every HTTP answer is compared with the SQL one.
 # 2. Unique users (issue 21): /analytics/users/active over 1, 7 and 30 days (edges not aligned)
-#    and a 30-day DAU series (interval=day), p50/p99 through HTTP against count(DISTINCT user_id)
-#    in plain SQL (median of 3), every answer compared (targets: p99 < 5 ms and >= 100x for the
+#    and a 30-day DAU series (interval=day), p50/p99 through HTTP over BENCH_USERS_REQUESTS
+#    requests each (default 2000: a p99 from the 20 slowest, not the 5 slowest, moves less with
+#    this machine's stalls, which the bench measures and prints just before), against
+#    count(DISTINCT user_id) in plain SQL (median of 3), every answer compared (targets: p99 < 5 ms and >= 100x for the
 #    ranges, p99 < 10 ms for the series); the user bitmaps' size on disk per day. Beside each:
 #    the first request of the range (before the service's bitmap cache holds it) and p50/p99 of a
 #    second epp-analytics with USER_BITMAP_CACHE_MB=0 (every answer moves and decodes its hour
@@ -29,6 +31,7 @@
 #    p99 < 20 ms).
 #
 # Env: EPP_BUILD_DIR, BENCH_ANALYTICS_EVENTS, BENCH_ANALYTICS_CACHE, BENCH_ANALYTICS_REQUESTS,
+# BENCH_USERS_REQUESTS (sections 2 and 4),
 # BENCH_DURATION, BENCH_CONNECTIONS (200), BENCH_HTTP_THREADS (epp-analytics HTTP_THREADS, 4),
 # BENCH_ANALYTICS_BIG_USERS (0: off), BENCH_ANALYTICS_BIG_USERS_N (1000000).
 set -euo pipefail
@@ -36,6 +39,7 @@ cd "$(dirname "$0")/.."
 REPO=$(pwd)
 BUILD=$(cd "${EPP_BUILD_DIR:-build}" && pwd)
 REQS=${BENCH_ANALYTICS_REQUESTS:-500}
+UREQS=${BENCH_USERS_REQUESTS:-2000}
 DUR=${BENCH_DURATION:-10}
 CONNS=${BENCH_CONNECTIONS:-200}
 THREADS=${BENCH_HTTP_THREADS:-4}
@@ -81,11 +85,13 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-$PY - "$PORT" "$DB" "$REQS" "$NC_PORT" <<'PYEOF' | tee -a "$TMP/verdicts.txt"
-import http.client, json, statistics, sys, time, urllib.parse
+REPO=$REPO $PY - "$PORT" "$DB" "$REQS" "$NC_PORT" "$UREQS" <<'PYEOF' | tee -a "$TMP/verdicts.txt"
+import json, os, statistics, sys, time, urllib.parse
 import psycopg2
+sys.path.insert(0, os.path.join(os.environ["REPO"], "bench"))
+from analytics_client import Client, stalls
 
-port, db, reqs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+port, db, reqs, ureqs = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[5])
 END = "2026-11-01T00:00:00Z"
 # Ranges that end 17.3 s before the data's end and are 7 or 30 days long: whole days, hours
 # and minutes from the rollups, raw rows at both sub-minute edges.
@@ -120,43 +126,6 @@ def same(q, body, rows):
     got = {to_us(p["ts"]): p["count"] for p in body["points"] if p["count"]}
     return got == {r[0]: r[1] for r in rows}
 
-class Client:
-    """One keep-alive connection to an epp-analytics."""
-    def __init__(self, port):
-        self.port = port
-        self.h = http.client.HTTPConnection("127.0.0.1", port)
-
-    def get(self, path):
-        for attempt in (0, 1):
-            try:
-                t0 = time.perf_counter()
-                self.h.request("GET", path)
-                r = self.h.getresponse()
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                # The plain-SQL baselines can keep the connection idle past HTTP_TIMEOUT_S
-                # (30 s), and epp-analytics closes it: open a new one, as a client would.
-                self.h.close()
-                self.h = http.client.HTTPConnection("127.0.0.1", self.port)
-                if attempt:
-                    raise
-        data = r.read()
-        return (time.perf_counter() - t0) * 1000.0, r.status, data
-
-    def measure(self, url):
-        """First request's ms, then p50 and p99 over reqs requests after 20 to warm up, and the
-        last answer."""
-        first = self.get(url)[0]
-        for _ in range(20):
-            self.get(url)
-        lat = []
-        for _ in range(reqs):
-            ms, st, data = self.get(url)
-            assert st == 200, (st, data)
-            lat.append(ms)
-        lat.sort()
-        return first, lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1], data
-
 svc = Client(port)
 nocache = Client(int(sys.argv[4]))
 
@@ -166,7 +135,7 @@ for rname, (lo, hi) in ranges.items():
     for q, (sql, _) in SQL.items():
         path, extra = PATH[q]
         url = path + "?" + urllib.parse.urlencode(dict(extra, from_ts=lo, to_ts=hi))
-        _, p50, p99, data = svc.measure(url)
+        _, p50, p99, data = svc.measure(url, reqs)
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -190,6 +159,11 @@ uranges = {"1d": ("2026-10-30T23:59:42.7Z", "2026-10-31T23:59:42.7Z"), "7d": ran
 # Each also without the service's bitmap cache (a second epp-analytics, USER_BITMAP_CACHE_MB=0:
 # every answer moves and decodes its hour and day bitmaps), and the first request of each range
 # on the cached one (what a range nobody asked for yet costs).
+# How late this machine wakes a process that only sleeps, measured alone just before: the tails
+# below include such stalls (every request that meets one is that much slower).
+n, late, worst = stalls()
+print("machine: %d of %d 1-ms sleeps woke over 1 ms late, the latest %.1f ms late (idle, 3 s)" % (
+    late, n, worst))
 print("%-18s %-4s %10s %10s %12s %10s %12s %12s %12s" % (
     "unique users", "range", "http p50", "http p99", "plain SQL", "SQL/p99", "first req",
     "nocache p50", "nocache p99"))
@@ -199,8 +173,8 @@ for rname, (lo, hi) in list(uranges.items()) + [("dau", ranges["30d"])]:
     if rname == "dau":
         q["interval"] = "day"
     url = "/analytics/users/active?" + urllib.parse.urlencode(q)
-    first, p50, p99, data = svc.measure(url)
-    _, nc_p50, nc_p99, nc_data = nocache.measure(url)
+    first, p50, p99, data = svc.measure(url, ureqs)
+    _, nc_p50, nc_p99, nc_data = nocache.measure(url, ureqs)
     body = json.loads(data)
     same_nc = json.loads(nc_data) == body
     times = []
@@ -327,11 +301,13 @@ if [ "$BIG" -gt 0 ]; then
         curl -fs "http://127.0.0.1:$BIGPORT/ready" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    $PY - "$BIGPORT" "$REQS" "$CACHE/big-users-expect.txt" "$BIG" "$BIGN" <<'PYEOF' | tee -a "$TMP/verdicts.txt"
-import http.client, json, sys, time, urllib.parse
+    REPO=$REPO $PY - "$BIGPORT" "$UREQS" "$CACHE/big-users-expect.txt" "$BIG" "$BIGN" <<'PYEOF' | tee -a "$TMP/verdicts.txt"
+import json, os, sys, urllib.parse
+sys.path.insert(0, os.path.join(os.environ["REPO"], "bench"))
+from analytics_client import Client
 port, reqs, expect_file, big, bign = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 expect = [line.split()[1:] for line in open(expect_file) if line.startswith("expect ")]
-h = http.client.HTTPConnection("127.0.0.1", port)
+svc = Client(port)
 worst = 0.0
 for (lo, hi, n), name in zip(expect, ("1d", "7d", "30d")):
     for interval in (None, "day") if name == "30d" else (None,):
@@ -339,16 +315,8 @@ for (lo, hi, n), name in zip(expect, ("1d", "7d", "30d")):
         if interval:
             q["interval"] = interval
         url = "/analytics/users/active?" + urllib.parse.urlencode(q)
-        lat = []
-        for i in range(reqs + 20):
-            t0 = time.perf_counter()
-            h.request("GET", url)
-            r = h.getresponse()
-            body = json.loads(r.read())
-            if i >= 20:
-                lat.append((time.perf_counter() - t0) * 1000.0)
-        lat.sort()
-        p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99) - 1]
+        _, p50, p99, data = svc.measure(url, reqs)
+        body = json.loads(data)
         worst = max(worst, p99)
         print("%s events, %s users: users/active %-4s%s p50 %.2f ms, p99 %.2f ms; %d users, "
               "generator says %s: %s" % (big, bign, name, " (DAU series)" if interval else "",
