@@ -430,19 +430,19 @@ typedef struct {
     int len;
 } unknown_user_t;
 
+/* Orders user names bytewise, a shorter name before its extensions (0: the same name). */
+static int cmp_name(const char *a, int alen, const char *b, int blen)
+{
+    int c = memcmp(a, b, (size_t)(alen < blen ? alen : blen));
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 static int cmp_unknown(const void *pa, const void *pb)
 {
     const unknown_user_t *a = pa, *b = pb;
     if (a->point != b->point)
         return a->point < b->point ? -1 : 1;
-    int n = a->len < b->len ? a->len : b->len;
-    int c = memcmp(a->name, b->name, (size_t)n);
-    return c ? c : (a->len > b->len) - (a->len < b->len);
-}
-
-static int same_name(const unknown_user_t *a, const unknown_user_t *b)
-{
-    return a->len == b->len && memcmp(a->name, b->name, (size_t)a->len) == 0;
+    return cmp_name(a->name, a->len, b->name, b->len);
 }
 
 /* Adds the distinct unknown users to points[] and *total. */
@@ -450,14 +450,14 @@ static void count_unknown(unknown_user_t *u, size_t n, int64_t *points, int64_t 
 {
     qsort(u, n, sizeof *u, cmp_unknown);
     for (size_t i = 0; i < n; i++)
-        if (points != NULL &&
-            (i == 0 || u[i].point != u[i - 1].point || !same_name(&u[i], &u[i - 1])))
+        if (points != NULL && (i == 0 || u[i].point != u[i - 1].point ||
+                               cmp_name(u[i].name, u[i].len, u[i - 1].name, u[i - 1].len) != 0))
             points[u[i].point]++;
     /* The total: distinct names over all points. */
     for (size_t i = 0; i < n; i++) {
         int seen = 0;
         for (size_t j = 0; j < i && !seen; j++)
-            seen = same_name(&u[i], &u[j]);
+            seen = cmp_name(u[i].name, u[i].len, u[j].name, u[j].len) == 0;
         *total += !seen;
     }
 }
@@ -469,10 +469,9 @@ static int64_t be64_at(const PGresult *res, int row, int col)
 
 static int kind_at(const PGresult *res, int row)
 {
-    const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, AC_KIND);
     if (PQgetisnull(res, row, AC_KIND) || PQgetlength(res, row, AC_KIND) != 4)
         return -1;
-    return (int)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+    return (int)epp_pgcopy_get_be32((const unsigned char *)PQgetvalue(res, row, AC_KIND));
 }
 
 /* The users of an answer's sub-minute edges, by name, and the answer's generation. */
@@ -492,9 +491,7 @@ typedef struct {
 static int cmp_uid_row(const void *pa, const void *pb)
 {
     const uid_row_t *a = pa, *b = pb;
-    if (a->len != b->len)
-        return a->len < b->len ? -1 : 1;
-    return memcmp(a->name, b->name, (size_t)a->len);
+    return cmp_name(a->name, a->len, b->name, b->len);
 }
 
 /* Appends name as an element of a Postgres array literal: quoted, '"' and '\' escaped. */

@@ -23,6 +23,11 @@ void epp_pgcopy_put_be64(unsigned char *p, uint64_t v)
         p[i] = (unsigned char)v;
 }
 
+uint32_t epp_pgcopy_get_be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 uint64_t epp_pgcopy_get_be64(const unsigned char *p)
 {
     uint64_t v = 0;

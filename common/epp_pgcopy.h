@@ -51,6 +51,7 @@ int epp_pgcopy_end(epp_buf_t *out, epp_pgcopy_format_t fmt);
 void epp_pgcopy_put_be16(unsigned char *p, uint16_t v);
 void epp_pgcopy_put_be32(unsigned char *p, uint32_t v);
 void epp_pgcopy_put_be64(unsigned char *p, uint64_t v);
+uint32_t epp_pgcopy_get_be32(const unsigned char *p);
 uint64_t epp_pgcopy_get_be64(const unsigned char *p);
 
 /* Type OIDs of the binary array parameters the writers send. */

@@ -34,6 +34,15 @@ static void fill(analytics_ucache_t *c, const int64_t *ids, int n, const char *g
     analytics_ucache_release(c, &r, 1);
 }
 
+/* Pins the hour entries of [0, to) for r and checks the ids it lists. */
+static void pin_hours(analytics_ucache_t *c, analytics_uc_req_t *r, int64_t to, epp_buf_t *ids,
+                      const char *want)
+{
+    CHECK_INT_EQ(analytics_ucache_pin(c, r, ANALYTICS_UC_HOUR, 0, to), 0);
+    CHECK_INT_EQ(analytics_ucache_ids(r, ANALYTICS_UC_HOUR, ids), 0);
+    CHECK_STR_EQ(ids->data, want);
+}
+
 static void test_pin_get_release(void)
 {
     analytics_ucache_t *c = analytics_ucache_create(1 << 20, NULL);
@@ -60,13 +69,9 @@ static void test_pin_get_release(void)
     /* 7 was pinned but not returned: gone from that snapshot, so it leaves the cache. */
     analytics_ucache_release(c, &r, 1);
 
-    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_HOUR, 0, 1000 * HOUR), 0);
-    CHECK_INT_EQ(analytics_ucache_ids(&r, ANALYTICS_UC_HOUR, &b), 0);
-    CHECK_STR_EQ(b.data, "{1,2,3}");
+    pin_hours(c, &r, 1000 * HOUR, &b, "{1,2,3}");
     analytics_ucache_release(c, &r, 0); /* a failed statement drops nothing */
-    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_HOUR, 0, 1000 * HOUR), 0);
-    CHECK_INT_EQ(analytics_ucache_ids(&r, ANALYTICS_UC_HOUR, &b), 0);
-    CHECK_STR_EQ(b.data, "{1,2,3}");
+    pin_hours(c, &r, 1000 * HOUR, &b, "{1,2,3}");
     analytics_ucache_release(c, &r, 0);
     epp_buf_free(&b);
     analytics_ucache_destroy(c);
@@ -93,9 +98,7 @@ static void test_generation(void)
     analytics_ucache_release(c, &a, 0);
 
     /* What is cached now is b's row of g2, not a's of g1. */
-    CHECK_INT_EQ(analytics_ucache_pin(c, &a, ANALYTICS_UC_HOUR, 0, 10 * HOUR), 0);
-    CHECK_INT_EQ(analytics_ucache_ids(&a, ANALYTICS_UC_HOUR, &s), 0);
-    CHECK_STR_EQ(s.data, "{1}");
+    pin_hours(c, &a, 10 * HOUR, &s, "{1}");
     CHECK_INT_EQ(analytics_ucache_check(c, &a, "g2"), 1);
     CHECK(analytics_ucache_get(&a, ANALYTICS_UC_HOUR, 1, 5) == NULL);
     const roaring_bitmap_t *x = analytics_ucache_get(&a, ANALYTICS_UC_HOUR, 1, 3);
@@ -103,9 +106,7 @@ static void test_generation(void)
     analytics_ucache_reset(c); /* while a holds its pin */
     CHECK(roaring_bitmap_get_cardinality(x) == 3);
     analytics_ucache_release(c, &a, 1);
-    CHECK_INT_EQ(analytics_ucache_pin(c, &a, ANALYTICS_UC_HOUR, 0, 10 * HOUR), 0);
-    CHECK_INT_EQ(analytics_ucache_ids(&a, ANALYTICS_UC_HOUR, &s), 0);
-    CHECK_STR_EQ(s.data, "{}");
+    pin_hours(c, &a, 10 * HOUR, &s, "{}");
     analytics_ucache_release(c, &a, 0);
     epp_buf_free(&s);
     analytics_ucache_destroy(c);
