@@ -13,11 +13,11 @@
 #    and a 30-day DAU series (interval=day), p50/p99 through HTTP over BENCH_USERS_REQUESTS
 #    requests each (default 2000: a p99 from the 20 slowest, not the 5 slowest, moves less with
 #    this machine's stalls, which the bench measures and prints just before), against
-#    count(DISTINCT user_id) in plain SQL (median of 3), every answer compared (targets: p99 < 5 ms and >= 100x for the
-#    ranges, p99 < 10 ms for the series); the user bitmaps' size on disk per day. Beside each:
-#    the first request of the range (before the service's bitmap cache holds it) and p50/p99 of a
-#    second epp-analytics with USER_BITMAP_CACHE_MB=0 (every answer moves and decodes its hour
-#    and day bitmaps), whose answers must be the same.
+#    count(DISTINCT user_id) in plain SQL (median of 3), every answer compared (targets: p99 < 5
+#    ms and >= 100x for the ranges, p99 < 10 ms for the series); the user bitmaps' size on disk
+#    per day. Beside each: the first request of the range (before the service's bitmap cache
+#    holds it) and p50/p99 of a second epp-analytics with USER_BITMAP_CACHE_MB=0 (every answer
+#    moves and decodes its hour and day bitmaps), whose answers must be the same.
 # 3. Dashboard-style load (wrk, a Lua script cycling through the URLs the dashboard polls, daily
 #    active users included), BENCH_CONNECTIONS connections for BENCH_DURATION seconds (default
 #    10): once without pause (saturation: the throughput), then paced as that many dashboards
