@@ -50,9 +50,11 @@ class Client:
 
 def stalls(seconds=3.0, sleep_ms=1.0, over_ms=1.0):
     """What this machine does to a process that only sleeps: it sleeps sleep_ms at a time for
-    seconds, and returns (wake-ups, how many came over over_ms late, the latest in ms). On an
-    idle virtual machine a late wake-up is time the hypervisor did not run the vCPU; every
-    request that meets one is that much slower, whatever it runs."""
+    seconds, and returns (wake-ups, how many came over over_ms late, the latest in ms). With
+    nothing else running, a late wake-up is time no process could run; on this virtual machine,
+    most likely the hypervisor's, though the guest counts almost no steal time (bench/README.md,
+    "Tails and this machine"). A request that meets such a pause is slower by it, whatever the
+    request runs."""
     n, late, worst = 0, 0, 0.0
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
