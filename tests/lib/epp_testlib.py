@@ -34,6 +34,7 @@ Typical use:
 
 import json
 import os
+import random
 import signal as _signal
 import socket
 import subprocess
@@ -114,8 +115,33 @@ def unique_name(prefix="t"):
     return ("%s_%d_%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])).lower()
 
 
+_PORTS = random.SystemRandom()  # not the global generator, which tests may seed alike
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago (the usual small race applies)."""
+    """A TCP port that was free on every address a moment ago, drawn below the kernel's
+    ephemeral range. A port from bind(0) lies inside that range, where an outgoing connection of
+    a test running alongside (to Postgres, to Kafka) can take the same number as its local port
+    before our service binds it. CI once lost chaos.ingest that way: epp-analytics failed with
+    "Address already in use" for seconds. Below the range, only other picks compete (the usual
+    small race)."""
+    lo = _ephemeral_low()
+    for _ in range(200):
+        port = _PORTS.randrange(max(1024, lo - 12000), lo)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
