@@ -130,9 +130,9 @@ def free_port():
     """A TCP port that was free on every address a moment ago, drawn below the kernel's
     ephemeral range. A port from bind(0) lies inside that range, where an outgoing connection of
     a test running alongside (to Postgres, to Kafka) can take the same number as its local port
-    before our service binds it. CI once lost chaos.ingest that way: epp-analytics failed with
-    "Address already in use" for seconds. Below the range, only other picks compete (the usual
-    small race)."""
+    before our service binds it. CI once lost chaos.ingest to a port held like that, most likely
+    (epp-analytics got "Address already in use" for seconds; the holder was gone when looked
+    for). Below the range, only other picks compete (the usual small race)."""
     lo = _ephemeral_low()
     for _ in range(200):
         port = _PORTS.randrange(max(1024, lo - 12000), lo)
