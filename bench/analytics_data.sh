@@ -19,7 +19,7 @@ analytics_data_start() {
 N=${BENCH_ANALYTICS_EVENTS:-10000000}
 CACHE=${BENCH_ANALYTICS_CACHE:-$BUILD/bench-cache/analytics}
 mkdir -p "$CACHE"
-PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PG_PORT=$(python3 scripts/lib/free_port.py)
 EPP_PG_FAST=1 bash scripts/pg.sh start "$CACHE/pg" "$PG_PORT" >/dev/null
 ADMIN="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres"
 DB="postgresql://postgres:postgres@127.0.0.1:$PG_PORT/bench_analytics"

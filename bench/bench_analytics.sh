@@ -51,9 +51,8 @@ PY=/usr/bin/python3
 command -v wrk >/dev/null || { echo "bench_analytics: wrk not installed"; exit 1; }
 [ -x "$BIN" ] || { echo "bench_analytics: $BIN not built"; exit 1; }
 
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+# free_port -> a free TCP port (scripts/lib/free_port.py, the one picker)
+free_port() { python3 scripts/lib/free_port.py; }
 
 TMP=$(mktemp -d /tmp/epp-bench-analytics.XXXXXX)
 SVC_PID=""

@@ -32,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-PG_PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PG_PORT=$(python3 scripts/lib/free_port.py)
 bash scripts/pg.sh start "$TMP/pg" "$PG_PORT" >/dev/null
 # Commit timestamps, for the latency phase: when each row became visible.
 psql -X -q "postgresql://postgres:postgres@127.0.0.1:$PG_PORT/postgres" \

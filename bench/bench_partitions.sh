@@ -45,7 +45,7 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir -p "$CACHE"
-PG_PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PG_PORT=$(python3 scripts/lib/free_port.py)
 EPP_PG_FAST=1 bash scripts/pg.sh start "$CACHE/pg" "$PG_PORT" >/dev/null
 echo "load: $(uptime | sed 's/.*load average/load average/')"
 

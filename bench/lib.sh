@@ -20,9 +20,10 @@ require_tools() {
     done
 }
 
-# free_port -> prints a loopback TCP port that was free a moment ago
+# free_port -> prints a TCP port that was free a moment ago, below the kernel's ephemeral range
+# (scripts/lib/free_port.py: the one picker of the scripts, tests and benches)
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+    python3 "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/free_port.py"
 }
 
 # wait_port PORT -> 0 once something accepts connections on 127.0.0.1:PORT, 1 after 10 s

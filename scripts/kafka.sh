@@ -117,26 +117,10 @@ port_busy() {
     (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# free_port -> a port free a moment ago, drawn below the kernel's ephemeral range (as
-# tests/lib/epp_testlib.py's free_port: inside it, another process's outgoing connection can
-# take the number in the seconds before the JVM binds it).
+# free_port -> a port free a moment ago, below the kernel's ephemeral range (scripts/lib/free_port.py,
+# the picker the tests and benches use too).
 free_port() {
-    python3 -c 'import random, socket
-lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-r = random.SystemRandom()
-for _ in range(200):
-    p = r.randrange(max(1024, lo - 12000), lo)
-    s = socket.socket()
-    try:
-        s.bind(("0.0.0.0", p))
-    except OSError:
-        continue
-    finally:
-        s.close()
-    print(p)
-    break
-else:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 "$REPO/scripts/lib/free_port.py"
 }
 
 load_conf() {

@@ -34,7 +34,6 @@ Typical use:
 
 import json
 import os
-import random
 import signal as _signal
 import socket
 import subprocess
@@ -46,6 +45,8 @@ import urllib.request
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
+import free_port as _free_port  # noqa: E402 (found through the path just added)
 
 __all__ = [
     "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
@@ -115,36 +116,10 @@ def unique_name(prefix="t"):
     return ("%s_%d_%s" % (prefix, os.getpid(), uuid.uuid4().hex[:8])).lower()
 
 
-_PORTS = random.SystemRandom()  # not the global generator, which tests may seed alike
-
-
-def _ephemeral_low():
-    try:
-        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def free_port():
-    """A TCP port that was free on every address a moment ago, drawn below the kernel's
-    ephemeral range. A port from bind(0) lies inside that range, where an outgoing connection of
-    a test running alongside (to Postgres, to Kafka) can take the same number as its local port
-    before our service binds it. CI once lost chaos.ingest to a port held like that, most likely
-    (epp-analytics got "Address already in use" for seconds; the holder was gone when looked
-    for). Below the range, only other picks compete (the usual small race)."""
-    lo = _ephemeral_low()
-    for _ in range(200):
-        port = _PORTS.randrange(max(1024, lo - 12000), lo)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port free a moment ago, below the kernel's ephemeral range: scripts/lib/free_port.py
+    says why, and is the one picker of the scripts, the tests and the benches."""
+    return _free_port.free_port()
 
 
 def wait_for(pred, timeout=10.0, interval=0.05, msg="condition"):
