@@ -156,6 +156,20 @@ static void active_sql(epp_buf_t *b)
     }
     for (int i = 0; i < 5; i++) {
         char what[200];
+        if (i >= 3) {
+            /* The minute level's rows hold an hour each (sql/032): the hours that overlap the
+             * span; the service keeps the span's minutes of them (minutes_wanted). */
+            int lo = 1 + 2 * i;
+            epp_buf_printf(b,
+                           "SELECT bucket, 0, id, n, bits, NULL::text "
+                           "FROM public.epp_user_bitmap_minute "
+                           "WHERE bucket > $%d::timestamptz - interval '1 hour' AND "
+                           "bucket < $%d::timestamptz AND $%d::timestamptz < $%d::timestamptz",
+                           lo, lo + 1, lo, lo + 1);
+            guard(b, "rollup", lo);
+            epp_buf_append_str(b, " UNION ALL ");
+            continue;
+        }
         if (skip[i])
             snprintf(what, sizeof what,
                      "bucket, %s, id, n, CASE WHEN id = ANY(%s::int8[]) THEN NULL ELSE bits END, "
@@ -658,13 +672,41 @@ static int resolve_edges(analytics_conn_t *conn, analytics_ucache_t *cache,
     return rc;
 }
 
+/* The minutes of the hour starting at hour that lie in the plan's whole-minute spans. */
+static uint64_t minutes_wanted(const analytics_plan_t *plan, int64_t hour)
+{
+    uint64_t want = 0;
+    for (int k = 0; k < EPP_USERS_MINUTES; k++) {
+        int64_t t = hour + k * ANALYTICS_US_MINUTE;
+        for (int e = 0; e < 2; e++)
+            if (t >= plan->minute[e].lo && t < plan->minute[e].hi)
+                want |= (uint64_t)1 << k;
+    }
+    return want;
+}
+
+/* The span's minutes of a stored minute row (an hour: sql/032) added to point p. */
+static int minute_row_add(point_acc_t *p, const analytics_plan_t *plan, int64_t hour,
+                          const char *data, size_t len)
+{
+    roaring_bitmap_t *minutes[EPP_USERS_MINUTES];
+    if (epp_users_unpack_minutes(data, len, minutes_wanted(plan, hour), minutes) != 0)
+        return EPP_EINVAL;
+    int rc = 0;
+    for (int k = 0; k < EPP_USERS_MINUTES && rc == 0; k++)
+        if (minutes[k] != NULL)
+            rc = point_add(p, minutes[k], 0);
+    epp_users_free_minutes(minutes);
+    return rc;
+}
+
 /* The bitmap rows of one ST_ACTIVE answer added to their points, and its edge users collected. Rows
  * whose bits were left out come from r's pins; a decoded hour or day row goes to the cache.
  * EPP_EAGAIN: the answer cannot be used with r's pins (the generation changed, or a row the cache
  * should hold is missing): run it again without them. */
 static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics_uc_req_t *r,
-                       int period, int64_t first, point_acc_t *acc, size_t nacc,
-                       edge_users_t *edges)
+                       const analytics_plan_t *plan, int period, int64_t first, point_acc_t *acc,
+                       size_t nacc, edge_users_t *edges)
 {
     int rows = PQntuples(res);
     for (int i = 0; i < rows; i++)
@@ -693,6 +735,15 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
             edges->point[k] = point;
             continue;
         }
+        if (kind == AK_MINUTE) {
+            if (PQgetisnull(res, i, AC_BITS))
+                return EPP_EINVAL;
+            int rc = minute_row_add(&acc[point], plan, ts, PQgetvalue(res, i, AC_BITS),
+                                    (size_t)PQgetlength(res, i, AC_BITS));
+            if (rc != 0)
+                return rc;
+            continue;
+        }
         analytics_uc_level_t level = kind == AK_DAY ? ANALYTICS_UC_DAY : ANALYTICS_UC_HOUR;
         int64_t id = be64_at(res, i, AC_ID), n = be64_at(res, i, AC_N);
         if (PQgetisnull(res, i, AC_BITS)) {
@@ -713,12 +764,10 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
                                                        (size_t)PQgetlength(res, i, AC_BITS));
         if (bits == NULL)
             return EPP_EINVAL;
-        /* A minute bitmap is freed here; an hour or day one goes to the cache, which keeps
-         * it (or frees it) only on release -- without a cache, at once. */
-        int rc = point_add(&acc[point], bits, kind != AK_MINUTE && cache != NULL);
-        if (kind == AK_MINUTE)
-            roaring_bitmap_free(bits);
-        else if (analytics_ucache_add(cache, r, level, id, ts, n, bits) != 0)
+        /* An hour or day bitmap goes to the cache, which keeps it (or frees it) only on
+         * release -- without a cache, at once. */
+        int rc = point_add(&acc[point], bits, cache != NULL);
+        if (analytics_ucache_add(cache, r, level, id, ts, n, bits) != 0)
             rc = EPP_ENOMEM;
         if (rc != 0)
             return rc;
@@ -786,7 +835,7 @@ int analytics_q_active(analytics_conn_t *conn, analytics_ucache_t *cache, int64_
         if (unknown == NULL || edges.u == NULL || edges.point == NULL)
             rc = EPP_ENOMEM;
         if (rc == 0)
-            rc = active_rows(res, c, &r, period, first, acc, nacc, &edges);
+            rc = active_rows(res, c, &r, &plan, period, first, acc, nacc, &edges);
         if (rc == 0)
             rc = resolve_edges(conn, c, &r, &edges, acc, unknown, &nunknown, err);
         /* Counted before the release: the points borrow bitmaps r holds. */

@@ -208,15 +208,18 @@ print("unique users: worst p99 %.2f ms (target < 5 ms): %s; worst ratio SQL/p99 
           worst_p99, "PASS" if worst_p99 < 5 else "FAIL", worst_ratio,
           "PASS" if worst_ratio >= 100 else "FAIL", dau_p99, "PASS" if dau_p99 < 10 else "FAIL",
           all_same))
-# The bitmaps on disk: rows, bytes of bits, and the tables with their indexes and TOAST.
+# The bitmaps on disk: rows, bytes of bits, and the tables with their indexes and TOAST. (A
+# minute row holds an hour of minutes since sql/032: its buckets are hours.)
 for level in ("day", "hour", "minute"):
     cur.execute("SELECT count(DISTINCT bucket), count(*), coalesce(sum(pg_column_size(bits)), 0),"
                 " pg_total_relation_size('public.epp_user_bitmap_%s') FROM "
                 "public.epp_user_bitmap_%s" % (level, level))
     buckets, rows, bits, total = cur.fetchone()
-    print("user bitmaps per %-6s %6d buckets in %6d rows: %8.1f KB of bitmap per bucket, %8.1f KB"
+    unit = "hour" if level == "minute" else "bucket"
+    print("user bitmaps per %-6s %6d %-7s in %6d rows: %8.1f KB of bitmap per %s, %8.1f KB"
           " on disk per day of data (tables, indexes, TOAST)" % (
-              level, buckets, rows, bits / max(buckets, 1) / 1024.0, total / 30 / 1024.0))
+              level, buckets, unit + "s", rows, bits / max(buckets, 1) / 1024.0, unit,
+              total / 30 / 1024.0))
 PYEOF
 
 # Dashboard-style load: the five URLs the page polls, for the last hour and day of the data.
@@ -271,7 +274,8 @@ if [ "$BIG" -gt 0 ]; then
     R1="$((END - 86400 - 1020)) $((END - 1020))"
     R7="$((END - 7 * 86400 - 1020)) $((END - 1020))"
     R30="$((END - 29 * 86400 - 1020)) $((END - 1020))"
-    BIG_VERSION="$BIG events, $BIGN users, layout v1"
+    # v2: minute rows hold an hour each (sql/032); a v1 cache holds rows of one minute.
+    BIG_VERSION="$BIG events, $BIGN users, layout v2"
     if [ "$(cat "$CACHE/loaded-big-users" 2>/dev/null || true)" != "$BIG_VERSION" ]; then
         echo "generating unique users for $BIG events and $BIGN users (cached)..."
         t0=$(date +%s)

@@ -3,11 +3,14 @@
  *
  *   bench_users_gen EVENTS USERS DAYS START_EPOCH_S SEED OUTDIR [FROM_S TO_S]...
  *
- * EVENTS events spread evenly over DAYS days from START (UTC), each by a user drawn uniformly
- * from USERS (uids 0..USERS-1, user_id "user-<uid>"). Writes, in PostgreSQL COPY text format:
+ * EVENTS events spread evenly over DAYS days from START (a whole UTC day), each by a user
+ * drawn uniformly from USERS (uids 0..USERS-1, user_id "user-<uid>"). Writes, in PostgreSQL COPY
+ * text format:
  *   OUTDIR/ids.tsv     user_id, uid             -> public.epp_user_ids
- *   OUTDIR/minute.tsv  bucket, n, bits           -> public.epp_user_bitmap_minute (one row each)
- *   OUTDIR/hour.tsv, OUTDIR/day.tsv              -> the hour and day tables
+ *   OUTDIR/minute.tsv  bucket, n, bits           -> public.epp_user_bitmap_minute: one row per
+ *                      UTC hour (sql/032): bucket the hour, bits its minutes' bitmaps packed, n
+ *                      the number of (minute, uid) pairs
+ *   OUTDIR/hour.tsv, OUTDIR/day.tsv              -> the hour and day tables (one row per bucket)
  * and, for each FROM_S TO_S pair (whole minutes), prints the exact number of distinct users in
  * [FROM, TO) -- the union of its minutes' sets -- as "expect FROM_S TO_S N", so that the bench
  * can check epp-analytics' answers on data that has no events table behind it.
@@ -32,34 +35,79 @@ static uint64_t next_rand(void)
     return epp_rand_next(&rng);
 }
 
-static int write_level(const char *dir, const char *name, int64_t start_us, int64_t width_us,
-                       roaring_bitmap_t **bits, size_t n)
+#define MINUTE_US (60LL * 1000000)
+
+static FILE *open_level(const char *dir, const char *name)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.tsv", dir, name);
     FILE *f = fopen(path, "w");
-    if (f == NULL) {
+    if (f == NULL)
         perror(path);
+    return f;
+}
+
+/* One row: bucket, n, bits (bytea in hex, escaped for COPY text format). */
+static void write_row(FILE *f, int64_t bucket_us, uint64_t n, const epp_buf_t *bits)
+{
+    char ts[64];
+    epp_time_format(bucket_us, ts);
+    fprintf(f, "%s\t%" PRIu64 "\t\\\\x", ts, n);
+    for (size_t k = 0; k < bits->len; k++)
+        fprintf(f, "%02x", (unsigned char)bits->data[k]);
+    fputc('\n', f);
+}
+
+/* The hour or day level: one row per non-empty bucket. */
+static int write_level(const char *dir, const char *name, int64_t start_us, int64_t width_us,
+                       roaring_bitmap_t **bits, size_t n)
+{
+    FILE *f = open_level(dir, name);
+    if (f == NULL)
         return 1;
-    }
     epp_buf_t ser = {0};
     for (size_t i = 0; i < n; i++) {
         if (roaring_bitmap_is_empty(bits[i]))
             continue;
-        char ts[64];
-        epp_time_format(start_us + (int64_t)i * width_us, ts);
         if (epp_users_serialize(bits[i], &ser) != 0) {
             fprintf(stderr, "out of memory\n");
+            epp_buf_free(&ser);
             fclose(f);
             return 1;
         }
-        fprintf(f, "%s\t%" PRIu64 "\t\\\\x", ts, roaring_bitmap_get_cardinality(bits[i]));
-        for (size_t k = 0; k < ser.len; k++)
-            fprintf(f, "%02x", (unsigned char)ser.data[k]);
-        fputc('\n', f);
+        write_row(f, start_us + (int64_t)i * width_us, roaring_bitmap_get_cardinality(bits[i]),
+                  &ser);
     }
     epp_buf_free(&ser);
     return fclose(f) != 0;
+}
+
+/* The minute level (sql/032): one row per UTC hour holding minutes, its minutes' bitmaps packed
+ * as the consumer packs them (epp_users_pack_minutes); minute m starts at start_us + m minutes. */
+static int write_minutes(const char *dir, int64_t start_us, roaring_bitmap_t **mins, size_t n)
+{
+    FILE *f = open_level(dir, "minute");
+    if (f == NULL)
+        return 1;
+    epp_buf_t packed = {0}, one = {0};
+    int rc = 0;
+    for (size_t m = 0; m < n && rc == 0;) {
+        int64_t t = start_us + (int64_t)m * MINUTE_US;
+        int64_t hour = epp_users_row_bucket(EPP_USERS_MINUTE, t);
+        roaring_bitmap_t *slots[EPP_USERS_MINUTES] = {0};
+        for (int k = (int)((t - hour) / MINUTE_US); m < n && k < EPP_USERS_MINUTES; m++, k++)
+            slots[k] = mins[m];
+        int64_t pairs = 0;
+        if (epp_users_pack_minutes(slots, &packed, &one, &pairs) != 0) {
+            fprintf(stderr, "out of memory\n");
+            rc = 1;
+        } else if (pairs > 0) {
+            write_row(f, hour, (uint64_t)pairs, &packed);
+        }
+    }
+    epp_buf_free(&packed);
+    epp_buf_free(&one);
+    return fclose(f) != 0 || rc;
 }
 
 /* The ids of users 0..users-1, "user-<uid>" -> uid. 0, or 1 after printing why. */
@@ -96,7 +144,8 @@ int main(int argc, char **argv)
     int64_t start = strtoll(argv[4], NULL, 10) * 1000000;
     rng ^= (uint64_t)strtoll(argv[5], NULL, 10) * 0xbf58476d1ce4e5b9ULL;
     const char *dir = argv[6];
-    if (events < 1 || users < 1 || users > EPP_USERS_MAX_UID + 1 || days < 1)
+    if (events < 1 || users < 1 || users > EPP_USERS_MAX_UID + 1 || days < 1 ||
+        start % (1440 * MINUTE_US) != 0)
         return 2;
     size_t nmin = (size_t)days * 1440, nhour = (size_t)days * 24, nday = (size_t)days;
     roaring_bitmap_t **mins = calloc(nmin, sizeof(roaring_bitmap_t *));
@@ -124,8 +173,7 @@ int main(int argc, char **argv)
     }
     free(buf);
     if (rc == 0)
-        rc = write_ids(dir, users) ||
-             write_level(dir, "minute", start, 60LL * 1000000, mins, nmin) ||
+        rc = write_ids(dir, users) || write_minutes(dir, start, mins, nmin) ||
              write_level(dir, "hour", start, 3600LL * 1000000, hours, nhour) ||
              write_level(dir, "day", start, 86400LL * 1000000, dayb, nday);
 

@@ -162,6 +162,7 @@ void epp_users_scratch_free(epp_users_scratch_t *s)
     for (int i = 0; i < 3; i++)
         epp_buf_free(&s->arr[i]);
     epp_buf_free(&s->one);
+    epp_buf_free(&s->packed);
 }
 
 static int put_ts(epp_buf_t *arr, int64_t us)
@@ -199,42 +200,168 @@ static int exec_arrays(PGconn *conn, const char *sql, int nparams, const Oid *ty
     return rc;
 }
 
-int epp_users_append(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
-                     roaring_bitmap_t *const *bits, size_t n, epp_users_scratch_t *s,
-                     epp_pg_error_t *pe)
+/* ---- the minute level's packed rows (sql/032) ---- */
+
+static const char pack_magic[4] = {'E', 'P', 'M', '1'};
+
+static void put_le32(unsigned char *b, uint32_t v)
 {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        m += !roaring_bitmap_is_empty(bits[i]);
-    if (m == 0)
+    for (int k = 0; k < 4; k++)
+        b[k] = (unsigned char)(v >> (8 * k));
+}
+
+static uint64_t get_le(const char *data, int nbytes)
+{
+    uint64_t v = 0;
+    for (int k = 0; k < nbytes; k++)
+        v |= (uint64_t)(unsigned char)data[k] << (8 * k);
+    return v;
+}
+
+int64_t epp_users_row_bucket(epp_users_level_t level, int64_t bucket)
+{
+    return level == EPP_USERS_MINUTE ? epp_time_floor(bucket, widths[EPP_USERS_HOUR]) : bucket;
+}
+
+int epp_users_pack_minutes(roaring_bitmap_t *const *minutes, epp_buf_t *out, epp_buf_t *one,
+                           int64_t *pairs)
+{
+    epp_buf_reset(out);
+    *pairs = 0;
+    uint64_t mask = 0;
+    for (int k = 0; k < EPP_USERS_MINUTES; k++)
+        if (minutes[k] != NULL && !roaring_bitmap_is_empty(minutes[k]))
+            mask |= (uint64_t)1 << k;
+    unsigned char head[12];
+    memcpy(head, pack_magic, 4);
+    put_le32(head + 4, (uint32_t)mask);
+    put_le32(head + 8, (uint32_t)(mask >> 32));
+    int rc = epp_buf_append(out, head, sizeof head);
+    for (int k = 0; k < EPP_USERS_MINUTES && rc == 0; k++) {
+        if (!(mask >> k & 1))
+            continue;
+        *pairs += (int64_t)roaring_bitmap_get_cardinality(minutes[k]);
+        unsigned char len[4];
+        rc = epp_users_serialize(minutes[k], one);
+        if (rc == 0) {
+            put_le32(len, (uint32_t)one->len);
+            rc = epp_buf_append(out, len, 4);
+        }
+        if (rc == 0)
+            rc = epp_buf_append(out, one->data, one->len);
+    }
+    return rc != 0 ? EPP_ENOMEM : 0;
+}
+
+void epp_users_free_minutes(roaring_bitmap_t **minutes)
+{
+    for (int k = 0; k < EPP_USERS_MINUTES; k++) {
+        epp_users_free(minutes[k]);
+        minutes[k] = NULL;
+    }
+}
+
+int epp_users_unpack_minutes(const char *data, size_t len, uint64_t want,
+                             roaring_bitmap_t **minutes)
+{
+    memset(minutes, 0, EPP_USERS_MINUTES * sizeof(roaring_bitmap_t *));
+    if (data == NULL || len < 12 || memcmp(data, pack_magic, 4) != 0)
+        return EPP_EINVAL;
+    uint64_t mask = get_le(data + 4, 8);
+    if (mask == 0 || mask >> EPP_USERS_MINUTES != 0)
+        return EPP_EINVAL;
+    size_t off = 12;
+    for (int k = 0; k < EPP_USERS_MINUTES; k++) {
+        if (!(mask >> k & 1))
+            continue;
+        if (len - off < 4)
+            goto bad;
+        size_t l = (size_t)get_le(data + off, 4);
+        off += 4;
+        if (l > len - off)
+            goto bad;
+        if (want >> k & 1) {
+            minutes[k] = epp_users_deserialize(data + off, l);
+            if (minutes[k] == NULL || roaring_bitmap_is_empty(minutes[k]))
+                goto bad;
+        } else if (l < 8 || roaring_bitmap_portable_deserialize_size(data + off, l) != l) {
+            goto bad;
+        }
+        off += l;
+    }
+    if (off == len)
+        return 0;
+bad:
+    epp_users_free_minutes(minutes);
+    return EPP_EINVAL;
+}
+
+/* ---- appending and merging rows ---- */
+
+/* The rows of one INSERT, gathered in s->arr (the element counts are patched in at the end). */
+typedef struct {
+    epp_users_scratch_t *s;
+    size_t m;
+} rows_t;
+
+static int rows_begin(rows_t *w, epp_users_scratch_t *s)
+{
+    w->s = s;
+    w->m = 0;
+    static const uint32_t oids[3] = {EPP_PG_OID_TIMESTAMPTZ, EPP_PG_OID_INT8, EPP_PG_OID_BYTEA};
+    int rc = 0;
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        epp_buf_reset(&s->arr[k]);
+        rc = epp_pgcopy_array_header(&s->arr[k], oids[k], 0);
+    }
+    return rc;
+}
+
+static int rows_add(rows_t *w, int64_t bucket, int64_t n, const char *bits, size_t len)
+{
+    int rc = put_ts(&w->s->arr[0], bucket);
+    if (rc == 0)
+        rc = put_i64(&w->s->arr[1], n);
+    if (rc == 0)
+        rc = epp_pgcopy_array_elem(&w->s->arr[2], bits, len);
+    w->m += rc == 0;
+    return rc;
+}
+
+/* Adds one row of a level: bits (a bucket's bitmap, or an hour's minute bitmaps packed), when
+ * not empty. */
+static int rows_add_bitmap(rows_t *w, int64_t bucket, roaring_bitmap_t *bits)
+{
+    if (roaring_bitmap_is_empty(bits))
+        return 0;
+    int rc = epp_users_serialize(bits, &w->s->one);
+    return rc == 0 ? rows_add(w, bucket, (int64_t)roaring_bitmap_get_cardinality(bits),
+                              w->s->one.data, w->s->one.len)
+                   : rc;
+}
+
+static int rows_add_minutes(rows_t *w, int64_t hour, roaring_bitmap_t *const *minutes)
+{
+    int64_t pairs;
+    int rc = epp_users_pack_minutes(minutes, &w->s->packed, &w->s->one, &pairs);
+    if (rc != 0 || pairs == 0)
+        return rc;
+    return rows_add(w, hour, pairs, w->s->packed.data, w->s->packed.len);
+}
+
+static int rows_insert(PGconn *conn, epp_users_level_t level, rows_t *w, epp_pg_error_t *pe)
+{
+    if (w->m == 0)
         return 0;
     for (int k = 0; k < 3; k++)
-        epp_buf_reset(&s->arr[k]);
-    int rc = epp_pgcopy_array_header(&s->arr[0], EPP_PG_OID_TIMESTAMPTZ, m);
-    if (rc == 0)
-        rc = epp_pgcopy_array_header(&s->arr[1], EPP_PG_OID_INT8, m);
-    if (rc == 0)
-        rc = epp_pgcopy_array_header(&s->arr[2], EPP_PG_OID_BYTEA, m);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (roaring_bitmap_is_empty(bits[i]))
-            continue;
-        rc = put_ts(&s->arr[0], buckets[i]);
-        if (rc == 0)
-            rc = put_i64(&s->arr[1], (int64_t)roaring_bitmap_get_cardinality(bits[i]));
-        if (rc == 0)
-            rc = epp_users_serialize(bits[i], &s->one);
-        if (rc == 0)
-            rc = epp_pgcopy_array_elem(&s->arr[2], s->one.data, s->one.len);
-    }
-    if (rc != 0)
-        return fail(pe, rc, "out of memory");
+        epp_pgcopy_put_be32((unsigned char *)w->s->arr[k].data + 12, (uint32_t)w->m);
     char sql[192];
     snprintf(sql, sizeof sql,
              "INSERT INTO %s (bucket, n, bits)"
              " SELECT * FROM unnest($1::timestamptz[], $2::int8[], $3::bytea[])",
              bitmap_tables[level]);
     static const Oid types[3] = {1185, 1016, 1001}; /* timestamptz[], int8[], bytea[] */
-    return exec_arrays(conn, sql, 3, types, s, NULL, pe);
+    return exec_arrays(conn, sql, 3, types, w->s, NULL, pe);
 }
 
 typedef struct {
@@ -245,7 +372,21 @@ typedef struct {
 static int cmp_bucket(const void *a, const void *b)
 {
     const bucket_ix_t *x = a, *y = b;
-    return (x->bucket > y->bucket) - (x->bucket < y->bucket);
+    if (x->bucket != y->bucket)
+        return (x->bucket > y->bucket) - (x->bucket < y->bucket);
+    return (x->i > y->i) - (x->i < y->i);
+}
+
+/* buckets[0..n) with their indices, sorted by bucket (NULL when out of memory). */
+static bucket_ix_t *sorted(const int64_t *buckets, size_t n)
+{
+    bucket_ix_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (order == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        order[i] = (bucket_ix_t){buckets[i], i};
+    qsort(order, n, sizeof *order, cmp_bucket);
+    return order;
 }
 
 /* Index (into the caller's arrays) of bucket in order[0..n), sorted by bucket; or -1. */
@@ -262,37 +403,133 @@ static long find_bucket(const bucket_ix_t *order, size_t n, int64_t bucket)
     return lo < n && order[lo].bucket == bucket ? (long)order[lo].i : -1;
 }
 
-int epp_users_merge(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
-                    roaring_bitmap_t **merged, roaring_bitmap_t *const *remove, size_t n,
-                    int skip_locked, epp_users_scratch_t *s, epp_pg_error_t *pe)
+/* The minute bitmaps of the hour starting at order[*k]: slots[m] is the bitmap of minute m
+ * (borrowed from bits[], or the union of several given for one minute, then in owned[m]);
+ * *k moves past the hour. */
+static int hour_slots(const bucket_ix_t *order, size_t n, size_t *k, roaring_bitmap_t *const *bits,
+                      roaring_bitmap_t **slots, roaring_bitmap_t **owned)
 {
-    if (n == 0)
-        return 0;
-    bucket_ix_t *order = malloc(n * sizeof *order);
-    if (order == NULL)
-        return fail(pe, EPP_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        order[i] = (bucket_ix_t){buckets[i], i};
-    qsort(order, n, sizeof *order, cmp_bucket);
-    for (int k = 0; k < 3; k++)
-        epp_buf_reset(&s->arr[k]);
-    int rc = epp_pgcopy_array_header(&s->arr[0], EPP_PG_OID_TIMESTAMPTZ, n);
-    for (size_t i = 0; i < n && rc == 0; i++)
-        rc = put_ts(&s->arr[0], order[i].bucket);
-    if (rc != 0) {
-        free(order);
-        return fail(pe, rc, "out of memory");
+    memset(slots, 0, EPP_USERS_MINUTES * sizeof(roaring_bitmap_t *));
+    memset(owned, 0, EPP_USERS_MINUTES * sizeof(roaring_bitmap_t *));
+    int64_t hour = epp_users_row_bucket(EPP_USERS_MINUTE, order[*k].bucket);
+    for (; *k < n && epp_users_row_bucket(EPP_USERS_MINUTE, order[*k].bucket) == hour; (*k)++) {
+        int m = (int)((order[*k].bucket - hour) / widths[EPP_USERS_MINUTE]);
+        roaring_bitmap_t *b = bits[order[*k].i];
+        if (slots[m] == NULL) {
+            slots[m] = b;
+        } else if (owned[m] == NULL) {
+            if ((owned[m] = roaring_bitmap_or(slots[m], b)) == NULL)
+                return EPP_ENOMEM;
+            slots[m] = owned[m];
+        } else {
+            roaring_bitmap_or_inplace(owned[m], b);
+        }
     }
+    return 0;
+}
+
+int epp_users_append(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
+                     roaring_bitmap_t *const *bits, size_t n, epp_users_scratch_t *s,
+                     epp_pg_error_t *pe)
+{
+    rows_t w;
+    int rc = rows_begin(&w, s);
+    if (level != EPP_USERS_MINUTE) {
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = rows_add_bitmap(&w, buckets[i], bits[i]);
+    } else if (n > 0 && rc == 0) {
+        /* One row per hour: its minutes' bitmaps, packed. */
+        bucket_ix_t *order = sorted(buckets, n);
+        rc = order != NULL ? 0 : EPP_ENOMEM;
+        for (size_t k = 0; k < n && rc == 0;) {
+            roaring_bitmap_t *slots[EPP_USERS_MINUTES], *owned[EPP_USERS_MINUTES];
+            int64_t hour = epp_users_row_bucket(level, order[k].bucket);
+            rc = hour_slots(order, n, &k, bits, slots, owned);
+            if (rc == 0)
+                rc = rows_add_minutes(&w, hour, slots);
+            epp_users_free_minutes(owned);
+        }
+        free(order);
+    }
+    if (rc != 0)
+        return fail(pe, rc, "out of memory");
+    return rows_insert(conn, level, &w, pe);
+}
+
+/* What a merge gathers from the rows it read. */
+typedef struct {
+    epp_users_level_t level;
+    const bucket_ix_t *order; /* the caller's buckets, sorted */
+    size_t n;
+    const int64_t *keys; /* the row buckets read, sorted, distinct */
+    size_t nkeys;
+    roaring_bitmap_t **merged;
+    roaring_bitmap_t **extra; /* minute level: [key * 60 + minute], minutes not asked for */
+} gather_t;
+
+/* One stored row (bucket b, its bits) OR-ed into what g gathers. */
+static int gather_row(gather_t *g, int64_t b, const char *data, size_t len)
+{
+    if (g->level != EPP_USERS_MINUTE) {
+        long i = find_bucket(g->order, g->n, b);
+        roaring_bitmap_t *bits = epp_users_deserialize(data, len);
+        if (i < 0 || bits == NULL) {
+            epp_users_free(bits);
+            return EPP_EINVAL;
+        }
+        roaring_bitmap_or_inplace(g->merged[i], bits);
+        roaring_bitmap_free(bits);
+        return 0;
+    }
+    size_t lo = 0, hi = g->nkeys;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (g->keys[mid] < b)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    roaring_bitmap_t *minutes[EPP_USERS_MINUTES];
+    if (lo == g->nkeys || g->keys[lo] != b ||
+        epp_users_unpack_minutes(data, len, ~(uint64_t)0, minutes) != 0)
+        return EPP_EINVAL;
+    int rc = 0;
+    for (int m = 0; m < EPP_USERS_MINUTES && rc == 0; m++) {
+        if (minutes[m] == NULL)
+            continue;
+        long i = find_bucket(g->order, g->n, b + m * widths[EPP_USERS_MINUTE]);
+        roaring_bitmap_t **into = i >= 0 ? &g->merged[i] : &g->extra[lo * EPP_USERS_MINUTES + m];
+        if (*into == NULL) {
+            *into = minutes[m];
+            minutes[m] = NULL;
+        } else {
+            roaring_bitmap_or_inplace(*into, minutes[m]);
+        }
+    }
+    epp_users_free_minutes(minutes);
+    return rc;
+}
+
+/* Reads the rows of g's keys FOR UPDATE (SKIP LOCKED), gathers them, and deletes them. */
+static int take_rows(PGconn *conn, gather_t *g, int skip_locked, epp_users_scratch_t *s,
+                     epp_pg_error_t *pe)
+{
+    epp_buf_reset(&s->arr[0]);
+    int rc = epp_pgcopy_array_header(&s->arr[0], EPP_PG_OID_TIMESTAMPTZ, g->nkeys);
+    for (size_t k = 0; k < g->nkeys && rc == 0; k++)
+        rc = put_ts(&s->arr[0], g->keys[k]);
+    if (rc != 0)
+        return fail(pe, rc, "out of memory");
     char sql[256];
     snprintf(sql, sizeof sql,
              "SELECT bucket, id, bits FROM %s WHERE bucket = ANY($1::timestamptz[])"
              " ORDER BY bucket, id FOR UPDATE%s",
-             bitmap_tables[level], skip_locked ? " SKIP LOCKED" : "");
+             bitmap_tables[g->level], skip_locked ? " SKIP LOCKED" : "");
     static const Oid sel_types[1] = {1185};
     PGresult *res = NULL;
     rc = exec_arrays(conn, sql, 1, sel_types, s, &res, pe);
     int rows = rc == 0 ? PQntuples(res) : 0;
-    /* The rows read: parsed into merged[], then deleted by (bucket, id). */
+    /* The rows read: gathered, then deleted by (bucket, id). */
     epp_buf_reset(&s->arr[0]);
     epp_buf_reset(&s->arr[1]);
     if (rc == 0)
@@ -307,16 +544,12 @@ int epp_users_merge(PGconn *conn, epp_users_level_t level, const int64_t *bucket
         int64_t b = (int64_t)epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, r, 0)) +
                     EPP_PGCOPY_PG_EPOCH_US;
         int64_t id = (int64_t)epp_pgcopy_get_be64((const unsigned char *)PQgetvalue(res, r, 1));
-        long i = find_bucket(order, n, b);
-        roaring_bitmap_t *bits =
-            epp_users_deserialize(PQgetvalue(res, r, 2), (size_t)PQgetlength(res, r, 2));
-        if (i < 0 || bits == NULL) {
-            epp_users_free(bits);
-            rc = fail(pe, EPP_EINVAL, "a stored user bitmap cannot be read");
+        rc = gather_row(g, b, PQgetvalue(res, r, 2), (size_t)PQgetlength(res, r, 2));
+        if (rc != 0) {
+            rc = fail(pe, rc,
+                      rc == EPP_EINVAL ? "a stored user bitmap cannot be read" : "out of memory");
             break;
         }
-        roaring_bitmap_or_inplace(merged[i], bits);
-        roaring_bitmap_free(bits);
         rc = put_ts(&s->arr[0], b);
         if (rc == 0)
             rc = put_i64(&s->arr[1], id);
@@ -324,20 +557,79 @@ int epp_users_merge(PGconn *conn, epp_users_level_t level, const int64_t *bucket
             rc = fail(pe, rc, "out of memory");
     }
     PQclear(res);
-    free(order);
     if (rc == 0 && rows > 0) {
         snprintf(sql, sizeof sql,
                  "DELETE FROM %s WHERE (bucket, id) IN"
                  " (SELECT * FROM unnest($1::timestamptz[], $2::int8[]))",
-                 bitmap_tables[level]);
+                 bitmap_tables[g->level]);
         static const Oid del_types[2] = {1185, 1016};
         rc = exec_arrays(conn, sql, 2, del_types, s, NULL, pe);
     }
+    return rc;
+}
+
+/* Writes the merged rows: one per bucket, or for the minute level one per hour holding the
+ * caller's minutes and the minutes gathered beside them. */
+static int write_merged(PGconn *conn, gather_t *g, const int64_t *buckets, epp_users_scratch_t *s,
+                        epp_pg_error_t *pe)
+{
+    if (g->level != EPP_USERS_MINUTE)
+        return epp_users_append(conn, g->level, buckets, g->merged, g->n, s, pe);
+    rows_t w;
+    int rc = rows_begin(&w, s);
+    size_t k = 0;
+    for (size_t h = 0; h < g->nkeys && rc == 0; h++) {
+        roaring_bitmap_t *slots[EPP_USERS_MINUTES];
+        memcpy(slots, &g->extra[h * EPP_USERS_MINUTES], sizeof slots);
+        for (; k < g->n && epp_users_row_bucket(g->level, g->order[k].bucket) == g->keys[h]; k++)
+            slots[(g->order[k].bucket - g->keys[h]) / widths[EPP_USERS_MINUTE]] =
+                g->merged[g->order[k].i];
+        rc = rows_add_minutes(&w, g->keys[h], slots);
+    }
+    if (rc != 0)
+        return fail(pe, rc, "out of memory");
+    return rows_insert(conn, g->level, &w, pe);
+}
+
+int epp_users_merge(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
+                    roaring_bitmap_t **merged, roaring_bitmap_t *const *remove, size_t n,
+                    int skip_locked, epp_users_scratch_t *s, epp_pg_error_t *pe)
+{
+    if (n == 0)
+        return 0;
+    gather_t g = {.level = level, .n = n, .merged = merged};
+    bucket_ix_t *order = sorted(buckets, n);
+    int64_t *keys = malloc(n * sizeof *keys);
+    int rc = order != NULL && keys != NULL ? 0 : EPP_ENOMEM;
+    for (size_t k = 0; k < n && rc == 0; k++) {
+        if (k > 0 && order[k].bucket == order[k - 1].bucket) {
+            rc = EPP_EINVAL;
+            break;
+        }
+        int64_t key = epp_users_row_bucket(level, order[k].bucket);
+        if (g.nkeys == 0 || keys[g.nkeys - 1] != key)
+            keys[g.nkeys++] = key;
+    }
+    g.order = order;
+    g.keys = keys;
+    if (rc == 0 && level == EPP_USERS_MINUTE &&
+        (g.extra = calloc(g.nkeys * EPP_USERS_MINUTES, sizeof(roaring_bitmap_t *))) == NULL)
+        rc = EPP_ENOMEM;
+    if (rc != 0)
+        rc = fail(pe, rc, rc == EPP_EINVAL ? "a bucket given twice" : "out of memory");
+    if (rc == 0)
+        rc = take_rows(conn, &g, skip_locked, s, pe);
     if (rc == 0 && remove != NULL)
         for (size_t i = 0; i < n; i++)
             if (remove[i] != NULL)
                 roaring_bitmap_andnot_inplace(merged[i], remove[i]);
     if (rc == 0)
-        rc = epp_users_append(conn, level, buckets, merged, n, s, pe);
+        rc = write_merged(conn, &g, buckets, s, pe);
+    if (g.extra != NULL)
+        for (size_t k = 0; k < g.nkeys * EPP_USERS_MINUTES; k++)
+            epp_users_free(g.extra[k]);
+    free(g.extra);
+    free(keys);
+    free(order);
     return rc;
 }

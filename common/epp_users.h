@@ -56,21 +56,46 @@ roaring_bitmap_t *epp_users_deserialize(const char *data, size_t len);
 /* roaring_bitmap_free that accepts NULL (CRoaring 0.2.66's crashes on it). */
 void epp_users_free(roaring_bitmap_t *r);
 
+/* The minute level stores one row per UTC hour (sql/032): the bitmaps of the hour's minutes,
+ * packed. Its buckets are still minutes everywhere in this API; the functions below group them
+ * by hour. */
+#define EPP_USERS_MINUTES 60
+
+/* The bucket of the row that holds bucket: its hour for the minute level, itself otherwise. */
+int64_t epp_users_row_bucket(epp_users_level_t level, int64_t bucket);
+
+/* Packs minutes[0..60) (NULL or empty: no users in that minute; each may be changed as by
+ * epp_users_serialize) into out in sql/032's format, using one as scratch; *pairs receives the
+ * number of (minute, uid) pairs (0: nothing to store). 0 or EPP_ENOMEM. */
+int epp_users_pack_minutes(roaring_bitmap_t *const *minutes, epp_buf_t *out, epp_buf_t *one,
+                           int64_t *pairs);
+/* Unpacks a packed row into minutes[0..60): the bitmaps of the minutes whose bit is set in
+ * want (the others stay NULL, though their lengths and headers are checked). 0, or EPP_EINVAL
+ * when data is not a valid packed row (never reads past len; minutes[] all NULL then). */
+int epp_users_unpack_minutes(const char *data, size_t len, uint64_t want,
+                             roaring_bitmap_t **minutes);
+/* Frees minutes[0..60) and sets them to NULL. */
+void epp_users_free_minutes(roaring_bitmap_t **minutes);
+
 /* Scratch memory of the functions below; reuse one per connection. Zero-initialise. */
 typedef struct {
     epp_buf_t arr[3];
     epp_buf_t one;
+    epp_buf_t packed;
 } epp_users_scratch_t;
 void epp_users_scratch_free(epp_users_scratch_t *s);
 
 /* Appends one row per entry to the level's table: the uids of bits[i] in bucket buckets[i]
- * (bucket starts in microseconds). Empty bitmaps are skipped. 0 or a negative EPP_E* code with
- * pe filled. */
+ * (bucket starts in microseconds); for the minute level, one row per hour of the buckets given
+ * (a minute given twice gets the union). Empty bitmaps are skipped. 0 or a negative EPP_E* code
+ * with pe filled. */
 int epp_users_append(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
                      roaring_bitmap_t *const *bits, size_t n, epp_users_scratch_t *s,
                      epp_pg_error_t *pe);
 
-/* Merges each bucket buckets[i] into one row: its rows are read FOR UPDATE (skip_locked: rows
+/* Merges each bucket buckets[i] (distinct) into one row -- for the minute level, each hour of
+ * the buckets given into one row, keeping the minutes not given as they were: its rows are read
+ * FOR UPDATE (skip_locked: rows
  * another transaction has locked -- is merging -- are skipped, never waited for), OR-ed into
  * merged[i] (the caller's bitmap: e.g. new uids to store, or empty), the rows read are deleted,
  * and merged[i] is inserted unless empty. With remove non-NULL, the uids of remove[i] are taken

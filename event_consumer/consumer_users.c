@@ -13,14 +13,19 @@
 /* Buckets remembered at most (for their append counts, even without known uids). */
 #define MAX_BUCKETS ((size_t)64 * 1024)
 
-/* What a lane remembers of one bucket between batches (32 bytes). */
+/* The entries of the minute level's rows, one per hour (sql/032): their append counts. The
+ * minute level's own entries, one per minute, only find a minute's pending record. */
+#define MINUTE_ROWS EPP_USERS_LEVELS
+
+/* What a lane remembers of one bucket between batches (40 bytes). */
 typedef struct {
     int64_t bucket;
     uint32_t touched;        /* the write that last touched it, for eviction */
     uint32_t pending;        /* its index in pending[], valid when that record is its own */
     uint16_t appends;        /* rows appended since the lane last merged the bucket */
-    uint8_t level;           /* epp_users_level_t */
+    uint8_t level;           /* epp_users_level_t, or MINUTE_ROWS */
     uint8_t live;            /* slot in use */
+    uint32_t counted;        /* the write whose appends were last counted (MINUTE_ROWS) */
     uint32_t known_bytes;    /* memory charged for known */
     roaring_bitmap_t *known; /* committed uids (NULL: none known) */
 } entry_t;
@@ -168,6 +173,17 @@ static entry_t *get_entry(consumer_users_t *u, int level, int64_t bucket)
     return &u->slots[i];
 }
 
+/* The entry that counts the rows appended for (level, bucket): the bucket's own, or for a
+ * minute its hour's (both exist from collect() until the write's end). */
+static entry_t *counts_of(consumer_users_t *u, int level, int64_t bucket)
+{
+    if (level == EPP_USERS_MINUTE) {
+        level = MINUTE_ROWS;
+        bucket = epp_users_row_bucket(EPP_USERS_MINUTE, bucket);
+    }
+    return &u->slots[slot_of(u->slots, u->cap, level, bucket)];
+}
+
 /* The pending record of e for the current write, created when e was not touched yet. */
 static pending_t *get_pending(consumer_users_t *u, entry_t *e)
 {
@@ -251,10 +267,18 @@ static int collect(consumer_users_t *u, const consumer_batch_t *b)
         if (uid < 0 || uid > EPP_USERS_MAX_UID)
             return EPP_EINVAL;
         for (int level = 0; level < EPP_USERS_LEVELS; level++) {
-            entry_t *e = get_entry(u, level, epp_users_bucket(level, r->timestamp_us));
+            int64_t bucket = epp_users_bucket(level, r->timestamp_us);
+            entry_t *e = get_entry(u, level, bucket);
             if (e == NULL)
                 return EPP_ENOMEM;
             e->touched = u->writes;
+            if (level == EPP_USERS_MINUTE) {
+                entry_t *row = get_entry(u, MINUTE_ROWS, epp_users_row_bucket(level, bucket));
+                if (row == NULL)
+                    return EPP_ENOMEM;
+                row->touched = u->writes;
+                e = &u->slots[slot_of(u->slots, u->cap, level, bucket)]; /* the table may grow */
+            }
             if (e->known != NULL && roaring_bitmap_contains(e->known, (uint32_t)uid))
                 continue;
             pending_t *p = get_pending(u, e);
@@ -287,8 +311,8 @@ int consumer_users_write(consumer_users_t *u, PGconn *conn, const consumer_batch
                 pending_t *p = &u->pending[k];
                 if (p->level != level || p->delta == NULL)
                     continue;
-                const entry_t *e = &u->slots[slot_of(u->slots, u->cap, p->level, p->bucket)];
-                if ((e->appends + 1 >= consumer_users_merge_after(level)) != merge)
+                const entry_t *c = counts_of(u, p->level, p->bucket);
+                if ((c->appends + 1 >= consumer_users_merge_after(level)) != merge)
                     continue;
                 u->sent += roaring_bitmap_get_cardinality(p->delta);
                 u->buckets[m] = p->bucket;
@@ -318,10 +342,15 @@ void consumer_users_committed(consumer_users_t *u)
     for (size_t k = 0; k < u->npending; k++) {
         pending_t *p = &u->pending[k];
         entry_t *e = &u->slots[slot_of(u->slots, u->cap, p->level, p->bucket)];
-        if (p->merged != NULL)
-            e->appends = 0;
-        else if (p->delta != NULL && e->appends < UINT16_MAX)
-            e->appends++;
+        /* Counted once per write: a minute's row is its hour's, shared by its minutes. */
+        entry_t *c = counts_of(u, p->level, p->bucket);
+        if (c->counted != u->writes) {
+            if (p->merged != NULL)
+                c->appends = 0;
+            else if (p->delta != NULL && c->appends < UINT16_MAX)
+                c->appends++;
+            c->counted = u->writes;
+        }
         roaring_bitmap_t *add = p->merged != NULL ? p->merged : p->delta;
         /* The minute level keeps no known uids: a user rarely has two events in one minute of
          * two batches, so they would save little and cost the most memory. */

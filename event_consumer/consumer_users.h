@@ -2,10 +2,11 @@
  * event_consumer/README.md, "Design: the user dictionary and the user bitmaps").
  *
  * For every (level, bucket) it touched recently, a lane keeps the uids it knows committed there
- * ("known": its own appends after their COMMIT, and what its merges stored) and how many rows it
- * appended since it last merged the bucket. A batch appends, per bucket, one row with the uids
- * of its counted rows that are not known (common/epp_users.c: epp_users_append), and merges a
- * bucket instead once the lane appended consumer_users_merge_after(level) rows to it
+ * ("known": its own appends after their COMMIT, and what its merges stored; none for minutes)
+ * and how many rows it appended since it last merged the bucket -- for the minute level, whose
+ * rows hold an hour of minutes each (sql/032), per hour. A batch appends, per bucket, one row with
+ * the uids of its counted rows that are not known (common/epp_users.c: epp_users_append), and
+ * merges a bucket instead once the lane appended consumer_users_merge_after(level) rows to it
  * (epp_users_merge, skipping rows another lane is merging).
  *
  * "known" is only ever a subset of what is stored, until uids are removed -- which only
@@ -28,12 +29,12 @@
 #include "consumer_batch.h"
 #include "epp_pg.h"
 
-/* Rows a lane appends to one bucket of a level before it merges the bucket: 8 for days and
- * hours; 32 for minutes, whose rows are small and whose merges (a merge reads, locks and deletes
- * every row of the bucket) cost a history import nearly as much as its events' COPY: each
- * event of scattered timestamps is its own minute of its batch (event_consumer/README.md,
- * "Performance"). A reader meets at most 2 x 32 rows in a minute bucket a history import
- * wrote, one row in a merged one. */
+/* Rows a lane appends to one row bucket of a level before it merges it: 8 for days and hours;
+ * 32 for the minute level, whose rows hold an hour each (sql/032) and whose merges (a merge
+ * reads, locks and deletes every row of the hour, and rewrites all its minutes) would cost a
+ * history import, which touches most hours in every batch, nearly as much as its events' COPY
+ * (event_consumer/README.md, "Performance"). A reader meets at most 2 x 32 rows in an hour of
+ * minutes a history import wrote, one row in a merged one. */
 int consumer_users_merge_after(int level);
 
 typedef struct consumer_users consumer_users_t;

@@ -24,9 +24,11 @@ FULL = os.environ.get("EPP_TEST_FULL") == "1"
 
 # What the consumer keeps in the same transaction as its inserts (sql/002_rollups.sql):
 # UTC-aligned half-open buckets counted by event_name; the user dictionary (sql/030) and the
-# per-bucket user bitmaps (sql/031), built with sql/031's epp_user_bitmap and each bucket split
-# into two overlapping rows (uid % 3 <> 0, uid % 3 <> 1), as the consumer's appends leave them
-# before a merge, so that readers are tested on unions with duplicates.
+# per-bucket user bitmaps (sql/031), built with sql/031's epp_user_bitmap -- the minute level one
+# row per UTC hour holding its minutes' bitmaps packed (sql/032's epp_user_minute_bitmaps) -- and
+# each bucket (each hour of minutes) split into two overlapping rows (uid % 3 <> 0,
+# uid % 3 <> 1), as the consumer's appends leave them before a merge, so that readers are tested
+# on unions with duplicates.
 ROLLUP_SQL = """
 SET TIME ZONE 'UTC';
 TRUNCATE public.epp_rollup_minute, public.epp_rollup_hour, public.epp_rollup_day,
@@ -40,12 +42,18 @@ INSERT INTO public.epp_rollup_day SELECT date_trunc('day', "timestamp"), event_n
 INSERT INTO public.epp_user_ids (user_id) SELECT user_id FROM public.events GROUP BY 1
     ORDER BY min("timestamp"), user_id ON CONFLICT DO NOTHING;
 """ + "".join("""
+INSERT INTO public.epp_user_bitmap_minute (bucket, n, bits)
+    SELECT date_trunc('hour', m, 'UTC'), count(*),
+           public.epp_user_minute_bitmaps(array_agg(public.epp_minute_of_hour(m)), array_agg(uid))
+    FROM (SELECT DISTINCT date_trunc('minute', "timestamp", 'UTC') AS m, uid
+          FROM public.events JOIN public.epp_user_ids USING (user_id)) p
+    WHERE uid %% 3 <> %(r)d GROUP BY 1;""" % {"r": r} for r in (0, 1)) + "".join("""
 INSERT INTO public.epp_user_bitmap_%(l)s (bucket, n, bits)
     SELECT bucket, count(*), public.epp_user_bitmap(array_agg(uid)) FROM
     (SELECT DISTINCT date_trunc('%(l)s', "timestamp") AS bucket, uid
      FROM public.events JOIN public.epp_user_ids USING (user_id)) p
     WHERE uid %% 3 <> %(r)d GROUP BY bucket;""" % {"l": level, "r": r}
-                for level in ("minute", "hour", "day") for r in (0, 1)) + """
+                for level in ("hour", "day") for r in (0, 1)) + """
 ANALYZE;
 """
 

@@ -9,7 +9,8 @@ does in production (tests/lib: epp_rollups also checks the stored bitmaps each t
 2. after epp-admin delete-test (the uids of users left without an event leave the bitmaps);
 3. after epp-admin restore of the deleted rows;
 4. after the bitmaps were rebuilt from the events with their identity restarted (TRUNCATE ...
-   RESTART IDENTITY, then sql/031's backfill): the same ids now name other bitmaps.
+   RESTART IDENTITY, then the backfill of sql/031 and sql/032's conversion of the minute level
+   to a row per hour): the same ids now name other bitmaps.
 One epp-analytics process answers all four, so its cache of decoded hour and day bitmaps
 (analytics_ucache.h) is tested with them: merged and deleted rows must leave it, and the
 rebuild must empty it (a new generation); the test fails if the cache never served a row.
@@ -139,18 +140,31 @@ def check_ranges(svc, url, what):
 
 
 def rebuild_bitmaps(url):
-    """Empties the bitmap tables, restarting their identities, and lets sql/031 backfill them
-    from the events (as a migration of a database with data does)."""
+    """Empties the bitmap tables, restarting their identities, and lets the migrations backfill
+    them from the events, as a migration of a database with data does: sql/031 writes a row per
+    bucket (per minute too), then sql/032 converts the minute level to a row per hour. 032's
+    constraints are dropped first (031 could not write its minute rows, and 032 does nothing on a
+    table that has them), and the minute level emptied again before 032, only so that its ids
+    restart at 1 too. One transaction: the consumer never sees the tables half rebuilt."""
     root = os.path.dirname(os.path.dirname(HERE))
-    with open(os.path.join(root, "sql", "031_user_bitmaps.sql")) as f:
-        backfill = f.read()
-    conn = t.pg_connect(url)
+
+    def migration(name):
+        with open(os.path.join(root, "sql", name)) as f:
+            return f.read()
+
+    conn = t.pg_connect(url, autocommit=False)
     with conn.cursor() as cur:
         cur.execute("TRUNCATE public.epp_user_bitmap_minute, public.epp_user_bitmap_hour, "
                     "public.epp_user_bitmap_day RESTART IDENTITY")
-        cur.execute(backfill)
-        cur.execute("SELECT min(id) FROM public.epp_user_bitmap_day")
-        t.check(cur.fetchone()[0] == 1, "the rebuilt day bitmaps start again at id 1")
+        cur.execute("ALTER TABLE public.epp_user_bitmap_minute "
+                    "DROP CONSTRAINT epp_user_bitmap_minute_whole_hours, "
+                    "DROP CONSTRAINT epp_user_bitmap_minute_packed")
+        cur.execute(migration("031_user_bitmaps.sql"))
+        cur.execute("TRUNCATE public.epp_user_bitmap_minute RESTART IDENTITY")
+        cur.execute(migration("032_user_minutes_by_hour.sql"))
+        for level in ("minute", "day"):
+            cur.execute("SELECT min(id) FROM public.epp_user_bitmap_%s" % level)
+            t.check(cur.fetchone()[0] == 1, "the rebuilt %s bitmaps start again at id 1" % level)
     conn.commit()
     conn.close()
 

@@ -253,6 +253,74 @@ static void test_bitmap_format(void)
     epp_buf_free(&out);
 }
 
+/* The minute level's packed rows (sql/032): what is packed unpacks the same, a subset of the
+ * minutes can be asked for, and every malformed row is refused without reading past its end. */
+static void test_minute_packing(void)
+{
+    roaring_bitmap_t *minutes[EPP_USERS_MINUTES] = {0};
+    minutes[0] = roaring_bitmap_create();
+    roaring_bitmap_add(minutes[0], 7);
+    minutes[17] = roaring_bitmap_create(); /* empty: not stored */
+    minutes[59] = roaring_bitmap_create();
+    for (uint32_t v = 0; v < 9000; v++) /* a bitset container */
+        roaring_bitmap_add(minutes[59], v * 7);
+    roaring_bitmap_add(minutes[59], 4294967295U);
+    epp_buf_t out = {0}, one = {0};
+    int64_t pairs = -1;
+    CHECK_INT_EQ(epp_users_pack_minutes(minutes, &out, &one, &pairs), 0);
+    CHECK_INT_EQ(pairs, 1 + 9000 + 1);
+    CHECK(out.len > 12 && memcmp(out.data, "EPM1", 4) == 0);
+    CHECK(out.data[4] == 1 && (unsigned char)out.data[11] == 0x08); /* minutes 0 and 59 */
+
+    roaring_bitmap_t *back[EPP_USERS_MINUTES];
+    CHECK_INT_EQ(epp_users_unpack_minutes(out.data, out.len, ~(uint64_t)0, back), 0);
+    for (int k = 0; k < EPP_USERS_MINUTES; k++) {
+        if (k == 0 || k == 59)
+            CHECK(back[k] != NULL && roaring_bitmap_equals(back[k], minutes[k]));
+        else
+            CHECK(back[k] == NULL);
+    }
+    epp_users_free_minutes(back);
+    CHECK_INT_EQ(epp_users_unpack_minutes(out.data, out.len, (uint64_t)1 << 59, back), 0);
+    CHECK(back[0] == NULL && back[59] != NULL);
+    epp_users_free_minutes(back);
+
+    /* Truncated or extended, another magic, a mask beyond minute 59 or empty, junk. */
+    for (size_t len = 0; len < out.len; len += 1 + len / 5)
+        CHECK_INT_EQ(epp_users_unpack_minutes(out.data, len, ~(uint64_t)0, back), EPP_EINVAL);
+    CHECK_INT_EQ(epp_users_unpack_minutes(out.data, out.len + 1, ~(uint64_t)0, back), EPP_EINVAL);
+    CHECK_INT_EQ(epp_users_unpack_minutes(out.data, out.len - 1, 0, back), EPP_EINVAL);
+    char bad[256];
+    memcpy(bad, out.data, 40);
+    bad[0] = 'X';
+    CHECK_INT_EQ(epp_users_unpack_minutes(bad, 40, 0, back), EPP_EINVAL);
+    static const char minute60[12] = {'E', 'P', 'M', '1', 0, 0, 0, 0, 0, 0, 0, 0x10};
+    static const char no_minute[12] = {'E', 'P', 'M', '1'};
+    static const char minute0[12] = {'E', 'P', 'M', '1', 1};
+    memcpy(bad, minute60, sizeof minute60);
+    CHECK_INT_EQ(epp_users_unpack_minutes(bad, 12, ~(uint64_t)0, back), EPP_EINVAL);
+    memcpy(bad, no_minute, sizeof no_minute);
+    CHECK_INT_EQ(epp_users_unpack_minutes(bad, 12, ~(uint64_t)0, back), EPP_EINVAL);
+    for (size_t i = 12; i < sizeof bad; i++)
+        bad[i] = (char)(i * 37 + 11);
+    memcpy(bad, minute0, sizeof minute0);
+    CHECK_INT_EQ(epp_users_unpack_minutes(bad, sizeof bad, ~(uint64_t)0, back), EPP_EINVAL);
+    for (int k = 0; k < EPP_USERS_MINUTES; k++)
+        CHECK(back[k] == NULL);
+
+    /* Nothing to store. */
+    roaring_bitmap_t *none[EPP_USERS_MINUTES] = {0};
+    none[3] = minutes[17];
+    CHECK_INT_EQ(epp_users_pack_minutes(none, &out, &one, &pairs), 0);
+    CHECK_INT_EQ(pairs, 0);
+    CHECK_INT_EQ(epp_users_row_bucket(EPP_USERS_MINUTE, 3 * HOUR_US + 17 * MIN_US), 3 * HOUR_US);
+    CHECK_INT_EQ(epp_users_row_bucket(EPP_USERS_MINUTE, -MIN_US), -HOUR_US);
+    CHECK_INT_EQ(epp_users_row_bucket(EPP_USERS_HOUR, 5 * HOUR_US), 5 * HOUR_US);
+    epp_users_free_minutes(minutes);
+    epp_buf_free(&out);
+    epp_buf_free(&one);
+}
+
 /* Read positions (the writers' gap check): a started partition vouches from its start offset, a
  * message moves the position past it, and an unknown position vouches for nothing before the
  * message -- but for everything after it. */
@@ -340,6 +408,7 @@ int main(void)
     EPP_RUN(test_linked_sampling);
     EPP_RUN(test_uidcache);
     EPP_RUN(test_bitmap_format);
+    EPP_RUN(test_minute_packing);
     EPP_RUN(test_positions);
     EPP_RUN(test_dlq_conf);
     return EPP_TEST_RESULT();

@@ -1,10 +1,12 @@
 """The per-bucket user bitmaps (sql/031): each writer lane remembers the user ids it knows stored
 in each bucket and sends only new ones (event_consumer/consumer_users.h); deletions must make it
 forget. After every step the rollups and the bitmaps are exact (tests/lib/epp_rollups.py: per
-minute, hour and day, the union of a bucket's rows = the uids of its events' users):
+minute, hour and day, the union of a bucket's rows = the uids of its events' users; a minute's
+rows are those of its hour, sql/032, each holding the hour's minutes packed):
 
 1. events of normal and test users are stored, in small batches (so that buckets get many
-   appended rows and are merged: the rows per bucket stay bounded);
+   appended rows and are merged: the rows per hour and day bucket, and the minute rows per hour,
+   stay bounded);
 2. epp-admin delete-test removes the test events, and the uids of the users left without an
    event in a bucket;
 3. new events of exactly those (bucket, user) pairs -- uids the running consumer remembers as
@@ -61,18 +63,33 @@ def check_rollups(url, what):
             cur.execute("SELECT sum(active_users) FROM public.epp_daily_active_users")
             pairs = int(cur.fetchone()[0] or 0)
             cur.execute("SELECT max(c) FROM (SELECT count(*) AS c FROM "
-                        "public.epp_user_bitmap_minute GROUP BY bucket UNION ALL "
-                        "SELECT count(*) FROM public.epp_user_bitmap_hour GROUP BY bucket "
+                        "public.epp_user_bitmap_hour GROUP BY bucket "
                         "UNION ALL SELECT count(*) FROM public.epp_user_bitmap_day "
                         "GROUP BY bucket) x")
             most = cur.fetchone()[0] or 0
+            # A minute row's bucket is its hour (sql/032): the rows of an hour of minutes.
+            cur.execute("SELECT max(c) FROM (SELECT count(*) AS c FROM "
+                        "public.epp_user_bitmap_minute GROUP BY bucket) x")
+            most_minutes = cur.fetchone()[0] or 0
         layout = c.epp_rollups.bitmap_rows(conn)
     finally:
         conn.close()
-    print("%s: rollups and bitmaps exact (%d rows, %d user-days; bitmap buckets/rows %s; at most "
-          "%d rows in a bucket)" % (what, rows, pairs, " ".join(
-              "%s %d/%d" % (k, v[0], v[1]) for k, v in layout.items()), most))
-    return rows, pairs, most
+    print("%s: rollups and bitmaps exact (%d rows, %d user-days; bitmap buckets/rows %s -- minute "
+          "buckets are hours; at most %d rows in an hour or day bucket, %d in an hour of "
+          "minutes)" % (what, rows, pairs, " ".join(
+              "%s %d/%d" % (k, v[0], v[1]) for k, v in layout.items()), most, most_minutes))
+    return rows, pairs, (most, most_minutes)
+
+
+def check_bounded(most, what=""):
+    """Two lanes, each merging a bucket after consumer_users_merge_after(level) of its own appends
+    (event_consumer/consumer_users.h: 8 for hours and days, 32 for an hour of minutes), plus what
+    the other lane appended meanwhile: a bucket never holds many rows."""
+    rows, minute_rows = most
+    t.check(rows <= 2 * 8 + 2, "an hour or day bucket holds %d rows%s: merges do not happen"
+            % (rows, what))
+    t.check(minute_rows <= 2 * 32 + 2, "an hour of minutes holds %d rows%s: merges do not happen"
+            % (minute_rows, what))
 
 
 def main():
@@ -87,15 +104,15 @@ def main():
     svc.start()
     try:
         # 1. Normal users on days 0-2; testers' test events on days 0-1, and some testers also
-        # have normal events on day 1 (their day-1 pair must survive the delete).
+        # have normal events on day 1 (their day-1 pair must survive the delete); then normal
+        # events in one hour (day 0, 00:00-01:00), 60 batches or more: with the ~40 batches of
+        # the rest that touch it, unmerged, that hour of minutes would hold over 2 x 32 + 2 rows.
         first = events(4000, normal, [0, 1, 2], 1) + events(1500, testers, [0, 1], 2, "m1") + \
-            events(200, testers[:20], [1], 3)
+            events(200, testers[:20], [1], 3) + events(6000, normal, [0], 5, span_s=3600)
         t.produce(env, topic, first)
         c.wait_caught_up(env, url, group, topic, timeout=60, procs=[svc])
         _, _, most = check_rollups(url, "stored")
-        # Two lanes, each merging a bucket after 8 of its own appends, plus what the other
-        # lane appended meanwhile: a bucket never holds many rows.
-        t.check(most <= 2 * 8 + 2, "a bucket holds %d rows: merges do not happen" % most)
+        check_bounded(most)
 
         # 2. delete-test: the test events go, and the pairs without events left.
         out = admin(env, url, "delete-test", "--backup-out", tmp)
@@ -160,7 +177,7 @@ def main():
                   events(500, normal, [1, 2], 301))
         c.wait_caught_up(env, url, group, topic, timeout=60, procs=[svc])
         _, _, most = check_rollups(url, "remembering nothing")
-        t.check(most <= 2 * 8 + 2, "a bucket holds %d rows" % most)
+        check_bounded(most, " (remembering nothing)")
         admin(env, url, "delete-test", "--backup-out", tmp)
         check_rollups(url, "remembering nothing, after delete-test")
     finally:

@@ -15,6 +15,10 @@ The user bitmaps (sql/031, epp_user_bitmap_minute|hour|day): for every bucket, t
 rows is exactly the set of uids of the users with an event in it, and each row's n is its
 cardinality. The bitmaps are parsed here (CRoaring's portable format, parse_bitmap), a third
 reader beside CRoaring and the SQL functions, so a writer that breaks the format shows too.
+Since sql/032 a row of the minute level holds the minutes of one UTC hour (bucket = the hour,
+bits = its minutes' bitmaps packed, parse_minute_row, n = the number of (minute, uid) pairs): the
+union for minute k of hour H is that of minute k over the rows of H, and every row's bucket
+must be a whole hour. (On a schema before sql/032 the minute rows are read as single minutes.)
 
     import epp_rollups
     problems = epp_rollups.check(conn)      # [] when every rollup is exact
@@ -84,39 +88,120 @@ def parse_bitmap(b):
     return out
 
 
+MINUTE_ROW_MAGIC = b"EPM1"
+MINUTES_PER_ROW = 60
+
+
+def parse_minute_row(b):
+    """{minute of the hour (0..59): set of uids} of a packed minute row (sql/032): 'EPM1', a u64
+    little-endian mask (bit k: minute k has a bitmap; at least one, none above 59), then for each
+    minute of the mask in ascending order a u32 little-endian length L and L bytes of a non-empty
+    bitmap (parse_bitmap); nothing after the last one."""
+    import struct
+    b = bytes(b)
+    if len(b) < 12 or b[:4] != MINUTE_ROW_MAGIC:
+        raise AssertionError("not a packed minute row (starts %s, %d bytes)"
+                             % (b[:4].hex(), len(b)))
+    mask, = struct.unpack_from("<Q", b, 4)
+    if mask == 0:
+        raise AssertionError("packed minute row without a minute (mask 0)")
+    if mask >> MINUTES_PER_ROW:
+        raise AssertionError("packed minute row: mask %#x has minutes beyond 59" % mask)
+    out, off = {}, 12
+    for k in range(MINUTES_PER_ROW):
+        if not mask >> k & 1:
+            continue
+        if len(b) - off < 4:
+            raise AssertionError("packed minute row: minute %d's length cut off at byte %d of %d"
+                                 % (k, off, len(b)))
+        size, = struct.unpack_from("<I", b, off)
+        off += 4
+        if size > len(b) - off:
+            raise AssertionError("packed minute row: minute %d's bitmap of %d bytes runs past the "
+                                 "end (%d left)" % (k, size, len(b) - off))
+        try:
+            uids = parse_bitmap(b[off:off + size])
+        except Exception as e:  # noqa: BLE001 - struct.error too: re-raised with the minute
+            raise AssertionError("packed minute row: minute %d: %s" % (k, e))
+        if not uids:
+            raise AssertionError("packed minute row: minute %d's bitmap is empty" % k)
+        out[k] = uids
+        off += size
+    if off != len(b):
+        raise AssertionError("packed minute row: %d bytes after the last minute's bitmap"
+                             % (len(b) - off))
+    return out
+
+
+def _whole_hour(bucket):
+    """Whether a timestamptz (an aware datetime) is the start of a UTC hour."""
+    import datetime
+    d = bucket - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+    return d.microseconds == 0 and (d.days * 86400 + d.seconds) % 3600 == 0
+
+
+def minutes_packed(cur):
+    """Whether the minute rows hold an hour each (sql/032 applied: its constraint is there)."""
+    cur.execute("SELECT 1 FROM pg_constraint WHERE conname = 'epp_user_bitmap_minute_whole_hours'"
+                " AND conrelid = to_regclass('public.epp_user_bitmap_minute')")
+    return cur.fetchone() is not None
+
+
 BITMAP_LEVELS = ("minute", "hour", "day")
 
 
+def _read_level(cur, level, packed, problems):
+    """{bucket: union of its uids} of one level's stored rows, each row checked on its own. With
+    packed (the minute level since sql/032) a row holds an hour: minute k of the row of hour H
+    goes to bucket H + k minutes."""
+    import datetime
+    table = "epp_user_bitmap_%s" % level
+    cur.execute("SELECT bucket, n, bits FROM public.%s ORDER BY bucket, id" % table)
+    got = {}
+    for bucket, n, bits in cur.fetchall():
+        where = "%s[row of hour %s]" % (table, bucket) if packed else "%s[%s]" % (table, bucket)
+        try:
+            if packed:
+                minutes = parse_minute_row(bits)
+            else:
+                minutes = {0: parse_bitmap(bits)}
+        except Exception as e:  # noqa: BLE001 - reported
+            problems.append("%s: unreadable row: %s" % (where, e))
+            continue
+        held = sum(len(u) for u in minutes.values())
+        if held != n:
+            problems.append("%s: n = %d, %s %d" % (
+                where, n, "its minutes hold (minute, uid) pairs:" if packed else
+                "the bitmap holds", held))
+        if packed and not _whole_hour(bucket):
+            problems.append("%s: the bucket is not a whole UTC hour" % where)
+        for k, uids in minutes.items():
+            got.setdefault(bucket + datetime.timedelta(minutes=k), set()).update(uids)
+    return got
+
+
 def check_bitmaps(cur, problems):
+    packed = minutes_packed(cur)
     for level in BITMAP_LEVELS:
         cur.execute("SELECT DISTINCT date_trunc(%s, e.\"timestamp\", 'UTC'), d.uid "
                     "FROM public.events e JOIN public.epp_user_ids d USING (user_id)", (level,))
         want = {}
         for bucket, uid in cur.fetchall():
             want.setdefault(bucket, set()).add(uid)
-        cur.execute("SELECT bucket, n, bits FROM public.epp_user_bitmap_%s" % level)
-        got, rows = {}, {}
-        for bucket, n, bits in cur.fetchall():
-            try:
-                uids = parse_bitmap(bits)
-            except (AssertionError, ValueError, Exception) as e:  # noqa: BLE001 - reported
-                problems.append("epp_user_bitmap_%s[%s]: unreadable row: %s" % (level, bucket, e))
-                continue
-            if len(uids) != n:
-                problems.append("epp_user_bitmap_%s[%s]: n = %d, the bitmap holds %d" %
-                                (level, bucket, n, len(uids)))
-            got.setdefault(bucket, set()).update(uids)
-            rows[bucket] = rows.get(bucket, 0) + 1
+        by_hour = packed and level == "minute"
+        got = _read_level(cur, level, by_hour, problems)
         for bucket in sorted(set(want) | set(got)):
             w, g = want.get(bucket, set()), got.get(bucket, set())
             if w != g and len(problems) < 40:
-                problems.append("epp_user_bitmap_%s[%s]: %d uids missing (e.g. %s), %d extra "
-                                "(e.g. %s)" % (level, bucket, len(w - g), sorted(w - g)[:3],
+                problems.append("epp_user_bitmap_%s[%s%s]: %d uids missing (e.g. %s), %d extra "
+                                "(e.g. %s)" % (level, "minute " if by_hour else "", bucket,
+                                               len(w - g), sorted(w - g)[:3],
                                                len(g - w), sorted(g - w)[:3]))
 
 
 def bitmap_rows(conn):
-    """{level: (buckets, rows)} of the user bitmaps, for tests that print them."""
+    """{level: (buckets, rows)} of the user bitmaps, for tests that print them (the minute
+    level's buckets are the hours of its rows since sql/032)."""
     out = {}
     with conn.cursor() as cur:
         for level in BITMAP_LEVELS:

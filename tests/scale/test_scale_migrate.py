@@ -160,8 +160,15 @@ def main():
         with conn.cursor() as cur:
             cur.execute(LOAD_SQL, {"n": N, "start": now - datetime.timedelta(days=30)})
             # The user dictionary and bitmaps of the loaded events: the backfills of sql/030 and
-            # sql/031, which fill their tables when they are empty.
-            for f in ("030_user_ids.sql", "031_user_bitmaps.sql"):
+            # sql/031, which fill their tables when they are empty, then sql/032's conversion of
+            # the minute level to a row per hour -- the order of a migration of a database with
+            # data. (032, applied by the migrate above to the empty table, left its constraints,
+            # which 031's rows of single minutes would break and which make 032 do nothing: they
+            # are dropped first, and 032 adds them again.)
+            cur.execute("ALTER TABLE public.epp_user_bitmap_minute "
+                        "DROP CONSTRAINT epp_user_bitmap_minute_whole_hours, "
+                        "DROP CONSTRAINT epp_user_bitmap_minute_packed")
+            for f in ("030_user_ids.sql", "031_user_bitmaps.sql", "032_user_minutes_by_hour.sql"):
                 cur.execute(open(os.path.join(t.REPO, "sql", f)).read())
             cur.execute("VACUUM ANALYZE")
             cur.execute("SELECT relkind FROM pg_class WHERE oid = 'public.events'::regclass")

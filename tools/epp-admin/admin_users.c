@@ -28,14 +28,24 @@ static int report(const char *what, const epp_pg_error_t *pe)
 int admin_users_add_restored(PGconn *conn)
 {
     for (int level = 0; level < EPP_USERS_LEVELS; level++) {
-        char sql[512];
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO public.epp_user_bitmap_%s (bucket, n, bits)"
-                 " SELECT bucket, count(*), public.epp_user_bitmap(array_agg(uid)) FROM"
-                 " (SELECT DISTINCT date_trunc('%s', r.\"timestamp\", 'UTC') AS bucket, d.uid"
-                 " FROM epp_restored r JOIN public.epp_user_ids d USING (user_id)) p"
-                 " GROUP BY bucket",
-                 units[level], units[level]);
+        char sql[640];
+        if (level == EPP_USERS_MINUTE) /* one row per hour, its minutes packed (sql/032) */
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO public.epp_user_bitmap_minute (bucket, n, bits)"
+                     " SELECT date_trunc('hour', m, 'UTC'), count(*),"
+                     " public.epp_user_minute_bitmaps(array_agg(public.epp_minute_of_hour(m)),"
+                     " array_agg(uid)) FROM"
+                     " (SELECT DISTINCT date_trunc('minute', r.\"timestamp\", 'UTC') AS m, d.uid"
+                     " FROM epp_restored r JOIN public.epp_user_ids d USING (user_id)) p"
+                     " GROUP BY 1");
+        else
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO public.epp_user_bitmap_%s (bucket, n, bits)"
+                     " SELECT bucket, count(*), public.epp_user_bitmap(array_agg(uid)) FROM"
+                     " (SELECT DISTINCT date_trunc('%s', r.\"timestamp\", 'UTC') AS bucket,"
+                     " d.uid FROM epp_restored r JOIN public.epp_user_ids d USING (user_id)) p"
+                     " GROUP BY bucket",
+                     units[level], units[level]);
         epp_pg_error_t pe;
         if (epp_pg_exec(conn, sql, &pe) != 0)
             return report("user bitmaps", &pe);
