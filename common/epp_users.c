@@ -456,6 +456,9 @@ int epp_users_append(PGconn *conn, epp_users_level_t level, const int64_t *bucke
     return rows_insert(conn, level, &w, pe);
 }
 
+/* Row buckets one merge statement reads at most. */
+#define MERGE_ROWS ((size_t)16)
+
 /* What a merge gathers from the rows it read. */
 typedef struct {
     epp_users_level_t level;
@@ -570,15 +573,15 @@ static int take_rows(PGconn *conn, gather_t *g, int skip_locked, epp_users_scrat
 
 /* Writes the merged rows: one per bucket, or for the minute level one per hour holding the
  * caller's minutes and the minutes gathered beside them. */
-static int write_merged(PGconn *conn, gather_t *g, const int64_t *buckets, epp_users_scratch_t *s,
-                        epp_pg_error_t *pe)
+static int write_merged(PGconn *conn, gather_t *g, epp_users_scratch_t *s, epp_pg_error_t *pe)
 {
-    if (g->level != EPP_USERS_MINUTE)
-        return epp_users_append(conn, g->level, buckets, g->merged, g->n, s, pe);
     rows_t w;
     int rc = rows_begin(&w, s);
     size_t k = 0;
-    for (size_t h = 0; h < g->nkeys && rc == 0; h++) {
+    if (g->level != EPP_USERS_MINUTE)
+        for (; k < g->n && rc == 0; k++)
+            rc = rows_add_bitmap(&w, g->order[k].bucket, g->merged[g->order[k].i]);
+    for (size_t h = 0; g->level == EPP_USERS_MINUTE && h < g->nkeys && rc == 0; h++) {
         roaring_bitmap_t *slots[EPP_USERS_MINUTES];
         memcpy(slots, &g->extra[h * EPP_USERS_MINUTES], sizeof slots);
         for (; k < g->n && epp_users_row_bucket(g->level, g->order[k].bucket) == g->keys[h]; k++)
@@ -597,9 +600,9 @@ int epp_users_merge(PGconn *conn, epp_users_level_t level, const int64_t *bucket
 {
     if (n == 0)
         return 0;
-    gather_t g = {.level = level, .n = n, .merged = merged};
     bucket_ix_t *order = sorted(buckets, n);
     int64_t *keys = malloc(n * sizeof *keys);
+    size_t nkeys = 0;
     int rc = order != NULL && keys != NULL ? 0 : EPP_ENOMEM;
     for (size_t k = 0; k < n && rc == 0; k++) {
         if (k > 0 && order[k].bucket == order[k - 1].bucket) {
@@ -607,28 +610,43 @@ int epp_users_merge(PGconn *conn, epp_users_level_t level, const int64_t *bucket
             break;
         }
         int64_t key = epp_users_row_bucket(level, order[k].bucket);
-        if (g.nkeys == 0 || keys[g.nkeys - 1] != key)
-            keys[g.nkeys++] = key;
+        if (nkeys == 0 || keys[nkeys - 1] != key)
+            keys[nkeys++] = key;
     }
-    g.order = order;
-    g.keys = keys;
+    roaring_bitmap_t **extra = NULL;
     if (rc == 0 && level == EPP_USERS_MINUTE &&
-        (g.extra = calloc(g.nkeys * EPP_USERS_MINUTES, sizeof(roaring_bitmap_t *))) == NULL)
+        (extra = calloc(MERGE_ROWS * EPP_USERS_MINUTES, sizeof(roaring_bitmap_t *))) == NULL)
         rc = EPP_ENOMEM;
     if (rc != 0)
         rc = fail(pe, rc, rc == EPP_EINVAL ? "a bucket given twice" : "out of memory");
-    if (rc == 0)
+    /* MERGE_ROWS row buckets at a time: what one statement reads, and the bitmaps gathered
+     * from it, stay small however many buckets merge at once (a history import's batch can
+     * bring all its ~700 hours of minutes to their merge together). */
+    for (size_t h0 = 0, k0 = 0; h0 < nkeys && rc == 0;) {
+        gather_t g = {.level = level,
+                      .merged = merged,
+                      .extra = extra,
+                      .keys = keys + h0,
+                      .nkeys = nkeys - h0 < MERGE_ROWS ? nkeys - h0 : MERGE_ROWS};
+        size_t k1 = k0;
+        while (k1 < n && epp_users_row_bucket(level, order[k1].bucket) <= g.keys[g.nkeys - 1])
+            k1++;
+        g.order = order + k0;
+        g.n = k1 - k0;
         rc = take_rows(conn, &g, skip_locked, s, pe);
-    if (rc == 0 && remove != NULL)
-        for (size_t i = 0; i < n; i++)
-            if (remove[i] != NULL)
-                roaring_bitmap_andnot_inplace(merged[i], remove[i]);
-    if (rc == 0)
-        rc = write_merged(conn, &g, buckets, s, pe);
-    if (g.extra != NULL)
-        for (size_t k = 0; k < g.nkeys * EPP_USERS_MINUTES; k++)
-            epp_users_free(g.extra[k]);
-    free(g.extra);
+        for (size_t k = k0; k < k1 && rc == 0 && remove != NULL; k++)
+            if (remove[order[k].i] != NULL)
+                roaring_bitmap_andnot_inplace(merged[order[k].i], remove[order[k].i]);
+        if (rc == 0)
+            rc = write_merged(conn, &g, s, pe);
+        for (size_t k = 0; extra != NULL && k < MERGE_ROWS * EPP_USERS_MINUTES; k++) {
+            epp_users_free(extra[k]);
+            extra[k] = NULL;
+        }
+        h0 += g.nkeys;
+        k0 = k1;
+    }
+    free(extra);
     free(keys);
     free(order);
     return rc;
