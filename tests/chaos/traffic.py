@@ -28,6 +28,7 @@ class Outcomes:
         self.state = {}       # event_id -> "ok" | "failed" | "unknown"
         self.requests = 0
         self.statuses = {}    # HTTP status (or exception name) -> count
+        self.errors = {}      # "status code: message" of each 5xx error answer -> count
         self.max_latency = 0.0
         self.first = {"ok": 0, "failed": 0, "unknown": 0}   # first answer per event
         self.how = {}         # event_id -> [(path, status, sent at (epoch s), latency s)]
@@ -41,6 +42,16 @@ class Outcomes:
             self.max_latency = max(self.max_latency, answered - sent)
             if not retry:
                 self.answers.append((sent, answered, status))
+
+    def record_error(self, status, err):
+        """Counts a 5xx answer's error (its code and message), so that a scenario that expected
+        none can say which it got."""
+        if status < 500:
+            return
+        err = err if isinstance(err, dict) else {}
+        key = "%s %s: %s" % (status, err.get("code"), err.get("message"))
+        with self.lock:
+            self.errors[key] = self.errors.get(key, 0) + 1
 
     def set(self, eid, outcome, retry=False, sent=None, answered=None):
         with self.lock:
@@ -220,6 +231,8 @@ def send_events(o, conn, evs, batch, retry=False):
             and len(parsed["results"]) == len(evs):
         for ev, r in zip(evs, parsed["results"]):
             err = r.get("error") if isinstance(r, dict) else None
+            if err is not None:
+                o.record_error(status, err)
             if err is None and isinstance(r, dict) and r.get("event_id") == ev["event_id"]:
                 out = "ok"
             elif err is not None and err.get("code") in _KAFKA_CODES:
@@ -230,6 +243,7 @@ def send_events(o, conn, evs, batch, retry=False):
                 out = "unknown"
             o.set(ev["event_id"], out, retry, sent, answered)
     else:
+        o.record_error(status, parsed.get("error") if isinstance(parsed, dict) else None)
         if status == 202 and not batch:
             out = "ok" if isinstance(parsed, dict) and \
                 parsed.get("event_id") == evs[0]["event_id"] else "unknown"

@@ -82,14 +82,26 @@ def count_rows(url):
 
 
 def wait_rows(url, n, timeout=60.0, procs=()):
-    """Waits until public.events holds n rows; fails early if one of procs died."""
+    """Waits until public.events holds n rows; fails early if one of procs died. A timeout says
+    how many rows there were and what each of procs logged above info level (a stall on a
+    slow machine and a writer retrying the same failure look alike from here)."""
     def done():
         for p in procs:
             if p.proc is not None and not p.alive():
                 raise t.TestFailure("%s died (%s):\n%s" % (p.program, p.proc.returncode,
                                                            p.log_tail()))
         return count_rows(url) >= n
-    t.wait_for(done, timeout=timeout, interval=0.2, msg="%d rows" % n)
+    try:
+        t.wait_for(done, timeout=timeout, interval=0.2, msg="%d rows" % n)
+    except t.TestFailure as e:
+        logs = []
+        for p in procs:
+            lines = [ln for ln in p.log_text().splitlines()
+                     if '"level":"info"' not in ln and '"level":"debug"' not in ln]
+            logs.append("%s (%s), its last warnings and errors:\n%s" %
+                        (p.program, p.log_path, "\n".join(lines[-15:]) or "(none)"))
+        raise t.TestFailure("%s; public.events holds %d rows\n%s" %
+                            (e, count_rows(url), "\n".join(logs))) from None
 
 
 def check_exact(url, expected_ids):
