@@ -21,8 +21,8 @@ const epp_conf_opt_t analytics_conf_opts[] = {
                  "Largest timeseries answer; more points is a 400"),
     EPP_CONF_INT("user-bitmap-cache-mb", "USER_BITMAP_CACHE_MB", "64", 0, 65536, C,
                  user_bitmap_cache_mb,
-                 "Memory for decoded hour and day user bitmaps shared by the requests of "
-                 "/analytics/users/active; 0: none (every answer decodes them)"),
+                 "Memory for the user bitmaps (hour and day decoded, edge minutes packed) shared "
+                 "by the requests of /analytics/users/active; 0: none (every answer reads them)"),
     EPP_OPTS_LOG(C, log, "info"),
     EPP_OPTS_TRACE(C, trace, ANALYTICS_PROG),
     EPP_CONF_END,

@@ -60,15 +60,15 @@ static const char *const span_rollup[5] = {"public.epp_rollup_day", "public.epp_
 static const char *const span_totals[5] = {
     "public.epp_rollup_day_total", "public.epp_rollup_hour_total", "public.epp_rollup_hour_total",
     "public.epp_rollup_minute_total", "public.epp_rollup_minute_total"};
-static const char *const span_bitmaps[5] = {
-    "public.epp_user_bitmap_day", "public.epp_user_bitmap_hour", "public.epp_user_bitmap_hour",
-    "public.epp_user_bitmap_minute", "public.epp_user_bitmap_minute"};
+/* Spans 0-2 only: the minute level's rows hold an hour each and have their own SQL. */
+static const char *const span_bitmaps[3] = {
+    "public.epp_user_bitmap_day", "public.epp_user_bitmap_hour", "public.epp_user_bitmap_hour"};
 
 /* Appends "SELECT what" over span i (0..6) of a planned range whose span bounds are $p ..
  * $p+13 (see plan_values), with filter after the span's condition, and its retention guard.
  * Spans 0-4 are whole buckets of the rollup table tables[i]; spans 5 and 6 are the raw
  * sub-minute edges, read from public.events (analytics_plan.h). */
-static void span_select(epp_buf_t *b, const char *what, const char *const tables[5], int i,
+static void span_select(epp_buf_t *b, const char *what, const char *const *tables, int i,
                         const char *filter, int p)
 {
     int lo = p + 2 * i;
@@ -128,6 +128,7 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
  * them new ones). */
 #define GENERATION_SQL                                                                             \
     "concat_ws(' ', pg_postmaster_start_time(), "                                                  \
+    "pg_relation_filenode('public.epp_user_bitmap_minute'), "                                      \
     "pg_relation_filenode('public.epp_user_bitmap_hour'), "                                        \
     "pg_relation_filenode('public.epp_user_bitmap_day'), "                                         \
     "pg_relation_filenode('public.epp_user_ids'))"
@@ -136,9 +137,9 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
 enum { AK_MINUTE, AK_HOUR, AK_DAY, AK_USER, AK_GENERATION };
 enum { AC_TAG, AC_KIND, AC_ID, AC_N, AC_BITS, AC_USER };
 
-/* Distinct users of a planned range (parameters as for count_expr, then $15 and $16: the ids
- * of the hour and day bitmaps the cache pinned, whose bits are left out): the rows of the
- * per-bucket user bitmaps (sql/031) of its whole days, hours and minutes with their bucket, and
+/* Distinct users of a planned range (parameters as for count_expr, then $15, $16 and $17: the
+ * ids of the hour, day and minute bitmaps the cache pinned, whose bits are left out): the rows of
+ * the per-bucket user bitmaps (sql/031) of its whole days, hours and minutes with their bucket, and
  * the users of its sub-minute edges with their uid (NULL for a user the dictionary does not
  * know: counted apart) tagged with the UTC day they lie in, so that a series of days, weeks or
  * months groups them; and one row with the tables' generation (analytics_ucache.h).
@@ -158,10 +159,12 @@ static void active_sql(epp_buf_t *b)
         char what[200];
         if (i >= 3) {
             /* The minute level's rows hold an hour each (sql/032): the hours that overlap the
-             * span; the service keeps the span's minutes of them (minutes_wanted). */
+             * span, bits left out for the ids in $17 (cached); the service keeps the span's
+             * minutes of them (minutes_wanted). */
             int lo = 1 + 2 * i;
             epp_buf_printf(b,
-                           "SELECT bucket, 0, id, n, bits, NULL::text "
+                           "SELECT bucket, 0, id, n, "
+                           "CASE WHEN id = ANY($17::int8[]) THEN NULL ELSE bits END, NULL::text "
                            "FROM public.epp_user_bitmap_minute "
                            "WHERE bucket > $%d::timestamptz - interval '1 hour' AND "
                            "bucket < $%d::timestamptz AND $%d::timestamptz < $%d::timestamptz",
@@ -254,7 +257,7 @@ int analytics_queries_init(void)
     set_stmt(ST_TOP, "top", PLAN_PARAMS + 1, "top");
 
     active_sql(&sql_text[ST_ACTIVE]);
-    set_stmt(ST_ACTIVE, "active", PLAN_PARAMS + 2, "active_users");
+    set_stmt(ST_ACTIVE, "active", PLAN_PARAMS + 3, "active_users");
     stmts[ST_ACTIVE].binary = 1;
     /* The uids of the edge users the cache lacks ($1: a text[] literal), and the generation
      * (user_id NULL) read in the same snapshot. */
@@ -735,19 +738,15 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
             edges->point[k] = point;
             continue;
         }
-        if (kind == AK_MINUTE) {
-            if (PQgetisnull(res, i, AC_BITS))
-                return EPP_EINVAL;
-            int rc = minute_row_add(&acc[point], plan, ts, PQgetvalue(res, i, AC_BITS),
-                                    (size_t)PQgetlength(res, i, AC_BITS));
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        analytics_uc_level_t level = kind == AK_DAY ? ANALYTICS_UC_DAY : ANALYTICS_UC_HOUR;
+        analytics_uc_level_t level = kind == AK_DAY    ? ANALYTICS_UC_DAY
+                                     : kind == AK_HOUR ? ANALYTICS_UC_HOUR
+                                                       : ANALYTICS_UC_MINUTE;
         int64_t id = be64_at(res, i, AC_ID), n = be64_at(res, i, AC_N);
         if (PQgetisnull(res, i, AC_BITS)) {
-            const roaring_bitmap_t *cached = analytics_ucache_get(r, level, id, n);
+            size_t len = 0;
+            const void *cached = level == ANALYTICS_UC_MINUTE
+                                     ? (const void *)analytics_ucache_get_packed(r, id, n, &len)
+                                     : (const void *)analytics_ucache_get(r, level, id, n);
             if (cached == NULL) {
                 /* Left out for an id r pinned, yet not that row: only a hand-restarted
                  * identity does this. */
@@ -756,8 +755,22 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
                 analytics_ucache_reset(cache);
                 return EPP_EAGAIN;
             }
-            if (point_add(&acc[point], cached, 1) != 0)
-                return EPP_ENOMEM;
+            int rc = level == ANALYTICS_UC_MINUTE
+                         ? minute_row_add(&acc[point], plan, ts, cached, len)
+                         : point_add(&acc[point], cached, 1);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        if (level == ANALYTICS_UC_MINUTE) {
+            /* Kept packed: the next answer decodes the minutes it needs, which may be others. */
+            const char *data = PQgetvalue(res, i, AC_BITS);
+            size_t len = (size_t)PQgetlength(res, i, AC_BITS);
+            int rc = minute_row_add(&acc[point], plan, ts, data, len);
+            if (rc == 0)
+                rc = analytics_ucache_add_packed(cache, r, id, ts, n, data, len);
+            if (rc != 0)
+                return rc;
             continue;
         }
         roaring_bitmap_t *bits = epp_users_deserialize(PQgetvalue(res, i, AC_BITS),
@@ -775,30 +788,55 @@ static int active_rows(const PGresult *res, analytics_ucache_t *cache, analytics
     return 0;
 }
 
-/* Runs ST_ACTIVE for plan with the hour and day bitmaps of the range pinned in r. */
+/* Pins the minute rows (an hour each: sql/032) that overlap the plan's whole-minute spans, the
+ * hours the statement selects for them. The two spans' hours are pinned once where they meet. */
+static int pin_minutes(analytics_ucache_t *cache, analytics_uc_req_t *r,
+                       const analytics_plan_t *plan)
+{
+    int64_t lo[2], hi[2];
+    int n = 0;
+    for (int e = 0; e < 2; e++) {
+        if (plan->minute[e].lo >= plan->minute[e].hi)
+            continue;
+        int64_t a = epp_time_floor(plan->minute[e].lo, ANALYTICS_US_HOUR);
+        if (n > 0 && a <= hi[n - 1]) {
+            hi[n - 1] = plan->minute[e].hi > hi[n - 1] ? plan->minute[e].hi : hi[n - 1];
+            continue;
+        }
+        lo[n] = a;
+        hi[n++] = plan->minute[e].hi;
+    }
+    int rc = 0;
+    for (int k = 0; k < n && rc == 0; k++)
+        rc = analytics_ucache_pin(cache, r, ANALYTICS_UC_MINUTE, lo[k], hi[k]);
+    return rc;
+}
+
+/* Runs ST_ACTIVE for plan with the bitmaps of the range the cache holds pinned in r. */
 static int active_exec(analytics_conn_t *conn, analytics_ucache_t *cache, analytics_uc_req_t *r,
                        const analytics_plan_t *plan, PGresult **res, epp_pg_error_t *err)
 {
+    static const analytics_uc_level_t skip_level[3] = {ANALYTICS_UC_HOUR, ANALYTICS_UC_DAY,
+                                                       ANALYTICS_UC_MINUTE};
     ts_text_t bufs[PLAN_PARAMS];
-    const char *values[PLAN_PARAMS + 2];
-    epp_buf_t ids[2] = {{0}};
+    const char *values[PLAN_PARAMS + 3];
+    epp_buf_t ids[3] = {{0}};
     plan_values(plan, bufs, values);
     int rc = analytics_ucache_pin(cache, r, ANALYTICS_UC_DAY, plan->day.lo, plan->day.hi);
     for (int k = 0; k < 2 && rc == 0; k++)
         rc = analytics_ucache_pin(cache, r, ANALYTICS_UC_HOUR, plan->hour[k].lo, plan->hour[k].hi);
     if (rc == 0)
-        rc = analytics_ucache_ids(r, ANALYTICS_UC_HOUR, &ids[0]);
-    if (rc == 0)
-        rc = analytics_ucache_ids(r, ANALYTICS_UC_DAY, &ids[1]);
-    if (rc == 0) {
-        values[PLAN_PARAMS] = ids[0].data;
-        values[PLAN_PARAMS + 1] = ids[1].data;
-        rc = analytics_conn_exec(conn, ST_ACTIVE, values, res, err);
-    } else {
-        snprintf(err->message, sizeof err->message, "out of memory");
+        rc = pin_minutes(cache, r, plan);
+    for (int k = 0; k < 3 && rc == 0; k++) {
+        rc = analytics_ucache_ids(r, skip_level[k], &ids[k]);
+        values[PLAN_PARAMS + k] = ids[k].data;
     }
-    epp_buf_free(&ids[0]);
-    epp_buf_free(&ids[1]);
+    if (rc == 0)
+        rc = analytics_conn_exec(conn, ST_ACTIVE, values, res, err);
+    else
+        snprintf(err->message, sizeof err->message, "out of memory");
+    for (int k = 0; k < 3; k++)
+        epp_buf_free(&ids[k]);
     return rc;
 }
 

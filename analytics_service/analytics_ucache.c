@@ -1,4 +1,4 @@
-/* The shared cache of decoded hour and day user bitmaps; see analytics_ucache.h. */
+/* The shared cache of user bitmap rows; see analytics_ucache.h. */
 #include "analytics_ucache.h"
 
 #include <pthread.h>
@@ -12,7 +12,9 @@
 struct analytics_uc_entry {
     int level;
     int64_t id, bucket, n;
-    roaring_bitmap_t *bits;
+    roaring_bitmap_t *bits; /* hour and day rows */
+    unsigned char *packed;  /* minute rows, as stored */
+    size_t len;             /* of packed */
     size_t bytes;
     uint64_t tick; /* last pinned */
     int refs;      /* requests that pinned it */
@@ -65,7 +67,9 @@ static size_t lower(analytics_uc_entry_t *const *e, size_t n, int level, int64_t
 static void entry_free(analytics_uc_entry_t *x)
 {
     if (x != NULL) {
-        roaring_bitmap_free(x->bits);
+        if (x->bits != NULL) /* Debian's CRoaring does not take NULL */
+            roaring_bitmap_free(x->bits);
+        free(x->packed);
         free(x);
     }
 }
@@ -87,9 +91,11 @@ analytics_ucache_t *analytics_ucache_create(size_t max_bytes, epp_metrics_t *met
     pthread_mutex_init(&c->mu, NULL);
     c->max_bytes = max_bytes;
     if (metrics) {
-        epp_metric_t *rows = epp_metrics_counter(
-            metrics, "epp_analytics_user_bitmap_rows_total",
-            "Hour and day user bitmaps an answer used, by where they came from", "source");
+        epp_metric_t *rows =
+            epp_metrics_counter(metrics, "epp_analytics_user_bitmap_rows_total",
+                                "User bitmap rows (day, hour, and minute rows of the edges) an "
+                                "answer used, by where they came from",
+                                "source");
         epp_metric_t *ev = epp_metrics_counter(
             metrics, "epp_analytics_user_bitmap_cache_evictions_total",
             "Cached user bitmaps evicted to stay within USER_BITMAP_CACHE_MB", NULL);
@@ -234,38 +240,57 @@ int analytics_ucache_check(analytics_ucache_t *c, analytics_uc_req_t *r, const c
     return ok;
 }
 
-const roaring_bitmap_t *analytics_ucache_get(analytics_uc_req_t *r, analytics_uc_level_t level,
-                                             int64_t id, int64_t n)
+/* r's pin of row (level, id) if its cardinality is n, marked as used; else NULL. */
+static const analytics_uc_entry_t *pinned(analytics_uc_req_t *r, analytics_uc_level_t level,
+                                          int64_t id, int64_t n)
 {
     size_t i = lower(r->pins, r->npins, (int)level, id);
     if (i >= r->npins || r->pins[i]->level != (int)level || r->pins[i]->id != id ||
         r->pins[i]->n != n)
         return NULL;
     r->used[i] = 1;
-    return r->pins[i]->bits;
+    return r->pins[i];
 }
 
-int analytics_ucache_add(analytics_ucache_t *c, analytics_uc_req_t *r, analytics_uc_level_t level,
-                         int64_t id, int64_t bucket, int64_t n, roaring_bitmap_t *bits)
+const roaring_bitmap_t *analytics_ucache_get(analytics_uc_req_t *r, analytics_uc_level_t level,
+                                             int64_t id, int64_t n)
 {
-    if (c == NULL) {
-        roaring_bitmap_free(bits);
-        return 0;
-    }
+    const analytics_uc_entry_t *x = pinned(r, level, id, n);
+    return x != NULL ? x->bits : NULL;
+}
+
+const unsigned char *analytics_ucache_get_packed(analytics_uc_req_t *r, int64_t id, int64_t n,
+                                                 size_t *len)
+{
+    const analytics_uc_entry_t *x = pinned(r, ANALYTICS_UC_MINUTE, id, n);
+    *len = x != NULL ? x->len : 0;
+    return x != NULL ? x->packed : NULL;
+}
+
+/* Appends x (whose payload the cache owns from here on) to r's fresh entries. */
+static int add_fresh(analytics_uc_req_t *r, analytics_uc_entry_t *x)
+{
     if (r->nfresh == r->capfresh) {
         size_t cap = r->capfresh ? 2 * r->capfresh : 32;
         analytics_uc_entry_t **f = realloc(r->fresh, cap * sizeof(analytics_uc_entry_t *));
         if (f == NULL) {
-            roaring_bitmap_free(bits);
+            entry_free(x);
             return EPP_ENOMEM;
         }
         r->fresh = f;
         r->capfresh = cap;
     }
-    analytics_uc_entry_t *x = calloc(1, sizeof *x);
+    r->fresh[r->nfresh++] = x;
+    return 0;
+}
+
+int analytics_ucache_add(analytics_ucache_t *c, analytics_uc_req_t *r, analytics_uc_level_t level,
+                         int64_t id, int64_t bucket, int64_t n, roaring_bitmap_t *bits)
+{
+    analytics_uc_entry_t *x = c != NULL ? calloc(1, sizeof *x) : NULL;
     if (x == NULL) {
         roaring_bitmap_free(bits);
-        return EPP_ENOMEM;
+        return c == NULL ? 0 : EPP_ENOMEM;
     }
     /* Read-only from here on, by several threads at once: shrink it once, now. */
     roaring_bitmap_shrink_to_fit(bits);
@@ -275,8 +300,29 @@ int analytics_ucache_add(analytics_ucache_t *c, analytics_uc_req_t *r, analytics
                                 .n = n,
                                 .bits = bits,
                                 .bytes = roaring_bitmap_size_in_bytes(bits) + 64};
-    r->fresh[r->nfresh++] = x;
-    return 0;
+    return add_fresh(r, x);
+}
+
+int analytics_ucache_add_packed(analytics_ucache_t *c, analytics_uc_req_t *r, int64_t id,
+                                int64_t bucket, int64_t n, const void *data, size_t len)
+{
+    if (c == NULL)
+        return 0;
+    analytics_uc_entry_t *x = calloc(1, sizeof *x);
+    unsigned char *copy = x != NULL ? malloc(len ? len : 1) : NULL;
+    if (copy == NULL) {
+        free(x);
+        return EPP_ENOMEM;
+    }
+    memcpy(copy, data, len);
+    *x = (analytics_uc_entry_t){.level = ANALYTICS_UC_MINUTE,
+                                .id = id,
+                                .bucket = bucket,
+                                .n = n,
+                                .packed = copy,
+                                .len = len,
+                                .bytes = len + 64};
+    return add_fresh(r, x);
 }
 
 /* Inserts x in order unless (level, id) is already there. 1: inserted. */

@@ -1,5 +1,7 @@
-/* The decoded hour and day user bitmaps (sql/031) of epp-analytics, shared by its HTTP threads:
- * a cache of stored rows, never of answers.
+/* The user bitmaps (sql/031) of epp-analytics, shared by its HTTP threads: a cache of stored
+ * rows, never of answers. Hour and day rows are kept decoded; a minute row (an hour of minutes,
+ * sql/032) is kept as stored, packed, because an answer needs only the minutes of its range's
+ * edges, and decodes just those.
  *
  * Why it is exact: a bitmap row never changes after its INSERT. Writers append rows, merges
  * delete rows and insert their union under a new identity id, delete-test and retention delete;
@@ -29,7 +31,12 @@
 #include "epp_buf.h"
 #include "epp_metrics.h"
 
-typedef enum { ANALYTICS_UC_HOUR, ANALYTICS_UC_DAY, ANALYTICS_UC_LEVELS } analytics_uc_level_t;
+typedef enum {
+    ANALYTICS_UC_HOUR,
+    ANALYTICS_UC_DAY,
+    ANALYTICS_UC_MINUTE,
+    ANALYTICS_UC_LEVELS
+} analytics_uc_level_t;
 
 typedef struct analytics_ucache analytics_ucache_t;
 typedef struct analytics_uc_entry analytics_uc_entry_t;
@@ -69,6 +76,12 @@ const roaring_bitmap_t *analytics_ucache_get(analytics_uc_req_t *r, analytics_uc
  * owned by the cache from here on, also on failure. 0 or EPP_ENOMEM. */
 int analytics_ucache_add(analytics_ucache_t *c, analytics_uc_req_t *r, analytics_uc_level_t level,
                          int64_t id, int64_t bucket, int64_t n, roaring_bitmap_t *bits);
+/* The same for minute rows, kept packed: the pinned row id of cardinality n (its length in
+ * *len), marked as used, or NULL as above; and a copy of a stored row handed to the cache. */
+const unsigned char *analytics_ucache_get_packed(analytics_uc_req_t *r, int64_t id, int64_t n,
+                                                 size_t *len);
+int analytics_ucache_add_packed(analytics_ucache_t *c, analytics_uc_req_t *r, int64_t id,
+                                int64_t bucket, int64_t n, const void *data, size_t len);
 /* Ends a request: inserts what it decoded, drops the pinned entries it found gone, unpins,
  * evicts over budget. With ok = 0 (the statement failed) only unpins and frees. */
 void analytics_ucache_release(analytics_ucache_t *c, analytics_uc_req_t *r, int ok);

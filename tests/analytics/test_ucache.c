@@ -2,7 +2,8 @@
  * the entries of the range, ids are listed as a Postgres array, a row is served only for its
  * id and cardinality, rows a snapshot no longer holds leave, a new generation or a reset empties
  * the cache without freeing what a request still holds (ASan checks that in the sanitizer
- * stage), and the budget holds by evicting the least recently pinned entries. The answers
+ * stage), the budget holds by evicting the least recently pinned entries, and minute rows
+ * are kept packed, as stored. The answers
  * these serve are tested against Postgres in analytics.users_exact. */
 #include <stdio.h>
 #include <string.h>
@@ -183,11 +184,57 @@ static void test_uids(void)
     analytics_ucache_destroy(c);
 }
 
+/* Minute rows are kept as stored (a copy: the caller's buffer may go), served only for their id
+ * and cardinality, beside hour rows of the same ids, and leave when a snapshot no longer holds
+ * them, as the decoded levels do. */
+static void test_packed_minutes(void)
+{
+    analytics_ucache_t *c = analytics_ucache_create(1 << 20, NULL);
+    analytics_uc_req_t r = {0};
+    char row[] = "EPM1 an hour of minutes";
+    CHECK_INT_EQ(analytics_ucache_check(c, &r, "g1"), 1);
+    CHECK_INT_EQ(analytics_ucache_add_packed(c, &r, 5, 2 * HOUR, 40, row, sizeof row), 0);
+    CHECK_INT_EQ(analytics_ucache_add_packed(c, &r, 6, 3 * HOUR, 41, row, 4), 0);
+    CHECK_INT_EQ(analytics_ucache_add(c, &r, ANALYTICS_UC_HOUR, 5, 2 * HOUR, 5, users(0, 5)), 0);
+    analytics_ucache_release(c, &r, 1);
+    memset(row, 'x', sizeof row);
+
+    epp_buf_t b = {0};
+    size_t len = 99;
+    /* The hours overlapping a minute span: only hour 2's row. */
+    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_MINUTE, 2 * HOUR, 3 * HOUR), 0);
+    CHECK_INT_EQ(analytics_ucache_check(c, &r, "g1"), 1);
+    CHECK_INT_EQ(analytics_ucache_ids(&r, ANALYTICS_UC_MINUTE, &b), 0);
+    CHECK_STR_EQ(b.data, "{5}");
+    CHECK_INT_EQ(analytics_ucache_ids(&r, ANALYTICS_UC_HOUR, &b), 0);
+    CHECK_STR_EQ(b.data, "{}");
+    CHECK(analytics_ucache_get_packed(&r, 5, 39, &len) == NULL); /* another cardinality */
+    CHECK(len == 0);
+    CHECK(analytics_ucache_get_packed(&r, 6, 41, &len) == NULL); /* not pinned */
+    const unsigned char *got = analytics_ucache_get_packed(&r, 5, 40, &len);
+    CHECK(got != NULL && len == sizeof row && memcmp(got, "EPM1 an hour of minutes", len) == 0);
+    CHECK(analytics_ucache_get(&r, ANALYTICS_UC_HOUR, 5, 5) == NULL); /* the hour level's 5 */
+    analytics_ucache_release(c, &r, 1);
+
+    /* Hours 2 and 3 pinned, the snapshot returns only hour 3's row: hour 2's was merged. */
+    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_MINUTE, 2 * HOUR, 4 * HOUR), 0);
+    CHECK_INT_EQ(analytics_ucache_check(c, &r, "g1"), 1);
+    CHECK(analytics_ucache_get_packed(&r, 6, 41, &len) != NULL && len == 4);
+    analytics_ucache_release(c, &r, 1);
+    CHECK_INT_EQ(analytics_ucache_pin(c, &r, ANALYTICS_UC_MINUTE, 0, 100 * HOUR), 0);
+    CHECK_INT_EQ(analytics_ucache_ids(&r, ANALYTICS_UC_MINUTE, &b), 0);
+    CHECK_STR_EQ(b.data, "{6}");
+    analytics_ucache_release(c, &r, 0);
+    epp_buf_free(&b);
+    analytics_ucache_destroy(c);
+}
+
 int main(void)
 {
     EPP_RUN(test_pin_get_release);
     EPP_RUN(test_generation);
     EPP_RUN(test_budget);
     EPP_RUN(test_uids);
+    EPP_RUN(test_packed_minutes);
     return EPP_TEST_RESULT();
 }
