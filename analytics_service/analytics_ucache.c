@@ -102,8 +102,9 @@ analytics_ucache_t *analytics_ucache_create(size_t max_bytes, epp_metrics_t *met
         epp_metric_t *rs = epp_metrics_counter(
             metrics, "epp_analytics_user_bitmap_cache_resets_total",
             "Times the user bitmap cache was emptied (the database's generation changed)", NULL);
-        epp_metric_t *by = epp_metrics_gauge(metrics, "epp_analytics_user_bitmap_cache_bytes",
-                                             "Bytes of decoded user bitmaps cached", NULL);
+        epp_metric_t *by = epp_metrics_gauge(
+            metrics, "epp_analytics_user_bitmap_cache_bytes",
+            "Bytes of user bitmap rows cached (decoded, or packed minute rows)", NULL);
         epp_metric_t *en = epp_metrics_gauge(metrics, "epp_analytics_user_bitmap_cache_entries",
                                              "User bitmaps cached", NULL);
         c->hits = rows ? epp_metric_series(rows, "cache") : NULL;

@@ -6,8 +6,9 @@
  * Why it is exact: a bitmap row never changes after its INSERT. Writers append rows, merges
  * delete rows and insert their union under a new identity id, delete-test and retention delete;
  * nothing UPDATEs bits, and an identity id is not handed out twice by one incarnation of a
- * table. So within one generation -- the Postgres server's start time and the two tables'
- * relfilenodes, which TRUNCATE, VACUUM FULL, CLUSTER and a re-created table change -- a row
+ * table. So within one generation -- the Postgres server's start time and the relfilenodes of
+ * the three bitmap tables and the dictionary, which TRUNCATE, VACUUM FULL, CLUSTER and a
+ * re-created table change -- a row
  * known by (level, id) holds what Postgres holds. Every answer still comes from one statement
  * and one snapshot: the statement returns every row of the range (which rows count is always
  * Postgres's), with bits left out only for the ids this request pinned here, and it returns the
@@ -53,7 +54,7 @@ typedef struct {
     int started;
 } analytics_uc_req_t;
 
-/* A cache of at most max_bytes of decoded bitmaps; NULL when max_bytes is 0 or out of memory
+/* A cache of at most max_bytes of bitmap rows; NULL when max_bytes is 0 or out of memory
  * (then nothing is cached). metrics may be NULL. */
 analytics_ucache_t *analytics_ucache_create(size_t max_bytes, epp_metrics_t *metrics);
 void analytics_ucache_destroy(analytics_ucache_t *c);

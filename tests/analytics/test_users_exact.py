@@ -11,8 +11,8 @@ does in production (tests/lib: epp_rollups also checks the stored bitmaps each t
 4. after the bitmaps were rebuilt from the events with their identity restarted (TRUNCATE ...
    RESTART IDENTITY, then the backfill of sql/031 and sql/032's conversion of the minute level
    to a row per hour): the same ids now name other bitmaps.
-One epp-analytics process answers all four, so its cache of decoded hour and day bitmaps
-(analytics_ucache.h) is tested with them: merged and deleted rows must leave it, and the
+One epp-analytics process answers all four, so its cache of bitmap rows (hour and day rows
+decoded, the edges' minute rows packed: analytics_ucache.h) is tested with them: merged and deleted rows must leave it, and the
 rebuild must empty it (a new generation); the test fails if the cache never served a row.
 Each point of a series is checked on its own: the users of [max(period, from), min(next, to))."""
 
@@ -223,7 +223,7 @@ def main():
                     for src in ("cache", "database")}
             resets = t.metric_value(None, "epp_analytics_user_bitmap_cache_resets_total",
                                     text=text, default=0)
-            print("hour and day bitmaps used: %d from the cache, %d decoded; %d cache resets" %
+            print("bitmap rows used: %d from the cache, %d from Postgres; %d cache resets" %
                   (rows["cache"], rows["database"], resets))
             t.check(rows["cache"] > rows["database"], "the cache served fewer rows than were "
                     "decoded: %r" % rows)
