@@ -108,13 +108,17 @@ static void series_sql(epp_buf_t *b, const char *table, int ev)
     char evf[48] = "";
     if (ev)
         snprintf(evf, sizeof(evf), " AND event_name = $%d::text", 3 + 2 * (1 + PLAN_PARAMS));
+    /* A totals table (no name filter) holds one row per bucket: no GROUP BY, whose sort was
+     * most of a 30-day hourly series. Buckets are whole seconds, so the double of date_part is
+     * exact (and cheaper than extract's numeric). */
     epp_buf_printf(b,
-                   "SELECT (extract(epoch FROM bucket) * 1000000)::int8, n FROM ("
-                   "SELECT bucket, sum(n)::int8 AS n FROM %s WHERE bucket >= $1::timestamptz "
+                   "SELECT (date_part('epoch', bucket) * 1000000)::int8, n FROM ("
+                   "SELECT bucket, %s AS n FROM %s WHERE bucket >= $1::timestamptz "
                    "AND bucket < $2::timestamptz%s",
-                   table, evf);
+                   ev ? "sum(n)::int8" : "n::int8", table, evf);
     guard(b, "rollup", 1);
-    epp_buf_append_str(b, " GROUP BY bucket");
+    if (ev)
+        epp_buf_append_str(b, " GROUP BY bucket");
     for (int e = 0; e < 2; e++) {
         int p = 3 + e * (1 + PLAN_PARAMS);
         epp_buf_printf(b, " UNION ALL SELECT $%d::timestamptz, ", p);
