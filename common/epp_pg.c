@@ -83,10 +83,11 @@ int epp_pg_classify_sqlstate(const char *s)
     return EPP_EINVAL;
 }
 
-int epp_pg_is_data_error(const char *s)
+int epp_pg_is_data_error(const epp_pg_error_t *err)
 {
-    if (s == NULL)
+    if (err == NULL || err->code != EPP_EINVAL)
         return 0;
+    const char *s = err->sqlstate;
     return strncmp(s, "22", 2) == 0 || strncmp(s, "23", 2) == 0 || strcmp(s, "54000") == 0;
 }
 
@@ -111,6 +112,16 @@ int epp_pg_result_error(PGconn *conn, const PGresult *res, epp_pg_error_t *err)
     if (msg == NULL)
         msg = PQerrorMessage(conn);
     int code = epp_pg_classify_sqlstate(sqlstate);
+    /* A row that failed the partition constraint of the partition its own INSERT or COPY routed
+     * it to: the partition set changed under the statement (ATTACH PARTITION runs beside writers
+     * and narrows the default partition's range; the row went there by the set the statement
+     * began with). The same row routes anew on a retry. Told apart from a CHECK constraint
+     * (which names its constraint) and from "no partition found" (ExecFindPartition) by the
+     * reporting function, which unlike the message is never translated. */
+    const char *fn = res ? PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION) : NULL;
+    if (sqlstate != NULL && strcmp(sqlstate, EPP_PG_CHECK_VIOLATION) == 0 && fn != NULL &&
+        strcmp(fn, "ExecPartitionCheckEmitError") == 0)
+        code = EPP_EAGAIN;
     /* A dead connection trumps whatever the last result said: the next statement cannot run. */
     if (PQstatus(conn) != CONNECTION_OK)
         code = EPP_EIO;

@@ -25,6 +25,7 @@ typedef struct {
 
 /* Well-known SQLSTATEs the callers branch on. */
 #define EPP_PG_UNIQUE_VIOLATION "23505"
+#define EPP_PG_CHECK_VIOLATION  "23514"
 
 /* Opens a connection to url (a libpq URI or key=value string) with connect_timeout
  * timeout_s seconds (0: libpq's default), application_name app (may be NULL) and TimeZone UTC.
@@ -42,15 +43,19 @@ int epp_pg_connect(const char *url, int timeout_s, const char *app, PGconn **out
 int epp_pg_classify_sqlstate(const char *sqlstate);
 
 /* Classifies the outcome of a statement: res may be NULL (libpq could not send or receive).
- * When the connection is bad the result is EPP_EIO whatever the SQLSTATE says. Fills err (may be
+ * When the connection is bad the result is EPP_EIO whatever the SQLSTATE says. A row that
+ * failed its partition's constraint after routing (a concurrent ATTACH PARTITION narrowed the
+ * default partition) is EPP_EAGAIN: routed again, it goes to the new partition. Fills err (may be
  * NULL) and returns the code; 0 for PGRES_COMMAND_OK, TUPLES_OK, COPY_IN/OUT. Does not clear
  * res. */
 int epp_pg_result_error(PGconn *conn, const PGresult *res, epp_pg_error_t *err);
 
-/* 1 when sqlstate is a per-row data problem that will fail the same way on every retry and
- * concerns one value: class 22 (data exception), 23 (integrity constraint; the caller handles
- * 23505 itself) and 54000 (program limit exceeded, e.g. an index row too large). */
-int epp_pg_is_data_error(const char *sqlstate);
+/* 1 when err is a per-row data problem that will fail the same way on every retry and
+ * concerns one value: SQLSTATE class 22 (data exception), 23 (integrity constraint; the caller
+ * handles 23505 itself) and 54000 (program limit exceeded, e.g. an index row too large), unless
+ * epp_pg_result_error() found it retriable (a row routed under a partition set that changed
+ * meanwhile). */
+int epp_pg_is_data_error(const epp_pg_error_t *err);
 
 /* Runs sql (no parameters; may hold several statements) and clears the result.
  * 0 or a negative code with err filled (err may be NULL). */

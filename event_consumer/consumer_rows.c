@@ -141,7 +141,7 @@ int consumer_rows_insert_each(PGconn *conn, consumer_batch_t *b, epp_buf_t *scra
             continue;
         }
         if (rc != 0) {
-            if (!epp_pg_is_data_error(pe->sqlstate) || PQstatus(conn) != CONNECTION_OK)
+            if (!epp_pg_is_data_error(pe) || PQstatus(conn) != CONNECTION_OK)
                 return rc;
             char text[320];
             snprintf(text, sizeof text, "%s (SQLSTATE %s)", pe->message, pe->sqlstate);

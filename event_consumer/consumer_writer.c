@@ -611,7 +611,7 @@ static int try_write(consumer_writer_t *w, consumer_batch_t *b, write_mode_t mod
             *rollup_ready = 0;
             rc = consumer_rows_insert_each(w->conn, b, &w->scratch2, pe);
         }
-        if (rc != 0 && mode != MODE_ISOLATE && epp_pg_is_data_error(pe->sqlstate) &&
+        if (rc != 0 && mode != MODE_ISOLATE && epp_pg_is_data_error(pe) &&
             PQstatus(w->conn) == CONNECTION_OK) {
             log_pg(EPP_LOG_WARN, "batch holds a value Postgres rejects; isolating it row by row",
                    pe);

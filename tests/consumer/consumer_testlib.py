@@ -153,6 +153,14 @@ def elapsed(t0):
     return "%.1fs" % (time.monotonic() - t0)
 
 
+def finish(env, url, svc, rc, t0):
+    """The end of a test with one consumer: it exited 0 (rc, from svc.stop()), its database is
+    dropped, and "ok" with the time taken."""
+    t.check(rc == 0, "exit code %s:\n%s" % (rc, svc.log_tail()))
+    t.drop_database(env, url)
+    print("ok (%s)" % elapsed(t0))
+
+
 def produce_evenly(env, topic, msgs, seconds, errors, wait_when_full=False, stop=None):
     """Produces msgs ((key, value) tuples) to topic evenly over about `seconds`: a chunk every
     0.1 s, then a flush. Meant as a thread's target while the test disturbs the consumer, so it

@@ -89,9 +89,7 @@ def main():
             except Exception as e:  # noqa: BLE001
                 print("could not restart postgres: %r" % e)
         rc = svc.stop()
-    t.check(rc == 0, "exit code %s:\n%s" % (rc, svc.log_tail()))
-    t.drop_database(env, url)
-    print("ok (%s)" % c.elapsed(t0))
+    c.finish(env, url, svc, rc, t0)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,7 @@ def main():
         t.check(status == 200, "/ready %s" % status)
     finally:
         rc = svc.stop()
-    t.check(rc == 0, "exit code %s:\n%s" % (rc, svc.log_tail()))
-    t.drop_database(env, url)
-    print("ok (%s)" % c.elapsed(t0))
+    c.finish(env, url, svc, rc, t0)
 
 
 if __name__ == "__main__":

@@ -121,10 +121,19 @@ static void test_sqlstate_classes(void)
     CHECK_INT_EQ(epp_pg_classify_sqlstate("22P05"), EPP_EINVAL);
     CHECK_INT_EQ(epp_pg_classify_sqlstate("23505"), EPP_EINVAL);
     CHECK_INT_EQ(epp_pg_classify_sqlstate(NULL), EPP_EIO);
-    CHECK(epp_pg_is_data_error("22021"));
-    CHECK(epp_pg_is_data_error("23514"));
-    CHECK(!epp_pg_is_data_error("42P01"));
-    CHECK(!epp_pg_is_data_error("08006"));
+    epp_pg_error_t e = {.code = EPP_EINVAL, .sqlstate = "22021"};
+    CHECK(epp_pg_is_data_error(&e));
+    snprintf(e.sqlstate, sizeof e.sqlstate, "23514");
+    CHECK(epp_pg_is_data_error(&e));
+    e.code = EPP_EAGAIN; /* a row routed under a partition set that changed meanwhile */
+    CHECK(!epp_pg_is_data_error(&e));
+    e.code = EPP_EINVAL;
+    snprintf(e.sqlstate, sizeof e.sqlstate, "42P01");
+    CHECK(!epp_pg_is_data_error(&e));
+    e.code = EPP_EIO;
+    snprintf(e.sqlstate, sizeof e.sqlstate, "08006");
+    CHECK(!epp_pg_is_data_error(&e));
+    CHECK(!epp_pg_is_data_error(NULL));
 }
 
 static void test_decode(void)

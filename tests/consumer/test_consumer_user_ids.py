@@ -127,13 +127,16 @@ def main():
         first = events(6000, users, 1)
         t.produce(env, topic, first)
         c.wait_rows(url, 6000, procs=svcs)
-        retries = sum(c.metric(s, "epp_consumer_retries_total") for s in svcs)
     finally:
         for s in svcs:
             s.stop()
     for s in svcs:
         t.check("deadlock" not in s.log_text(), "a deadlock:\n" + s.log_tail())
-    t.check(retries == 0, "%d retries:\n%s" % (retries, svcs[0].log_tail()))
+        # The one retry allowed: a row routed to events_default while the start-up maintenance
+        # attached its day's partition (test_consumer_partition_race.py), not a lane's wait.
+        waits = [ln for ln in s.log_text().splitlines()
+                 if "batch write failed" in ln and '"sqlstate":"23514"' not in ln]
+        t.check(not waits, "%d retries:\n%s" % (len(waits), "\n".join(waits[:5])))
     ids, n_users = dictionary(url)
     t.check(len(ids) == n_users == len(users), "%d ids, %d users" % (len(ids), n_users))
     check_ids(ids, "four lanes, users on every partition")
@@ -150,9 +153,10 @@ def main():
         s.start()
     try:
         t.produce(env, topic, events(3000, more, 2, by_user=True))
-        # 10 s here; CI's sanitizer stage, beside other tests, once passed 60 s (its cause is
-        # not known: wait_rows now shows the consumers' warnings when it times out).
-        c.wait_rows(url, 9000, procs=svcs, timeout=150)
+        # CI once waited for a row that had been dead-lettered: a routing race the consumer
+        # took for a bad value (test_consumer_partition_race.py); wait_rows shows the
+        # consumers' warnings when it times out.
+        c.wait_rows(url, 9000, procs=svcs, timeout=60)
     finally:
         for s in svcs:
             s.stop()
