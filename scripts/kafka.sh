@@ -333,13 +333,24 @@ cmd_start() {
     echo "KAFKA_BOOTSTRAP_SERVERS=$(bootstrap_of)"
 }
 
+# 0 while process pid exists and is not a zombie. Once a node is known by node_pid, its exit is
+# waited for with this, not node_pid: an exiting process's /proc/PID/cmdline reads empty as soon
+# as its memory is detached, while unmapping a JVM's heap can take a while longer (CI saw all
+# three nodes of a cluster still there after a stop that had taken their empty cmdlines for
+# exits).
+pid_running() {
+    local state
+    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
 # Sends sig to node K and waits up to grace seconds for it to exit; SIGKILL after that.
 stop_node() {
     local dir=$1 k=$2 sig=$3 grace=$4 pid i
     pid=$(node_pid "$dir" "$k") || return 0
     kill "-$sig" "$pid" 2>/dev/null || true
     for ((i = 0; i < grace * 10; i++)); do
-        node_pid "$dir" "$k" >/dev/null || return 0
+        pid_running "$pid" || return 0
         sleep 0.1
     done
     echo "kafka.sh: node $k ($pid) still running after ${grace} s: SIGKILL" >&2
@@ -347,7 +358,7 @@ stop_node() {
     # SIGCONT too: a node stopped with SIGSTOP by a fault test cannot act on SIGKILL's delivery
     # until the kernel reaps it, which it does; this only makes the intent plain.
     kill -CONT "$pid" 2>/dev/null || true
-    while node_pid "$dir" "$k" >/dev/null; do sleep 0.05; done
+    while pid_running "$pid"; do sleep 0.05; done
 }
 
 cmd_stop() {

@@ -4,6 +4,8 @@
     test_kafka_sh.py BUILD_DIR fetch     pinned jars: verified without a download; a jar that
                                          differs from SHA256SUMS (or one too many) is refused
                                          loudly, and `start` will not run unverified jars
+    test_kafka_sh.py BUILD_DIR stop      stop waits for a node's process, not for its command
+                                         line (which an exiting JVM's loses first)
     test_kafka_sh.py BUILD_DIR cluster   3 nodes: ready means every node serves metadata; one
                                          node SIGKILLed loses no acknowledged message and
                                          writes go on; start-node brings it back; stop leaves
@@ -135,10 +137,46 @@ def cluster(env):
     print("kafka.sh cluster: 3 nodes, SIGKILL of one lost nothing, restart kept the data")
 
 
+def stop_waits(_env):
+    """stop waits for a node's process to end, not for its command line to change: an exiting
+    JVM's /proc/PID/cmdline reads empty while it still unmaps its heap. A stand-in node whose
+    command line names its server.properties until SIGTERM, then turns into `sleep 2` (the same
+    process, another command line), must be gone when stop returns."""
+    import signal
+    import time
+    tmp = tempfile.mkdtemp(prefix="kafka-stop-")
+    proc = None
+    try:
+        node = os.path.join(tmp, "node-1")
+        os.makedirs(node)
+        with open(os.path.join(tmp, "cluster.conf"), "w") as f:
+            f.write("NODES=1\nCLUSTER_ID=x\nBROKER_PORT_1=1\nCONTROLLER_PORT_1=2\n")
+        props = os.path.join(os.path.realpath(node), "server.properties")
+        proc = subprocess.Popen(["bash", "-c", 'trap "exec sleep 2" TERM; '
+                                 'while :; do sleep 0.05; done', props],
+                                start_new_session=True)
+        with open(os.path.join(node, "kafka.pid"), "w") as f:
+            f.write("%d\n" % proc.pid)
+        time.sleep(0.3)  # the trap is set
+        t0 = time.monotonic()
+        r = sh("stop", tmp)
+        took = time.monotonic() - t0
+        t.check(r.returncode == 0, "stop: %s%s" % (r.stdout, r.stderr))
+        running = proc.poll() is None
+        t.check(not running, "stop returned after %.1f s with the node's process running" % took)
+        print("kafka.sh stop: waited %.1f s for a node whose command line changed as it exited"
+              % took)
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     build = t.build_dir_from()
     env = t.load_env(build)
-    {"fetch": fetch, "cluster": cluster}[sys.argv[2]](env)
+    {"fetch": fetch, "cluster": cluster, "stop": stop_waits}[sys.argv[2]](env)
 
 
 if __name__ == "__main__":
