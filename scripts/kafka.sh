@@ -37,6 +37,8 @@ SUMS=${EPP_KAFKA_SUMS:-$HERE/SHA256SUMS} # a test points this at a tampered copy
 HEAP=${EPP_KAFKA_HEAP:-512m}
 STOP_GRACE=${EPP_KAFKA_STOP_GRACE:-20}
 START_TIMEOUT=${EPP_KAFKA_START_TIMEOUT:-90}
+# shellcheck source=scripts/lib/pidfile.sh
+. "$REPO/scripts/lib/pidfile.sh" # pid_running: a node's exit is waited for by its process
 
 die() {
     echo "kafka.sh: $*" >&2
@@ -331,17 +333,6 @@ cmd_start() {
     fi
     say "Apache Kafka $(kafka_version), $NODES node(s) in $dir"
     echo "KAFKA_BOOTSTRAP_SERVERS=$(bootstrap_of)"
-}
-
-# 0 while process pid exists and is not a zombie. Once a node is known by node_pid, its exit is
-# waited for with this, not node_pid: an exiting process's /proc/PID/cmdline reads empty as soon
-# as its memory is detached, while unmapping a JVM's heap can take a while longer (CI saw all
-# three nodes of a cluster still there after a stop that had taken their empty cmdlines for
-# exits).
-pid_running() {
-    local state
-    state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-    [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # Sends sig to node K and waits up to grace seconds for it to exit; SIGKILL after that.
