@@ -30,90 +30,138 @@ async function login(page) {
   if (page.url().includes("/login")) throw new Error("login as " + user + " failed");
 }
 
-// Chart data answers by chart id, recorded from the network.
+// Chart data requests by chart id, recorded from the network when they finish. Their answers
+// are read (read(), which fills status, rows, errors and first_value) at once for a big number,
+// whose value tells when the page shows it, and after the load for the others: reading a large
+// answer over the browser's protocol takes CPU the page needs for drawing, and the page does not
+// wait for this program to have read it.
 function recordChartData(page, out) {
-  page.on("response", async (resp) => {
-    const req = resp.request();
-    if (!resp.url().includes("/api/v1/chart/data") || req.method() !== "POST") return;
+  const record = (req, failure) => {
+    if (!req.url().includes("/api/v1/chart/data") || req.method() !== "POST") return;
     let body = null;
-    let answer = null;
     try { body = JSON.parse(req.postData() || "null"); } catch (e) { /* not JSON */ }
-    try { answer = await resp.json(); } catch (e) { /* an HTML error page */ }
-    const id = body && body.form_data ? body.form_data.slice_id : null;
-    const results = (answer && answer.result) || [];
-    out.push({
-      chart_id: id, status: resp.status(), body,
-      rows: results.map((r) => r.rowcount),
+    const fd = body && body.form_data;
+    const rec = { chart_id: fd ? fd.slice_id : null, viz: fd ? fd.viz_type : null, body,
+                  received_ms: Date.now(), status: 0, rows: [], errors: [], first_value: undefined,
+                  read_done: false };
+    rec.read = async () => {
+      if (failure) {
+        rec.errors = ["request failed: " + failure];
+        rec.read_done = true;
+        return;
+      }
+      let answer = null;
+      try {
+        const resp = await req.response();
+        rec.status = resp ? resp.status() : 0;
+        answer = resp ? await resp.json() : null;
+      } catch (e) { /* an HTML error page, or the answer is gone */ }
+      const results = (answer && answer.result) || [];
+      rec.rows = results.map((r) => r.rowcount);
       // A big number's value: the page has drawn it once its last line shows these digits
       // (before that, it can show an earlier render's text for a moment).
-      first_value: results.length && results[0].data && results[0].data.length ?
-        Object.values(results[0].data[0]).find((v) => typeof v === "number") : undefined,
-      errors: results.map((r) => r.error).filter(Boolean).concat(
+      rec.first_value = results.length && results[0].data && results[0].data.length ?
+        Object.values(results[0].data[0]).find((v) => typeof v === "number") : undefined;
+      rec.errors = results.map((r) => r.error).filter(Boolean).concat(
         answer && answer.message ? [answer.message] : [],
-        answer && answer.errors ? answer.errors.map((e) => e.message) : []),
-      received_ms: Date.now(),
-    });
-  });
+        answer && answer.errors ? answer.errors.map((e) => e.message) : []);
+      rec.read_done = true;
+    };
+    rec.pending = rec.viz === "big_number_total" ? rec.read() : null;
+    out.push(rec);
+  };
+  page.on("requestfinished", (req) => record(req, null));
+  page.on("requestfailed", (req) => record(req, (req.failure() || {}).errorText || "unknown"));
 }
 
-// The state of every chart on the dashboard, read from the page.
-async function chartStates(page) {
-  return page.evaluate(() => Array.from(document.querySelectorAll("[data-test-chart-id]")).map((el) => {
+// The state of every chart on the dashboard, read from the page. The canvases of the charts in
+// `finished` (ids) are not read again: reading a canvas back costs the page's renderer time that
+// the charts still drawing would otherwise have. drawn_pixels: 1 when a canvas shows a pixel.
+async function chartStates(page, finished = []) {
+  return page.evaluate((skip) => Array.from(document.querySelectorAll("[data-test-chart-id]")).map((el) => {
     const text = el.innerText || "";
     const spinner = el.querySelector("[aria-label='Loading'], .loading, img[alt='Loading...']");
     const alert = el.querySelector("[role='alert'], .ant-alert-error, [data-test='error-message']");
     const empty = /No results were returned|No data/i.test(text);
     let drawn = 0;
+    const id = parseInt(el.getAttribute("data-test-chart-id"), 10);
     el.querySelectorAll("canvas").forEach((c) => {
+      if (drawn || skip.includes(id)) return;
       try {
         const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) drawn++;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) { drawn = 1; break; }
       } catch (e) { /* a webgl canvas */ }
     });
     return {
-      id: parseInt(el.getAttribute("data-test-chart-id"), 10),
+      id,
       viz: el.getAttribute("data-test-viz-type"),
       name: (el.closest(".dashboard-component-chart-holder") || el).querySelector(
         "[data-test='editable-title'], .header-title, [data-test='slice-header'] span")?.innerText || "",
       spinner: !!spinner, alert: alert ? alert.innerText.trim().slice(0, 500) : null,
       empty, drawn_pixels: drawn, text: text.slice(0, 300),
     };
-  }));
+  }), finished);
 }
 
-async function loadDashboard(page, requests) {
+// Every request the page makes, with its start and end (Date.now()), for a load's waterfall.
+function recordNetwork(page, out) {
+  const started = new Map();
+  page.on("request", (req) => started.set(req, Date.now()));
+  const done = (req, failed) => {
+    const u = new URL(req.url());
+    out.push({ path: u.pathname, method: req.method(), type: req.resourceType(),
+               start: started.get(req) || Date.now(), end: Date.now(), failed });
+    started.delete(req);
+  };
+  page.on("requestfinished", (req) => done(req, false));
+  page.on("requestfailed", (req) => done(req, true));
+}
+
+async function loadDashboard(page, requests, network) {
   const from = requests.length;
+  const netFrom = network.length;
   const t0 = Date.now();
   await page.goto(base + "/superset/dashboard/" + SLUG + "/" + (process.env.DASH_URL_QUERY || ""),
                   { waitUntil: "domcontentloaded" });
+  const domMs = Date.now() - t0;
+  const drawnAt = new Map(); // chart id -> ms of the first poll that found it finished
   let states = [];
   let done = false;
   while (Date.now() - t0 < TIMEOUT) {
-    states = await chartStates(page);
+    states = await chartStates(page, Array.from(drawnAt.keys()));
     const answered = new Set(requests.slice(from).map((r) => r.chart_id));
     const last = new Map(requests.slice(from).map((r) => [r.chart_id, r]));
     const bigDrawn = (s) => {
-      const v = last.get(s.id) && last.get(s.id).first_value;
+      const r = last.get(s.id);
+      if (!r || !r.read_done) return false;
       const shown = (s.text.split("\n").pop() || "").replace(/\D/g, "");
-      return v === undefined ? shown !== "" : shown === String(Math.round(v));
+      return r.first_value === undefined ? shown !== "" : shown === String(Math.round(r.first_value));
     };
-    done = states.length > 0 && states.every((s) => answered.has(s.id) && !s.spinner &&
-      (s.alert || s.empty || s.drawn_pixels > 0 || (s.viz === "big_number_total" && bigDrawn(s))));
+    // A chart once drawn keeps its pixels (its canvas is not read again) but must not spin.
+    const finished = (s) => answered.has(s.id) && !s.spinner && (s.alert || s.empty ||
+      (s.viz === "big_number_total" ? bigDrawn(s) : drawnAt.has(s.id) || s.drawn_pixels > 0));
+    for (const s of states) if (!drawnAt.has(s.id) && finished(s)) drawnAt.set(s.id, Date.now() - t0);
+    done = states.length > 0 && states.every(finished);
     if (done) break;
     await page.waitForTimeout(25);
   }
   const ms = Date.now() - t0;
   const mine = requests.slice(from);
+  await Promise.all(mine.map((r) => r.pending || (r.pending = r.read())));
   for (const s of states) {
+    s.drawn_ms = drawnAt.has(s.id) ? drawnAt.get(s.id) : null;
     const r = mine.filter((x) => x.chart_id === s.id).pop();
     s.status = r ? r.status : null;
     s.rows = r ? r.rows : null;
     s.errors = r ? r.errors : [];
-    s.state = !r || s.spinner ? "loading" :
+    s.state = !r || s.spinner || s.drawn_ms === null ? "loading" :
       (s.alert || r.status !== 200 || s.errors.length) ? "error" :
       (s.empty || r.rows.every((n) => n === 0)) ? "empty" : "rendered";
   }
-  return { ms, done, charts: states, requests: mine.map((r) => ({ ...r, received_ms: r.received_ms - t0 })) };
+  const net = network.slice(netFrom).filter((r) => r.start >= t0)
+    .map((r) => ({ ...r, start: r.start - t0, end: r.end - t0 }));
+  return { ms, done, dom_ms: domMs, charts: states, network: net,
+           requests: mine.map(({ read, pending, ...r }) => ({ ...r, received_ms: r.received_ms - t0 })) };
 }
 
 (async () => {
@@ -127,14 +175,18 @@ async function loadDashboard(page, requests) {
     page.on("console", (m) => { if (m.type() === "error") out.console_errors.push(m.text()); });
     page.on("pageerror", (e) => out.console_errors.push(String(e)));
     const requests = [];
+    const network = [];
     recordChartData(page, requests);
+    recordNetwork(page, network);
     const t0 = Date.now();
     await login(page);
     out.login_ms = Date.now() - t0;
     if (mode === "dashboard") {
       const [screenshot, loads] = rest;
       out.loads = [];
-      for (let i = 0; i < parseInt(loads || "1", 10); i++) out.loads.push(await loadDashboard(page, requests));
+      for (let i = 0; i < parseInt(loads || "1", 10); i++) {
+        out.loads.push(await loadDashboard(page, requests, network));
+      }
       await page.waitForTimeout(300); // let the last chart finish its animation
       await page.screenshot({ path: screenshot, fullPage: true });
     } else if (mode === "explore") {

@@ -52,8 +52,8 @@ def main():
         if sorted(states) != sorted(u.CHART_NAMES):
             failures.append("load %d: charts on the page: %s" % (i + 1, sorted(states)))
         for name, c in sorted(states.items()):
-            line = "load %d: %-26s %-8s rows %s, %d pixels drawn" % (
-                i + 1, name, c["state"], c["rows"], c["drawn_pixels"])
+            line = "load %d: %-26s %-8s rows %s, finished at %s ms" % (
+                i + 1, name, c["state"], c["rows"], c["drawn_ms"])
             print(line)
             if c["state"] != "rendered":
                 failures.append("%s: %s" % (line, c.get("alert") or c.get("errors") or c["text"]))
