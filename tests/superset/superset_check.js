@@ -30,13 +30,13 @@ async function login(page) {
   if (page.url().includes("/login")) throw new Error("login as " + user + " failed");
 }
 
-// Chart data requests by chart id, recorded from the network when they finish. Their answers
-// are read (read(), which fills status, rows, errors and first_value) at once for a big number,
-// whose value tells when the page shows it, and after the load for the others: reading a large
-// answer over the browser's protocol takes CPU the page needs for drawing, and the page does not
-// wait for this program to have read it.
+// Chart data requests by chart id, recorded when their answers have arrived (one the page
+// aborted, superseded by a later one, is not recorded: it never finishes). Reading an answer
+// over the browser's protocol (read(): status, rows, errors, first_value) starts at once but
+// is awaited only after the load -- the page does not wait for this program to have read it --
+// except for a big number, whose value tells when the page shows it.
 function recordChartData(page, out) {
-  const record = (req, failure) => {
+  page.on("requestfinished", (req) => {
     if (!req.url().includes("/api/v1/chart/data") || req.method() !== "POST") return;
     let body = null;
     try { body = JSON.parse(req.postData() || "null"); } catch (e) { /* not JSON */ }
@@ -45,11 +45,6 @@ function recordChartData(page, out) {
                   received_ms: Date.now(), status: 0, rows: [], errors: [], first_value: undefined,
                   read_done: false };
     rec.read = async () => {
-      if (failure) {
-        rec.errors = ["request failed: " + failure];
-        rec.read_done = true;
-        return;
-      }
       let answer = null;
       try {
         const resp = await req.response();
@@ -67,11 +62,9 @@ function recordChartData(page, out) {
         answer && answer.errors ? answer.errors.map((e) => e.message) : []);
       rec.read_done = true;
     };
-    rec.pending = rec.viz === "big_number_total" ? rec.read() : null;
+    rec.pending = rec.read();
     out.push(rec);
-  };
-  page.on("requestfinished", (req) => record(req, null));
-  page.on("requestfailed", (req) => record(req, (req.failure() || {}).errorText || "unknown"));
+  });
 }
 
 // The state of every chart on the dashboard, read from the page. The canvases of the charts in
@@ -147,7 +140,7 @@ async function loadDashboard(page, requests, network) {
   }
   const ms = Date.now() - t0;
   const mine = requests.slice(from);
-  await Promise.all(mine.map((r) => r.pending || (r.pending = r.read())));
+  await Promise.all(mine.map((r) => r.pending));
   for (const s of states) {
     s.drawn_ms = drawnAt.has(s.id) ? drawnAt.get(s.id) : null;
     const r = mine.filter((x) => x.chart_id === s.id).pop();
