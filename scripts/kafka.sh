@@ -150,7 +150,7 @@ node_pid() {
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     [ -r "/proc/$pid/cmdline" ] || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$dir/node-$k/server.properties" || return 1
-    [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
+    pid_running "$pid" || return 1
     echo "$pid"
 }
 
