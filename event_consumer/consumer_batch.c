@@ -29,6 +29,7 @@ void consumer_batch_reset(consumer_batch_t *b)
         if (b->rows[i].msg != NULL)
             rd_kafka_message_destroy(b->rows[i].msg);
     b->n = 0;
+    b->bytes = 0;
     b->nparts = 0;
     b->ncopy = 0;
     b->nbad = 0;
@@ -232,6 +233,7 @@ int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg, int64_t fro
     consumer_row_t *r = &b->rows[i];
     memset(r, 0, sizeof *r);
     r->msg = msg;
+    b->bytes += msg->len;
     r->partition = msg->partition;
     r->offset = msg->offset;
     int rc = note_partition(b, msg->partition, msg->offset, from);

@@ -70,6 +70,7 @@ typedef struct {
 typedef struct {
     consumer_row_t *rows;
     size_t n, cap;
+    size_t bytes; /* the held messages' payload bytes (CONSUMER_BATCH_BYTES) */
     consumer_part_t *parts;
     size_t nparts, parts_cap;
     epp_buf_t arena;           /* decoded strings of the rows */

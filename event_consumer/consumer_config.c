@@ -24,6 +24,10 @@ const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_OPTS_HTTP_LISTEN(C, http, "8003"),
     EPP_CONF_INT("consumer-batch-size", "CONSUMER_BATCH_SIZE", "5000", 1, 100000, C, batch_size,
                  "Most rows written in one transaction"),
+    EPP_CONF_INT("consumer-batch-bytes", "CONSUMER_BATCH_BYTES", "2097152", 65536, 1073741824, C,
+                 batch_bytes,
+                 "Most message bytes in one transaction: a batch of large events is written "
+                 "before CONSUMER_BATCH_SIZE rows (bounds the consumer's memory)"),
     EPP_CONF_INT("consumer-batch-ms", "CONSUMER_BATCH_MS", "100", 1, 60000, C, batch_ms,
                  "Longest wait (ms) for a batch to fill before it is written"),
     EPP_CONF_INT("retry-max-backoff-ms", "RETRY_MAX_BACKOFF_MS", "5000", 10, 600000, C,

@@ -263,7 +263,8 @@ static int run(app_t *a)
                     EPP_ERROR("out of memory decoding a message");
                     return 1;
                 }
-                if (l->batch->n >= (size_t)a->conf.batch_size)
+                if (l->batch->n >= (size_t)a->conf.batch_size ||
+                    l->batch->bytes >= (size_t)a->conf.batch_bytes)
                     flush_lane(l);
             }
         }
