@@ -32,6 +32,7 @@ void consumer_batch_reset(consumer_batch_t *b)
     b->bytes = 0;
     b->nparts = 0;
     b->ncopy = 0;
+    b->aggregated = 0;
     b->nbad = 0;
     b->ndup = 0;
     b->first_add_us = 0;
@@ -362,5 +363,6 @@ int consumer_batch_aggregate(consumer_batch_t *b, int only_inserted)
         if (rc == 0)
             rc = intern_user(b, r);
     }
+    b->aggregated = rc == 0 && !only_inserted;
     return rc;
 }

@@ -77,6 +77,7 @@ typedef struct {
     epp_buf_t copy;            /* COPY data of the rows in state OK (see consumer_batch_encode) */
     size_t ncopy;              /* rows in copy */
     consumer_rollup_t *rollup; /* deltas of the rows counted by the last aggregate call */
+    int aggregated;            /* the last aggregate call counted every row in state OK */
     consumer_user_t *users;    /* distinct users of those rows */
     size_t nusers, users_cap;
     uint32_t *uset; /* open addressing over user indexes + 1 (0 = empty) */
@@ -115,7 +116,8 @@ int consumer_decode(const void *value, size_t len, epp_event_t *ev, epp_event_er
 /* Rebuilds b->copy from the rows in state OK. 0 or EPP_ENOMEM. */
 int consumer_batch_encode(consumer_batch_t *b);
 /* Rebuilds b->rollup and b->users from the rows in state OK -- only those with inserted set
- * when only_inserted. 0 or EPP_ENOMEM. */
+ * when only_inserted -- and sets b->aggregated when it counted them all. 0 or EPP_ENOMEM (then
+ * b->rollup holds a part of the counts, and b->aggregated is 0). */
 int consumer_batch_aggregate(consumer_batch_t *b, int only_inserted);
 /* Marks a row BAD with a reason (static string) and message (copied). 0 or EPP_ENOMEM. */
 int consumer_batch_mark_bad(consumer_batch_t *b, size_t i, const char *code, const char *message);

@@ -756,9 +756,9 @@ int consumer_writer_write(consumer_writer_t *w, consumer_batch_t *b)
     epp_span_t *span = batch_span_start(w, b);
     unsigned failures = 0;
     write_mode_t mode = MODE_FAST;
-    /* The polling thread aggregated the rollups over every storable row: right as long as the
-     * fast path inserts them all. */
-    int rollup_ready = 1;
+    /* The polling thread aggregated the rollups over every storable row (unless it ran out of
+     * memory): right as long as the fast path inserts them all. */
+    int rollup_ready = b->aggregated;
     int rc;
     for (unsigned attempt = 0;;) {
         if (gave_up(w, 1)) {

@@ -1,6 +1,7 @@
 /* Unit tests of the consumer's pure modules: rollup aggregation in C, COPY encoding, the
  * decoder's treatment of in-batch duplicates and bad messages. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "consumer_batch.h"
@@ -134,6 +135,41 @@ static void test_sqlstate_classes(void)
     snprintf(e.sqlstate, sizeof e.sqlstate, "08006");
     CHECK(!epp_pg_is_data_error(&e));
     CHECK(!epp_pg_is_data_error(NULL));
+}
+
+/* The writer trusts the poll thread's rollups only when they count every row in state OK
+ * (b->aggregated): a count of the inserted rows only, or one cut short by a failed allocation,
+ * is computed again by the writer. */
+static void test_aggregated_flag(void)
+{
+    consumer_batch_t *b = consumer_batch_create(EPP_PGCOPY_BINARY);
+    CHECK(b != NULL);
+    b->rows = calloc(3, sizeof *b->rows);
+    CHECK(b->rows != NULL);
+    b->cap = b->n = 3;
+    CHECK_INT_EQ(epp_buf_append(&b->arena, "u1\0click\0", 9), 0);
+    for (size_t i = 0; i < 3; i++) {
+        consumer_row_t *r = &b->rows[i];
+        r->state = i == 2 ? CONSUMER_ROW_BAD : CONSUMER_ROW_OK;
+        r->timestamp_us = (int64_t)i * MIN_US;
+        r->user_off = 0;
+        r->user_len = 2;
+        r->name_off = 3;
+        r->name_len = 5;
+    }
+    CHECK(!b->aggregated);
+    CHECK_INT_EQ(consumer_batch_aggregate(b, 0), 0);
+    CHECK(b->aggregated);
+    CHECK_INT_EQ(consumer_rollup_get(b->rollup, CONSUMER_ROLLUP_DAY, 0, "click", 5), 2);
+    CHECK_INT_EQ(b->nusers, 1);
+    b->rows[0].inserted = 1;
+    CHECK_INT_EQ(consumer_batch_aggregate(b, 1), 0);
+    CHECK(!b->aggregated);
+    CHECK_INT_EQ(consumer_rollup_get(b->rollup, CONSUMER_ROLLUP_DAY, 0, "click", 5), 1);
+    CHECK_INT_EQ(consumer_batch_aggregate(b, 0), 0);
+    consumer_batch_reset(b);
+    CHECK(!b->aggregated);
+    consumer_batch_destroy(b);
 }
 
 static void test_decode(void)
@@ -411,6 +447,7 @@ int main(void)
 {
     EPP_RUN(test_buckets);
     EPP_RUN(test_rollup_counts);
+    EPP_RUN(test_aggregated_flag);
     EPP_RUN(test_pgcopy_text_escapes);
     EPP_RUN(test_sqlstate_classes);
     EPP_RUN(test_decode);
