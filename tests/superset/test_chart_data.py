@@ -15,7 +15,8 @@ hour; and "No filter" (all time). For each:
   Total events           = /analytics/events/count
   Events over time       = /analytics/events/timeseries?interval=hour (non-zero points; the
                            chart's zero-filled gaps are zeros there too)
-  Events by type ...     = the same per event_name
+  Events by type ...     = /analytics/events/timeseries?interval=day per event_name (a
+                           partial first day: its part of the range, stamped at midnight)
   Top event types        = /analytics/events/top?limit=10 (as counts by name, in count order)
   Active users per day   = /analytics/users/active over each UTC day that starts in the range
 """
@@ -185,7 +186,7 @@ def main():
         bytype = chart_rows(s, charts["Events by type over time"], time_range)
         for name in NAMES:
             points = analytics(env, "/analytics/events/timeseries", from_ts=a_lo, to_ts=a_hi,
-                               interval="hour", event_name=name)["points"]
+                               interval="day", event_name=name)["points"]
             compare("Events by type: " + name, series(bytype, name),
                     {us(p["ts"]): p["count"] for p in points if p["count"]}, failures)
     for f in failures:
