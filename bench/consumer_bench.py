@@ -13,6 +13,12 @@ stores) into its own topic, then drained by the consumer:
     fat             as ingest-24 with ~1 KB of metadata per event (nested objects, arrays,
                     long strings); BENCH_CONSUMER_FAT_SHARE (0.25) of the events
 
+Before its first round, each workload runs one `\\copy` of its rows that is printed and not
+counted (the warm-up): on this machine a run's first bulk load, right after the first workload's
+send, ran at 0.64-0.68x of the next one, back to back, and the first after each later workload's
+send at 0.87-0.94x of its later rounds (bench/README.md, "2026-12-03: a faster machine, and a
+warm-up").
+
 Each workload runs BENCH_CONSUMER_ROUNDS (3) rounds; a round is `psql \\copy` into a fresh
 database with the schema, then the consumer into another fresh database (a new consumer group
 reading the topic from the start). The consumer's rate counts from its first committed batch to
@@ -393,6 +399,8 @@ def run_workload(benv, name):
     t.create_topic(benv, topic, partitions=spec["parts"])
     tsv = os.path.join(TMP, topic + ".tsv")
     total = send_through_ingest(benv, topic, name, spec, n, tsv)
+    print("  warm-up (not counted): \\copy %7.0f rows/s" % copy_rate(tsv, n, topic + "_warm"),
+          flush=True)
     ratios, cpus, rsss, rates, copies = [], [], [], [], []
     floor = None
     for r in range(ROUNDS):

@@ -10,7 +10,10 @@
  * workers do. Prints one line: messages/s and this process's CPU time per message (all its
  * threads, getrusage).
  *
- * Usage: bench_kafka_floor BOOTSTRAP TOPIC SECONDS [--inflight N] */
+ * --linger-ms gives linger.ms (default 1, epp-ingest's default; fractions allowed), so that the
+ * floor is measured with the setting the service runs with.
+ *
+ * Usage: bench_kafka_floor BOOTSTRAP TOPIC SECONDS [--inflight N] [--linger-ms MS] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,13 +56,19 @@ static double cpu_s(void)
 int main(int argc, char **argv)
 {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_kafka_floor BOOTSTRAP TOPIC SECONDS [--inflight N]\n");
+        fprintf(stderr, "usage: bench_kafka_floor BOOTSTRAP TOPIC SECONDS [--inflight N] "
+                        "[--linger-ms MS]\n");
         return 2;
     }
     long inflight = 256;
+    const char *linger = "1";
     for (int i = 4; i + 1 < argc; i++) {
         if (strcmp(argv[i], "--inflight") == 0)
             inflight = bench_arg_long("bench_kafka_floor", "--inflight", argv[++i], 0, 10000000);
+        else if (strcmp(argv[i], "--linger-ms") == 0) {
+            linger = argv[++i];
+            (void)bench_arg_double("bench_kafka_floor", "--linger-ms", linger, 0, 1000);
+        }
     }
     double seconds = bench_arg_double("bench_kafka_floor", "SECONDS", argv[3], 0.1, 86400);
     epp_log_init("bench_kafka_floor", EPP_LOG_WARN, 0);
@@ -68,7 +77,7 @@ int main(int argc, char **argv)
         EPP_KAFKA_PROP("bootstrap.servers", argv[1]),
         EPP_KAFKA_PROP("enable.idempotence", "true"),
         EPP_KAFKA_PROP("acks", "all"),
-        EPP_KAFKA_PROP("linger.ms", "1"),
+        EPP_KAFKA_PROP("linger.ms", linger),
         EPP_KAFKA_PROP("batch.num.messages", "10000"),
         EPP_KAFKA_PROP("partitioner", "murmur2_random"),
         EPP_KAFKA_PROP("socket.nagle.disable", "true"),
