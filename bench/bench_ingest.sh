@@ -190,7 +190,7 @@ echo "floor (librdkafka alone, same broker, linger.ms ${BENCH_LINGER_MS:-1}): un
 # With CONNS requests waiting for their acknowledgements, no service can answer faster than the
 # producer alone keeps CONNS messages in flight: that rate against nginx bounds the ratio above.
 awk -v f="${FLOOR_256%% *}" -v n="$NW_RPS" -v e="$I_RPS" -v c="$CONNS" 'BEGIN {
-    printf "floor against nginx: librdkafka alone with %d in flight %.0f messages/s = %.2fx of nginx; epp-ingest %.2fx of that floor\n", c, f, f / n, e / f }'
+    printf "floor against nginx: librdkafka alone with %d in flight %.0f messages/s = %.2fx of nginx; epp-ingest %.2fx of that floor\n", c, f, (n + 0 > 0 ? f / n : 0), (f + 0 > 0 ? e / f : 0) }'
 STATUS=0
 target "POST /events >= 0.8x nginx" "$R >= 0.8"
 target "epp-ingest CPU per durable request <= 16 us" "$I_CPU <= 16"
