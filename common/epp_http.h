@@ -137,6 +137,13 @@ int epp_http_port(const epp_http_server_t *srv);
  * idempotent. */
 void epp_http_quiesce(epp_http_server_t *srv);
 
+/* Stops taking requests: from now on each request is answered 503 shutting_down when its head
+ * or its body completes, without its handler (a handler already called still answers).
+ * Requests in flight count in epp_http_inflight until answered, so once that reaches 0 after
+ * this call no handler runs any more: a service whose handlers start work elsewhere (a Kafka
+ * produce) waits for that, then finishes that work. Any thread; idempotent. */
+void epp_http_refuse(epp_http_server_t *srv);
+
 /* Number of requests that have been received but not yet answered (suspended ones included);
  * a request counts until its reply has been sent (or the client went away). */
 unsigned epp_http_inflight(const epp_http_server_t *srv);

@@ -240,7 +240,8 @@ struct epp_http_server {
     unsigned nquiesced; /* under quiesce_lock */
     pthread_mutex_t quiesce_lock;
     pthread_cond_t quiesce_cond;
-    _Atomic int stopping;
+    _Atomic int stopping;   /* epp_http_refuse: new requests get 503 without their handler */
+    _Atomic int destroying; /* epp_http_destroy: suspended requests get 503 too */
     _Atomic unsigned inflight;
     _Atomic unsigned conns_open;
     uint64_t deadline_us; /* headers and bodies must arrive within this (4 * timeout_s) */
@@ -305,6 +306,8 @@ int epp_http__hdr_add(epp_http_req_t *req, const char *name, const char *value);
 int epp_http__dispatch(epp_http_req_t *req);
 /* destroy()'s 503 for a dispatched request nobody answered. */
 void epp_http__reply_shutdown(epp_http_req_t *req);
+/* The same answer, synchronously, to a request no handler has seen (its worker's thread). */
+void epp_http__refuse_shutdown(epp_http_req_t *req);
 
 /* --- epp_http_route.c --- */
 int epp_http__route_add(epp_http_server_t *srv, const char *method, const char *pattern,

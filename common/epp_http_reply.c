@@ -174,6 +174,11 @@ void epp_http__early_error(epp_http_req_t *req, unsigned status, const char *cod
     atomic_fetch_or(&req->state, EPP_HTTP__ST_READY);
 }
 
+void epp_http__refuse_shutdown(epp_http_req_t *req)
+{
+    epp_http__early_error(req, 503, "shutting_down", "the service is shutting down", 1);
+}
+
 void epp_http__early_error_field(epp_http_req_t *req, unsigned status, const char *code,
                                  const char *message, const char *field)
 {
@@ -198,6 +203,12 @@ void epp_http_suspend(epp_http_req_t *req)
 int epp_http__dispatch(epp_http_req_t *req)
 {
     epp_http_server_t *srv = req->srv;
+    /* Checked before the request is marked dispatched, so answer_pending() never races this
+     * answer; a request whose body completes after epp_http_refuse() starts nothing. */
+    if (atomic_load(&srv->stopping)) {
+        epp_http__refuse_shutdown(req);
+        return 1;
+    }
     atomic_fetch_or(&req->state, EPP_HTTP__ST_DISPATCHED);
     req->route->handler(req, req->route->ud);
     unsigned st = atomic_load(&req->state);
@@ -212,7 +223,7 @@ int epp_http__dispatch(epp_http_req_t *req)
     unsigned old = atomic_fetch_or(&req->state, EPP_HTTP__ST_SUSPENDED);
     if (old & EPP_HTTP__ST_READY)
         return 1; /* the reply arrived between the check and the suspension */
-    if (atomic_load(&srv->stopping))
+    if (atomic_load(&srv->destroying))
         epp_http__reply_shutdown(req); /* destroy() may have looked before this dispatch */
     return 0;
 }

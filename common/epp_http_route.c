@@ -315,7 +315,7 @@ void epp_http__on_head(epp_http_req_t *req)
         req->cors_ok = origin_allowed(srv, req->origin);
     }
     if (atomic_load(&srv->stopping)) {
-        epp_http__early_error(req, 503, "shutting_down", "the service is shutting down", 1);
+        epp_http__refuse_shutdown(req);
         return;
     }
     int n = split_path(c, req->url, segs);

@@ -395,6 +395,12 @@ void epp_http_quiesce(epp_http_server_t *srv)
     pthread_mutex_unlock(&srv->quiesce_lock);
 }
 
+void epp_http_refuse(epp_http_server_t *srv)
+{
+    if (srv)
+        atomic_store(&srv->stopping, 1);
+}
+
 unsigned epp_http_inflight(const epp_http_server_t *srv)
 {
     return atomic_load(&((epp_http_server_t *)srv)->inflight);
@@ -428,7 +434,8 @@ void epp_http_destroy(epp_http_server_t *srv)
         return;
     if (srv->workers) {
         epp_http_quiesce(srv);
-        atomic_store(&srv->stopping, 1);
+        epp_http_refuse(srv);
+        atomic_store(&srv->destroying, 1);
         answer_pending(srv);
         /* Let the answers go out. */
         int64_t deadline = epp_http__now_us() + 2000000;

@@ -308,16 +308,27 @@ void ingest_app_destroy(ingest_app_t *app)
     free(app);
 }
 
+static void wait_answered(epp_http_server_t *srv, int64_t deadline_us)
+{
+    while (epp_http_inflight(srv) > 0 && epp_time_mono_us() < deadline_us) {
+        struct timespec ts = {0, 10L * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void ingest_app_shutdown(ingest_app_t *app, epp_http_server_t *srv)
 {
     const ingest_conf_t *conf = app->conf;
     ingest_producer_t *producer = app->producer;
     epp_http_quiesce(srv);
     int64_t deadline = epp_time_mono_us() + conf->shutdown_timeout_ms * 1000;
-    while (epp_http_inflight(srv) > 0 && epp_time_mono_us() < deadline) {
-        struct timespec ts = {0, 10L * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    wait_answered(srv, deadline);
+    /* Requests still arriving on open connections were served above. From here each one gets
+     * 503 without its handler, and once the handlers already called are answered nothing can
+     * produce: a message produced after the drain below would be reported after its request
+     * and its connection are gone. */
+    epp_http_refuse(srv);
+    wait_answered(srv, deadline);
     int64_t left_ms = (deadline - epp_time_mono_us()) / 1000;
     /* Anything still queued now gets a failure report, hence a truthful 503. */
     size_t unreported = ingest_producer_drain(producer, left_ms > 0 ? (int)left_ms : 0, 1);

@@ -41,7 +41,8 @@ int ingest_app_ready(void *ud, char *reason, size_t reason_size);
 
 /* The shutdown that keeps every answer truthful, after SIGTERM: srv stops accepting connections;
  * the requests in flight are waited for (up to SHUTDOWN_TIMEOUT_MS), answered from their delivery
- * reports; what Kafka still has not acknowledged is then purged, so its requests get 503. The
+ * reports; then requests are refused (503, no produce) and those already being handled waited
+ * for; what Kafka still has not acknowledged is then purged, so its requests get 503. The
  * caller destroys srv (which answers anything left) and then the producer. Main thread. */
 void ingest_app_shutdown(ingest_app_t *app, epp_http_server_t *srv);
 

@@ -211,6 +211,9 @@ class Svc:
     def log_text(self):
         return self.proc.log_text() if self.proc else ""
 
+    def log_tail(self, lines=40):
+        return self.proc.log_tail(lines) if self.proc else ""
+
     def metric(self, name, labels=None):
         """Sum of the samples of a Prometheus metric (None when unreachable)."""
         try:

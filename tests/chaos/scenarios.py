@@ -134,7 +134,8 @@ def ingest_sigterm(ctx):
                 rc = h.ingest.terminate(timeout=30)
                 h.note("SIGTERM %d: exit %s after %.2fs" % (i + 1, rc, time.monotonic() - t0))
                 if rc != 0:
-                    h.problem("epp-ingest exited %s on SIGTERM (want 0)" % rc)
+                    h.problem("epp-ingest exited %s on SIGTERM (want 0); log tail:\n%s"
+                              % (rc, h.ingest.log_tail(40)))
                 h.ingest.start()
         h.wait_acks()
     return run(harness(ctx, "ingest_sigterm"), body)

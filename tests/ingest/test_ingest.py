@@ -723,6 +723,47 @@ def sigterm(env):
         finally:
             svc.stop()
         t.check(exit_code == 0, "exit code %s" % exit_code)
+        sigterm_late_body(kenv, topic)
+
+
+def sigterm_late_body(kenv, topic):
+    """Phase 3: a request whose head came before SIGTERM and whose body completes after the
+    drain (SHUTDOWN_TIMEOUT_MS passed) is refused with 503 and produces nothing: its message
+    would be reported after its request and connection were freed (a use after free, or a leak
+    at exit, under ASan). The exit is clean."""
+    import socket
+    t.broker_control(kenv, "POST", "/brokers/1/rtt?ms=0")
+    svc = start_ingest(kenv, topic, {"SHUTDOWN_TIMEOUT_MS": "300"})
+    exit_code = None
+    try:
+        wait_ready(svc)
+        event_id = str(uuid.uuid4())
+        body = json.dumps(ev(7, event_id=event_id)).encode()
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=10)
+        s.sendall(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+        t.wait_for(lambda: (metric_value(svc, "epp_http_requests_in_flight") or 0) >= 1, 10,
+                   interval=0.02, msg="the head is in flight")
+        svc.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.8)  # past SHUTDOWN_TIMEOUT_MS: the drain is over, the server still open
+        s.sendall(body[5:])
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        s.close()
+        exit_code = svc.wait(30)
+        print("sigterm (body after the drain): %r, exit %s" % (reply[:40], exit_code))
+        t.check(reply.startswith(b"HTTP/1.1 503") and b"shutting_down" in reply,
+                "a body completed after the drain: %r" % reply[:200])
+        msgs = consume_with_headers(kenv, topic, timeout=10, idle_timeout=3)
+        found = [m for m in msgs if json.loads(m["value"]).get("event_id") == event_id]
+        t.check(not found, "the refused request's event was produced anyway")
+    finally:
+        svc.stop()
+    t.check(exit_code == 0, "exit code %s" % exit_code)
 
 
 def fatal(env):
