@@ -39,6 +39,8 @@ def new_profile(env):
 
 
 def parse_result(stdout, stderr, rc):
+    if stderr.strip():
+        print("browser stderr (rc %s):\n%s" % (rc, stderr.rstrip()))  # e.g. a retried login
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     t.check(lines, "no result from the browser: rc %s\n%s\n%s" % (rc, stdout, stderr))
     return json.loads(lines[-1])

@@ -22,12 +22,33 @@ const [mode, base, user, password, userDataDir, ...rest] = process.argv.slice(2)
 const TIMEOUT = parseInt(process.env.DASH_TIMEOUT_MS || "60000", 10);
 const SLUG = "epp-events";
 
+// Superset's login page is its React app: on a loaded machine the form can still be rendering
+// when the fields are first filled, and a submit then posts empty fields and lands on /login
+// again (seen once in CI, superset.query_context). So each attempt waits for the rendered
+// form, checks what the fields hold before submitting, and waits for the page to leave /login;
+// three attempts, and a failure says what the page showed.
 async function login(page) {
-  await page.goto(base + "/login/", { waitUntil: "load" });
-  await page.fill("#username, input[name=username]", user);
-  await page.fill("#password, input[name=password]", password);
-  await Promise.all([page.waitForNavigation(), page.keyboard.press("Enter")]);
-  if (page.url().includes("/login")) throw new Error("login as " + user + " failed");
+  const leftLogin = (u) => !new URL(u).pathname.startsWith("/login");
+  let shown = "";
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    await page.goto(base + "/login/", { waitUntil: "load" });
+    if (leftLogin(page.url())) return; // already logged in
+    const name = page.locator("#username, input[name=username]").first();
+    const pass = page.locator("#password, input[name=password]").first();
+    await name.waitFor({ state: "visible" });
+    await name.fill(user);
+    await pass.fill(password);
+    if ((await name.inputValue()) !== user || (await pass.inputValue()) !== password) continue;
+    await pass.press("Enter");
+    try {
+      await page.waitForURL(leftLogin, { timeout: 30000 });
+      return;
+    } catch (e) {
+      shown = (await page.locator("body").innerText().catch(() => "")).slice(0, 300);
+      console.error("login attempt " + attempt + " stayed on " + page.url() + ": " + shown);
+    }
+  }
+  throw new Error("login as " + user + " failed; the page showed: " + shown);
 }
 
 // Chart data requests by chart id, recorded when their answers have arrived (one the page
