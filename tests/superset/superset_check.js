@@ -22,11 +22,12 @@ const [mode, base, user, password, userDataDir, ...rest] = process.argv.slice(2)
 const TIMEOUT = parseInt(process.env.DASH_TIMEOUT_MS || "60000", 10);
 const SLUG = "epp-events";
 
-// Superset's login page is its React app: on a loaded machine the form can still be rendering
-// when the fields are first filled, and a submit then posts empty fields and lands on /login
-// again (seen once in CI, superset.query_context). So each attempt waits for the rendered
-// form, checks what the fields hold before submitting, and waits for the page to leave /login;
-// three attempts, and a failure says what the page showed.
+// Superset's login page is its React app. Once in CI (superset.query_context, a loaded
+// machine) a login filled and submitted right after the page's load event stayed on /login;
+// Superset's log showed no error, so the cause is not proven (a form still rendering when it
+// was filled is the likely one). So each attempt waits for the rendered field, checks what the
+// fields hold before submitting, and waits for the page to leave /login; three attempts, each
+// failed one printed, and the last failure says what the page showed.
 async function login(page) {
   const leftLogin = (u) => !new URL(u).pathname.startsWith("/login");
   let shown = "";
