@@ -36,6 +36,8 @@ ROUNDS=${BENCH_ROUNDS:-3}
 CONNS=${BENCH_CONNECTIONS:-256}
 BCONNS=${BENCH_BATCH_CONNECTIONS:-64}
 THREADS=${BENCH_HTTP_THREADS:-2}
+# The floor's linger.ms: the service's (1 is KAFKA_LINGER_MS's default, ingest_config.c).
+LINGER=${BENCH_LINGER_MS:-1}
 INGEST_BIN="$BUILD/bin/epp-ingest"
 BROKER_BIN="$BUILD/bin/epp-devbroker"
 FLOOR_BIN="$BUILD/bin/bench_kafka_floor"
@@ -123,7 +125,7 @@ ingest_round() {
 floor() {
     local b0 b1 out
     b0=$(broker_ticks)
-    out=$("$FLOOR_BIN" "$(cat "$TMP/addr")" "$TOPIC" "$DUR" --inflight "$1" --linger-ms "${BENCH_LINGER_MS:-1}")
+    out=$("$FLOOR_BIN" "$(cat "$TMP/addr")" "$TOPIC" "$DUR" --inflight "$1" --linger-ms "$LINGER")
     b1=$(broker_ticks)
     awk -v o="$out" -v t=$((b1 - b0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {
         split(o, f, " "); n = f[10];
@@ -185,8 +187,8 @@ printf 'CPU per durable request: epp-ingest %s us, %s %s us, nginx %s us\n' "$I_
 printf 'ratio epp-ingest/nginx: %.2fx (%s workers each); %.2fx of nginx with 1 worker\n' "$R" "$THREADS" "$R1"
 awk -v e="$B_EVS" -v r="$B_RPS" -v p99="$B_P99" 'BEGIN { printf "epp-ingest POST /events/batch x100: %.0f events/s acknowledged (%.0f req/s, p99 %s; wrk -c'"$BCONNS"')\n", e, r, p99 }'
 awk -v k="$RSS_KB" 'BEGIN { printf "epp-ingest peak RSS: %.1f MB\n", k / 1024 }'
-echo "floor (librdkafka alone, same broker, linger.ms ${BENCH_LINGER_MS:-1}): $CONNS in flight: $FLOOR_256"
-echo "floor (librdkafka alone, same broker, linger.ms ${BENCH_LINGER_MS:-1}): unbounded:     $FLOOR_ALL"
+echo "floor (librdkafka alone, same broker, linger.ms $LINGER): $CONNS in flight: $FLOOR_256"
+echo "floor (librdkafka alone, same broker, linger.ms $LINGER): unbounded:     $FLOOR_ALL"
 # With CONNS requests waiting for their acknowledgements, no service can answer faster than the
 # producer alone keeps CONNS messages in flight: that rate against nginx bounds the ratio above.
 awk -v f="${FLOOR_256%% *}" -v n="$NW_RPS" -v e="$I_RPS" -v c="$CONNS" 'BEGIN {
