@@ -7,7 +7,7 @@
  * one is kept). The writer may narrow the set later (rows another consumer already stored,
  * rows the database rejects) and re-encode with consumer_batch_encode().
  *
- * Ownership: the batch owns the messages added to it (rd_kafka_message_destroy on reset).
+ * Ownership: the batch owns the messages added to it (consumer_msg_destroy on reset).
  * Threads: one thread at a time; the pipeline hands a whole batch from the polling thread to
  * the writer thread and back. */
 #ifndef CONSUMER_BATCH_H
@@ -24,6 +24,27 @@
 #include "epp_pgcopy.h"
 #include "epp_trace.h"
 
+/* A Kafka message as the consumer holds it: copied out of librdkafka's buffer, in one
+ * allocation (plus its headers'). A held rd_kafka_message_t keeps its whole fetch response --
+ * megabytes, of messages long written -- alive; a batch's messages and the merge pool's come from
+ * many responses. */
+typedef struct {
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms; /* the Kafka timestamp, -1 when none */
+    const char *payload;  /* NULL when none */
+    size_t len;
+    const char *key; /* NULL when none */
+    size_t key_len;
+    rd_kafka_headers_t *headers; /* owned; NULL when none */
+} consumer_msg_t;
+
+/* A copy of m, or NULL (out of memory). m's headers move to the copy (detached, not copied);
+ * m stays the caller's to destroy. */
+consumer_msg_t *consumer_msg_copy(rd_kafka_message_t *m);
+/* Accepts NULL. */
+void consumer_msg_destroy(consumer_msg_t *m);
+
 typedef enum {
     CONSUMER_ROW_OK = 0,  /* to be stored */
     CONSUMER_ROW_DUP,     /* same event_id as an earlier row of this batch: not written */
@@ -32,7 +53,7 @@ typedef enum {
 } consumer_row_state_t;
 
 typedef struct {
-    rd_kafka_message_t *msg; /* owned by the batch */
+    consumer_msg_t *msg; /* owned by the batch */
     int32_t partition;
     int64_t offset;
     uint8_t state;    /* consumer_row_state_t */
@@ -107,7 +128,7 @@ void consumer_batch_reset(consumer_batch_t *b);
  * an error must not be added. from is the partition's read position before msg
  * (consumer_positions_advance); it is kept for the partition's first message in the batch.
  * 0 or EPP_ENOMEM. */
-int consumer_batch_add(consumer_batch_t *b, rd_kafka_message_t *msg, int64_t from);
+int consumer_batch_add(consumer_batch_t *b, consumer_msg_t *msg, int64_t from);
 
 /* Decodes a message value into ev (EPP_EVENT_FROM_KAFKA). 0, or EPP_EINVAL/EPP_ETOOBIG with
  * err filled. Exposed for the fuzz target. */

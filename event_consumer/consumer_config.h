@@ -21,6 +21,7 @@ typedef struct {
     epp_opts_trace_t trace;
     int64_t batch_size;
     int64_t batch_bytes;
+    int64_t merge_batches;
     int64_t batch_ms;
     int64_t session_timeout_ms;
     int64_t retry_max_backoff_ms;

@@ -121,15 +121,11 @@ void consumer_dlq_destroy(consumer_dlq_t *d)
     free(d);
 }
 
-int consumer_dlq_send(consumer_dlq_t *d, const rd_kafka_message_t *msg, const char *source_topic,
+int consumer_dlq_send(consumer_dlq_t *d, const consumer_msg_t *msg, const char *source_topic,
                       const char *code, const char *message)
 {
-    rd_kafka_headers_t *hdrs = NULL;
-    rd_kafka_headers_t *orig = NULL;
-    if (rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig != NULL)
-        hdrs = rd_kafka_headers_copy(orig);
-    else
-        hdrs = rd_kafka_headers_new(6);
+    rd_kafka_headers_t *hdrs =
+        msg->headers != NULL ? rd_kafka_headers_copy(msg->headers) : rd_kafka_headers_new(6);
     char part[16], off[32];
     snprintf(part, sizeof part, "%" PRId32, msg->partition);
     snprintf(off, sizeof off, "%" PRId64, msg->offset);
@@ -141,7 +137,7 @@ int consumer_dlq_send(consumer_dlq_t *d, const rd_kafka_message_t *msg, const ch
     rd_kafka_resp_err_t e;
     for (int attempt = 0;; attempt++) {
         e = rd_kafka_producev(
-            d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_VALUE(msg->payload, msg->len),
+            d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_VALUE((void *)msg->payload, msg->len),
             RD_KAFKA_V_KEY(msg->key, msg->key_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || attempt >= 50)

@@ -24,6 +24,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "consumer_batch.h"
 #include "consumer_config.h"
 
 /* Room for the headers a dead letter adds to the original message (error.message is at most a
@@ -43,7 +44,7 @@ consumer_dlq_t *consumer_dlq_create(const consumer_conf_t *conf, char *err, size
 void consumer_dlq_destroy(consumer_dlq_t *d);
 
 /* Queues a copy of msg (borrowed) with the error headers. 0, or EPP_EAGAIN / EPP_EUNAVAIL. */
-int consumer_dlq_send(consumer_dlq_t *d, const rd_kafka_message_t *msg, const char *source_topic,
+int consumer_dlq_send(consumer_dlq_t *d, const consumer_msg_t *msg, const char *source_topic,
                       const char *code, const char *message);
 
 /* Waits up to timeout_ms for every queued message to be acknowledged. 0 when all were

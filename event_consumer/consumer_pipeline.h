@@ -34,6 +34,9 @@ void consumer_pipeline_destroy(consumer_pipeline_t *p);
  * empty batch. */
 consumer_batch_t *consumer_pipeline_submit(consumer_pipeline_t *p, consumer_batch_t *b);
 
+/* 1 while a batch is being written (submit would wait), else 0. */
+int consumer_pipeline_busy(consumer_pipeline_t *p);
+
 /* Waits until no batch is in flight. Returns 0, or EPP_ESTATE when a write gave up (stop). */
 int consumer_pipeline_drain(consumer_pipeline_t *p);
 

@@ -17,6 +17,7 @@
 #include "consumer_kafka.h"
 #include "consumer_lag.h"
 #include "consumer_maintain.h"
+#include "consumer_merge.h"
 #include "consumer_metrics.h"
 #include "consumer_pipeline.h"
 #include "consumer_positions.h"
@@ -41,6 +42,7 @@ typedef struct {
     consumer_writer_t *writer;
     consumer_pipeline_t *pipe;
     consumer_batch_t *batch; /* being filled by the polling thread */
+    consumer_merge_t *pool;  /* messages on their way into batch (CONSUMER_MERGE_BATCHES) */
 } lane_t;
 
 #define MAX_LANES 16
@@ -81,12 +83,65 @@ static void flush_lane(lane_t *l)
     l->batch = consumer_pipeline_submit(l->pipe, l->batch);
 }
 
-/* Submits every lane's batch and waits for all writes. Returns 0 or EPP_ESTATE. */
+/* 1 when the lane's pool holds n batches' worth of rows or bytes. */
+static int pool_holds(const app_t *a, const lane_t *l, size_t n)
+{
+    return consumer_merge_count(l->pool) >= n * (size_t)a->conf.batch_size ||
+           consumer_merge_bytes(l->pool) >= n * (size_t)a->conf.batch_bytes;
+}
+
+/* Moves the oldest pooled messages into the lane's empty batch. 0 or EPP_ENOMEM. */
+static int take(const app_t *a, lane_t *l)
+{
+    return consumer_merge_take(l->pool, l->batch, (size_t)a->conf.batch_size,
+                               (size_t)a->conf.batch_bytes);
+}
+
+/* Moves the lane's work along without waiting unless it must: a batch goes to the writer as soon
+ * as the writer is free; the poll thread waits for the writer only when the pool is full
+ * (CONSUMER_MERGE_BATCHES), and meanwhile reads on for the other lanes. A batch is taken from
+ * the pool when the pool is full (ready before the writer frees), or, the writer being free,
+ * when the pool holds a batch's worth or its oldest message waited CONSUMER_BATCH_MS. 0 or
+ * EPP_ENOMEM. */
+static int service_lane(const app_t *a, lane_t *l, int64_t now)
+{
+    const size_t full = (size_t)a->conf.merge_batches;
+    for (;;) {
+        int busy = consumer_pipeline_busy(l->pipe);
+        if (l->batch->n > 0) {
+            if (busy && !pool_holds(a, l, full))
+                return 0;
+            flush_lane(l); /* waits for the writer when it is busy */
+            continue;
+        }
+        int64_t oldest = consumer_merge_oldest_us(l->pool);
+        if (oldest == 0)
+            return 0;
+        if (!pool_holds(a, l, full) &&
+            (busy || (!pool_holds(a, l, 1) && now - oldest < a->conf.batch_ms * 1000)))
+            return 0;
+        if (take(a, l) != 0)
+            return EPP_ENOMEM;
+    }
+}
+
+/* Submits every lane's pooled messages and batch and waits for all writes. Returns 0 or
+ * EPP_ESTATE (also when a pool could not be emptied: out of memory). */
 static int flush_all(app_t *a)
 {
     int rc = 0;
-    for (size_t i = 0; i < a->nlanes; i++)
-        flush_lane(&a->lanes[i]);
+    for (size_t i = 0; i < a->nlanes; i++) {
+        lane_t *l = &a->lanes[i];
+        flush_lane(l);
+        while (consumer_merge_count(l->pool) > 0) {
+            if (take(a, l) != 0) {
+                EPP_ERROR("out of memory moving messages into a batch");
+                rc = EPP_ESTATE;
+                break;
+            }
+            flush_lane(l);
+        }
+    }
     for (size_t i = 0; i < a->nlanes; i++)
         if (consumer_pipeline_drain(a->lanes[i].pipe) != 0)
             rc = EPP_ESTATE;
@@ -238,18 +293,24 @@ static int run(app_t *a)
 {
     const int64_t batch_us = a->conf.batch_ms * 1000;
     while (!g_stop) {
+        /* Until the next pool is due; 1 ms while a lane's work waits for its busy writer. */
         int timeout_ms = 100;
         int64_t now = epp_time_mono_us();
         for (size_t i = 0; i < a->nlanes; i++) {
-            const consumer_batch_t *b = a->lanes[i].batch;
-            if (b->n > 0) {
-                int64_t left = b->first_add_us + batch_us - now;
-                int ms = left <= 0 ? 0 : (int)((left + 999) / 1000);
-                if (ms < timeout_ms)
-                    timeout_ms = ms;
+            const lane_t *l = &a->lanes[i];
+            int64_t oldest = consumer_merge_oldest_us(l->pool);
+            if (l->batch->n == 0 && oldest == 0)
+                continue;
+            int ms = 1;
+            if (l->batch->n == 0 && !consumer_pipeline_busy(l->pipe)) {
+                int64_t left = oldest + batch_us - now;
+                ms = left <= 0 ? 0 : (int)((left + 999) / 1000);
             }
+            if (ms < timeout_ms)
+                timeout_ms = ms;
         }
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(a->rk, timeout_ms);
+        now = epp_time_mono_us();
         if (msg != NULL) {
             if (msg->err) {
                 handle_error_message(a, msg);
@@ -258,21 +319,21 @@ static int run(app_t *a)
                 epp_series_inc(a->m.consumed);
                 lane_t *l = lane_of(a, msg->partition);
                 int64_t from = consumer_positions_advance(a->pos, msg->partition, msg->offset);
-                /* The batch owns msg from here, also when adding fails. */
-                if (consumer_batch_add(l->batch, msg, from) != 0) {
-                    EPP_ERROR("out of memory decoding a message");
+                /* Copied, so that librdkafka's fetch buffer goes as soon as it is read. */
+                consumer_msg_t *copy = consumer_msg_copy(msg);
+                rd_kafka_message_destroy(msg);
+                /* The pool owns copy from here, also when adding fails. */
+                if (copy == NULL || consumer_merge_push(l->pool, copy, from, now) != 0) {
+                    EPP_ERROR("out of memory holding a message");
                     return 1;
                 }
-                if (l->batch->n >= (size_t)a->conf.batch_size ||
-                    l->batch->bytes >= (size_t)a->conf.batch_bytes)
-                    flush_lane(l);
             }
         }
-        now = epp_time_mono_us();
         for (size_t i = 0; i < a->nlanes; i++) {
-            lane_t *l = &a->lanes[i];
-            if (l->batch->n > 0 && now - l->batch->first_add_us >= batch_us)
-                flush_lane(l);
+            if (service_lane(a, &a->lanes[i], now) != 0) {
+                EPP_ERROR("out of memory decoding a message");
+                return 1;
+            }
         }
         if (any_writer_broken(a)) {
             EPP_ERROR("leaving: a batch did not continue the stored offsets (see OFFSET GAP); "
@@ -299,6 +360,7 @@ static void app_destroy(app_t *a)
     for (size_t i = 0; i < MAX_LANES; i++) {
         lane_t *l = &a->lanes[i];
         consumer_pipeline_destroy(l->pipe);
+        consumer_merge_destroy(l->pool);
         consumer_batch_destroy(l->batch);
     }
     if (a->rk != NULL)
@@ -397,7 +459,8 @@ int main(int argc, char **argv)
         }
         l->writer = consumer_writer_create(&a->conf, l->dlq, &a->m, &g_stop);
         l->batch = consumer_batch_create(fmt);
-        if (l->writer == NULL || l->batch == NULL) {
+        l->pool = consumer_merge_create();
+        if (l->writer == NULL || l->batch == NULL || l->pool == NULL) {
             EPP_ERROR("out of memory");
             goto out;
         }
