@@ -136,8 +136,7 @@ static void sift_down(consumer_merge_t *m, size_t n, size_t i)
     }
 }
 
-int consumer_merge_take(consumer_merge_t *m, consumer_batch_t *b, size_t max_rows,
-                        size_t max_bytes)
+int consumer_merge_take(consumer_merge_t *m, consumer_batch_t *b, size_t max_rows, size_t max_bytes)
 {
     if (m->n == 0)
         return 0;
