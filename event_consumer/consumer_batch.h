@@ -104,7 +104,7 @@ typedef struct {
     uint32_t *uset; /* open addressing over user indexes + 1 (0 = empty) */
     size_t uset_cap;
     epp_pgcopy_format_t fmt;
-    int64_t first_add_us; /* monotonic time of the first message */
+    int64_t first_add_us; /* monotonic time the first message arrived (or was added) */
     size_t nbad, ndup;
     /* Dedupe set: open addressing over row indexes + 1 (0 = empty). */
     uint32_t *set;

@@ -157,6 +157,7 @@ int consumer_merge_take(consumer_merge_t *m, consumer_batch_t *b, size_t max_row
     for (size_t i = nheap / 2; i-- > 0;)
         sift_down(m, nheap, i);
     int rc = 0;
+    int64_t first_us = 0; /* the earliest push among the messages taken */
     while (nheap > 0 && b->n < max_rows && b->bytes < max_bytes) {
         run_t *run = &m->runs[m->heap[0]];
         entry_t *e = &m->e[(uint32_t)m->keys[run->head]];
@@ -167,11 +168,16 @@ int consumer_merge_take(consumer_merge_t *m, consumer_batch_t *b, size_t max_row
         if (run->head == run->end)
             m->heap[0] = m->heap[--nheap];
         sift_down(m, nheap, 0);
+        if (first_us == 0 || e->pushed_us < first_us)
+            first_us = e->pushed_us;
         if (consumer_batch_add(b, msg, e->from) != 0) {
             rc = EPP_ENOMEM;
             break;
         }
     }
+    /* The batch's age counts from its first message's arrival, not from the take. */
+    if (first_us != 0 && first_us < b->first_add_us)
+        b->first_add_us = first_us;
     /* What is left, grouped by partition in offset order; later pushes append behind it. */
     size_t left = 0;
     m->oldest_us = 0;
