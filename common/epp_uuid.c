@@ -328,19 +328,14 @@ int epp_uuid_parse(const char *s, size_t len, epp_uuid_t *out)
 {
     if (len != EPP_UUID_STRLEN)
         return EPP_EINVAL;
+    if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-')
+        return EPP_EINVAL;
     epp_uuid_t u;
-    size_t j = 0;
-    for (size_t i = 0; i < EPP_UUID_STRLEN;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return EPP_EINVAL;
-            i++;
-            continue;
-        }
-        if (epp_hex_decode(s + i, 1, &u.b[j++], 0) != 0)
-            return EPP_EINVAL;
-        i += 2;
-    }
+    /* The five groups: 8-4-4-4-12 digits. */
+    if (epp_hex_decode(s, 4, u.b, 0) != 0 || epp_hex_decode(s + 9, 2, u.b + 4, 0) != 0 ||
+        epp_hex_decode(s + 14, 2, u.b + 6, 0) != 0 || epp_hex_decode(s + 19, 2, u.b + 8, 0) != 0 ||
+        epp_hex_decode(s + 24, 6, u.b + 10, 0) != 0)
+        return EPP_EINVAL;
     *out = u;
     return 0;
 }

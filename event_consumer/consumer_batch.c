@@ -195,12 +195,9 @@ void consumer_batch_row(const consumer_batch_t *b, size_t i, epp_pgcopy_row_t *o
 /* Records the producer span context of msg's traceparent header (absent or invalid: none). */
 static int note_link(consumer_batch_t *b, const consumer_msg_t *msg)
 {
-    const void *val = NULL;
     size_t len = 0;
-    if (msg->headers == NULL ||
-        rd_kafka_header_get_last(msg->headers, "traceparent", &val, &len) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        val == NULL || len != EPP_TRACEPARENT_LEN)
+    const char *val = consumer_msg_header(msg, "traceparent", &len);
+    if (val == NULL || len != EPP_TRACEPARENT_LEN)
         return 0;
     char tp[EPP_TRACEPARENT_LEN + 1];
     memcpy(tp, val, len);
@@ -220,41 +217,6 @@ static int note_link(consumer_batch_t *b, const consumer_msg_t *msg)
     }
     b->links[b->nlinks++] = ctx;
     return 0;
-}
-
-consumer_msg_t *consumer_msg_copy(rd_kafka_message_t *m)
-{
-    size_t klen = m->key != NULL ? m->key_len : 0, vlen = m->payload != NULL ? m->len : 0;
-    consumer_msg_t *c = malloc(sizeof *c + vlen + klen);
-    if (c == NULL)
-        return NULL;
-    char *data = (char *)(c + 1);
-    *c = (consumer_msg_t){
-        .partition = m->partition,
-        .offset = m->offset,
-        .timestamp_ms = rd_kafka_message_timestamp(m, NULL),
-        .payload = m->payload != NULL ? data : NULL,
-        .len = vlen,
-        .key = m->key != NULL ? data + vlen : NULL,
-        .key_len = klen,
-    };
-    if (vlen > 0)
-        memcpy(data, m->payload, vlen);
-    if (klen > 0)
-        memcpy(data + vlen, m->key, klen);
-    rd_kafka_headers_t *hdrs = NULL;
-    if (rd_kafka_message_detach_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        c->headers = hdrs;
-    return c;
-}
-
-void consumer_msg_destroy(consumer_msg_t *m)
-{
-    if (m == NULL)
-        return;
-    if (m->headers != NULL)
-        rd_kafka_headers_destroy(m->headers);
-    free(m);
 }
 
 int consumer_batch_add(consumer_batch_t *b, consumer_msg_t *msg, int64_t from)

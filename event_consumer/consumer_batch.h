@@ -18,32 +18,12 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "consumer_msg.h"
 #include "consumer_rollup.h"
 #include "epp_buf.h"
 #include "epp_event.h"
 #include "epp_pgcopy.h"
 #include "epp_trace.h"
-
-/* A Kafka message as the consumer holds it: copied out of librdkafka's buffer, in one
- * allocation (plus its headers'). A held rd_kafka_message_t keeps its whole fetch response --
- * megabytes, of messages long written -- alive; a batch's messages and the merge pool's come from
- * many responses. */
-typedef struct {
-    int32_t partition;
-    int64_t offset;
-    int64_t timestamp_ms; /* the Kafka timestamp, -1 when none */
-    const char *payload;  /* NULL when none */
-    size_t len;
-    const char *key; /* NULL when none */
-    size_t key_len;
-    rd_kafka_headers_t *headers; /* owned; NULL when none */
-} consumer_msg_t;
-
-/* A copy of m, or NULL (out of memory). m's headers move to the copy (detached, not copied);
- * m stays the caller's to destroy. */
-consumer_msg_t *consumer_msg_copy(rd_kafka_message_t *m);
-/* Accepts NULL. */
-void consumer_msg_destroy(consumer_msg_t *m);
 
 typedef enum {
     CONSUMER_ROW_OK = 0,  /* to be stored */

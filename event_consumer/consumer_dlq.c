@@ -124,8 +124,12 @@ void consumer_dlq_destroy(consumer_dlq_t *d)
 int consumer_dlq_send(consumer_dlq_t *d, const consumer_msg_t *msg, const char *source_topic,
                       const char *code, const char *message)
 {
-    rd_kafka_headers_t *hdrs =
-        msg->headers != NULL ? rd_kafka_headers_copy(msg->headers) : rd_kafka_headers_new(6);
+    /* The original headers, then ours. */
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(msg->nheaders + 5);
+    for (size_t i = 0; i < msg->nheaders; i++) {
+        const consumer_header_t *h = &msg->headers[i];
+        rd_kafka_header_add(hdrs, h->name, (ssize_t)h->name_len, h->value, (ssize_t)h->value_len);
+    }
     char part[16], off[32];
     snprintf(part, sizeof part, "%" PRId32, msg->partition);
     snprintf(off, sizeof off, "%" PRId64, msg->offset);

@@ -64,7 +64,8 @@ typedef struct {
      * anything, so a probe that saw 1 finishes before what it reads goes. */
     atomic_int serving;
     int failpoint_assign_at_end;
-    consumer_lag_t *lag; /* the epp_consumer_lag thread */
+    consumer_lag_t *lag;   /* the epp_consumer_lag thread */
+    consumer_msgs_t *msgs; /* the messages' copies (the poll thread's) */
 } app_t;
 
 static lane_t *lane_of(app_t *a, int32_t partition)
@@ -320,7 +321,7 @@ static int run(app_t *a)
                 lane_t *l = lane_of(a, msg->partition);
                 int64_t from = consumer_positions_advance(a->pos, msg->partition, msg->offset);
                 /* Copied, so that librdkafka's fetch buffer goes as soon as it is read. */
-                consumer_msg_t *copy = consumer_msg_copy(msg);
+                consumer_msg_t *copy = consumer_msg_copy(a->msgs, msg);
                 rd_kafka_message_destroy(msg);
                 /* The pool owns copy from here, also when adding fails. */
                 if (copy == NULL || consumer_merge_push(l->pool, copy, from, now) != 0) {
@@ -363,6 +364,7 @@ static void app_destroy(app_t *a)
         consumer_merge_destroy(l->pool);
         consumer_batch_destroy(l->batch);
     }
+    consumer_msgs_destroy(a->msgs); /* after every message */
     if (a->rk != NULL)
         rd_kafka_destroy(a->rk);
     for (size_t i = 0; i < MAX_LANES; i++) {
@@ -441,7 +443,8 @@ int main(int argc, char **argv)
     }
 
     a->pos = consumer_positions_create();
-    if (a->pos == NULL) {
+    a->msgs = consumer_msgs_create();
+    if (a->pos == NULL || a->msgs == NULL) {
         EPP_ERROR("out of memory");
         goto out;
     }

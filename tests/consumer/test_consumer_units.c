@@ -6,6 +6,7 @@
 
 #include "consumer_batch.h"
 #include "consumer_dlq.h"
+#include "consumer_msg.h"
 #include "consumer_positions.h"
 #include "consumer_rollup.h"
 #include "epp_uidcache.h"
@@ -443,6 +444,96 @@ static void test_dlq_conf(void)
     CHECK(strstr(err, "KAFKA_CONSUMER_CONFIG") != NULL);
 }
 
+/* The message store: copies keep every field and header; a partition's chunks come back to the
+ * store when their messages are gone, so a steady stream reuses the same few. */
+static void test_msg_store(void)
+{
+    consumer_msgs_t *s = consumer_msgs_create();
+    CHECK(s != NULL);
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(4);
+    rd_kafka_header_add(hdrs, "traceparent", -1, "first", -1);
+    rd_kafka_header_add(hdrs, "content-type", -1, "application/json", -1);
+    rd_kafka_header_add(hdrs, "empty", -1, NULL, 0);
+    rd_kafka_header_add(hdrs, "traceparent", -1, "second", -1);
+    consumer_msg_t f = {.partition = 3,
+                        .offset = 42,
+                        .timestamp_ms = 1700000000123,
+                        .payload = "{\"a\":1}",
+                        .len = 7,
+                        .key = "user-1",
+                        .key_len = 6};
+    consumer_msg_t *m = consumer_msg_new(s, &f, hdrs);
+    rd_kafka_headers_destroy(hdrs);
+    CHECK(m != NULL);
+    CHECK_INT_EQ(m->partition, 3);
+    CHECK_INT_EQ(m->offset, 42);
+    CHECK_INT_EQ(m->timestamp_ms, 1700000000123);
+    CHECK_MEM_EQ(m->payload, m->len, "{\"a\":1}", 7);
+    CHECK_MEM_EQ(m->key, m->key_len, "user-1", 6);
+    CHECK_INT_EQ(m->nheaders, 4);
+    CHECK_MEM_EQ(m->headers[1].name, m->headers[1].name_len, "content-type", 12);
+    CHECK(m->headers[2].value == NULL);
+    size_t len = 0;
+    const char *v = consumer_msg_header(m, "traceparent", &len); /* the last one */
+    CHECK_MEM_EQ(v, len, "second", 6);
+    CHECK(consumer_msg_header(m, "empty", &len) == NULL);
+    CHECK(consumer_msg_header(m, "absent", &len) == NULL);
+
+    /* No payload, no key, no headers. */
+    consumer_msg_t none = {.partition = 3, .offset = 43, .timestamp_ms = -1};
+    consumer_msg_t *n = consumer_msg_new(s, &none, NULL);
+    CHECK(n != NULL && n->payload == NULL && n->key == NULL && n->nheaders == 0);
+    CHECK(n->chunk == m->chunk);
+
+    /* A block over a quarter of a chunk is a malloc of its own. */
+    static char big[64 * 1024];
+    memset(big, 'x', sizeof big);
+    consumer_msg_t fb = {.partition = 3, .offset = 44, .payload = big, .len = sizeof big};
+    consumer_msg_t *b = consumer_msg_new(s, &fb, NULL);
+    CHECK(b != NULL && b->chunk == NULL);
+    CHECK_MEM_EQ(b->payload, b->len, big, sizeof big);
+    consumer_msg_destroy(b);
+    consumer_msg_destroy(m);
+    consumer_msg_destroy(n);
+
+    /* A stream over 8 partitions, freed in batches of 5,000 as the consumer does: the chunks in
+     * use stay those of about two batches, whatever the number of messages. */
+    enum { BATCH = 5000, ROUNDS = 40 };
+    static consumer_msg_t *held[BATCH];
+    char payload[300];
+    memset(payload, 'p', sizeof payload);
+    size_t after_first = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < BATCH; i++) {
+            consumer_msg_t fi = {.partition = i % 8,
+                                 .offset = r * BATCH + i,
+                                 .payload = payload,
+                                 .len = 200 + (size_t)(i % 100)};
+            held[i] = consumer_msg_new(s, &fi, NULL);
+            CHECK(held[i] != NULL && held[i]->chunk != NULL);
+            CHECK_INT_EQ(held[i]->offset, r * BATCH + i);
+        }
+        for (int i = 0; i < BATCH; i++)
+            consumer_msg_destroy(held[i]);
+        if (r == 0)
+            after_first = consumer_msgs_chunks(s);
+    }
+    CHECK(after_first > 0);
+    CHECK(consumer_msgs_chunks(s) <= after_first + 8);
+
+    /* Partition numbers beyond the store's slots share chunks, and stay correct. */
+    for (int i = 0; i < 100; i++) {
+        consumer_msg_t fi = {
+            .partition = 4096 * (i % 3) + 1, .offset = i, .payload = payload, .len = 100};
+        held[i] = consumer_msg_new(s, &fi, NULL);
+        CHECK(held[i] != NULL);
+        CHECK_INT_EQ(held[i]->partition, 4096 * (i % 3) + 1);
+    }
+    for (int i = 0; i < 100; i++)
+        consumer_msg_destroy(held[i]);
+    consumer_msgs_destroy(s);
+}
+
 int main(void)
 {
     EPP_RUN(test_buckets);
@@ -457,5 +548,6 @@ int main(void)
     EPP_RUN(test_minute_packing);
     EPP_RUN(test_positions);
     EPP_RUN(test_dlq_conf);
+    EPP_RUN(test_msg_store);
     return EPP_TEST_RESULT();
 }
