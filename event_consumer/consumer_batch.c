@@ -232,8 +232,6 @@ int consumer_batch_add(consumer_batch_t *b, consumer_msg_t *msg, int64_t from)
     memset(r, 0, sizeof *r);
     r->msg = msg;
     b->bytes += msg->len;
-    r->partition = msg->partition;
-    r->offset = msg->offset;
     int rc = note_partition(b, msg->partition, msg->offset, from);
     if (rc == 0 && b->trace)
         rc = note_link(b, msg);

@@ -33,12 +33,10 @@ typedef enum {
 } consumer_row_state_t;
 
 typedef struct {
-    consumer_msg_t *msg; /* owned by the batch */
-    int32_t partition;
-    int64_t offset;
-    uint8_t state;    /* consumer_row_state_t */
-    uint8_t inserted; /* set by the writer: the row was new in public.events */
-    uint8_t dlq_done; /* BAD: the dead-letter copy was acknowledged */
+    consumer_msg_t *msg; /* owned by the batch; its partition and offset are the row's */
+    uint8_t state;       /* consumer_row_state_t */
+    uint8_t inserted;    /* set by the writer: the row was new in public.events */
+    uint8_t dlq_done;    /* BAD: the dead-letter copy was acknowledged */
     epp_uuid_t event_id;
     int64_t timestamp_us;
     size_t user_off, name_off, meta_off; /* into the batch arena */

@@ -216,8 +216,8 @@ static void dlq_failed(consumer_writer_t *w, const consumer_batch_t *b, int rc)
         if (r->state != CONSUMER_ROW_BAD || r->dlq_done)
             continue;
         char part[16], off[32], bytes[32];
-        snprintf(part, sizeof part, "%" PRId32, r->partition);
-        snprintf(off, sizeof off, "%" PRId64, r->offset);
+        snprintf(part, sizeof part, "%" PRId32, r->msg->partition);
+        snprintf(off, sizeof off, "%" PRId64, r->msg->offset);
         snprintf(bytes, sizeof bytes, "%zu", r->msg->len);
         EPP_LOGKV(EPP_LOG_ERROR,
                   "DEAD LETTER NOT PRODUCED: the batch is retried and its partitions hold until "
@@ -525,8 +525,8 @@ static size_t skip_stored(consumer_batch_t *b)
         if (r->state == CONSUMER_ROW_SKIPPED)
             continue;
         for (size_t k = 0; k < b->nparts; k++) {
-            if (b->parts[k].partition == r->partition) {
-                if (r->offset < b->parts[k].stored) {
+            if (b->parts[k].partition == r->msg->partition) {
+                if (r->msg->offset < b->parts[k].stored) {
                     r->state = CONSUMER_ROW_SKIPPED;
                     skipped++;
                 }

@@ -98,12 +98,22 @@ static int take(const app_t *a, lane_t *l)
                                (size_t)a->conf.batch_bytes);
 }
 
+/* When the lane's pooled messages make a batch, its writer being free (monotonic us): at once
+ * when the pool holds a batch's worth, else when its oldest message has waited
+ * CONSUMER_BATCH_MS. 0 when nothing is pooled. */
+static int64_t lane_due_us(const app_t *a, const lane_t *l)
+{
+    int64_t oldest = consumer_merge_oldest_us(l->pool);
+    if (oldest == 0 || pool_holds(a, l, 1))
+        return oldest;
+    return oldest + a->conf.batch_ms * 1000;
+}
+
 /* Moves the lane's work along without waiting unless it must: a batch goes to the writer as soon
  * as the writer is free; the poll thread waits for the writer only when the pool is full
  * (CONSUMER_MERGE_BATCHES), and meanwhile reads on for the other lanes. A batch is taken from
- * the pool when the pool is full (ready before the writer frees), or, the writer being free,
- * when the pool holds a batch's worth or its oldest message waited CONSUMER_BATCH_MS. 0 or
- * EPP_ENOMEM. */
+ * the pool when the pool is full (ready before the writer frees), or when the pool is due
+ * (lane_due_us) and the writer free. 0 or EPP_ENOMEM. */
 static int service_lane(const app_t *a, lane_t *l, int64_t now)
 {
     const size_t full = (size_t)a->conf.merge_batches;
@@ -115,11 +125,10 @@ static int service_lane(const app_t *a, lane_t *l, int64_t now)
             flush_lane(l); /* waits for the writer when it is busy */
             continue;
         }
-        int64_t oldest = consumer_merge_oldest_us(l->pool);
-        if (oldest == 0)
+        int64_t due = lane_due_us(a, l);
+        if (due == 0)
             return 0;
-        if (!pool_holds(a, l, full) &&
-            (busy || (!pool_holds(a, l, 1) && now - oldest < a->conf.batch_ms * 1000)))
+        if (!pool_holds(a, l, full) && (busy || now < due))
             return 0;
         if (take(a, l) != 0)
             return EPP_ENOMEM;
@@ -292,19 +301,18 @@ static void handle_error_message(app_t *a, const rd_kafka_message_t *msg)
 
 static int run(app_t *a)
 {
-    const int64_t batch_us = a->conf.batch_ms * 1000;
     while (!g_stop) {
         /* Until the next pool is due; 1 ms while a lane's work waits for its busy writer. */
         int timeout_ms = 100;
         int64_t now = epp_time_mono_us();
         for (size_t i = 0; i < a->nlanes; i++) {
             const lane_t *l = &a->lanes[i];
-            int64_t oldest = consumer_merge_oldest_us(l->pool);
-            if (l->batch->n == 0 && oldest == 0)
+            int64_t due = lane_due_us(a, l);
+            if (l->batch->n == 0 && due == 0)
                 continue;
             int ms = 1;
             if (l->batch->n == 0 && !consumer_pipeline_busy(l->pipe)) {
-                int64_t left = oldest + batch_us - now;
+                int64_t left = due - now;
                 ms = left <= 0 ? 0 : (int)((left + 999) / 1000);
             }
             if (ms < timeout_ms)
