@@ -323,7 +323,9 @@ def state_copy_rate(src_url, n, tag):
         psql(db_url(name), "-c", "SET TIME ZONE 'UTC'", "-c", "\\copy %s FROM '%s'" % (tbl, f))
         dt = time.monotonic() - t0
         secs += dt
-        parts.append("%s %.2fs/%d rows" % (tbl.split(".")[1], dt, sum(1 for _ in open(f))))
+        with open(f) as fh:
+            rows = sum(1 for _ in fh)
+        parts.append("%s %.2fs/%d rows" % (tbl.split(".")[1], dt, rows))
     print("  final state, per table: " + ", ".join(parts), flush=True)
     t.drop_database(env, name)
     for _, f in files:

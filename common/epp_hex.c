@@ -5,17 +5,6 @@
 
 #include "epp_error.h"
 
-int epp_hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Digit values by character (0 for a non-digit: is_hex tells them apart). */
 static const uint8_t hex_value[256] = {
     ['0'] = 0,  ['1'] = 1,  ['2'] = 2,  ['3'] = 3,  ['4'] = 4,  ['5'] = 5,  ['6'] = 6,  ['7'] = 7,
@@ -28,6 +17,11 @@ static const uint8_t is_hex[256] = {
     ['8'] = 1, ['9'] = 1, ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
     ['A'] = 2, ['B'] = 2, ['C'] = 2, ['D'] = 2, ['E'] = 2, ['F'] = 2,
 };
+
+int epp_hex_digit(int c)
+{
+    return c >= 0 && c <= 255 && is_hex[c] ? hex_value[c] : -1;
+}
 
 int epp_hex_decode(const char *s, size_t n, uint8_t *out, int lower_only)
 {

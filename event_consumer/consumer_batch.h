@@ -16,8 +16,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <librdkafka/rdkafka.h>
-
 #include "consumer_msg.h"
 #include "consumer_rollup.h"
 #include "epp_buf.h"

@@ -51,7 +51,7 @@ typedef struct consumer_msgs consumer_msgs_t;
 consumer_msgs_t *consumer_msgs_create(void);
 /* Accepts NULL. Every message copied from s must have been destroyed. */
 void consumer_msgs_destroy(consumer_msgs_t *s);
-/* Chunks held (filling, in use or free): for tests and the memory bound. */
+/* Chunks held (filling, in use or free): for tests. */
 size_t consumer_msgs_chunks(const consumer_msgs_t *s);
 
 /* A copy of m (payload, key, headers), or NULL (out of memory). m stays the caller's. */
