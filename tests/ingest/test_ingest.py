@@ -935,12 +935,34 @@ def http_limits(env):
             except OSError:
                 return False
 
+        def open_conns(s):
+            """epp_http_connections_open, asked over the held keep-alive connection s (a new
+            connection would itself count until the server saw it close)."""
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += s.recv(65536)
+            head, body = data.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(body) < length:
+                body += s.recv(65536)
+            m = re.search(rb"^epp_http_connections_open(?:\{[^}]*\})? +(\S+)", body, re.M)
+            return float(m.group(1))
+
+        def settle(s, n):
+            """Waits until the server counts n open connections: a client's close reaches the
+            server asynchronously, so the next connect must not race it."""
+            t.wait_for(lambda: open_conns(s) == n, 10.0,
+                       msg="epp_http_connections_open == %d" % n)
+
         held = [conn("127.0.0.2") for _ in range(3)]
         t.check(all(served(s) for s in held), "3 connections from one address are served")
+        settle(held[0], 3)  # the readiness probe's connection is gone
         fourth = conn("127.0.0.2")
         t.check(not served(fourth), "a 4th connection from 127.0.0.2 is closed without a reply "
                 "(HTTP_MAX_PER_IP=3)")
         fourth.close()
+        settle(held[0], 3)
         other = [conn("127.0.0.3") for _ in range(2)]
         t.check(all(served(s) for s in other), "connections 4 and 5 from another address are served")
         sixth = conn("127.0.0.4")
@@ -948,12 +970,12 @@ def http_limits(env):
                 "(HTTP_MAX_CONNECTIONS=5)")
         sixth.close()
         held[0].close()
-        time.sleep(0.3)
+        settle(held[1], 4)
         again = conn("127.0.0.4")
         t.check(served(again), "after one closes, a new connection is served")
         for s in held[1:] + other + [again]:
             s.close()
-        time.sleep(0.3)
+        # Counted at accept, before the refused connections were closed (and seen closed above).
         refused = metric_value(svc, "epp_http_connections_refused_total")
         t.check(refused == 2, "epp_http_connections_refused_total == 2 (got %s)" % refused)
     finally:
