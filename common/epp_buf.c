@@ -88,3 +88,17 @@ char *epp_buf_steal(epp_buf_t *buf)
     buf->len = buf->cap = 0;
     return p;
 }
+
+int epp_grow(void *items, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : first;
+    void *old, *p;
+    memcpy(&old, items, sizeof old);
+    if ((p = realloc(old, ncap * size)) == NULL)
+        return EPP_ENOMEM;
+    memcpy(items, &p, sizeof p);
+    *cap = ncap;
+    return 0;
+}

@@ -36,4 +36,9 @@ void epp_buf_free(epp_buf_t *buf);
  * Returns an empty string rather than NULL for an empty buffer, or NULL on allocation failure. */
 char *epp_buf_steal(epp_buf_t *buf);
 
+/* Room for one more item in a growing array: when n items fill *cap, the array *items points to
+ * (items is the address of the caller's T * variable, items of size bytes) doubles, or gets
+ * first items when it has none. 0, or EPP_ENOMEM with the array and *cap as they were. */
+int epp_grow(void *items, size_t *cap, size_t n, size_t size, size_t first);
+
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_http_internal.h"
 #include "epp_json.h"
@@ -140,15 +141,9 @@ int epp_http__route_add(epp_http_server_t *srv, const char *method, const char *
             strcmp(srv->routes[i].pattern, pattern) == 0)
             return EPP_EINVAL;
     }
-    if (srv->nroutes == srv->route_cap) {
-        /* Routes are added before start only, so reallocation moves nothing in use. */
-        size_t cap = srv->route_cap ? srv->route_cap * 2 : 8;
-        epp_http__route_t *nr = realloc(srv->routes, cap * sizeof(*nr));
-        if (!nr)
-            return EPP_ENOMEM;
-        srv->routes = nr;
-        srv->route_cap = cap;
-    }
+    /* Routes are added before start only, so reallocation moves nothing in use. */
+    if (epp_grow(&srv->routes, &srv->route_cap, srv->nroutes, sizeof *srv->routes, 8) != 0)
+        return EPP_ENOMEM;
     epp_http__route_t *r = &srv->routes[srv->nroutes];
     memset(r, 0, sizeof(*r));
     r->method = strdup(method);

@@ -205,14 +205,9 @@ int epp_migrate_load_dir(const char *dir, epp_migration_t **out, size_t *n, char
             digits++;
         if (digits == 0 || nm[digits] != '_' || len < 5 || strcmp(nm + len - 4, ".sql") != 0)
             continue;
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            epp_migration_t *nl = realloc(list, cap * sizeof *list);
-            if (nl == NULL) {
-                rc = EPP_ENOMEM;
-                break;
-            }
-            list = nl;
+        if (epp_grow(&list, &cap, count, sizeof *list, 16) != 0) {
+            rc = EPP_ENOMEM;
+            break;
         }
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, nm);

@@ -223,20 +223,26 @@ int64_t epp_users_row_bucket(epp_users_level_t level, int64_t bucket)
     return level == EPP_USERS_MINUTE ? epp_time_floor(bucket, widths[EPP_USERS_HOUR]) : bucket;
 }
 
+/* Starts a packed row in out: the magic and the mask of the minutes it holds. */
+static int pack_head(epp_buf_t *out, uint64_t mask)
+{
+    unsigned char head[12];
+    memcpy(head, pack_magic, 4);
+    put_le32(head + 4, (uint32_t)mask);
+    put_le32(head + 8, (uint32_t)(mask >> 32));
+    epp_buf_reset(out);
+    return epp_buf_append(out, head, sizeof head);
+}
+
 int epp_users_pack_minutes(roaring_bitmap_t *const *minutes, epp_buf_t *out, epp_buf_t *one,
                            int64_t *pairs)
 {
-    epp_buf_reset(out);
     *pairs = 0;
     uint64_t mask = 0;
     for (int k = 0; k < EPP_USERS_MINUTES; k++)
         if (minutes[k] != NULL && !roaring_bitmap_is_empty(minutes[k]))
             mask |= (uint64_t)1 << k;
-    unsigned char head[12];
-    memcpy(head, pack_magic, 4);
-    put_le32(head + 4, (uint32_t)mask);
-    put_le32(head + 8, (uint32_t)(mask >> 32));
-    int rc = epp_buf_append(out, head, sizeof head);
+    int rc = pack_head(out, mask);
     for (int k = 0; k < EPP_USERS_MINUTES && rc == 0; k++) {
         if (!(mask >> k & 1))
             continue;
@@ -249,6 +255,101 @@ int epp_users_pack_minutes(roaring_bitmap_t *const *minutes, epp_buf_t *out, epp
         }
         if (rc == 0)
             rc = epp_buf_append(out, one->data, one->len);
+    }
+    return rc != 0 ? EPP_ENOMEM : 0;
+}
+
+/* Values an array container holds at most; a container with more is a bitset of 8 KiB. */
+#define ARRAY_MAX 4096
+
+/* The values v[from..) sharing v[from]'s 16-bit key: the index past them. */
+static size_t container_end(const uint32_t *v, size_t n, size_t from)
+{
+    size_t j = from + 1;
+    while (j < n && v[j] >> 16 == v[from] >> 16)
+        j++;
+    return j;
+}
+
+/* Appends to out the stored format of the distinct ascending uids v[0..n), n > 0 -- the bytes
+ * epp_users_serialize writes for their bitmap, without building one. CRoaring's portable
+ * format without run containers: the cookie 12346 and the container count; per container its
+ * 16-bit key and cardinality - 1; per container its offset from the start; the containers, each
+ * an array of its values' low 16 bits (up to 4,096) or a bitset of 8 KiB; all little-endian.
+ * 0 or EPP_ENOMEM. */
+static int serialize_sorted(const uint32_t *v, size_t n, epp_buf_t *out)
+{
+    size_t nc = 0, size = 8;
+    for (size_t i = 0, j; i < n; i = j, nc++) {
+        j = container_end(v, n, i);
+        size += 8 + (j - i > ARRAY_MAX ? 8192 : 2 * (j - i));
+    }
+    if (epp_buf_reserve(out, size) != 0)
+        return EPP_ENOMEM;
+    unsigned char *p = (unsigned char *)out->data + out->len;
+    memset(p, 0, size);
+    put_le32(p, 12346);
+    put_le32(p + 4, (uint32_t)nc);
+    size_t off = 8 + 8 * nc;
+    for (size_t i = 0, j, c = 0; i < n; i = j, c++) {
+        j = container_end(v, n, i);
+        put_le32(p + 8 + 4 * c, (v[i] >> 16) | (uint32_t)(j - i - 1) << 16);
+        put_le32(p + 8 + 4 * nc + 4 * c, (uint32_t)off);
+        for (size_t k = i; k < j; k++) {
+            unsigned low = v[k] & 0xffff;
+            if (j - i > ARRAY_MAX) {
+                p[off + low / 8] |= (unsigned char)(1u << (low % 8));
+            } else {
+                p[off + 2 * (k - i)] = (unsigned char)low;
+                p[off + 2 * (k - i) + 1] = (unsigned char)(low >> 8);
+            }
+        }
+        off += j - i > ARRAY_MAX ? 8192 : 2 * (j - i);
+    }
+    out->len += size;
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+static int cmp_pair(const void *a, const void *b)
+{
+    const epp_users_pair_t *x = a, *y = b;
+    if (x->minute != y->minute)
+        return (x->minute > y->minute) - (x->minute < y->minute);
+    return (x->uid > y->uid) - (x->uid < y->uid);
+}
+
+void epp_users_sort_pairs(epp_users_pair_t *pairs, size_t n)
+{
+    qsort(pairs, n, sizeof *pairs, cmp_pair);
+}
+
+int epp_users_pack_pairs(const epp_users_pair_t *p, size_t n, epp_buf_t *out, epp_buf_t *one,
+                         int64_t *distinct)
+{
+    int64_t hour = n > 0 ? epp_users_row_bucket(EPP_USERS_MINUTE, p[0].minute) : 0;
+    uint64_t mask = 0;
+    for (size_t i = 0; i < n; i++)
+        mask |= (uint64_t)1 << ((p[i].minute - hour) / widths[EPP_USERS_MINUTE]);
+    *distinct = 0;
+    int rc = pack_head(out, mask);
+    for (size_t i = 0, j; i < n && rc == 0; i = j) {
+        /* The minute's distinct uids, ascending, in one (malloc'd: aligned for them). */
+        epp_buf_reset(one);
+        if (epp_buf_reserve(one, (n - i) * sizeof(uint32_t)) != 0)
+            return EPP_ENOMEM;
+        uint32_t *v = (uint32_t *)(void *)one->data;
+        size_t m = 0;
+        for (j = i; j < n && p[j].minute == p[i].minute; j++)
+            if (m == 0 || v[m - 1] != p[j].uid)
+                v[m++] = p[j].uid;
+        *distinct += (int64_t)m;
+        size_t at = out->len;
+        rc = epp_buf_append(out, "\0\0\0\0", 4);
+        if (rc == 0)
+            rc = serialize_sorted(v, m, out);
+        if (rc == 0)
+            put_le32((unsigned char *)out->data + at, (uint32_t)(out->len - at - 4));
     }
     return rc != 0 ? EPP_ENOMEM : 0;
 }
@@ -403,57 +504,37 @@ static long find_bucket(const bucket_ix_t *order, size_t n, int64_t bucket)
     return lo < n && order[lo].bucket == bucket ? (long)order[lo].i : -1;
 }
 
-/* The minute bitmaps of the hour starting at order[*k]: slots[m] is the bitmap of minute m
- * (borrowed from bits[], or the union of several given for one minute, then in owned[m]);
- * *k moves past the hour. */
-static int hour_slots(const bucket_ix_t *order, size_t n, size_t *k, roaring_bitmap_t *const *bits,
-                      roaring_bitmap_t **slots, roaring_bitmap_t **owned)
-{
-    memset(slots, 0, EPP_USERS_MINUTES * sizeof(roaring_bitmap_t *));
-    memset(owned, 0, EPP_USERS_MINUTES * sizeof(roaring_bitmap_t *));
-    int64_t hour = epp_users_row_bucket(EPP_USERS_MINUTE, order[*k].bucket);
-    for (; *k < n && epp_users_row_bucket(EPP_USERS_MINUTE, order[*k].bucket) == hour; (*k)++) {
-        int m = (int)((order[*k].bucket - hour) / widths[EPP_USERS_MINUTE]);
-        roaring_bitmap_t *b = bits[order[*k].i];
-        if (slots[m] == NULL) {
-            slots[m] = b;
-        } else if (owned[m] == NULL) {
-            if ((owned[m] = roaring_bitmap_or(slots[m], b)) == NULL)
-                return EPP_ENOMEM;
-            slots[m] = owned[m];
-        } else {
-            roaring_bitmap_or_inplace(owned[m], b);
-        }
-    }
-    return 0;
-}
-
 int epp_users_append(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
                      roaring_bitmap_t *const *bits, size_t n, epp_users_scratch_t *s,
                      epp_pg_error_t *pe)
 {
+    if (level == EPP_USERS_MINUTE)
+        return fail(pe, EPP_EINVAL, "the minute level is appended from pairs");
     rows_t w;
     int rc = rows_begin(&w, s);
-    if (level != EPP_USERS_MINUTE) {
-        for (size_t i = 0; i < n && rc == 0; i++)
-            rc = rows_add_bitmap(&w, buckets[i], bits[i]);
-    } else if (n > 0 && rc == 0) {
-        /* One row per hour: its minutes' bitmaps, packed. */
-        bucket_ix_t *order = sorted(buckets, n);
-        rc = order != NULL ? 0 : EPP_ENOMEM;
-        for (size_t k = 0; k < n && rc == 0;) {
-            roaring_bitmap_t *slots[EPP_USERS_MINUTES], *owned[EPP_USERS_MINUTES];
-            int64_t hour = epp_users_row_bucket(level, order[k].bucket);
-            rc = hour_slots(order, n, &k, bits, slots, owned);
-            if (rc == 0)
-                rc = rows_add_minutes(&w, hour, slots);
-            epp_users_free_minutes(owned);
-        }
-        free(order);
-    }
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = rows_add_bitmap(&w, buckets[i], bits[i]);
     if (rc != 0)
         return fail(pe, rc, "out of memory");
     return rows_insert(conn, level, &w, pe);
+}
+
+int epp_users_append_minutes(PGconn *conn, const epp_users_pair_t *pairs, size_t n,
+                             epp_users_scratch_t *s, epp_pg_error_t *pe)
+{
+    rows_t w;
+    int rc = rows_begin(&w, s);
+    for (size_t i = 0, j; i < n && rc == 0; i = j) {
+        int64_t hour = epp_users_row_bucket(EPP_USERS_MINUTE, pairs[i].minute), distinct;
+        for (j = i; j < n && epp_users_row_bucket(EPP_USERS_MINUTE, pairs[j].minute) == hour;)
+            j++;
+        rc = epp_users_pack_pairs(pairs + i, j - i, &s->packed, &s->one, &distinct);
+        if (rc == 0)
+            rc = rows_add(&w, hour, distinct, s->packed.data, s->packed.len);
+    }
+    if (rc != 0)
+        return fail(pe, rc, "out of memory");
+    return rows_insert(conn, EPP_USERS_MINUTE, &w, pe);
 }
 
 /* Row buckets one merge statement reads at most. */

@@ -85,13 +85,33 @@ typedef struct {
 } epp_users_scratch_t;
 void epp_users_scratch_free(epp_users_scratch_t *s);
 
-/* Appends one row per entry to the level's table: the uids of bits[i] in bucket buckets[i]
- * (bucket starts in microseconds); for the minute level, one row per hour of the buckets given
- * (a minute given twice gets the union). Empty bitmaps are skipped. 0 or a negative EPP_E* code
- * with pe filled. */
+/* Appends one row per entry to the hour or day level's table: the uids of bits[i] in bucket
+ * buckets[i] (bucket starts in microseconds). Empty bitmaps are skipped. 0 or a negative EPP_E*
+ * code with pe filled (EPP_EINVAL for the minute level: see epp_users_append_minutes). */
 int epp_users_append(PGconn *conn, epp_users_level_t level, const int64_t *buckets,
                      roaring_bitmap_t *const *bits, size_t n, epp_users_scratch_t *s,
                      epp_pg_error_t *pe);
+
+/* A user seen in a minute: what a writer appends to the minute level. */
+typedef struct {
+    int64_t minute; /* the minute's bucket start, microseconds */
+    uint32_t uid;
+} epp_users_pair_t;
+
+/* Sorts pairs by minute, then uid: the order epp_users_append_minutes takes. */
+void epp_users_sort_pairs(epp_users_pair_t *pairs, size_t n);
+
+/* Packs pairs[0..n) (sorted by epp_users_sort_pairs, all in one hour, n > 0) into out as
+ * epp_users_pack_minutes packs their minutes' bitmaps, byte for byte, without building them;
+ * one is scratch; *distinct receives the number of distinct pairs. 0 or EPP_ENOMEM. */
+int epp_users_pack_pairs(const epp_users_pair_t *pairs, size_t n, epp_buf_t *out, epp_buf_t *one,
+                         int64_t *distinct);
+
+/* Appends to the minute level one row per hour of pairs[0..n) (sorted by epp_users_sort_pairs;
+ * a pair given twice is stored once): the uids of each of its minutes, packed, written straight
+ * from the sorted uids (no bitmap is built). 0 or a negative EPP_E* code with pe filled. */
+int epp_users_append_minutes(PGconn *conn, const epp_users_pair_t *pairs, size_t n,
+                             epp_users_scratch_t *s, epp_pg_error_t *pe);
 
 /* Merges each bucket buckets[i] (distinct) into one row -- for the minute level, each hour of
  * the buckets given into one row, keeping the minutes not given as they were: its rows are read

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_hash.h"
 #include "epp_time.h"
@@ -137,14 +138,8 @@ static int note_partition(consumer_batch_t *b, int32_t partition, int64_t offset
             return 0;
         }
     }
-    if (b->nparts == b->parts_cap) {
-        size_t ncap = b->parts_cap ? b->parts_cap * 2 : 16;
-        consumer_part_t *np = realloc(b->parts, ncap * sizeof *np);
-        if (np == NULL)
-            return EPP_ENOMEM;
-        b->parts = np;
-        b->parts_cap = ncap;
-    }
+    if (epp_grow(&b->parts, &b->parts_cap, b->nparts, sizeof *b->parts, 16) != 0)
+        return EPP_ENOMEM;
     b->parts[b->nparts++] = (consumer_part_t){partition, from, offset, offset + 1, -1};
     return 0;
 }
@@ -207,14 +202,8 @@ static int note_link(consumer_batch_t *b, const consumer_msg_t *msg)
         return 0;
     if (b->nlinks > 0 && memcmp(&b->links[b->nlinks - 1], &ctx, sizeof ctx) == 0)
         return 0;
-    if (b->nlinks == b->links_cap) {
-        size_t cap = b->links_cap ? b->links_cap * 2 : 256;
-        epp_trace_ctx_t *p = realloc(b->links, cap * sizeof *p);
-        if (p == NULL)
-            return EPP_ENOMEM;
-        b->links = p;
-        b->links_cap = cap;
-    }
+    if (epp_grow(&b->links, &b->links_cap, b->nlinks, sizeof *b->links, 256) != 0)
+        return EPP_ENOMEM;
     b->links[b->nlinks++] = ctx;
     return 0;
 }

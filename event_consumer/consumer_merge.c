@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "epp_buf.h"
 #include "epp_error.h"
 
 typedef struct {
@@ -50,15 +51,9 @@ void consumer_merge_destroy(consumer_merge_t *m)
 
 int consumer_merge_push(consumer_merge_t *m, consumer_msg_t *msg, int64_t from, int64_t now_us)
 {
-    if (m->n == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 1024;
-        entry_t *e = realloc(m->e, cap * sizeof *e);
-        if (e == NULL) {
-            consumer_msg_destroy(msg);
-            return EPP_ENOMEM;
-        }
-        m->e = e;
-        m->cap = cap;
+    if (epp_grow(&m->e, &m->cap, m->n, sizeof *m->e, 1024) != 0) {
+        consumer_msg_destroy(msg);
+        return EPP_ENOMEM;
     }
     if (m->n == 0 || now_us < m->oldest_us)
         m->oldest_us = now_us;

@@ -6,6 +6,7 @@
 
 #include <roaring/roaring.h>
 
+#include "epp_buf.h"
 #include "epp_error.h"
 #include "epp_hash.h"
 #include "epp_users.h"
@@ -13,29 +14,26 @@
 /* Buckets remembered at most (for their append counts, even without known uids). */
 #define MAX_BUCKETS ((size_t)64 * 1024)
 
-/* The entries of the minute level's rows, one per hour (sql/032): their append counts. The
- * minute level's own entries, one per minute, only find a minute's pending record. */
-#define MINUTE_ROWS EPP_USERS_LEVELS
-
-/* What a lane remembers of one bucket between batches (40 bytes). */
+/* What a lane remembers of one row bucket between batches (40 bytes): for the minute level,
+ * whose rows hold an hour of minutes each, of an hour (its append count only). */
 typedef struct {
     int64_t bucket;
     uint32_t touched;        /* the write that last touched it, for eviction */
     uint32_t pending;        /* its index in pending[], valid when that record is its own */
     uint16_t appends;        /* rows appended since the lane last merged the bucket */
-    uint8_t level;           /* epp_users_level_t, or MINUTE_ROWS */
+    uint8_t level;           /* epp_users_level_t */
     uint8_t live;            /* slot in use */
-    uint32_t counted;        /* the write whose appends were last counted (MINUTE_ROWS) */
     uint32_t known_bytes;    /* memory charged for known */
     roaring_bitmap_t *known; /* committed uids (NULL: none known) */
 } entry_t;
 
-/* What the current write does to one bucket (freed by committed() or by the next write). */
+/* What the current write does to one row bucket (freed by committed() or by the next write). */
 typedef struct {
     int64_t bucket;
     int level;
-    roaring_bitmap_t *delta;  /* uids of the batch not known */
-    roaring_bitmap_t *merged; /* what a merge stored (NULL: appended, not merged) */
+    int merge;                /* merged rather than appended to */
+    roaring_bitmap_t *delta;  /* uids of the batch not known (NULL for the minute level) */
+    roaring_bitmap_t *merged; /* what a merge stored (hour and day levels) */
 } pending_t;
 
 struct consumer_users {
@@ -46,6 +44,9 @@ struct consumer_users {
     uint32_t writes;
     pending_t *pending;
     size_t npending, pending_cap;
+    /* The batch's (minute, uid) pairs, sorted; those of the hours appended to first. */
+    epp_users_pair_t *pairs;
+    size_t npairs, pairs_cap;
     size_t sent, merged;
     /* Per-call scratch: buckets and bitmaps of one level's appends and merges. */
     int64_t *buckets;
@@ -102,6 +103,7 @@ void consumer_users_destroy(consumer_users_t *u)
     clear_all(u);
     free(u->slots);
     free(u->pending);
+    free(u->pairs);
     free(u->buckets);
     free(u->bits);
     epp_users_scratch_free(&u->sql);
@@ -173,31 +175,14 @@ static entry_t *get_entry(consumer_users_t *u, int level, int64_t bucket)
     return &u->slots[i];
 }
 
-/* The entry that counts the rows appended for (level, bucket): the bucket's own, or for a
- * minute its hour's (both exist from collect() until the write's end). */
-static entry_t *counts_of(consumer_users_t *u, int level, int64_t bucket)
-{
-    if (level == EPP_USERS_MINUTE) {
-        level = MINUTE_ROWS;
-        bucket = epp_users_row_bucket(EPP_USERS_MINUTE, bucket);
-    }
-    return &u->slots[slot_of(u->slots, u->cap, level, bucket)];
-}
-
 /* The pending record of e for the current write, created when e was not touched yet. */
 static pending_t *get_pending(consumer_users_t *u, entry_t *e)
 {
     if (e->pending < u->npending && u->pending[e->pending].level == e->level &&
         u->pending[e->pending].bucket == e->bucket)
         return &u->pending[e->pending];
-    if (u->npending == u->pending_cap) {
-        size_t ncap = u->pending_cap ? u->pending_cap * 2 : 256;
-        pending_t *np = realloc(u->pending, ncap * sizeof *np);
-        if (np == NULL)
-            return NULL;
-        u->pending = np;
-        u->pending_cap = ncap;
-    }
+    if (epp_grow(&u->pending, &u->pending_cap, u->npending, sizeof *u->pending, 256) != 0)
+        return NULL;
     e->pending = (uint32_t)u->npending;
     u->pending[u->npending] = (pending_t){.bucket = e->bucket, .level = e->level};
     return &u->pending[u->npending++];
@@ -256,7 +241,18 @@ static int fail(epp_pg_error_t *pe, int code, const char *message)
     return pe->code = code;
 }
 
-/* Collects the uids of the batch that are not known, per (level, bucket). */
+/* A pair for the minute level, the array grown as needed. */
+static int add_pair(consumer_users_t *u, int64_t minute, uint32_t uid)
+{
+    if (epp_grow(&u->pairs, &u->pairs_cap, u->npairs, sizeof *u->pairs, 4096) != 0)
+        return EPP_ENOMEM;
+    u->pairs[u->npairs++] = (epp_users_pair_t){.minute = minute, .uid = uid};
+    return 0;
+}
+
+/* Collects the batch's uids: for the hour and day levels those not known, per bucket; for the
+ * minute level every (minute, uid) pair (it keeps no known uids: a user rarely has two events
+ * in one minute of two batches, so they would save little and cost the most memory). */
 static int collect(consumer_users_t *u, const consumer_batch_t *b)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -266,19 +262,13 @@ static int collect(consumer_users_t *u, const consumer_batch_t *b)
         int64_t uid = b->users[r->uix].uid;
         if (uid < 0 || uid > EPP_USERS_MAX_UID)
             return EPP_EINVAL;
-        for (int level = 0; level < EPP_USERS_LEVELS; level++) {
-            int64_t bucket = epp_users_bucket(level, r->timestamp_us);
-            entry_t *e = get_entry(u, level, bucket);
+        if (add_pair(u, epp_users_bucket(EPP_USERS_MINUTE, r->timestamp_us), (uint32_t)uid) != 0)
+            return EPP_ENOMEM;
+        for (int level = EPP_USERS_HOUR; level < EPP_USERS_LEVELS; level++) {
+            entry_t *e = get_entry(u, level, epp_users_bucket(level, r->timestamp_us));
             if (e == NULL)
                 return EPP_ENOMEM;
             e->touched = u->writes;
-            if (level == EPP_USERS_MINUTE) {
-                entry_t *row = get_entry(u, MINUTE_ROWS, epp_users_row_bucket(level, bucket));
-                if (row == NULL)
-                    return EPP_ENOMEM;
-                row->touched = u->writes;
-                e = &u->slots[slot_of(u->slots, u->cap, level, bucket)]; /* the table may grow */
-            }
             if (e->known != NULL && roaring_bitmap_contains(e->known, (uint32_t)uid))
                 continue;
             pending_t *p = get_pending(u, e);
@@ -292,28 +282,83 @@ static int collect(consumer_users_t *u, const consumer_batch_t *b)
     return 0;
 }
 
+/* The minute level: per hour of the pairs, one packed row appended (epp_users_append_minutes,
+ * straight from the sorted pairs), or, once the lane appended merge_after rows to the hour, a
+ * merge of its minutes. */
+static int write_minutes(consumer_users_t *u, PGconn *conn, epp_pg_error_t *pe)
+{
+    epp_users_pair_t *pairs = u->pairs;
+    epp_users_sort_pairs(pairs, u->npairs);
+    size_t kept = 0, m = 0;
+    int rc = 0;
+    for (size_t i = 0, j; i < u->npairs && rc == 0; i = j) {
+        int64_t hour = epp_users_row_bucket(EPP_USERS_MINUTE, pairs[i].minute);
+        for (j = i;
+             j < u->npairs && epp_users_row_bucket(EPP_USERS_MINUTE, pairs[j].minute) == hour;)
+            j++;
+        entry_t *e = get_entry(u, EPP_USERS_MINUTE, hour);
+        pending_t *p = e != NULL ? get_pending(u, e) : NULL;
+        if (p == NULL)
+            return fail(pe, EPP_ENOMEM, "out of memory");
+        e->touched = u->writes;
+        p->merge = e->appends + 1 >= consumer_users_merge_after(EPP_USERS_MINUTE);
+        u->sent += j - i;
+        if (!p->merge) { /* the appended hours' pairs move to the front, in order */
+            memmove(pairs + kept, pairs + i, (j - i) * sizeof *pairs);
+            kept += j - i;
+            continue;
+        }
+        u->merged++;
+        for (size_t k = i, l; k < j && rc == 0; k = l) {
+            if ((rc = grow_scratch(u, m + 1)) != 0)
+                break;
+            roaring_bitmap_t *bits = roaring_bitmap_create();
+            if (bits == NULL) {
+                rc = EPP_ENOMEM;
+                break;
+            }
+            for (l = k; l < j && pairs[l].minute == pairs[k].minute; l++)
+                roaring_bitmap_add(bits, pairs[l].uid);
+            u->buckets[m] = pairs[k].minute;
+            u->bits[m++] = bits;
+        }
+    }
+    if (rc != 0)
+        rc = fail(pe, EPP_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = epp_users_append_minutes(conn, pairs, kept, &u->sql, pe);
+    if (rc == 0 && m > 0)
+        rc = epp_users_merge(conn, EPP_USERS_MINUTE, u->buckets, u->bits, NULL, m, 1, &u->sql, pe);
+    for (size_t k = 0; k < m; k++)
+        epp_users_free(u->bits[k]);
+    return rc;
+}
+
 int consumer_users_write(consumer_users_t *u, PGconn *conn, const consumer_batch_t *b,
                          epp_pg_error_t *pe)
 {
     consumer_users_abandon(u);
     u->sent = u->merged = 0;
+    u->npairs = 0;
     u->writes++;
     int rc = collect(u, b);
     if (rc == EPP_EINVAL)
         return fail(pe, rc, "a row's user has no valid uid");
     if (rc != 0 || grow_scratch(u, u->npending) != 0)
         return fail(pe, EPP_ENOMEM, "out of memory");
-    for (int level = 0; level < EPP_USERS_LEVELS && rc == 0; level++) {
+    rc = write_minutes(u, conn, pe);
+    for (int level = EPP_USERS_HOUR; level < EPP_USERS_LEVELS && rc == 0; level++) {
         /* A bucket is appended to or merged, not both. */
         for (int merge = 0; merge < 2 && rc == 0; merge++) {
             size_t m = 0;
             for (size_t k = 0; k < u->npending; k++) {
                 pending_t *p = &u->pending[k];
-                if (p->level != level || p->delta == NULL)
+                if (p->level != level)
                     continue;
-                const entry_t *c = counts_of(u, p->level, p->bucket);
-                if ((c->appends + 1 >= consumer_users_merge_after(level)) != merge)
+                const entry_t *e = &u->slots[slot_of(u->slots, u->cap, level, p->bucket)];
+                if ((e->appends + 1 >= consumer_users_merge_after(level)) != merge)
                     continue;
+                p->merge = merge;
                 u->sent += roaring_bitmap_get_cardinality(p->delta);
                 u->buckets[m] = p->bucket;
                 if (merge) {
@@ -342,19 +387,12 @@ void consumer_users_committed(consumer_users_t *u)
     for (size_t k = 0; k < u->npending; k++) {
         pending_t *p = &u->pending[k];
         entry_t *e = &u->slots[slot_of(u->slots, u->cap, p->level, p->bucket)];
-        /* Counted once per write: a minute's row is its hour's, shared by its minutes. */
-        entry_t *c = counts_of(u, p->level, p->bucket);
-        if (c->counted != u->writes) {
-            if (p->merged != NULL)
-                c->appends = 0;
-            else if (p->delta != NULL && c->appends < UINT16_MAX)
-                c->appends++;
-            c->counted = u->writes;
-        }
+        if (p->merge)
+            e->appends = 0;
+        else if (e->appends < UINT16_MAX)
+            e->appends++;
         roaring_bitmap_t *add = p->merged != NULL ? p->merged : p->delta;
-        /* The minute level keeps no known uids: a user rarely has two events in one minute of
-         * two batches, so they would save little and cost the most memory. */
-        if (add != NULL && u->budget > 0 && p->level != EPP_USERS_MINUTE) {
+        if (add != NULL && u->budget > 0) {
             if (e->known == NULL) {
                 e->known = add;
                 if (add == p->merged)

@@ -5,9 +5,11 @@
  * ("known": its own appends after their COMMIT, and what its merges stored; none for minutes)
  * and how many rows it appended since it last merged the bucket -- for the minute level, whose
  * rows hold an hour of minutes each (sql/032), per hour. A batch appends, per bucket, one row with
- * the uids of its counted rows that are not known (common/epp_users.c: epp_users_append), and
- * merges a bucket instead once the lane appended consumer_users_merge_after(level) rows to it
- * (epp_users_merge, skipping rows another lane is merging).
+ * the uids of its counted rows that are not known (common/epp_users.c: epp_users_append; for
+ * the minute level one row per hour packed straight from the batch's sorted (minute, uid)
+ * pairs, epp_users_append_minutes, no bitmap or table entry per minute), and merges a bucket
+ * instead once the lane appended consumer_users_merge_after(level) rows to it (epp_users_merge,
+ * skipping rows another lane is merging).
  *
  * "known" is only ever a subset of what is stored, until uids are removed -- which only
  * epp-admin delete-test does, after bumping public.epp_rollup_generation: the writer reads the

@@ -367,6 +367,51 @@ static void test_minute_packing(void)
     epp_buf_free(&one);
 }
 
+/* The minute level's rows packed from sorted (minute, uid) pairs, as the consumer appends them,
+ * are byte for byte those packed from the minutes' bitmaps through CRoaring: one pair, array
+ * containers under many 16-bit keys, a bitset container (over 4,096 uids under one key) beside
+ * an array, the largest uid, pairs given twice. */
+static void test_pair_packing(void)
+{
+    enum { CAP = 20000 };
+    epp_users_pair_t *p = malloc(CAP * sizeof *p);
+    epp_buf_t a = {0}, b = {0}, one = {0};
+    uint64_t x = 12345;
+    for (int round = 0; round < 16; round++) {
+        int shape = round % 4;
+        size_t want = shape == 0 ? 1 : shape == 1 ? 300 : shape == 2 ? 6000 : 19000, n = 0;
+        roaring_bitmap_t *minutes[EPP_USERS_MINUTES] = {0};
+        for (size_t i = 0; i < want; i++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            int m = shape == 3 ? (int)(x >> 63) * 59 : (int)((x >> 33) % EPP_USERS_MINUTES);
+            uint32_t uid = shape == 3 ? (uint32_t)((x >> 20) % 70000) : (uint32_t)(x >> 24);
+            if (i == 0 && shape == 1)
+                uid = 4294967295U;
+            p[n++] = (epp_users_pair_t){.minute = 7 * HOUR_US + m * MIN_US, .uid = uid};
+            if (i % 50 == 7) { /* given twice */
+                p[n] = p[n - 1];
+                n++;
+            }
+            if (minutes[m] == NULL)
+                minutes[m] = roaring_bitmap_create();
+            roaring_bitmap_add(minutes[m], uid);
+        }
+        epp_users_sort_pairs(p, n);
+        int64_t distinct = -1, pairs = -2;
+        CHECK_INT_EQ(epp_users_pack_pairs(p, n, &a, &one, &distinct), 0);
+        CHECK_INT_EQ(epp_users_pack_minutes(minutes, &b, &one, &pairs), 0);
+        CHECK_INT_EQ(distinct, pairs);
+        CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+        if (shape == 3) /* a bitset container is there: over 4,096 uids under key 0 */
+            CHECK(roaring_bitmap_rank(minutes[0], 65535) > 4096);
+        epp_users_free_minutes(minutes);
+    }
+    free(p);
+    epp_buf_free(&a);
+    epp_buf_free(&b);
+    epp_buf_free(&one);
+}
+
 /* Read positions (the writers' gap check): a started partition vouches from its start offset, a
  * message moves the position past it, and an unknown position vouches for nothing before the
  * message -- but for everything after it. */
@@ -546,6 +591,7 @@ int main(void)
     EPP_RUN(test_uidcache);
     EPP_RUN(test_bitmap_format);
     EPP_RUN(test_minute_packing);
+    EPP_RUN(test_pair_packing);
     EPP_RUN(test_positions);
     EPP_RUN(test_dlq_conf);
     EPP_RUN(test_msg_store);

@@ -438,6 +438,26 @@ static void test_write_string_positions(void)
 
 /* epp_json_compact_size() is the length epp_json_serialize() writes, escapes included; raw_len
  * is the container's source text. */
+/* epp_grow (epp_buf.h): room for one more item, doubling from the first capacity, the items
+ * kept; nothing changes while there is room. */
+static void test_grow(void)
+{
+    int64_t *v = NULL;
+    size_t cap = 0;
+    for (size_t n = 0; n < 100; n++) {
+        CHECK_INT_EQ(epp_grow(&v, &cap, n, sizeof *v, 3), 0);
+        CHECK(cap > n && (n >= 3 || cap == 3) && cap <= 3 * 64);
+        v[n] = (int64_t)n * 7;
+    }
+    CHECK_INT_EQ(cap, 3 * 64);
+    int64_t *same = v;
+    CHECK_INT_EQ(epp_grow(&v, &cap, 150, sizeof *v, 3), 0);
+    CHECK(v == same && cap == 3 * 64);
+    for (size_t n = 0; n < 100; n++)
+        CHECK_INT_EQ(v[n], (int64_t)n * 7);
+    free(v);
+}
+
 static void test_compact_size(void)
 {
     static const char *docs[] = {
@@ -485,5 +505,6 @@ int main(void)
     EPP_RUN(test_write_string);
     EPP_RUN(test_write_string_positions);
     EPP_RUN(test_compact_size);
+    EPP_RUN(test_grow);
     return EPP_TEST_RESULT();
 }

@@ -223,16 +223,10 @@ static int read_topic(const admin_conf_t *c, const char *topic, dead_list_t *out
         int32_t p = m->partition;
         bool done_here = p >= 0 && p < nparts && high[p] >= 0 && m->offset >= high[p] - 1;
         if (p >= 0 && p < nparts && high[p] >= 0 && m->offset < high[p]) {
-            if (out->n == out->cap) {
-                size_t cap = out->cap ? out->cap * 2 : 64;
-                dead_t *items = realloc(out->items, cap * sizeof(*items));
-                if (!items) {
-                    rd_kafka_message_destroy(m);
-                    rc = EPP_ENOMEM;
-                    break;
-                }
-                out->items = items;
-                out->cap = cap;
+            if (epp_grow(&out->items, &out->cap, out->n, sizeof *out->items, 64) != 0) {
+                rd_kafka_message_destroy(m);
+                rc = EPP_ENOMEM;
+                break;
             }
             if (dead_copy(&out->items[out->n], m) != 0) {
                 rd_kafka_message_destroy(m);
