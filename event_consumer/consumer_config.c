@@ -28,7 +28,7 @@ const epp_conf_opt_t consumer_conf_opts[] = {
                  batch_bytes,
                  "Most message bytes in one transaction: a batch of large events is written "
                  "before CONSUMER_BATCH_SIZE rows (bounds the consumer's memory)"),
-    EPP_CONF_INT("consumer-merge-batches", "CONSUMER_MERGE_BATCHES", "2", 1, 64, C, merge_batches,
+    EPP_CONF_INT("consumer-merge-batches", "CONSUMER_MERGE_BATCHES", "4", 1, 64, C, merge_batches,
                  "Batches' worth of messages (rows and bytes) a lane holds, to write the oldest "
                  "first across its partitions (1: each batch from the next batch's worth)"),
     EPP_CONF_INT("consumer-batch-ms", "CONSUMER_BATCH_MS", "100", 1, 60000, C, batch_ms,
