@@ -14,6 +14,7 @@
 #define CONSUMER_KAFKA_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <librdkafka/rdkafka.h>
 
@@ -36,5 +37,35 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
 
 /* 1 when a broker answered a metadata request within timeout_ms. Any thread. */
 int consumer_kafka_reachable(rd_kafka_t *rk, int timeout_ms);
+
+/* When librdkafka's fetcher needs a wake-up (event_consumer/README.md, "The fetcher's
+ * one-second sleep"). librdkafka 2.0 (Debian 12's) stops fetching a partition while the
+ * consumer queue holds queued.min.messages or queued.max.messages.kbytes, and decides again
+ * only when its broker thread wakes: for a reply, for a request to send, or after a second.
+ * Catching up on a backlog, the queue fills, the broker threads fall asleep, and the consumer
+ * empties the queue and its pools before the second is up: the writers then wait for data that
+ * is in the topic. consumer_refill_due() says when the queue has fallen from above half its
+ * bound to below it; the caller then sends any request to the brokers (consumer_lag_kick), which
+ * wakes them to fetch again while half the queue is still there. Polling thread only. */
+typedef struct {
+    rd_kafka_queue_t *queue; /* the consumer queue, for its length */
+    size_t min_msgs;         /* queued.min.messages */
+    size_t max_bytes;        /* queued.max.messages.kbytes, in bytes */
+    uint64_t msgs, bytes;    /* read so far, for their mean size */
+    int armed;               /* the queue was at or above half its bound since the last wake-up */
+    int64_t checked_us, woken_us;
+} consumer_refill_t;
+
+/* Reads the two bounds from rk's configuration. 0, or EPP_ENOMEM. */
+int consumer_refill_init(consumer_refill_t *r, rd_kafka_t *rk);
+void consumer_refill_destroy(consumer_refill_t *r);
+
+/* Counts a message read (its payload length). */
+void consumer_refill_seen(consumer_refill_t *r, size_t len);
+
+/* 1 when the brokers should be woken now: the queue fell below half its bound (in messages, or
+ * in bytes at the mean message size) after being above it, and the last wake-up is 50 ms ago.
+ * Reads the queue's length at most once a millisecond. */
+int consumer_refill_due(consumer_refill_t *r, int64_t now_us);
 
 #endif

@@ -1,5 +1,6 @@
 #include "consumer_lag.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@ struct consumer_lag {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     int stop; /* under lock */
+    int kick; /* under lock: run a round now */
     /* Lag thread only: */
     epp_series_t *series[CONSUMER_MAX_TRACKED_PARTITIONS];
     unsigned char reported[CONSUMER_MAX_TRACKED_PARTITIONS]; /* set since last assigned */
@@ -111,8 +113,10 @@ static void *lag_main(void *arg)
             deadline.tv_sec++;
             deadline.tv_nsec -= 1000000000L;
         }
-        if (!l->stop)
-            pthread_cond_timedwait(&l->cond, &l->lock, &deadline);
+        while (!l->stop && !l->kick)
+            if (pthread_cond_timedwait(&l->cond, &l->lock, &deadline) == ETIMEDOUT)
+                break;
+        l->kick = 0;
     }
     pthread_mutex_unlock(&l->lock);
     return NULL;
@@ -146,14 +150,26 @@ consumer_lag_t *consumer_lag_start(rd_kafka_t *rk, const char *topic, epp_metric
     return l;
 }
 
+/* Sets *flag (a field of l, under its lock) and wakes the thread. */
+static void wake(consumer_lag_t *l, int *flag)
+{
+    pthread_mutex_lock(&l->lock);
+    *flag = 1;
+    pthread_cond_signal(&l->cond);
+    pthread_mutex_unlock(&l->lock);
+}
+
+void consumer_lag_kick(consumer_lag_t *l)
+{
+    if (l != NULL)
+        wake(l, &l->kick);
+}
+
 void consumer_lag_stop(consumer_lag_t *l)
 {
     if (l == NULL)
         return;
-    pthread_mutex_lock(&l->lock);
-    l->stop = 1;
-    pthread_cond_signal(&l->cond);
-    pthread_mutex_unlock(&l->lock);
+    wake(l, &l->stop);
     pthread_join(l->thread, NULL);
     pthread_cond_destroy(&l->cond);
     pthread_mutex_destroy(&l->lock);

@@ -32,6 +32,10 @@ typedef int64_t (*consumer_lag_next_fn)(void *ud, int32_t partition);
 consumer_lag_t *consumer_lag_start(rd_kafka_t *rk, const char *topic, epp_metric_t *gauge,
                                    consumer_lag_next_fn next, void *ud, int interval_ms);
 
+/* Runs a round now rather than at the end of the interval (any thread; returns at once).
+ * Its ListOffsets requests also wake librdkafka's broker threads (consumer_refill_due). */
+void consumer_lag_kick(consumer_lag_t *l);
+
 /* Stops the thread (within one broker timeout, at most a second) and frees l. Accepts NULL. */
 void consumer_lag_stop(consumer_lag_t *l);
 

@@ -23,6 +23,9 @@ int consumer_metrics_init(consumer_metrics_t *m, epp_metrics_t *reg)
     COUNTER(commit_unknown, "epp_consumer_commit_unknown_total",
             "COMMITs whose outcome was unknown (connection lost), resolved from the offsets table");
     COUNTER(batches, "epp_consumer_batches_total", "Batches committed to the database");
+    COUNTER(fetch_wakeups, "epp_consumer_fetch_wakeups_total",
+            "Requests sent to wake librdkafka's fetcher after its full queue fell below half "
+            "(a backlog being read)");
     COUNTER(dlq_failures, "epp_consumer_dead_letter_failures_total",
             "Attempts to dead-letter a batch's messages that the producer or the broker refused "
             "or did not acknowledge (the batch is retried)");

@@ -16,6 +16,7 @@ typedef struct {
     epp_series_t *dlq_failures;   /* epp_consumer_dead_letter_failures_total */
     epp_series_t *dlq_blocked;    /* epp_consumer_dead_letter_blocked (gauge) */
     epp_series_t *batches;        /* epp_consumer_batches_total */
+    epp_series_t *fetch_wakeups;  /* epp_consumer_fetch_wakeups_total */
     epp_series_t *batch_size;     /* epp_consumer_batch_size (histogram) */
     epp_series_t *write_seconds;  /* epp_consumer_write_duration_seconds (histogram) */
     epp_metric_t *dead_lettered;  /* epp_consumer_dead_lettered_total{reason} */

@@ -64,8 +64,9 @@ typedef struct {
      * anything, so a probe that saw 1 finishes before what it reads goes. */
     atomic_int serving;
     int failpoint_assign_at_end;
-    consumer_lag_t *lag;   /* the epp_consumer_lag thread */
-    consumer_msgs_t *msgs; /* the messages' copies (the poll thread's) */
+    consumer_lag_t *lag;      /* the epp_consumer_lag thread */
+    consumer_msgs_t *msgs;    /* the messages' copies (the poll thread's) */
+    consumer_refill_t refill; /* when librdkafka's fetcher needs a wake-up (poll thread) */
 } app_t;
 
 static lane_t *lane_of(app_t *a, int32_t partition)
@@ -326,6 +327,7 @@ static int run(app_t *a)
                 rd_kafka_message_destroy(msg);
             } else {
                 epp_series_inc(a->m.consumed);
+                consumer_refill_seen(&a->refill, msg->len);
                 lane_t *l = lane_of(a, msg->partition);
                 int64_t from = consumer_positions_advance(a->pos, msg->partition, msg->offset);
                 /* Copied, so that librdkafka's fetch buffer goes as soon as it is read. */
@@ -337,6 +339,10 @@ static int run(app_t *a)
                     return 1;
                 }
             }
+        }
+        if (consumer_refill_due(&a->refill, now)) {
+            epp_series_inc(a->m.fetch_wakeups);
+            consumer_lag_kick(a->lag);
         }
         for (size_t i = 0; i < a->nlanes; i++) {
             if (service_lane(a, &a->lanes[i], now) != 0) {
@@ -373,6 +379,7 @@ static void app_destroy(app_t *a)
         consumer_batch_destroy(l->batch);
     }
     consumer_msgs_destroy(a->msgs); /* after every message */
+    consumer_refill_destroy(&a->refill);
     if (a->rk != NULL)
         rd_kafka_destroy(a->rk);
     for (size_t i = 0; i < MAX_LANES; i++) {
@@ -498,6 +505,13 @@ int main(int argc, char **argv)
         EPP_LOGKV(EPP_LOG_ERROR, "cannot create the Kafka consumer", "error", err);
         goto out;
     }
+    if (consumer_failpoint("no_fetch_wakeups")) {
+        /* Test-only: librdkafka's fetcher left to its own wake-ups, as before them. */
+        EPP_WARN("failpoint no_fetch_wakeups is armed: the fetcher is not woken");
+    } else if (consumer_refill_init(&a->refill, a->rk) != 0) {
+        EPP_ERROR("out of memory reading the consumer queue");
+        goto out;
+    }
     for (size_t i = 0; i < a->nlanes; i++) {
         lane_t *l = &a->lanes[i];
         consumer_batch_t *spare = consumer_batch_create(fmt);
@@ -521,6 +535,7 @@ int main(int argc, char **argv)
     atomic_store(&a->serving, 0);
     consumer_lag_stop(a->lag);
     a->lag = NULL;
+    consumer_refill_destroy(&a->refill); /* its hold on the queue, before the consumer closes */
     /* Leaves the group; the revoke callback runs with nothing left in hand. */
     rd_kafka_consumer_close(a->rk);
     EPP_INFO(exit_code == 0 ? "stopped" : "stopped with the batch in hand unwritten");
