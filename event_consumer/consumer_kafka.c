@@ -128,19 +128,19 @@ rd_kafka_t *consumer_kafka_create(const consumer_conf_t *conf, const consumer_ka
          * batch, each a rollup row and a user bitmap row -- and the consumer's peak RSS passed
          * 145 MB. 64 KB per partition (grown by librdkafka for a larger message) interleaves many
          * partitions' recent events in a batch.
-         * The queue must hold about a second of what the writers store: librdkafka 2.0 (Debian
-         * 12) stops fetching while it holds queued.max.messages.kbytes or queued.min.messages
-         * and looks again only at its broker thread's next wake-up, up to 1 s later (librdkafka
-         * issue #2879; later releases added fetch.queue.backoff.ms). The consumer now wakes it
-         * when the queue is half empty (consumer_refill_due), so the queue need not cover the
-         * whole second; the figures below were measured before that. At 8 MB, ~6,000 events of
-         * ~1 KB, the writers waited most of each second: fat events were stored at 13,000-16,500
-         * rows/s, with 32 MB at 29,000. For small events the count bounds it first: 32 MB of
-         * 250-byte events is ~130,000 messages and raised live's peak RSS from 80 to 121 MB;
-         * 50,000 (85 MB) stored live as fast. CONSUMER_BATCH_BYTES keeps the batches of large
-         * events small (event_consumer/README.md, "Performance"). */
+         * librdkafka 2.0 (Debian 12) stops fetching while it holds queued.max.messages.kbytes
+         * or queued.min.messages and looks again only at its broker thread's next wake-up, up to
+         * 1 s later (librdkafka issue #2879; later releases added fetch.queue.backoff.ms). Before
+         * the consumer woke it (consumer_refill_due), the queue had to hold a second of what the
+         * writers store: at 8 MB, ~6,000 events of ~1 KB, fat events were stored at
+         * 13,000-16,500 rows/s, at 32 MB at 29,000; for small events the count bounds it first,
+         * and 50,000 stored live as fast as 130,000 (32 MB of 250-byte events) at 85 MB of peak
+         * RSS, not 121. With the wake-ups, fat at 24 MB: 0.97x of \copy at 110 MB of peak RSS,
+         * at 32 MB 1.05x but up to 130 MB (over the 128 MB bound), at 16 MB 0.82-0.90x
+         * (event_consumer/README.md, "The fetcher's one-second sleep"). CONSUMER_BATCH_BYTES
+         * keeps the batches of large events small. */
         EPP_KAFKA_PROP("max.partition.fetch.bytes", "65536"),
-        EPP_KAFKA_PROP("queued.max.messages.kbytes", "32768"),
+        EPP_KAFKA_PROP("queued.max.messages.kbytes", "24576"),
         EPP_KAFKA_PROP("queued.min.messages", "50000"),
         EPP_KAFKA_PROP("fetch.max.bytes", "8388608"),
     };
