@@ -22,13 +22,13 @@ const epp_conf_opt_t consumer_conf_opts[] = {
     EPP_OPT_PG_CONNECT_TIMEOUT(C, pg_connect_timeout_s, "5"),
     EPP_OPT_SQL_DIR(C, sql_dir),
     EPP_OPTS_HTTP_LISTEN(C, http, "8003"),
-    EPP_CONF_INT("consumer-batch-size", "CONSUMER_BATCH_SIZE", "5000", 1, 100000, C, batch_size,
+    EPP_CONF_INT("consumer-batch-size", "CONSUMER_BATCH_SIZE", "10000", 1, 100000, C, batch_size,
                  "Most rows written in one transaction"),
-    EPP_CONF_INT("consumer-batch-bytes", "CONSUMER_BATCH_BYTES", "2097152", 65536, 1073741824, C,
+    EPP_CONF_INT("consumer-batch-bytes", "CONSUMER_BATCH_BYTES", "3145728", 65536, 1073741824, C,
                  batch_bytes,
                  "Most message bytes in one transaction: a batch of large events is written "
                  "before CONSUMER_BATCH_SIZE rows (bounds the consumer's memory)"),
-    EPP_CONF_INT("consumer-merge-batches", "CONSUMER_MERGE_BATCHES", "4", 1, 64, C, merge_batches,
+    EPP_CONF_INT("consumer-merge-batches", "CONSUMER_MERGE_BATCHES", "2", 1, 64, C, merge_batches,
                  "Batches' worth of messages (rows and bytes) a lane holds, to write the oldest "
                  "first across its partitions (1: each batch from the next batch's worth)"),
     EPP_CONF_INT("consumer-batch-ms", "CONSUMER_BATCH_MS", "100", 1, 60000, C, batch_ms,

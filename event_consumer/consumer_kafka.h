@@ -56,7 +56,8 @@ typedef struct {
     int64_t checked_us, woken_us;
 } consumer_refill_t;
 
-/* Reads the two bounds from rk's configuration. 0, or EPP_ENOMEM. */
+/* Reads the two bounds from rk's configuration and holds its consumer queue. 0, or EPP_ESTATE
+ * when rk has no consumer queue (not subscribed). */
 int consumer_refill_init(consumer_refill_t *r, rd_kafka_t *rk);
 void consumer_refill_destroy(consumer_refill_t *r);
 

@@ -509,7 +509,7 @@ int main(int argc, char **argv)
         /* Test-only: librdkafka's fetcher left to its own wake-ups, as before them. */
         EPP_WARN("failpoint no_fetch_wakeups is armed: the fetcher is not woken");
     } else if (consumer_refill_init(&a->refill, a->rk) != 0) {
-        EPP_ERROR("out of memory reading the consumer queue");
+        EPP_ERROR("cannot hold librdkafka's consumer queue");
         goto out;
     }
     for (size_t i = 0; i < a->nlanes; i++) {
