@@ -6,7 +6,8 @@ order").
 8 partitions x 400 events, message i of partition p at minute 8i + p (its Kafka timestamp is the
 event's) -- but partition 7's in reverse order, newest first: a partition's messages still go in
 offset order (a gap in a batch would make the writer refuse it and the consumer exit) -- all
-produced before the consumer starts; one writer, batches of 200. The same topic is
+produced before the consumer starts; one writer, batches of 200, held (a lock on public.events)
+until the pool is full. The same topic is
 stored twice, into two databases: with a pool of 8 batches' worth (CONSUMER_MERGE_BATCHES=8) and
 of 1 (a batch takes the next batch's worth, in effect the order the messages came in). Both store
 every event exactly once. The consumer fetches up to 1 MB of a partition at a time, so all 400 of
@@ -16,7 +17,9 @@ its writer is free) and except partition 7's, a batch interleaves every partitio
 the median transaction holds rows of at least 4 partitions and spans under half the minutes."""
 
 import datetime
+import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -59,6 +62,17 @@ def transactions(url):
 
 def store(env, topic, msgs, tag, extra):
     url = t.create_database(env, t.unique_name("cons_merge_" + tag))
+    # The writer is held until the pool is full: a SHARE lock on public.events (taken on the
+    # schema epp-admin applies) stops the first batch's COPY while the poll thread reads on.
+    # Without it, a writer faster than the fetches (the Release build) or slower (ASan, beside
+    # other tests) sees pools of different depths, and the partitions per batch vary with the
+    # machine (an ASan run in CI: 3 instead of 4 to 7).
+    mig = subprocess.run([t.bin_path(env, "epp-admin"), "migrate"], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, DATABASE_URL=url))
+    t.check(mig.returncode == 0, "epp-admin migrate: %s %s" % (mig.stdout, mig.stderr))
+    lock = t.pg_connect(url, autocommit=False)
+    with lock.cursor() as cur:
+        cur.execute("LOCK TABLE public.events IN SHARE MODE")
     svc = c.consumer(env, url, topic, group="g_%s_%s" % (topic, tag),
                      extra_env=dict({"CONSUMER_WRITERS": "1", "CONSUMER_BATCH_SIZE": "200",
                                      "CONSUMER_BATCH_MS": "1000",
@@ -67,10 +81,17 @@ def store(env, topic, msgs, tag, extra):
                      log_name="consumer-merge-" + tag)
     svc.start()
     try:
+        # The batch in the writer, the pool, and the batch taken ahead of it.
+        held = min(len(msgs), (int(extra["CONSUMER_MERGE_BATCHES"]) + 1) * 200)
+        t.wait_for(lambda: c.metric(svc, "epp_consumer_messages_consumed_total") >= held,
+                   timeout=60, msg="%s: %d messages read while the writer is held" % (tag, held))
+        lock.rollback()
         c.wait_rows(url, len(msgs), timeout=90, procs=[svc])
         c.check_exact(url, {c.event_id_of(v) for _, _, v in msgs})
         s = transactions(url)
     finally:
+        lock.rollback()
+        lock.close()
         rc = svc.stop()
     t.check(rc == 0, "%s: exit code %s:\n%s" % (tag, rc, svc.log_tail()))
     t.drop_database(env, url)

@@ -935,9 +935,10 @@ def http_limits(env):
             except OSError:
                 return False
 
-        def open_conns(s):
-            """epp_http_connections_open, asked over the held keep-alive connection s (a new
-            connection would itself count until the server saw it close)."""
+        def metric_over(s, name):
+            """A metric, asked over the held keep-alive connection s: a new connection would
+            itself count, and be refused while the server has not yet seen closed connections
+            close."""
             s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             data = b""
             while b"\r\n\r\n" not in data:
@@ -946,13 +947,13 @@ def http_limits(env):
             length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
             while len(body) < length:
                 body += s.recv(65536)
-            m = re.search(rb"^epp_http_connections_open(?:\{[^}]*\})? +(\S+)", body, re.M)
+            m = re.search(rb"^" + name.encode() + rb"(?:\{[^}]*\})? +(\S+)", body, re.M)
             return float(m.group(1))
 
         def settle(s, n):
             """Waits until the server counts n open connections: a client's close reaches the
             server asynchronously, so the next connect must not race it."""
-            t.wait_for(lambda: open_conns(s) == n, 10.0,
+            t.wait_for(lambda: metric_over(s, "epp_http_connections_open") == n, 10.0,
                        msg="epp_http_connections_open == %d" % n)
 
         held = [conn("127.0.0.2") for _ in range(3)]
@@ -973,10 +974,10 @@ def http_limits(env):
         settle(held[1], 4)
         again = conn("127.0.0.4")
         t.check(served(again), "after one closes, a new connection is served")
+        # Counted at accept, before the refused connections were closed (and seen closed above).
+        refused = metric_over(again, "epp_http_connections_refused_total")
         for s in held[1:] + other + [again]:
             s.close()
-        # Counted at accept, before the refused connections were closed (and seen closed above).
-        refused = metric_value(svc, "epp_http_connections_refused_total")
         t.check(refused == 2, "epp_http_connections_refused_total == 2 (got %s)" % refused)
     finally:
         svc.stop()
