@@ -5,7 +5,7 @@ BUILD_TYPE ?= Release
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-SOURCES = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' \) -print)
+SOURCES = $(shell git -c safe.directory='*' ls-files '*.c' '*.h' 2>/dev/null || find . -path ./build -prune -o \( -name '*.c' -o -name '*.h' \) -print)
 
 .PHONY: all deps build test run superset bench chaos fuzz format format-check lint clean
 
@@ -50,7 +50,7 @@ format-check:
 # tests/; tracked, or new and not ignored), and clang-tidy with the checks in .clang-tidy over
 # the C sources the build compiles (scripts/tidy.sh, JOBS at a time). Both must report nothing.
 lint: build
-	@git ls-files -z --cached --others --exclude-standard '*.sh' .ci/run | xargs -0 shellcheck -x && echo "shellcheck: ok"
+	@git -c safe.directory='*' ls-files -z --cached --others --exclude-standard '*.sh' .ci/run | xargs -0 shellcheck -x && echo "shellcheck: ok"
 	@JOBS=$(JOBS) bash scripts/tidy.sh $(BUILD)
 
 clean:

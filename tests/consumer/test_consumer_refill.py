@@ -8,12 +8,11 @@ sends a request to the brokers when the queue, having been full, falls below hal
 (consumer_refill_due, epp_consumer_fetch_wakeups_total).
 
 The same backlog (24,000 events, 4 partitions) is read twice with a queue of 500 messages and
-batches of 1,000, each time by a fresh consumer into a fresh database: once with the failpoint no_fetch_wakeups (the
-fetcher left to its own wake-ups: it fetches a few queuefuls every second) and
-once as shipped. Both store every
-event exactly once; the shipped one counts wake-ups and drains at least 3 times as fast -- a
-ratio of two drains in the same run, measured from the first row stored to the last. Without
-the wake-ups both drains take the same time.
+batches of 1,000, each time by a fresh consumer into a fresh database: once with the failpoint
+no_fetch_wakeups (the fetcher left to its own wake-ups: it fetches a few queuefuls every second)
+and once as shipped. Both store every event exactly once; the shipped one counts wake-ups and
+drains at least 3 times as fast -- a ratio of two drains in the same run, measured from the
+first row stored to the last. Without the wake-ups both drains take the same time.
 
     test_consumer_refill.py BUILD_DIR
 """

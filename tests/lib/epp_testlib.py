@@ -49,7 +49,7 @@ sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
 import free_port as _free_port  # noqa: E402 (found through the path just added)
 
 __all__ = [
-    "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "unique_name",
+    "REPO", "TestFailure", "check", "load_env", "build_dir_from", "bin_path", "git", "unique_name",
     "free_port", "wait_for", "pg_connect", "create_database", "drop_database", "apply_migrations",
     "pg_sessions_in_transaction", "freeze_outside_transaction", "wait_schema", "cpu_seconds",
     "http_request", "http_json", "metric_value", "broker_control", "create_topic", "kafka_producer",
@@ -109,6 +109,16 @@ def bin_path(env_or_build_dir, name):
     """build/bin/NAME (absolute)."""
     b = env_or_build_dir["EPP_BUILD_DIR"] if isinstance(env_or_build_dir, dict) else env_or_build_dir
     return os.path.join(b, "bin", name)
+
+
+def git(*args, ok=(0,)):
+    """Run `git -C REPO ARGS...` and return its CompletedProcess (text); a return code outside
+    `ok` is a failure, never an answer. safe.directory=* because CI runs as root on a checkout
+    another user owns, where git refuses (exit 128, "dubious ownership") every command."""
+    p = subprocess.run(["git", "-c", "safe.directory=*", "-C", REPO] + list(args),
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    check(p.returncode in ok, "git %s exited %d: %s" % (" ".join(args), p.returncode, p.stderr))
+    return p
 
 
 def unique_name(prefix="t"):
