@@ -111,11 +111,11 @@ def bin_path(env_or_build_dir, name):
     return os.path.join(b, "bin", name)
 
 
-def git(*args, ok=(0,)):
-    """Run `git -C REPO ARGS...` and return its CompletedProcess (text); a return code outside
+def git(*args, ok=(0,), repo=REPO):
+    """Run `git -C repo ARGS...` and return its CompletedProcess (text); a return code outside
     `ok` is a failure, never an answer. safe.directory=* because CI runs as root on a checkout
     another user owns, where git refuses (exit 128, "dubious ownership") every command."""
-    p = subprocess.run(["git", "-c", "safe.directory=*", "-C", REPO] + list(args),
+    p = subprocess.run(["git", "-c", "safe.directory=*", "-C", repo] + list(args),
                        stdin=subprocess.DEVNULL, capture_output=True, text=True)
     check(p.returncode in ok, "git %s exited %d: %s" % (" ".join(args), p.returncode, p.stderr))
     return p
